@@ -1,0 +1,25 @@
+# Two self-bootstrapping commands: `make demo` runs the main job on the embedded demo data,
+# `make test` runs the test suite. Both create or reuse the virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, from the pinned CPU wheel, so no other package drags in a CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/challenge demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-demo:
+	rm -rf demo_data mlflow/mlflow.db mlflow/artifacts optuna submissions/emi

@@ -1,0 +1,5 @@
+"""Readers of the official layouts into one samples table."""
+
+from challenge.data.samples import Sample, Samples
+
+__all__ = ["Sample", "Samples"]

@@ -1,0 +1,162 @@
+"""Reader for the Aff-Wild2 layout (VA, EXPR, AU) and C-EXPR-DB (CE), see ABAW_FORMATS.md.
+
+Folder names drift between editions, so annotation folders are found by pattern.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from challenge.data.samples import Sample, Samples
+from challenge.errors import ChallengeError, list_offenders
+from challenge.media import IMAGE_SUFFIXES
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
+SPLIT_FOLDERS = {"train": re.compile(r"train", re.I), "valid": re.compile(r"valid", re.I)}
+
+
+@dataclass(frozen=True)
+class FrameLabels:
+    """What one track's annotation files look like."""
+
+    track: str
+    folder: re.Pattern  # annotation folder name
+    test_list: re.Pattern  # test-set name list file name
+    header: list[str]
+    kind: str  # "class" (one int a line), "multilabel" (0/1 each) or "regression"
+    invalid: float  # the value that marks an unannotated frame
+    low: float = 0.0
+    high: float = 1.0
+
+
+LABELS = {
+    "va": FrameLabels("va", re.compile(r"^VA", re.I), re.compile(r"VA", re.I), ["valence", "arousal"], "regression", -5, -1.0, 1.0),
+    "expr": FrameLabels(
+        "expr", re.compile(r"^EXPR|^Expr", re.I), re.compile(r"Expr", re.I),
+        ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"], "class", -1, 0, 7,
+    ),
+    "au": FrameLabels(
+        "au", re.compile(r"^AU", re.I), re.compile(r"AU", re.I),
+        ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"], "multilabel", -1, 0, 1,
+    ),
+    "ce": FrameLabels(
+        "ce", re.compile(r"^CE|Compound", re.I), re.compile(r"CE|Compound", re.I),
+        ["Fearfully_Surprised", "Happily_Surprised", "Sadly_Surprised", "Disgustedly_Surprised",
+         "Angrily_Surprised", "Sadly_Fearful", "Sadly_Angry"], "class", -1, 0, 6,
+    ),
+}
+
+
+def find_annotation_dirs(root: Path, spec: FrameLabels) -> dict[str, Path]:
+    """{split: folder} for folders like <track folder>/Train_Set, found anywhere under root."""
+    found = {}
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir() and spec.folder.search(p.name)):
+        for child in folder.iterdir():
+            for split, pattern in SPLIT_FOLDERS.items():
+                if child.is_dir() and pattern.search(child.name):
+                    found.setdefault(split, child)
+    return found
+
+
+def parse_annotation(path: Path, spec: FrameLabels) -> np.ndarray:
+    lines = path.read_text().splitlines()
+    if not lines or [c.strip() for c in lines[0].split(",")] != spec.header:
+        found = lines[0] if lines else "(empty file)"
+        raise ChallengeError(
+            f"{spec.track.upper()} annotation {path.name} line 1: header '{found}' has "
+            f"{len(found.split(','))} column(s), expected {len(spec.header)}: {','.join(spec.header)}"
+        )
+    width = 1 if spec.kind == "class" else len(spec.header)
+    rows, problems = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.strip().split(",")
+        if len(cells) != width:
+            problems.append(f"line {number}: {len(cells)} value(s), expected {width}")
+            continue
+        try:
+            values = [float(c) for c in cells]
+        except ValueError:
+            problems.append(f"line {number}: not a number: {line.strip()!r}")
+            continue
+        if not all(v == spec.invalid or spec.low <= v <= spec.high for v in values):
+            problems.append(f"line {number}: {line.strip()} outside [{spec.low:g}, {spec.high:g}] (invalid marker {spec.invalid:g})")
+            continue
+        rows.append(values)
+    if problems:
+        raise ChallengeError(f"{spec.track.upper()} annotation {path}: {len(problems)} bad line(s):\n{list_offenders(problems)}")
+    return np.array(rows, dtype=np.float32).reshape(len(rows), width)
+
+
+def index_videos(root: Path) -> dict[str, Path]:
+    """Source videos by stem, anywhere under root except the crop folders."""
+    return {
+        p.stem: p for p in sorted(root.rglob("*"))
+        if p.suffix.lower() in VIDEO_SUFFIXES and "cropped" not in str(p.relative_to(root)).lower()
+    }
+
+
+def source_video(name: str, videos: dict[str, Path]) -> Path | None:
+    """`_left`/`_right` videos share the source video (and its audio)."""
+    return videos.get(name) or videos.get(re.sub(r"_(left|right)$", "", name))
+
+
+def frame_numbers(folder: Path) -> list[int]:
+    return sorted(int(p.stem) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit())
+
+
+def read_test_names(root: Path, spec: FrameLabels) -> list[str]:
+    lists = [p for p in root.rglob("*.txt") if "names_of_videos" in str(p.parent).lower() or "test_set" in p.name.lower()]
+    lists = [p for p in lists if spec.test_list.search(p.name) and "prediction" not in str(p).lower()]
+    if not lists:
+        return []
+    return [line.strip() for line in lists[0].read_text().splitlines() if line.strip()]
+
+
+def read_affwild(root: Path, track: str) -> Samples:
+    root = Path(root)
+    if not root.is_dir():
+        raise ChallengeError(f"{root}: dataset folder not found. Pass --data with the Aff-Wild2 root.")
+    spec = LABELS[track]
+    folders = find_annotation_dirs(root, spec)
+    if not folders:
+        raise ChallengeError(
+            f"{root}: no {track.upper()} annotation folder (a folder matching {spec.folder.pattern!r} "
+            "holding Train_Set/Validation_Set). Check --data points at the Aff-Wild2 root."
+        )
+    crops = next((p for p in root.rglob("cropped_aligned*") if p.is_dir()), root / "cropped_aligned")
+    videos = index_videos(root)
+    samples, skipped, problems = [], [], []
+    for split, folder in folders.items():
+        for path in sorted(folder.glob("*.txt")):
+            labels = parse_annotation(path, spec)
+            sample = _video_sample(path.stem, split, crops, videos, labels)
+            if sample.frames_dir is None and sample.video is None:
+                skipped.append(f"{path.stem} ({split}): no cropped_aligned/{path.stem}/ and no source video")
+                continue
+            if sample.frames_dir is not None:
+                frames = frame_numbers(sample.frames_dir)
+                if frames and frames[-1] > len(labels):
+                    problems.append(
+                        f"{path}: {len(labels)} annotation lines but {sample.frames_dir} holds frame "
+                        f"{frames[-1]:05d}; line i must annotate frame i. Use the annotation file that matches these crops."
+                    )
+            samples.append(sample)
+    if problems:
+        raise ChallengeError(f"{len(problems)} annotation/frame mismatch(es):\n{list_offenders(problems)}")
+    for name in read_test_names(root, spec):
+        samples.append(_video_sample(name, "test", crops, videos, None))
+    return Samples(samples, skipped=skipped)
+
+
+def _video_sample(name: str, split: str, crops: Path, videos: dict[str, Path], labels) -> Sample:
+    frames_dir = crops / name
+    video = source_video(name, videos)
+    return Sample(
+        id=name, split=split, video=video, audio=video,
+        frames_dir=frames_dir if frames_dir.is_dir() else None, labels=labels,
+        frame_index=None if labels is None else np.arange(1, len(labels) + 1),
+    )

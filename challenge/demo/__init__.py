@@ -1,0 +1,1 @@
+"""Small datasets in the official layouts whose labels are functions of what is drawn and heard."""

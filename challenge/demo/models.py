@@ -1,0 +1,46 @@
+"""Tiny randomly initialised checkpoints in the real formats.
+
+No weights can be downloaded in CI or on offline machines; these exercise the real loading code
+(`save_pretrained` then `from_pretrained` from a local directory). Their features are random
+projections, not pretrained representations: scores with them say nothing about real models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def tiny_wav2vec2(directory: Path, emotion_head: bool = False, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from challenge.features.wav2vec2 import Wav2Vec2WithEmotionHead
+
+    torch.manual_seed(seed)
+    config = Wav2Vec2Config(
+        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
+        conv_dim=(32, 32, 32, 32, 32, 32, 32), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        num_labels=3, do_stable_layer_norm=False, feat_extract_norm="group",
+    )
+    model = Wav2Vec2WithEmotionHead(config) if emotion_head else Wav2Vec2Model(config)
+    model.save_pretrained(directory)
+    (Path(directory) / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True, "sampling_rate": 16000}))
+    return Path(directory)
+
+
+def tiny_mae(directory: Path, image_size: int = 32, hidden: int = 32, seed: int = 0) -> Path:
+    import torch
+    from transformers import ViTMAEConfig, ViTMAEModel
+
+    torch.manual_seed(seed)
+    config = ViTMAEConfig(
+        image_size=image_size, patch_size=8, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=2 * hidden, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+    )
+    ViTMAEModel(config).save_pretrained(directory)
+    (Path(directory) / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": image_size, "width": image_size}})
+    )
+    return Path(directory)

@@ -1,0 +1,16 @@
+"""Errors a user can cause. The CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+MAX_LISTED = 10
+
+
+class ChallengeError(Exception):
+    """Bad input or configuration: the message names the file or value and the fix."""
+
+
+def list_offenders(items: list[str], limit: int = MAX_LISTED) -> str:
+    """Format at most `limit` offenders, saying how many more there are."""
+    shown = "\n".join(f"  - {item}" for item in items[:limit])
+    rest = len(items) - limit
+    return shown + (f"\n  ... and {rest} more" if rest > 0 else "")

@@ -1,0 +1,84 @@
+"""Extractor configs and their registry.
+
+An extractor is a frozen dataclass: every field, its preprocessing included, goes into the
+cache key together with the schema version, so changing any setting gives new features.
+`build(device)` returns the stateful part (loaded model) as a `Runner`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from challenge.errors import ChallengeError
+
+EXTRACTORS: dict[str, type[Extractor]] = {}
+
+
+def register_extractor(cls):
+    EXTRACTORS[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a runner returns for one media item."""
+
+    array: np.ndarray  # [T, D]
+    frame_rate: float | None  # steps per second, None for per-item features
+    index: list[int] | None = None  # frame numbers of the rows, for folders of frames
+
+
+class Runner(Protocol):
+    def prepare(self, source: Path) -> Any:
+        """Decode and preprocess on the CPU (runs in worker threads, overlapping forward)."""
+
+    def forward(self, prepared: Any) -> Features:
+        """Run the model; batches internally where the input allows it."""
+
+
+@dataclass(frozen=True)
+class Extractor:
+    name: ClassVar[str]
+    modality: ClassVar[str]  # "audio" or "visual": which media of a sample it reads
+    schema_version: ClassVar[int] = 1
+    dtype: str = "float16"  # storage dtype; heads compute in float32
+
+    def describe(self) -> dict:
+        return {"name": self.name, "schema_version": self.schema_version, **dataclasses.asdict(self)}
+
+    def cache_key(self) -> str:
+        payload = json.dumps(self.describe(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def source(self, sample) -> Path | None:
+        """The media this extractor reads for a sample (None when the sample has none)."""
+        return sample.audio if self.modality == "audio" else (sample.frames_dir or sample.video)
+
+    def build(self, device: str) -> Runner:
+        raise NotImplementedError
+
+
+def make_extractor(name: str, **options) -> Extractor:
+    if name not in EXTRACTORS:
+        raise ChallengeError(f"unknown extractor {name!r}; choose one of: {', '.join(sorted(EXTRACTORS))}")
+    cls = EXTRACTORS[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(options) - fields
+    if unknown:
+        raise ChallengeError(f"extractor {name!r} has no option(s) {sorted(unknown)}; it has {sorted(fields)}")
+    return cls(**{k: v for k, v in options.items() if v is not None})
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,0 +1,146 @@
+"""Filling the store: decoding overlaps the forward pass, writing happens in the background.
+
+    worker threads: prepare (decode, resample, resize)  ──▶ main thread: forward ──▶ writer thread
+    
+A per-entry lock is taken before the forward pass and released by the writer after the atomic
+write, so two processes never compute the same entry; an entry another process holds is left
+for last, by which time it is usually a hit.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import Timeout
+
+from challenge.errors import ChallengeError, list_offenders
+from challenge.features.base import Extractor, resolve_device
+from challenge.features.store import FeatureStore
+from challenge.progress import progress_bar, say
+
+
+@dataclass
+class ExtractionReport:
+    extractor: str
+    computed: int = 0
+    cached: int = 0
+    missing_media: list[str] = field(default_factory=list)  # sample ids without this media
+    failed: list[str] = field(default_factory=list)  # "path: reason" for media that failed
+    digests: dict[str, str] = field(default_factory=dict)  # sample id -> media digest
+
+
+def media_digests(extractor: Extractor, samples, store: FeatureStore, report: ExtractionReport) -> dict[str, Path]:
+    """Map digest -> source for every sample that has this extractor's media."""
+    sources = {}
+    for sample in samples:
+        source = extractor.source(sample)
+        if source is None:
+            report.missing_media.append(sample.id)
+            continue
+        digest = store.media_digest(source)
+        report.digests[sample.id] = digest
+        sources.setdefault(digest, source)
+    return sources
+
+
+def extract(extractor: Extractor, samples, store: FeatureStore, device: str = "auto", workers: int = 2) -> ExtractionReport:
+    report = ExtractionReport(extractor.name)
+    sources = media_digests(extractor, samples, store, report)
+    todo = [(d, s) for d, s in sources.items() if not store.has(extractor, d)]
+    report.cached = len(sources) - len(todo)
+    if report.missing_media:
+        say(f"[yellow]{extractor.name}: {len(report.missing_media)} sample(s) have no media for this extractor "
+            f"(for example {', '.join(report.missing_media[:5])}); they get no {extractor.name} features.[/]")
+    if not todo:
+        say(f"{extractor.name}: all {len(sources)} entries cached")
+        return report
+    runner = extractor.build(resolve_device(device))
+    _run_pipeline(extractor, runner, todo, store, workers, report)
+    say(f"{extractor.name}: computed {report.computed}, cached {report.cached}")
+    return report
+
+
+def _run_pipeline(extractor, runner, todo, store, workers, report) -> None:
+    writes: queue.Queue = queue.Queue(maxsize=8)
+    errors: list[BaseException] = []
+    writer = threading.Thread(target=_write_loop, args=(extractor, store, writes, errors), daemon=True)
+    writer.start()
+    deferred = []
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(f"extract {extractor.name}", len(todo)) as advance:
+            pending = deque()
+            items = iter(todo)
+            for digest, source in items:  # keep a few decodes ahead of the model
+                pending.append((digest, source, pool.submit(runner.prepare, source)))
+                if len(pending) >= workers + 1:
+                    break
+            while pending:
+                digest, source, future = pending.popleft()
+                nxt = next(items, None)
+                if nxt is not None:
+                    pending.append((nxt[0], nxt[1], pool.submit(runner.prepare, nxt[1])))
+                if errors:
+                    raise errors[0]
+                lock = store.lock(extractor, digest)
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    deferred.append((digest, source, future))
+                    continue
+                _compute_one(extractor, runner, store, digest, source, future, lock, writes, report)
+                advance()
+            for digest, source, future in deferred:  # another process held these: wait for it
+                lock = store.lock(extractor, digest)
+                lock.acquire()
+                _compute_one(extractor, runner, store, digest, source, future, lock, writes, report)
+                advance()
+    finally:
+        writes.put(None)
+        writer.join()
+    if errors:
+        raise errors[0]
+    if report.failed:
+        # every good entry is already written: a rerun after fixing these resumes from here
+        raise ChallengeError(
+            f"{extractor.name}: {len(report.failed)} media file(s) could not be processed "
+            f"({report.computed} others were extracted and cached):\n{list_offenders(report.failed)}"
+        )
+
+
+def _compute_one(extractor, runner, store, digest, source, future, lock, writes, report) -> None:
+    if store.has(extractor, digest):
+        lock.release()
+        report.cached += 1
+        return
+    try:
+        features = runner.forward(future.result())
+    except ChallengeError as error:
+        lock.release()
+        report.failed.append(str(error))
+        return
+    except BaseException:
+        lock.release()
+        raise
+    if features.array.ndim != 2 or len(features.array) == 0:
+        lock.release()
+        raise ChallengeError(f"{source}: {extractor.name} produced no features (shape {features.array.shape}).")
+    meta = {"source": str(source), "frame_rate": features.frame_rate, "index": features.index}
+    writes.put((digest, features.array, meta, lock))
+    report.computed += 1
+
+
+def _write_loop(extractor, store, writes, errors) -> None:
+    while (item := writes.get()) is not None:
+        digest, array, meta, lock = item
+        try:
+            if not errors:
+                store.put(extractor, digest, array, meta)
+        except BaseException as error:  # noqa: BLE001 - surfaced by the main thread
+            errors.append(error)
+        finally:
+            lock.release()

@@ -1,0 +1,68 @@
+"""Media decoding with PyAV: video frames with timestamps, audio as 16 kHz mono float32."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+from challenge.errors import ChallengeError
+
+AUDIO_RATE = 16_000
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def _open(path: Path):
+    if not Path(path).exists():
+        raise ChallengeError(f"{path}: media file not found. Check --data points at the dataset root.")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError) as error:
+        raise ChallengeError(
+            f"{path}: cannot be decoded ({error}). Re-export the file (for example "
+            f"`ffmpeg -i {Path(path).name} fixed.mp4`) or remove it from the split file."
+        ) from error
+
+
+def read_audio(path: Path, rate: int = AUDIO_RATE) -> np.ndarray:
+    """Decode the first audio stream, downmixed to mono and resampled to `rate` Hz."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise ChallengeError(f"{path}: has no audio stream. Pass an audio file or a video with sound.")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        chunks = []
+        try:
+            for frame in container.decode(audio=0):
+                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+        except av.error.FFmpegError as error:
+            raise ChallengeError(f"{path}: audio stream is corrupt ({error}). Re-export the file.") from error
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(chunks, axis=1).reshape(-1).astype(np.float32, copy=False)
+
+
+def video_frame_rate(path: Path) -> float:
+    with _open(path) as container:
+        if not container.streams.video:
+            raise ChallengeError(f"{path}: has no video stream.")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        return float(rate) if rate else 30.0
+
+
+def iter_video_frames(path: Path, step: int = 1) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (timestamp in seconds, RGB uint8 [H, W, 3]) for every `step`-th frame."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise ChallengeError(f"{path}: has no video stream.")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if index % step == 0:
+                    yield float(frame.time or 0.0), frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as error:
+            raise ChallengeError(f"{path}: video stream is corrupt ({error}). Re-export the file.") from error

@@ -1,0 +1,40 @@
+"""The organisers' metrics (see ABAW_FORMATS.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r; 0 when either side is constant (the organisers' scripts would give NaN)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    xc, yc = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((xc**2).sum() * (yc**2).sum())
+    return float((xc * yc).sum() / denominator) if denominator > 0 else 0.0
+
+
+def mean_pearson(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, list[float]]:
+    per_column = [pearson(y_true[:, j], y_pred[:, j]) for j in range(y_true.shape[1])]
+    return float(np.mean(per_column)), per_column
+
+
+def ccc(x: np.ndarray, y: np.ndarray) -> float:
+    """Concordance correlation with population statistics (ddof=0) throughout: mixing np.cov
+    (ddof=1) with np.var (ddof=0) is a known pitfall in public code."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    covariance = ((x - x.mean()) * (y - y.mean())).mean()
+    denominator = x.var() + y.var() + (x.mean() - y.mean()) ** 2
+    return float(2 * covariance / denominator) if denominator > 0 else 0.0
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
+
+
+def mean_binary_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, list[float]]:
+    from sklearn.metrics import f1_score
+
+    per_label = [float(f1_score(y_true[:, j], y_pred[:, j], zero_division=0)) for j in range(y_true.shape[1])]
+    return float(np.mean(per_label)), per_label

@@ -1,0 +1,33 @@
+"""Progress bars for long work; `--quiet` silences them."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+QUIET = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global QUIET
+    QUIET = quiet
+
+
+def say(message: str) -> None:
+    if not QUIET:
+        console.print(message)
+
+
+@contextmanager
+def progress_bar(description: str, total: int):
+    """Yields an `advance(n=1)` callable."""
+    if QUIET or total == 0:
+        yield lambda n=1: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)

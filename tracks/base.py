@@ -1,0 +1,39 @@
+"""What a track is: its data, labels, metric and submission format, as data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+
+class Problem(str, Enum):
+    """The head's activation and loss follow from the problem, never from the track."""
+
+    CLIP_REGRESSION = "clip-regression"  # EMI: [C] intensities per clip
+    FRAME_CLASSIFICATION = "frame-classification"  # EXPR, CE
+    FRAME_MULTILABEL = "frame-multilabel"  # AU
+    FRAME_REGRESSION = "frame-regression"  # VA
+    CLIP_CLASSIFICATION = "clip-classification"  # smiles / laughs / none
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float  # the official score
+    details: dict[str, float] = field(default_factory=dict)  # per label, as the track names them
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    name: str
+    title: str
+    problem: Problem
+    labels: list[str]
+    read: Callable[[Path], object]  # dataset root -> Samples
+    write_demo: Callable[..., dict]  # (root, seed=..., sizes...) -> counts per split
+    score: Callable[[np.ndarray, np.ndarray], Score] | None = None  # (truth, prediction) -> Score
+    direction: str = "maximize"
+    default_features: tuple[str, ...] = ("wav2vec2",)

@@ -1,0 +1,27 @@
+"""Emotional Mimicry Intensity (Hume-Vidmimic2): six intensities per clip, mean Pearson."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from challenge.data.hume import EMOTIONS, read_hume
+from challenge.demo.hume import write_emi_demo
+from challenge.metrics import mean_pearson
+from tracks.base import Problem, Score, TrackSpec
+
+
+def score(truth: np.ndarray, prediction: np.ndarray) -> Score:
+    value, per_emotion = mean_pearson(truth, prediction)
+    return Score(value, dict(zip(EMOTIONS, per_emotion)))
+
+
+TRACK = TrackSpec(
+    name="emi",
+    title="Emotional Mimicry Intensity",
+    problem=Problem.CLIP_REGRESSION,
+    labels=EMOTIONS,
+    read=read_hume,
+    write_demo=write_emi_demo,
+    score=score,
+    default_features=("wav2vec2",),
+)
