@@ -1,0 +1,46 @@
+"""Tiny models and tiny demo datasets, built once per test session (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from challenge.demo.affwild import write_affwild_demo
+from challenge.demo.hume import write_emi_demo
+from challenge.demo.models import tiny_mae, tiny_wav2vec2
+from challenge.progress import set_quiet
+
+set_quiet(True)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "wav2vec2": tiny_wav2vec2(root / "wav2vec2"),
+        "wav2vec2-emotion": tiny_wav2vec2(root / "wav2vec2-emotion", emotion_head=True),
+        "mae": tiny_mae(root / "mae"),
+    }
+
+
+@pytest.fixture(scope="session")
+def emi_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("emi")
+    write_emi_demo(root, train=12, valid=6, test=4, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def affwild_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("affwild")
+    write_affwild_demo(root, train=3, valid=2, test=2, frames=40, seed=1)
+    return root
+
+
+@pytest.fixture
+def store_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "store"
+    monkeypatch.setenv("CHALLENGE_FEATURE_STORE", str(root))
+    monkeypatch.delenv("CHALLENGE_FEATURE_STORE_SHARED", raising=False)
+    return root

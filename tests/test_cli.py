@@ -1,0 +1,40 @@
+import pytest
+from typer.testing import CliRunner
+
+from challenge.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo-data", "features", "track", "validate", "runs", "demo"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", [["demo-data"], ["features", "extract"], ["features", "ls"], ["track"], ["validate"], ["runs"], ["demo"]])
+def test_every_command_has_help_with_examples(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Example" in result.output, result.output
+
+
+def test_unknown_track_is_rejected_with_the_valid_list():
+    result = runner.invoke(app, ["demo-data", "/tmp/x", "--track", "emo"])
+    assert result.exit_code != 0 and "emi" in result.output and "expr" in result.output
+
+
+def test_features_extract_and_ls(emi_root, store_root):
+    result = runner.invoke(app, ["features", "extract", "--data", str(emi_root), "--track", "emi", "--extractor", "egemaps", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "egemaps: 22 computed, 0 cached" in result.output
+    again = runner.invoke(app, ["features", "extract", "--data", str(emi_root), "--track", "emi", "--extractor", "egemaps", "-q"])
+    assert "0 computed, 22 cached" in again.output
+    listing = runner.invoke(app, ["features", "ls"])
+    assert "egemaps" in listing.output and "22" in listing.output
+
+
+def test_demo_data_for_affwild_tracks(tmp_path):
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "aw"), "--track", "va", "--train", "2", "--valid", "1", "--test", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "aw" / "prediction_files_format" / "CVPR_6th_ABAW_VA_test_set_sample.txt").read_text().startswith("image_location,valence,arousal\n")
