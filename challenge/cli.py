@@ -112,6 +112,139 @@ def features_ls(store: StoreOption = None):
     Console().print(table)
 
 
+@app.command("track")
+def track_command(
+    track: Annotated[TrackName, typer.Argument(help="Track to run.")],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset root in the track's official layout.")] = None,
+    features: Annotated[Optional[str], typer.Option(help="Comma-separated: wav2vec2, mae, egemaps, provided-wav2vec2, provided-vit.")] = None,
+    audio_model: Annotated[Optional[str], typer.Option(help="wav2vec2 hub id or local save_pretrained directory.")] = None,
+    visual_model: Annotated[Optional[str], typer.Option(help="MAE ViT hub id or local directory.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="lstm (global-context LSTM) or lightgbm (pooled features).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seeds Python, NumPy, torch and the sampler.")] = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Tune the head with Optuna before the final fit.")] = False,
+    trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold (a rerun resumes).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop tuning after this many seconds.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default sqlite:///optuna/studies.db).")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlflow/mlflow.db).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default submissions/<track>/<run-id>/).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epoch budget of torch heads.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    shuffle_labels: Annotated[bool, typer.Option("--shuffle-labels", help="Control run: permute training labels.")] = False,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out clips without media (counted).")] = False,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file of defaults; flags override it.")] = None,
+    store: StoreOption = None,
+    quiet: Quiet = False,
+):
+    """Train (and with --tune, tune) a head, score it on validation, write and validate the submission.
+
+    Examples:
+
+        challenge track emi --data /data/hume --tune --trials 30
+
+        challenge track emi --data /data/hume --features wav2vec2,mae --audio-model /models/wav2vec2-base --head lstm
+
+        challenge track emi --data demo_data/emi --features egemaps --head lightgbm --shuffle-labels
+    """
+    set_quiet(quiet)
+    from challenge.runner import load_config, run_clip_track
+
+    if track.value != "emi":
+        raise ChallengeError(f"track {track.value!r} has data readers and demo data but no training pipeline yet; `challenge track emi` is ready.")
+    flags = {
+        "track": track.value, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
+        "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
+        "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
+        "epochs": epochs, "device": device, "shuffle_labels": shuffle_labels or None, "skip_missing": skip_missing or None,
+        "store": str(store) if store else None,
+    }
+    resolved = load_config(config, flags)
+    if not resolved.data:
+        raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+    result = run_clip_track(TRACKS[track.value], resolved)
+    typer.echo(f"validation score (mean Pearson): {result.score:.4f}")
+    for label, value in result.details.items():
+        typer.echo(f"  {label:<14} r = {value:+.4f}")
+    if result.submission:
+        typer.echo(f"submission: {result.submission} (validated)")
+    typer.echo(f"MLflow run {result.run_id}; browse with: mlflow ui --backend-store-uri {resolved.tracking_uri or 'sqlite:///mlflow/mlflow.db'}")
+
+
+@app.command("validate")
+def validate_command(
+    track: Annotated[TrackName, typer.Argument(help="Track whose format to check.")],
+    file: Annotated[Path, typer.Argument(help="Submission file.")],
+    data: Annotated[Path, typer.Option(help="Dataset root: the test clips listed there are the reference.")],
+):
+    """Check a submission against the official format; exits non-zero on any problem.
+
+    Example:
+
+        challenge validate emi submissions/emi/<run-id>/predictions.csv --data /data/hume
+    """
+    spec = TRACKS[track.value]
+    if spec.validate_submission is None:
+        raise ChallengeError(f"no validator for track {track.value!r} yet; `challenge validate emi` is ready.")
+    test_ids = [s.id for s in spec.read(data).split("test")]
+    if not test_ids:
+        raise ChallengeError(f"{data}: no test clips found (test_data/raw/*.mp4), nothing to validate against.")
+    problems = spec.validate_submission(file, test_ids)
+    if problems:
+        typer.secho(f"{file}: INVALID, {len(problems)} kind(s) of problem:", fg="red")
+        for problem in problems:
+            typer.echo(problem)
+        raise typer.Exit(1)
+    typer.secho(f"{file}: valid ({len(test_ids)} test clips, official header)", fg="green")
+
+
+@app.command("runs")
+def runs_command(
+    track: Annotated[TrackName, typer.Argument(help="Track whose runs to compare.")],
+    limit: Annotated[int, typer.Option(help="How many runs to show.")] = 10,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI.")] = None,
+):
+    """Compare the best runs of a track from the MLflow store.
+
+    Example:
+
+        challenge runs emi --limit 5
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from challenge.reports import best_runs
+
+    rows = best_runs(track.value, tracking_uri, limit)
+    if not rows:
+        typer.echo(f"no runs for {track.value} yet: run `challenge track {track.value} --data DIR`.")
+        return
+    table = Table(title=f"best {track.value} runs")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console(width=160).print(table)
+
+
+@app.command("demo")
+def demo_command(
+    directory: Annotated[Path, typer.Option(help="Where the demo dataset and its stand-in model live.")] = Path("demo_data"),
+    trials: Annotated[int, typer.Option(help="Optuna trials the demo study should hold.")] = 6,
+    timeout: Annotated[float, typer.Option(help="Seconds of tuning in this call (the study resumes next time).")] = 150,
+    quiet: Quiet = False,
+):
+    """The main job on the embedded demo: write EMI demo data (once), extract features, tune
+    the global-context LSTM, write and validate the submission, record it all in MLflow.
+
+    Example:
+
+        challenge demo --trials 6
+    """
+    set_quiet(quiet)
+    from challenge.demo.run import run_demo
+
+    run_demo(directory, trials, timeout)
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":

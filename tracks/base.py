@@ -36,4 +36,6 @@ class TrackSpec:
     write_demo: Callable[..., dict]  # (root, seed=..., sizes...) -> counts per split
     score: Callable[[np.ndarray, np.ndarray], Score] | None = None  # (truth, prediction) -> Score
     direction: str = "maximize"
+    write_submission: Callable[[Path, list[str], np.ndarray], Path] | None = None  # validates what it writes
+    validate_submission: Callable[[Path, list[str]], list[str]] | None = None  # (file, test ids) -> problems
     default_features: tuple[str, ...] = ("wav2vec2",)

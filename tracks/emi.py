@@ -7,6 +7,7 @@ import numpy as np
 from challenge.data.hume import EMOTIONS, read_hume
 from challenge.demo.hume import write_emi_demo
 from challenge.metrics import mean_pearson
+from submissions.emi import validate_emi, write_emi
 from tracks.base import Problem, Score, TrackSpec
 
 
@@ -23,5 +24,7 @@ TRACK = TrackSpec(
     read=read_hume,
     write_demo=write_emi_demo,
     score=score,
+    write_submission=write_emi,
+    validate_submission=validate_emi,
     default_features=("wav2vec2",),
 )

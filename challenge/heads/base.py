@@ -1,0 +1,69 @@
+"""What a head is: parameters with known-good defaults, a search space as data, fit/predict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from challenge.errors import ChallengeError
+from tracks.base import Problem
+
+HEADS: dict[str, type[Head]] = {}
+
+# called after each epoch (or boosting checkpoint) with (step, validation score); may raise
+# optuna.TrialPruned to stop a hopeless trial
+Reporter = Callable[[int, float], None]
+
+
+def register_head(cls):
+    HEADS[cls.name] = cls
+    return cls
+
+
+def get_head(name: str) -> type[Head]:
+    if name not in HEADS:
+        raise ChallengeError(f"unknown head {name!r}; choose one of: {', '.join(sorted(HEADS))}")
+    return HEADS[name]
+
+
+class Head:
+    name: ClassVar[str]
+    problems: ClassVar[set[Problem]]
+    search_space: ClassVar[dict[str, BaseDistribution]]
+    defaults: ClassVar[dict]
+
+    def __init__(self, params: dict, problem: Problem, n_outputs: int, seed: int = 0, device: str = "cpu"):
+        if problem not in self.problems:
+            raise ChallengeError(f"head {self.name!r} does not handle {problem.value}; it handles {sorted(p.value for p in self.problems)}")
+        self.params = {**self.defaults, **params}
+        self.problem, self.n_outputs, self.seed, self.device = problem, n_outputs, seed, device
+        self.history: list[dict] = []  # per-epoch metrics of the last fit
+
+    @classmethod
+    def default_parameters(cls) -> dict:
+        return dict(cls.defaults)
+
+    def fit(self, train, valid, score: Callable[[np.ndarray, np.ndarray], float], report: Reporter | None = None) -> float:
+        """Train on `train`, select on `valid`; returns the best validation score."""
+        raise NotImplementedError
+
+    def predict(self, data) -> np.ndarray:
+        raise NotImplementedError
+
+
+def suggest(trial, space: dict[str, BaseDistribution]) -> dict:
+    """Optuna suggestions from a search space declared as distributions."""
+    params = {}
+    for name, dist in space.items():
+        if isinstance(dist, FloatDistribution):
+            params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, IntDistribution):
+            params[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, CategoricalDistribution):
+            params[name] = trial.suggest_categorical(name, dist.choices)
+        else:
+            raise TypeError(f"unsupported distribution for {name}: {dist}")
+    return params

@@ -1,0 +1,1 @@
+"""Turning cached features into training data, and the loop that fits torch heads."""

@@ -1,0 +1,137 @@
+"""Per-clip feature sequences read from the store, aligned across modalities and normalised.
+
+Arrays are opened memory-mapped at each access and dropped after it, so a corpus larger than
+RAM streams from disk: only the windows a batch needs are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from challenge.errors import ChallengeError, list_offenders
+
+
+@dataclass
+class ModalityEntry:
+    path: Path | None  # .npy of the store entry; None when the sample has no such media
+    steps: int
+
+
+@dataclass
+class ClipFeatures:
+    """Feature sequences for a list of samples: `entries[i][m]` is sample i's modality m."""
+
+    ids: list[str]
+    entries: list[list[ModalityEntry]]
+    dims: list[int]  # feature width per modality
+    targets: np.ndarray | None = None  # [N, C]
+    mean: np.ndarray | None = None  # normalisation, set from the training split
+    std: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return sum(self.dims)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def steps(self, i: int) -> int:
+        """Sequence length of sample i: the first modality it has sets the time axis."""
+        return next((e.steps for e in self.entries[i] if e.path is not None), 1)
+
+    def sequence(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """[stop - start, D] float32, modalities resampled onto one time axis and concatenated."""
+        total = self.steps(i)
+        stop = total if stop is None else min(stop, total)
+        columns = []
+        for entry, dim in zip(self.entries[i], self.dims):
+            if entry.path is None:
+                columns.append(np.zeros((stop - start, dim), np.float32))  # missing modality
+                continue
+            # nearest step of this modality for each step of the clip's time axis
+            rows = np.minimum((np.arange(start, stop) * entry.steps) // total, entry.steps - 1)
+            array = np.load(entry.path, mmap_mode="r")
+            columns.append(np.asarray(array[rows[0] : rows[-1] + 1], dtype=np.float32)[rows - rows[0]])
+        out = np.concatenate(columns, axis=1)
+        if self.mean is not None:
+            out = (out - self.mean) / self.std
+        return out
+
+    def clip_mean(self, i: int) -> np.ndarray:
+        return self.sequence(i).mean(0)
+
+    def normalise_with(self, mean: np.ndarray, std: np.ndarray) -> ClipFeatures:
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        return self
+
+    def fit_normalisation(self, max_clips: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and std over the steps of (a sample of) these clips."""
+        order = np.random.default_rng(seed).permutation(len(self))[:max_clips]
+        total, total_sq, count = np.zeros(self.dim), np.zeros(self.dim), 0
+        saved, self.mean, self.std = (self.mean, self.std), None, None
+        for i in order:
+            sequence = self.sequence(int(i)).astype(np.float64)
+            total += sequence.sum(0)
+            total_sq += (sequence**2).sum(0)
+            count += len(sequence)
+        self.mean, self.std = saved
+        mean = total / max(count, 1)
+        std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0)) + 1e-6
+        return mean, std
+
+    def subset(self, indices) -> ClipFeatures:
+        indices = list(indices)
+        return ClipFeatures(
+            [self.ids[i] for i in indices], [self.entries[i] for i in indices], self.dims,
+            None if self.targets is None else self.targets[indices], self.mean, self.std,
+        )
+
+
+def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]) -> ClipFeatures:
+    """Assemble `ClipFeatures` for samples; digests[extractor name][sample id] from extraction.
+
+    A sample without any modality is an error naming it; a sample missing some modalities gets
+    zeros there (the count is reported by the caller)."""
+    entries, dims, empty = [], [], []
+    metas = []
+    for extractor in extractors:
+        found = {}
+        for sample in samples:
+            digest = digests[extractor.name].get(sample.id)
+            base = store.locate(extractor, digest) if digest else None
+            if base is not None:
+                found[sample.id] = base
+        metas.append(found)
+        dim = _width(found, extractor)
+        dims.append(dim)
+    for sample in samples:
+        row = []
+        for found in metas:
+            base = found.get(sample.id)
+            steps = int(np.load(base.with_suffix(".npy"), mmap_mode="r").shape[0]) if base else 0
+            row.append(ModalityEntry(base.with_suffix(".npy") if base else None, steps))
+        if all(e.path is None for e in row):
+            empty.append(sample.id)
+        entries.append(row)
+    if empty:
+        raise ChallengeError(f"{len(empty)} sample(s) have no features at all:\n{list_offenders(empty)}\nRun `challenge features extract` for them or check their media.")
+    targets = np.stack([s.labels for s in samples]).astype(np.float32) if samples and samples[0].labels is not None else None
+    return ClipFeatures([s.id for s in samples], entries, dims, targets)
+
+
+def _width(found: dict, extractor) -> int:
+    for base in found.values():
+        return int(np.load(base.with_suffix(".npy"), mmap_mode="r").shape[1])
+    raise ChallengeError(f"no {extractor.name} features for any sample: extraction did not run or every media file is missing.")
+
+
+def pooled(data: ClipFeatures) -> np.ndarray:
+    """[N, 2D] mean and std over time per clip, for heads on pooled features."""
+    rows = []
+    for i in range(len(data)):
+        sequence = data.sequence(i)
+        rows.append(np.concatenate([sequence.mean(0), sequence.std(0)]))
+    return np.stack(rows)

@@ -1,0 +1,120 @@
+"""The training loop shared by torch clip heads: random windows, early stopping on the
+validation score, the best epoch's weights restored at the end."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from challenge.progress import progress_bar
+from challenge.training.features import ClipFeatures
+
+
+class ClipBatches:
+    """Padded windows of clips plus each clip's whole-clip mean (the global context)."""
+
+    def __init__(self, data: ClipFeatures, max_steps: int, seed: int):
+        self.data, self.max_steps = data, max_steps
+        self.rng = np.random.default_rng(seed)
+        self._means: np.ndarray | None = None
+
+    @property
+    def means(self) -> np.ndarray:
+        if self._means is None:  # read each clip once, however many epochs follow
+            self._means = np.stack([self.data.clip_mean(i) for i in range(len(self.data))]).astype(np.float32)
+        return self._means
+
+    def train_window(self, i: int) -> np.ndarray:
+        steps = self.data.steps(i)
+        start = int(self.rng.integers(0, steps - self.max_steps + 1)) if steps > self.max_steps else 0
+        return self.data.sequence(i, start, start + self.max_steps)
+
+    def eval_windows(self, i: int) -> list[np.ndarray]:
+        """Half-overlapping windows covering the whole clip."""
+        steps, hop = self.data.steps(i), max(1, self.max_steps // 2)
+        starts = range(0, max(steps - self.max_steps, 0) + 1, hop) if steps > self.max_steps else [0]
+        starts = sorted(set([*starts, max(steps - self.max_steps, 0)]))
+        return [self.data.sequence(i, s, s + self.max_steps) for s in starts]
+
+    @staticmethod
+    def collate(windows: list[np.ndarray], means: np.ndarray, device: str):
+        lengths = torch.tensor([len(w) for w in windows])
+        padded = pad_sequence([torch.from_numpy(w) for w in windows], batch_first=True)
+        return padded.to(device), lengths, torch.from_numpy(means).to(device)
+
+
+def pearson_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - mean over columns of Pearson's r within the batch."""
+    p, t = prediction - prediction.mean(0), target - target.mean(0)
+    r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-8)
+    return 1 - r.mean()
+
+
+def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: dict, score, report, seed: int, device: str):
+    """Returns (best validation score, per-epoch history); `model` ends with the best weights."""
+    # LSTM gradients decay into denormal floats, which are ~10x slower on x86 CPUs
+    torch.set_flush_denormal(True)
+    model.to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
+    batches = ClipBatches(train, params["max_steps"], seed)
+    targets = torch.from_numpy(train.targets)
+    best, best_state, history, stale = -math.inf, None, [], 0
+    with progress_bar("train epochs", params["epochs"]) as advance:
+        for epoch in range(params["epochs"]):
+            model.train()
+            order = batches.rng.permutation(len(train))
+            losses = []
+            for start in range(0, len(order), params["batch_size"]):
+                index = order[start : start + params["batch_size"]]
+                x, lengths, means = ClipBatches.collate([batches.train_window(i) for i in index], batches.means[index], device)
+                prediction = model(x, lengths, means)
+                y = targets[index].to(device)
+                loss = torch.nn.functional.mse_loss(prediction, y)
+                if params.get("pearson_weight", 0) > 0 and len(index) > 2:
+                    loss = loss + params["pearson_weight"] * pearson_loss(prediction, y)
+                optimiser.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimiser.step()
+                losses.append(loss.item())
+            value = score(valid.targets, predict_clips(model, valid, params["max_steps"], device))
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_score": value})
+            advance()
+            if value > best:
+                best, best_state, stale = value, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+            if report is not None:
+                report(epoch, value)
+            if stale >= params.get("patience", 10):
+                break
+    model.load_state_dict(best_state)
+    return best, history
+
+
+@torch.inference_mode()
+def predict_clips(model, data: ClipFeatures, max_steps: int, device: str, clips_per_batch: int = 32) -> np.ndarray:
+    """Average of the model's outputs over half-overlapping windows of each clip; clips are
+    read a batch at a time so memory stays bounded on a full-size split."""
+    model.eval()
+    batches = ClipBatches(data, max_steps, 0)
+    means = batches.means
+    result = []
+    for first in range(0, len(data), clips_per_batch):
+        clips = range(first, min(first + clips_per_batch, len(data)))
+        windows, owners = [], []
+        for i in clips:
+            clip_windows = batches.eval_windows(i)
+            windows.extend(clip_windows)
+            owners.extend([i - first] * len(clip_windows))
+        owners = np.array(owners)
+        x, lengths, m = ClipBatches.collate(windows, means[owners + first], device)
+        per_window = model(x, lengths, m).float().cpu().numpy()
+        summed = np.zeros((len(clips), per_window.shape[1]), np.float32)
+        np.add.at(summed, owners, per_window)
+        result.append(summed / np.bincount(owners, minlength=len(clips))[:, None])
+    return np.concatenate(result)

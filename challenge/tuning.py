@@ -1,0 +1,54 @@
+"""Optuna studies: one per track, features, head and data; seeded TPE, median pruning on the
+validation curve, warm-started from the head's defaults, resumable after a kill."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import warnings
+from pathlib import Path
+
+import optuna
+
+DEFAULT_STORAGE = "sqlite:///optuna/studies.db"
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def storage_for(url: str | None):
+    url = url or DEFAULT_STORAGE
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # the heartbeat marks trials of a killed process as failed; the callback re-queues their
+    # parameters, so a resumed study finishes what the killed one started
+    with warnings.catch_warnings():  # the heartbeat API is marked experimental
+        warnings.simplefilter("ignore")
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=5, grace_period=15,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
+
+
+def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, direction: str = "maximize") -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=name, storage=storage_for(storage_url), direction=direction, load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3),
+    )
+    if not study.trials:
+        study.enqueue_trial(defaults, skip_if_exists=True)  # known-good parameters first
+    return study
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def optimise(study: optuna.Study, objective: Callable, n_trials: int | None, timeout: float | None) -> int:
+    """Run until the study holds `n_trials` finished trials (or `timeout` seconds pass);
+    returns how many trials this call ran."""
+    before = finished_trials(study)
+    remaining = None if n_trials is None else max(n_trials - before, 0)
+    if remaining == 0:
+        return 0
+    study.optimize(objective, n_trials=remaining, timeout=timeout, catch=())
+    return finished_trials(study) - before

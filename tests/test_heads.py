@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from challenge.heads import HEADS, get_head
+from challenge.heads.lstm import GlobalContextLSTM
+from challenge.training.features import ClipFeatures, ModalityEntry
+from tracks.base import Problem
+from tracks.emi import score as emi_score
+
+
+def synthetic_clips(tmp_path, n: int, seed: int, dim: int = 8) -> ClipFeatures:
+    """Clips whose targets are functions of per-step features (a burst rate and a level)."""
+    rng = np.random.default_rng(seed)
+    entries, targets = [], []
+    for i in range(n):
+        steps = int(rng.integers(30, 90))
+        level, bursts = rng.uniform(size=2)
+        x = rng.normal(0, 1, (steps, dim)).astype(np.float32)
+        x[:, 0] += 2 * level
+        x[:, 1] += 3 * (rng.uniform(size=steps) < bursts)
+        path = tmp_path / f"{seed}-{i}.npy"
+        np.save(path, x.astype(np.float16))
+        entries.append([ModalityEntry(path, steps)])
+        targets.append([level, bursts, 1 - level, (level + bursts) / 2, bursts, level])
+    data = ClipFeatures([f"{i:05d}" for i in range(n)], entries, [dim], np.array(targets, np.float32))
+    return data
+
+
+def test_final_state_ignores_padding_and_equals_packed_state():
+    torch.manual_seed(0)
+    model = GlobalContextLSTM(5, 16, 1, 0.0, 8, 6).eval()
+    x, lengths = torch.randn(3, 12, 5), torch.tensor([12, 7, 3])
+    x_dirty = x.clone()
+    x_dirty[1, 7:] = 100.0  # garbage in the padding must not change anything
+    x_dirty[2, 3:] = -100.0
+    means = torch.randn(3, 5)
+    torch.testing.assert_close(model(x, lengths, means), model(x_dirty, lengths, means))
+    alone = model(x[1:2, :7], torch.tensor([7]), means[1:2])
+    torch.testing.assert_close(model(x, lengths, means)[1:2], alone)
+    _, (h_n, _) = model.lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    outputs, _ = model.lstm(x)
+    torch.testing.assert_close(outputs[torch.arange(3), lengths - 1], h_n[-1])
+
+
+def test_windowed_prediction_covers_long_clips(tmp_path):
+    data = synthetic_clips(tmp_path, 4, seed=3)
+    from challenge.training.loop import ClipBatches
+
+    batches = ClipBatches(data, max_steps=20, seed=0)
+    for i in range(len(data)):
+        windows = batches.eval_windows(i)
+        assert sum(len(w) for w in windows) >= data.steps(i) and all(len(w) <= 20 for w in windows)
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_head_beats_shuffled_labels(tmp_path, name):
+    train, valid = synthetic_clips(tmp_path, 80, seed=1), synthetic_clips(tmp_path, 60, seed=2)
+    mean, std = train.fit_normalisation()
+    train.normalise_with(mean, std), valid.normalise_with(mean, std)
+    head_cls = get_head(name)
+    fast = {"epochs": 15, "max_steps": 60} if name == "lstm" else {"n_estimators": 100}
+    score = lambda t, p: emi_score(t, p).value  # noqa: E731
+    head = head_cls(fast, Problem.CLIP_REGRESSION, 6, seed=0)
+    head.fit(train, valid, score)
+    real = score(valid.targets, head.predict(valid))
+    shuffled = []
+    for seed in range(3):  # one permutation is noisy on 60 clips: average several
+        control = train.subset(range(len(train)))
+        control.targets = train.targets[np.random.default_rng(seed).permutation(len(train))]
+        shuffled_head = head_cls(fast, Problem.CLIP_REGRESSION, 6, seed=0)
+        shuffled_head.fit(control, synthetic_clips(tmp_path, 60, seed=10 + seed).normalise_with(mean, std), score)
+        shuffled.append(score(valid.targets, shuffled_head.predict(valid)))
+    assert real > 0.6, real
+    assert real - np.mean(shuffled) > 0.4, (real, shuffled)
+
+
+def test_same_parameters_and_seed_give_the_same_model(tmp_path):
+    train, valid = synthetic_clips(tmp_path, 20, seed=1), synthetic_clips(tmp_path, 10, seed=2)
+    score = lambda t, p: emi_score(t, p).value  # noqa: E731
+    head_cls = get_head("lstm")
+    first, second = (head_cls({"epochs": 2, "hidden": 64}, Problem.CLIP_REGRESSION, 6, seed=5) for _ in range(2))
+    first.fit(train, valid, score), second.fit(train, valid, score)
+    np.testing.assert_allclose(first.predict(valid), second.predict(valid), atol=1e-6)

@@ -1,0 +1,60 @@
+import subprocess
+import sys
+import textwrap
+import time
+
+import optuna
+
+from challenge.tuning import finished_trials, open_study, optimise
+
+
+def _objective(trial):
+    x = trial.suggest_float("x", -3, 3)
+    for step in range(3):
+        trial.report(-(x**2) + step, step)
+    return -(x**2)
+
+
+def test_study_is_warm_started_from_defaults_and_resumes(tmp_path):
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    study = open_study("t", storage, seed=0, defaults={"x": 0.5})
+    assert optimise(study, _objective, n_trials=2, timeout=None) == 2
+    assert study.trials[0].params == {"x": 0.5}  # the defaults are trial 0
+    again = open_study("t", storage, seed=0, defaults={"x": 0.5})
+    assert finished_trials(again) == 2
+    assert optimise(again, _objective, n_trials=4, timeout=None) == 2  # only the missing ones
+    assert optimise(again, _objective, n_trials=4, timeout=None) == 0
+    assert len(again.trials) == 4 and sum(t.params == {"x": 0.5} for t in again.trials) == 1
+
+
+KILLED_STUDY = textwrap.dedent(
+    """
+    import os, signal, sys
+    from challenge.tuning import open_study, optimise
+
+    def objective(trial):
+        x = trial.suggest_float("x", -3, 3)
+        if trial.number == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # killed in the middle of the third trial
+        return -x * x
+
+    optimise(open_study("k", sys.argv[1], 0, {"x": 1.0}), objective, 5, None)
+    """
+)
+
+
+def test_killed_study_resumes_and_reruns_the_interrupted_trial(tmp_path):
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    result = subprocess.run([sys.executable, "-c", KILLED_STUDY, storage])
+    assert result.returncode == -9
+    study = optuna.load_study(study_name="k", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states[:2] == [optuna.trial.TrialState.COMPLETE] * 2 and states[2] == optuna.trial.TrialState.RUNNING
+    interrupted = study.trials[2].params
+    time.sleep(16)  # past the heartbeat grace period: the dead trial is recognised as stale
+    resumed = open_study("k", storage, seed=0, defaults={"x": 1.0})
+    ran = optimise(resumed, lambda t: -t.suggest_float("x", -3, 3) ** 2, 5, None)
+    trials = resumed.get_trials()
+    assert finished_trials(resumed) == 5 and ran == 3
+    assert trials[2].state == optuna.trial.TrialState.FAIL
+    assert any(t.params == interrupted and t.state == optuna.trial.TrialState.COMPLETE for t in trials[3:])  # retried
