@@ -25,10 +25,13 @@ def setup(tracking_uri: str | None, track: str) -> str:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(track)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = (ARTIFACT_ROOT / track).resolve().as_uri() if uri == DEFAULT_TRACKING_URI else None
-    return mlflow.create_experiment(track, artifact_location=location)
+    if experiment is None:
+        location = (ARTIFACT_ROOT / track).resolve().as_uri() if uri == DEFAULT_TRACKING_URI else None
+        experiment_id = mlflow.create_experiment(track, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)  # nested trial runs land in it too
+    return experiment_id
 
 
 def git_commit() -> str:

@@ -1,5 +1,7 @@
 """The main job through the CLI on tiny data: tune 2 trials, validate, record in MLflow."""
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -59,7 +61,9 @@ def test_lightgbm_head_and_yaml_config(workdir, emi_root):
     config.write_text("head: lightgbm\nfeatures: [egemaps]\nseed: 3\n")
     result = runner.invoke(app, ["track", "emi", "--data", str(emi_root), "--config", str(config), "--out", "out", "-q"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "head: lightgbm" in (workdir / "out" / "best_params.json").read_text() or (workdir / "out" / "predictions.csv").exists()
+    best = json.loads((workdir / "out" / "best_params.json").read_text())
+    assert "num_leaves" in best["params"] and best["provenance"] == {"source": "defaults"}
+    assert (workdir / "out" / "predictions.csv").exists()
 
 
 def test_bad_feature_name_is_rejected(workdir, emi_root):

@@ -13,6 +13,10 @@ from pathlib import Path
 
 def tiny_wav2vec2(directory: Path, emotion_head: bool = False, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     import torch
+
+    from challenge.features.models import quiet_transformers
+
+    quiet_transformers()
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     from challenge.features.wav2vec2 import Wav2Vec2WithEmotionHead
@@ -31,6 +35,10 @@ def tiny_wav2vec2(directory: Path, emotion_head: bool = False, hidden: int = 32,
 
 def tiny_mae(directory: Path, image_size: int = 32, hidden: int = 32, seed: int = 0) -> Path:
     import torch
+
+    from challenge.features.models import quiet_transformers
+
+    quiet_transformers()
     from transformers import ViTMAEConfig, ViTMAEModel
 
     torch.manual_seed(seed)

@@ -13,7 +13,7 @@ def _looks_local(model: str) -> bool:
     return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     # their per-load progress bars and "newly initialized" notes would bury our own progress
     from transformers.utils import logging
 
@@ -23,7 +23,7 @@ def _quiet_transformers() -> None:
 
 def load_pretrained(cls, model: str, **kwargs):
     """`cls.from_pretrained(model)` with an error that says what to do when offline."""
-    _quiet_transformers()
+    quiet_transformers()
     if _looks_local(model):
         path = Path(model).expanduser()
         if not (path / "config.json").exists():
