@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float  # the official score
+    details: dict[str, float] = field(default_factory=dict)  # per label, as the track names them
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

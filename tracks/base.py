@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
+
+from challenge.metrics import Score  # noqa: F401  (part of a track's interface)
 
 
 class Problem(str, Enum):
@@ -18,12 +20,6 @@ class Problem(str, Enum):
     FRAME_MULTILABEL = "frame-multilabel"  # AU
     FRAME_REGRESSION = "frame-regression"  # VA
     CLIP_CLASSIFICATION = "clip-classification"  # smiles / laughs / none
-
-
-@dataclass(frozen=True)
-class Score:
-    value: float  # the official score
-    details: dict[str, float] = field(default_factory=dict)  # per label, as the track names them
 
 
 @dataclass(frozen=True)

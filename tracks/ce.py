@@ -1,13 +1,21 @@
-"""Compound Expression recognition (7 classes, macro F1) on the Aff-Wild2 layout. Data and labels only so far: heads, metric and submission
-for the frame-level tracks arrive with the Aff-Wild2 issue."""
+"""Compound Expression recognition (7 classes, macro F1) on the Aff-Wild2 layout.
+Readers, demo data, the metric and the submission format are here; the frame-level heads and `challenge track` for it are not built yet."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from challenge.data.affwild import LABELS, read_affwild
+import numpy as np
+
+from challenge.data.affwild import CE_PARTS, LABELS, read_affwild
 from challenge.demo.affwild import write_affwild_demo
-from tracks.base import Problem, TrackSpec
+from challenge.frame_metrics import classification_score
+from tracks.base import Problem, Score, TrackSpec
+
+
+def score(truth, outputs) -> Score:
+    return classification_score(truth, outputs, LABELS["ce"].header)
+
 
 TRACK = TrackSpec(
     name="ce",
@@ -16,5 +24,13 @@ TRACK = TrackSpec(
     labels=LABELS["ce"].header,
     read=partial(read_affwild, track="ce"),
     write_demo=write_affwild_demo,
+    score=score,
     default_features=("mae", "wav2vec2"),
 )
+
+
+def zero_shot_from_expr(expr_probabilities: np.ndarray) -> np.ndarray:
+    """The documented zero-shot rule: a compound's score is the product of its two basic
+    expressions' probabilities from an EXPR model, renormalised over the 7 compounds."""
+    scores = np.stack([expr_probabilities[:, a] * expr_probabilities[:, b] for a, b in CE_PARTS.values()], axis=1)
+    return scores / np.maximum(scores.sum(1, keepdims=True), 1e-12)

@@ -1,5 +1,5 @@
-"""Valence-Arousal estimation (mean CCC) on the Aff-Wild2 layout. Data and labels only so far: heads, metric and submission
-for the frame-level tracks arrive with the Aff-Wild2 issue."""
+"""Valence-Arousal estimation (mean CCC) on the Aff-Wild2 layout.
+Readers, demo data, the metric and the submission format are here; the frame-level heads and `challenge track` for it are not built yet."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from functools import partial
 
 from challenge.data.affwild import LABELS, read_affwild
 from challenge.demo.affwild import write_affwild_demo
-from tracks.base import Problem, TrackSpec
+from challenge.frame_metrics import va_score
+from tracks.base import Problem, Score, TrackSpec
+
+
+def score(truth, outputs) -> Score:
+    return va_score(truth, outputs)
+
 
 TRACK = TrackSpec(
     name="va",
@@ -16,5 +22,6 @@ TRACK = TrackSpec(
     labels=LABELS["va"].header,
     read=partial(read_affwild, track="va"),
     write_demo=write_affwild_demo,
+    score=score,
     default_features=("mae", "wav2vec2"),
 )

@@ -51,6 +51,10 @@ LABELS = {
 }
 
 
+# each compound class of C-EXPR-DB as its two basic expressions (EXPR class indices)
+CE_PARTS = {0: (3, 6), 1: (4, 6), 2: (5, 6), 3: (2, 6), 4: (1, 6), 5: (5, 3), 6: (5, 1)}
+
+
 def find_annotation_dirs(root: Path, spec: FrameLabels) -> dict[str, Path]:
     """{split: folder} for folders like <track folder>/Train_Set, found anywhere under root."""
     found = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge.data.affwild import LABELS
+from challenge.data.affwild import CE_PARTS as COMPOUNDS, LABELS
 from challenge.demo.synth import AUDIO_RATE, FaceState, draw_face, voice, write_video
 from challenge.progress import progress_bar
 
@@ -30,8 +30,6 @@ TEMPLATES = {
     6: (0.6, 1.0, 1.0, 0.7, 0.7, 0.3, 0.8),  # Surprise
     7: (0.7, 0.0, 0.0, 0.9, 0.3, 0.2, 0.0),  # Other
 }
-# compound class -> its two basic expressions
-COMPOUNDS = {0: (3, 6), 1: (4, 6), 2: (5, 6), 3: (2, 6), 4: (1, 6), 5: (5, 3), 6: (5, 1)}
 
 
 def _segments(n: int, classes: list[int], rng) -> np.ndarray:

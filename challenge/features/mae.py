@@ -34,7 +34,7 @@ class MAEExtractor(Extractor):
     pooling: str = "mean"  # "mean" of patch tokens or "cls"; both independent of patch order
     frame_step: int = 1  # keep every n-th frame (video input) or frame file (crop folders)
     batch_size: int = 32
-    bf16: bool = True
+    bf16: bool = False  # bfloat16 autocast: for GPUs and CPUs with AMX (slower without, see benchmarks)
 
     def build(self, device: str):
         if self.backend == "timm":

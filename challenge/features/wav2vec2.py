@@ -65,7 +65,7 @@ class Wav2Vec2Extractor(Extractor):
     average_layers: bool = False  # mean over all transformer layers instead of one
     emotion_head: bool = True  # append the checkpoint's 3 regression outputs when it has them
     max_chunk_seconds: float = 30.0  # long clips are cut so memory stays bounded
-    bf16: bool = True  # bfloat16 autocast (CPU with AMX and GPUs); part of the key as it changes values
+    bf16: bool = False  # bfloat16 autocast: for GPUs and CPUs with AMX (slower without, see benchmarks)
 
     def build(self, device: str):
         return _Wav2Vec2Runner(self, device)

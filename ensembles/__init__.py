@@ -1,0 +1,1 @@
+"""Combining predictions: Gaussian temporal smoothing now; background-split and fold ensembles next."""
