@@ -119,7 +119,7 @@ def track_command(
     features: Annotated[Optional[str], typer.Option(help="Comma-separated: wav2vec2, mae, egemaps, provided-wav2vec2, provided-vit.")] = None,
     audio_model: Annotated[Optional[str], typer.Option(help="wav2vec2 hub id or local save_pretrained directory.")] = None,
     visual_model: Annotated[Optional[str], typer.Option(help="MAE ViT hub id or local directory.")] = None,
-    head: Annotated[Optional[str], typer.Option(help="lstm (global-context LSTM) or lightgbm (pooled features).")] = None,
+    head: Annotated[Optional[str], typer.Option(help="EMI: lstm (default) or lightgbm; frame tracks: transformer (default) or lstm-frames.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seeds Python, NumPy, torch and the sampler.")] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Tune the head with Optuna before the final fit.")] = False,
     trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold (a rerun resumes).")] = None,
@@ -131,6 +131,7 @@ def track_command(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     shuffle_labels: Annotated[bool, typer.Option("--shuffle-labels", help="Control run: permute training labels.")] = False,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out clips without media (counted).")] = False,
+    zero_shot: Annotated[bool, typer.Option("--zero-shot", help="ce: compound scores from an EXPR model (product of its two basic emotions).")] = False,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of defaults; flags override it.")] = None,
     store: StoreOption = None,
     quiet: Quiet = False,
@@ -144,26 +145,29 @@ def track_command(
         challenge track emi --data /data/hume --features wav2vec2,mae --audio-model /models/wav2vec2-base --head lstm
 
         challenge track emi --data demo_data/emi --features egemaps --head lightgbm --shuffle-labels
+
+        challenge track expr --data /data/affwild2 --features mae,wav2vec2 --visual-model /models/mae-face --tune
+
+        challenge track ce --data /data/affwild2 --zero-shot
     """
     set_quiet(quiet)
-    from challenge.runner import load_config, run_clip_track
+    from challenge.runner import load_config, run_track
 
-    if track.value != "emi":
-        raise ChallengeError(f"track {track.value!r} has data readers and demo data but no training pipeline yet; `challenge track emi` is ready.")
     flags = {
         "track": track.value, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
         "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
         "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
         "epochs": epochs, "device": device, "shuffle_labels": shuffle_labels or None, "skip_missing": skip_missing or None,
-        "store": str(store) if store else None,
+        "store": str(store) if store else None, "zero_shot": zero_shot or None,
     }
     resolved = load_config(config, flags)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
-    result = run_clip_track(TRACKS[track.value], resolved)
-    typer.echo(f"validation score (mean Pearson): {result.score:.4f}")
+    spec = TRACKS[track.value]
+    result = run_track(spec, resolved)
+    typer.echo(f"validation score ({spec.metric}): {result.score:.4f}")
     for label, value in result.details.items():
-        typer.echo(f"  {label:<14} r = {value:+.4f}")
+        typer.echo(f"  {label:<14} {value:+.4f}")
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
     typer.echo(f"MLflow run {result.run_id}; browse with: mlflow ui --backend-store-uri {resolved.tracking_uri or 'sqlite:///mlflow/mlflow.db'}")
@@ -180,20 +184,26 @@ def validate_command(
     Example:
 
         challenge validate emi submissions/emi/<run-id>/predictions.csv --data /data/hume
+
+        challenge validate expr submissions/expr/<run-id>/predictions.txt --data /data/affwild2
     """
     spec = TRACKS[track.value]
-    if spec.validate_submission is None:
-        raise ChallengeError(f"no validator for track {track.value!r} yet; `challenge validate emi` is ready.")
-    test_ids = [s.id for s in spec.read(data).split("test")]
+    test_ids = [s.id for s in spec.read(data, on_missing="skip").split("test")]
     if not test_ids:
-        raise ChallengeError(f"{data}: no test clips found (test_data/raw/*.mp4), nothing to validate against.")
-    problems = spec.validate_submission(file, test_ids)
+        raise ChallengeError(f"{data}: no test clips or videos found, nothing to validate against.")
+    if spec.validate_submission is not None:
+        problems = spec.validate_submission(file, test_ids)
+    else:
+        from challenge.data.affwild import find_sample_file
+        from submissions.affwild import validate_affwild
+
+        problems = validate_affwild(spec.name, file, find_sample_file(data, spec.name), test_ids)
     if problems:
         typer.secho(f"{file}: INVALID, {len(problems)} kind(s) of problem:", fg="red")
         for problem in problems:
             typer.echo(problem)
         raise typer.Exit(1)
-    typer.secho(f"{file}: valid ({len(test_ids)} test clips, official header)", fg="green")
+    typer.secho(f"{file}: valid ({len(test_ids)} test {'clips' if spec.name == 'emi' else 'videos'}, official header)", fg="green")
 
 
 @app.command("runs")

@@ -37,12 +37,16 @@ def au_score(truth: np.ndarray, probabilities: np.ndarray, names: list[str], thr
 
 def tune_au_thresholds(truth: np.ndarray, probabilities: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
     """Per-AU threshold maximising that AU's F1 on validation (ties: the one nearest 0.5)."""
-    from sklearn.metrics import f1_score
-
     valid = ~(truth == -1).any(1)
-    best = []
-    for j in range(truth.shape[1]):
-        scores = [f1_score(truth[valid, j].astype(int), (probabilities[valid, j] >= t).astype(int), zero_division=0) for t in grid]
-        top = max(scores)
-        best.append(min((t for t, s in zip(grid, scores) if s == top), key=lambda t: abs(t - 0.5)))
-    return np.array(best)
+    y = truth[valid].astype(bool)[:, None, :]  # [N, 1, AUs]
+    decided = probabilities[valid][:, None, :] >= grid[None, :, None]  # [N, thresholds, AUs]
+    tp = (decided & y).sum(0)
+    f1 = 2 * tp / np.maximum(decided.sum(0) + y.sum(0), 1)  # [thresholds, AUs]
+    nearest_half = np.argsort(np.abs(grid - 0.5), kind="stable")
+    return np.array([grid[nearest_half[np.argmax(f1[nearest_half, j])]] for j in range(truth.shape[1])])
+
+
+def au_score_tuned(truth: np.ndarray, probabilities: np.ndarray, names: list[str]) -> tuple[Score, np.ndarray]:
+    """AU score at thresholds tuned on these same outputs (validation), with the thresholds."""
+    thresholds = tune_au_thresholds(truth, probabilities)
+    return au_score(truth, probabilities, names, thresholds), thresholds

@@ -26,3 +26,28 @@ def predicted_vs_true(truth: np.ndarray, prediction: np.ndarray, labels: list[st
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
+
+
+def confusion_matrix_plot(truth: np.ndarray, decisions: np.ndarray, labels: list[str], path: Path) -> Path:
+    """Row-normalised confusion matrix (recall per true class), counts in each cell's label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(truth, decisions, labels=list(range(len(labels))))
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(1 + 0.8 * len(labels), 0.8 * len(labels)))
+    axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            axis.text(j, i, f"{100 * share[i, j]:.0f}%\n{counts[i, j]}", ha="center", va="center", fontsize=7,
+                      color="white" if share[i, j] > 0.5 else "black")
+    axis.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true")
+    axis.set_xticklabels(labels, rotation=45, ha="right")
+    axis.set_yticklabels(labels)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -13,7 +13,8 @@ import yaml
 
 from challenge.errors import ChallengeError
 from challenge.progress import say
-from tracks.base import TrackSpec
+from tracks import get_track
+from tracks.base import Problem, TrackSpec
 
 FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "provided-wav2vec2", "provided-vit")
 
@@ -24,10 +25,10 @@ class RunConfig:
 
     track: str
     data: str
-    features: list[str] = field(default_factory=lambda: ["wav2vec2"])
+    features: list[str] | None = None  # default: the track's default features
     audio_model: str = "facebook/wav2vec2-base"
     visual_model: str = "facebook/vit-mae-base"
-    head: str = "lstm"
+    head: str | None = None  # default: the track's default head
     seed: int = 0
     tune: bool = False
     trials: int = 20
@@ -40,6 +41,7 @@ class RunConfig:
     shuffle_labels: bool = False  # control run: training labels permuted across clips
     skip_missing: bool = False
     store: str | None = None
+    zero_shot: bool = False  # CE only: compound scores from an EXPR model trained on the same root
 
 
 @dataclass
@@ -64,6 +66,11 @@ def load_config(path: Path | None, flags: dict) -> RunConfig:
             raise ChallengeError(f"{path}: unknown setting(s) {sorted(unknown)}; valid: {sorted(RunConfig.__dataclass_fields__)}")
     values.update({k: v for k, v in flags.items() if v is not None})
     config = RunConfig(**values)
+    from tracks import get_track
+
+    spec = get_track(config.track)
+    config.features = config.features or list(spec.default_features)
+    config.head = config.head or spec.default_head
     bad = [f for f in config.features if f not in FEATURE_CHOICES]
     if bad:
         raise ChallengeError(f"unknown feature set(s) {bad}; choose from {', '.join(FEATURE_CHOICES)}")
@@ -86,38 +93,85 @@ def make_extractors(config: RunConfig):
     return built
 
 
-def prepare_features(spec: TrackSpec, config: RunConfig):
-    """Samples and normalised ClipFeatures per split; extraction happens here, once."""
+def extract_all(samples, config: RunConfig):
+    """Every configured extractor over every sample, once; returns (store, extractors, digests, keys)."""
     from challenge.features import FeatureStore
     from challenge.features.extract import extract
-    from challenge.training.features import clip_features
 
-    samples = spec.read(Path(config.data), on_missing="skip" if config.skip_missing else "error")
-    if samples.skipped:
-        say(f"[yellow]skipped {len(samples.skipped)} clip(s) without media (listed in the run's skipped.txt)[/]")
     store = FeatureStore(config.store)
     extractors = make_extractors(config)
     digests, keys = {}, {}
     for extractor in extractors:
         report = extract(extractor, samples, store, device=config.device)
         digests[extractor.name] = report.digests
-        keys[f"{extractor.name}"] = extractor.cache_key()[:16]
+        keys[extractor.name] = extractor.cache_key()[:16]
+    return store, extractors, digests, keys
+
+
+def read_samples(spec: TrackSpec, config: RunConfig):
+    samples = spec.read(Path(config.data), on_missing="skip" if config.skip_missing else "error")
+    if samples.skipped:
+        say(f"[yellow]skipped {len(samples.skipped)} sample(s) without media (listed in the run's skipped.txt)[/]")
+    return samples
+
+
+def prepare_features(spec: TrackSpec, config: RunConfig, samples=None):
+    """Samples and normalised per-split training data; extraction happens here, once."""
+    samples = samples if samples is not None else read_samples(spec, config)
+    store, extractors, digests, keys = extract_all(samples, config)
+    builder = _clip_split if spec.problem == Problem.CLIP_REGRESSION else _frame_split(spec, config, samples)
     splits = {}
     for split in ("train", "valid", "test"):
         part = samples.split(split)
         if not part and split != "test":
             raise ChallengeError(f"{config.data}: the {split} split is empty.")
-        splits[split] = clip_features(part, extractors, store, digests) if part else None
-    mean, std = splits["train"].fit_normalisation(seed=config.seed)
+        splits[split] = builder(part, extractors, store, digests) if part else None
+    mean, std = splits["train"].fit_normalisation()
     for data in splits.values():
         if data is not None:
             data.normalise_with(mean, std)
     if config.shuffle_labels:
-        splits["train"].targets = splits["train"].targets[np.random.default_rng(config.seed).permutation(len(splits["train"]))]
+        _shuffle_labels(splits["train"], config.seed)
     return samples, splits, keys
 
 
-def run_clip_track(spec: TrackSpec, config: RunConfig) -> RunResult:
+def _clip_split(part, extractors, store, digests):
+    from challenge.training.features import clip_features
+
+    return clip_features(part, extractors, store, digests)
+
+
+def _frame_split(spec: TrackSpec, config: RunConfig, samples):
+    from challenge.data.affwild import find_sample_file, sample_file_frames
+    from challenge.media import video_frame_rate
+    from challenge.training.frame_data import frame_features
+
+    test_frames = sample_file_frames(find_sample_file(Path(config.data), spec.name)) if samples.split("test") else {}
+    rates = {s.video: video_frame_rate(s.video) for s in samples if s.video is not None}
+
+    def build(part, extractors, store, digests):
+        lengths = {s.id: len(s.labels) if s.labels is not None else test_frames.get(s.id, 0) for s in part}
+        missing = [s.id for s in part if lengths[s.id] == 0]
+        if missing:
+            raise ChallengeError(f"test video(s) {missing[:10]} are not in the organisers' sample file; check names_of_videos_in_each_test_set.")
+        fps = {s.id: rates.get(s.video, 30.0) for s in part}
+        return frame_features(part, extractors, store, digests, lengths, fps)
+
+    return build
+
+
+def _shuffle_labels(train, seed: int) -> None:
+    """Control run: labels permuted across clips (clip tracks) or across videos (frame tracks)."""
+    rng = np.random.default_rng(seed)
+    if getattr(train, "targets", None) is not None and isinstance(train.targets, np.ndarray):
+        train.targets = train.targets[rng.permutation(len(train))]
+        return
+    # frame tracks: each video gets another video's label sequence, cut or repeated to its length
+    order = rng.permutation(len(train))
+    train.labels = [np.resize(train.labels[j], train.labels[i].shape) for i, j in enumerate(order)]
+
+
+def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     import mlflow
 
     from challenge import tracking
@@ -128,11 +182,15 @@ def run_clip_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     head_cls = get_head(config.head)
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    samples, splits, feature_keys = prepare_features(spec, config)
+    # CE zero-shot: the head learns EXPR on the same root; compound scores come from its output
+    train_spec = get_track("expr") if config.zero_shot else spec
+    if config.zero_shot and spec.name != "ce":
+        raise ChallengeError("--zero-shot is for the ce track: it turns an EXPR model's probabilities into compound scores.")
+    samples, splits, feature_keys = prepare_features(train_spec, config)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     fingerprint = samples.fingerprint()
     experiment = tracking.setup(config.tracking_uri, spec.name)
-    score_value = lambda truth, prediction: spec.score(truth, prediction).value  # noqa: E731
+    score_value = lambda truth, outputs: train_spec.score(truth, outputs).value  # noqa: E731
     overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
     run_name = f"{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}"
     with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
@@ -147,15 +205,49 @@ def run_clip_track(spec: TrackSpec, config: RunConfig) -> RunResult:
             mlflow.log_text("\n".join(samples.skipped), "skipped.txt")
         params, trials_run, provenance = head_cls.default_parameters() | overrides, 0, {"source": "defaults"}
         if config.tune:
-            params, trials_run, provenance = _tune(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value)
+            params, trials_run, provenance = _tune(train_spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value)
         say(f"training the {config.head} head with {'tuned' if config.tune else 'default'} parameters")
-        head = head_cls(params, spec.problem, len(spec.labels), seed=config.seed, device=device)
+        head = head_cls(params, train_spec.problem, len(train_spec.labels), seed=config.seed, device=device)
         head.fit(train, valid, score_value)
         tracking.log_history(head.history)
-        result = _score_and_submit(spec, config, head, valid, test, run.info.run_id, params, provenance)
+        if config.zero_shot:
+            mlflow.log_metric("expr_score", head.history and max(r["valid_score"] for r in head.history))
+            head, valid, test = _zero_shot_compound(head, config, train)
+        finish = _score_and_submit if spec.problem == Problem.CLIP_REGRESSION else _score_and_submit_frames
+        result = finish(spec, config, head, valid, test, run.info.run_id, params, provenance)
         result.trials_run = trials_run
         mlflow.log_params(tracking.flatten("head.", params))
     return result
+
+
+class _CompoundFromExpr:
+    """An EXPR head whose per-frame probabilities become compound scores (tracks.ce rule)."""
+
+    def __init__(self, expr_head):
+        self.expr_head = expr_head
+
+    def predict(self, data):
+        from tracks.ce import zero_shot_from_expr
+
+        return [zero_shot_from_expr(outputs) for outputs in self.expr_head.predict(data)]
+
+
+def _zero_shot_compound(expr_head, config: RunConfig, expr_train):
+    """CE data of the same root (labelled validation when the user has one, test videos),
+    normalised like the EXPR training data."""
+    from challenge.data.affwild import read_affwild
+
+    ce = get_track("ce")
+    samples = read_affwild(Path(config.data), "ce", on_missing="skip", require_labels=False)
+    store, extractors, digests, _ = extract_all(samples, config)
+    build = _frame_split(ce, config, samples)
+    parts = {}
+    for split in ("valid", "test"):
+        part = samples.split(split)
+        parts[split] = build(part, extractors, store, digests).normalise_with(expr_train.mean, expr_train.std) if part else None
+    if parts["test"] is None:
+        raise ChallengeError(f"{config.data}: no CE test videos (names_of_videos_in_each_test_set/*CE*): nothing to predict.")
+    return _CompoundFromExpr(expr_head), parts["valid"], parts["test"]
 
 
 def _tune(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value):
@@ -211,8 +303,7 @@ def _score_and_submit(spec, config, head, valid, test, run_id, params, provenanc
     prediction = head.predict(valid)
     score = spec.score(valid.targets, prediction)
     mlflow.log_metrics({"score": score.value, **{f"r.{k.replace(' ', '_')}": v for k, v in score.details.items()}})
-    out = Path(config.out) if config.out else Path("submissions") / spec.name / run_id
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(config, spec, run_id)
     table = pd.DataFrame({"Filename": valid.ids})
     for j, label in enumerate(spec.labels):
         table[f"{label} true"], table[f"{label} predicted"] = valid.targets[:, j], prediction[:, j]
@@ -227,3 +318,80 @@ def _score_and_submit(spec, config, head, valid, test, run_id, params, provenanc
         say("[yellow]no test clips found (test_data/raw/*.mp4): no submission written[/]")
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, score.value, score.details, params, submission)
+
+
+def _out_dir(config: RunConfig, spec: TrackSpec, run_id: str) -> Path:
+    out = Path(config.out) if config.out else Path("submissions") / spec.name / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _score_and_submit_frames(spec, config, head, valid, test, run_id, params, provenance) -> RunResult:
+    """Smoothing sigma (and AU thresholds) tuned on validation, then the test file."""
+    import mlflow
+
+    from challenge.frame_metrics import au_score_tuned
+    from challenge.plots import confusion_matrix_plot
+    from ensembles.smoothing import smooth_videos, tune_sigma
+
+    if valid is None:
+        return _submit_without_validation(spec, config, head, test, run_id, params, provenance)
+    truth, outputs = valid.targets(), np.concatenate(head.predict(valid))
+    if spec.problem == Problem.FRAME_MULTILABEL:  # thresholds tuned per AU for every candidate
+        evaluate = lambda v: au_score_tuned(truth, v, spec.labels)  # noqa: E731
+    else:
+        evaluate = lambda v: (spec.score(truth, v), None)  # noqa: E731
+    raw = evaluate(outputs)[0]
+    sigma, by_sigma = tune_sigma(lambda v: evaluate(v)[0].value, outputs, valid.lengths)
+    smoothed = smooth_videos(outputs, valid.lengths, sigma)
+    score, thresholds = evaluate(smoothed)
+    say(f"validation {spec.name}: {raw.value:.4f} unsmoothed, {score.value:.4f} with sigma {sigma:g} frames"
+        + (" and per-AU thresholds" if thresholds is not None else ""))
+    mlflow.log_metrics({"score": score.value, "score_unsmoothed": raw.value, "smoothing.sigma": sigma,
+                        **{f"smoothing.score_sigma_{k:g}": v for k, v in by_sigma.items()},
+                        **{f"detail.{k}": v for k, v in score.details.items()}})
+    out = _out_dir(config, spec, run_id)
+    decide = _decision(spec.problem, thresholds)
+    if spec.problem == Problem.FRAME_CLASSIFICATION:
+        labels = truth[:, 0].astype(int)
+        confusion_matrix_plot(labels[labels >= 0], decide(smoothed)[labels >= 0], spec.labels, out / "confusion_matrix.png")
+    (out / "best_params.json").write_text(json.dumps({
+        "params": params, "provenance": provenance, "score": score.value, "score_unsmoothed": raw.value,
+        "smoothing_sigma": sigma, "au_thresholds": None if thresholds is None else thresholds.tolist(),
+    }, indent=1))
+    submission = _write_frames_submission(spec, config, head, test, sigma, decide, out) if test is not None and len(test) else None
+    mlflow.log_artifacts(str(out))
+    return RunResult(run_id, score.value, score.details | {"unsmoothed": raw.value, "sigma": sigma}, params, submission)
+
+
+def _write_frames_submission(spec, config, head, test, sigma, decide, out) -> Path:
+    from challenge.data.affwild import LABELS, find_sample_file, read_test_names
+    from ensembles.smoothing import smooth_videos
+    from submissions.affwild import write_affwild
+
+    decisions = {vid: decide(smooth_videos(o, [len(o)], sigma)) for vid, o in zip(test.ids, head.predict(test))}
+    root = Path(config.data)
+    path = write_affwild(spec.name, out / "predictions.txt", decisions, find_sample_file(root, spec.name), read_test_names(root, LABELS[spec.name]))
+    say(f"submission validated: {path}")
+    return path
+
+
+def _submit_without_validation(spec, config, head, test, run_id, params, provenance) -> RunResult:
+    """No labelled validation for this track (CE zero-shot in the challenge): no smoothing is
+    tuned and no score is claimed."""
+    import mlflow
+
+    say("[yellow]no labelled validation videos for this track: no score, no smoothing (sigma 0)[/]")
+    out = _out_dir(config, spec, run_id)
+    (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": None}, indent=1))
+    submission = _write_frames_submission(spec, config, head, test, 0.0, _decision(spec.problem, None), out)
+    mlflow.log_artifacts(str(out))
+    return RunResult(run_id, float("nan"), {}, params, submission)
+
+
+def _decision(problem: Problem, thresholds):
+    if problem == Problem.FRAME_CLASSIFICATION:
+        return lambda outputs: outputs.argmax(1)
+    if problem == Problem.FRAME_MULTILABEL:
+        return lambda outputs: (outputs >= thresholds).astype(int)
+    return lambda outputs: outputs

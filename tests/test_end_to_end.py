@@ -22,7 +22,7 @@ def test_track_emi_tunes_writes_validates_and_tracks(workdir, emi_root, models):
             "--tune", "--trials", "2", "--epochs", "2", "-q"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "validation score (mean Pearson)" in result.output and "submission:" in result.output
+    assert "validation score (mean Pearson over 6 emotions)" in result.output and "submission:" in result.output
     submission = next(workdir.glob("submissions/emi/*/predictions.csv"))
     assert (submission.parent / "predicted_vs_true.png").exists()
     assert (submission.parent / "validation_predictions.csv").exists()
@@ -71,3 +71,50 @@ def test_bad_feature_name_is_rejected(workdir, emi_root):
 
     result = runner.invoke(app, ["track", "emi", "--data", str(emi_root), "--features", "wav2vec3"])
     assert isinstance(result.exception, ChallengeError) and "wav2vec3" in str(result.exception)
+
+
+@pytest.fixture
+def frame_args(affwild_root, models):
+    return ["--data", str(affwild_root), "--features", "mae,egemaps", "--visual-model", str(models["mae"]), "-q"]
+
+
+def test_track_expr_tunes_smooths_and_writes_the_official_file(workdir, frame_args, affwild_root):
+    result = runner.invoke(app, ["track", "expr", *frame_args, "--tune", "--trials", "2", "--epochs", "2"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "validation score (macro F1 over 8 classes)" in result.output
+    submission = next(workdir.glob("submissions/expr/*/predictions.txt"))
+    sample = affwild_root / "prediction_files_format" / "CVPR_6th_ABAW_Expr_test_set_sample.txt"
+    assert [l.split(",")[0] for l in submission.read_text().splitlines()] == [l.split(",")[0] for l in sample.read_text().splitlines()]
+    assert (submission.parent / "confusion_matrix.png").exists()
+    valid = runner.invoke(app, ["validate", "expr", str(submission), "--data", str(affwild_root)])
+    assert valid.exit_code == 0, valid.output
+    best = json.loads((submission.parent / "best_params.json").read_text())
+    assert best["provenance"]["source"] == "optuna" and best["score"] >= best["score_unsmoothed"]
+
+    import mlflow
+
+    mlflow.set_tracking_uri("sqlite:///mlflow/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["expr"])
+    parent = runs[runs["tags.challenge.kind"] == "track"].iloc[0]
+    assert np.isfinite(parent["metrics.score_unsmoothed"]) and "metrics.smoothing.sigma" in runs
+
+
+@pytest.mark.parametrize("track", ["va", "au"])
+def test_va_and_au_tracks(workdir, frame_args, track):
+    result = runner.invoke(app, ["track", track, *frame_args, "--epochs", "2", "--head", "lstm-frames"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    best = json.loads(next(workdir.glob(f"submissions/{track}/*/best_params.json")).read_text())
+    assert (best["au_thresholds"] is not None) == (track == "au")
+
+
+def test_ce_zero_shot_without_compound_labels(workdir, frame_args, affwild_root, tmp_path):
+    import shutil
+
+    root = shutil.copytree(affwild_root, tmp_path / "no_ce_labels")
+    shutil.rmtree(root / "6th_ABAW_Annotations" / "CE_Classification_Challenge")
+    args = [a if a != str(affwild_root) else str(root) for a in frame_args]
+    result = runner.invoke(app, ["track", "ce", *args, "--epochs", "2", "--zero-shot"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    submission = next(workdir.glob("submissions/ce/*/predictions.txt"))
+    assert submission.read_text().startswith("image_location,Fearfully_Surprised,")
+    assert json.loads((submission.parent / "best_params.json").read_text())["score"] is None

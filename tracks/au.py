@@ -1,5 +1,4 @@
-"""Action Unit detection (12 AUs, mean F1) on the Aff-Wild2 layout.
-Readers, demo data, the metric and the submission format are here; the frame-level heads and `challenge track` for it are not built yet."""
+"""Action Unit detection (12 AUs, mean F1) on the Aff-Wild2 layout."""
 
 from __future__ import annotations
 
@@ -24,4 +23,6 @@ TRACK = TrackSpec(
     write_demo=write_affwild_demo,
     score=score,
     default_features=("mae", "wav2vec2"),
+    default_head="transformer",
+    metric="mean F1 over 12 AUs",
 )

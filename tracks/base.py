@@ -35,3 +35,5 @@ class TrackSpec:
     write_submission: Callable[[Path, list[str], np.ndarray], Path] | None = None  # validates what it writes
     validate_submission: Callable[[Path, list[str]], list[str]] | None = None  # (file, test ids) -> problems
     default_features: tuple[str, ...] = ("wav2vec2",)
+    default_head: str = "lstm"
+    metric: str = "score"  # how the score is named in messages

@@ -1,5 +1,4 @@
-"""Compound Expression recognition (7 classes, macro F1) on the Aff-Wild2 layout.
-Readers, demo data, the metric and the submission format are here; the frame-level heads and `challenge track` for it are not built yet."""
+"""Compound Expression recognition (7 classes, macro F1) on the Aff-Wild2 layout."""
 
 from __future__ import annotations
 
@@ -26,6 +25,8 @@ TRACK = TrackSpec(
     write_demo=write_affwild_demo,
     score=score,
     default_features=("mae", "wav2vec2"),
+    default_head="transformer",
+    metric="macro F1 over 7 classes",
 )
 
 

@@ -27,4 +27,6 @@ TRACK = TrackSpec(
     write_submission=write_emi,
     validate_submission=validate_emi,
     default_features=("wav2vec2",),
+    default_head="lstm",
+    metric="mean Pearson over 6 emotions",
 )

@@ -34,17 +34,17 @@ class FrameLabels:
 
 
 LABELS = {
-    "va": FrameLabels("va", re.compile(r"^VA", re.I), re.compile(r"VA", re.I), ["valence", "arousal"], "regression", -5, -1.0, 1.0),
+    "va": FrameLabels("va", re.compile(r"^VA", re.I), re.compile(r"(^|_)VA(_|\.)|Valence", re.I), ["valence", "arousal"], "regression", -5, -1.0, 1.0),
     "expr": FrameLabels(
         "expr", re.compile(r"^EXPR|^Expr", re.I), re.compile(r"Expr", re.I),
         ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"], "class", -1, 0, 7,
     ),
     "au": FrameLabels(
-        "au", re.compile(r"^AU", re.I), re.compile(r"AU", re.I),
+        "au", re.compile(r"^AU", re.I), re.compile(r"(^|_)AU(_|\.)|Action_Unit", re.I),
         ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"], "multilabel", -1, 0, 1,
     ),
     "ce": FrameLabels(
-        "ce", re.compile(r"^CE|Compound", re.I), re.compile(r"CE|Compound", re.I),
+        "ce", re.compile(r"^CE|Compound", re.I), re.compile(r"(^|_)CE(_|\.)|Compound", re.I),
         ["Fearfully_Surprised", "Happily_Surprised", "Sadly_Surprised", "Disgustedly_Surprised",
          "Angrily_Surprised", "Sadly_Fearful", "Sadly_Angry"], "class", -1, 0, 6,
     ),
@@ -120,13 +120,38 @@ def read_test_names(root: Path, spec: FrameLabels) -> list[str]:
     return [line.strip() for line in lists[0].read_text().splitlines() if line.strip()]
 
 
-def read_affwild(root: Path, track: str) -> Samples:
+def find_sample_file(root: Path, track: str) -> Path:
+    """The organisers' sample prediction file for a track: the reference list of test frames."""
+    spec = LABELS[track]
+    found = [p for p in Path(root).rglob("*.txt") if "prediction" in str(p.parent).lower() and spec.test_list.search(p.name)]
+    if not found:
+        raise ChallengeError(
+            f"{root}: no sample prediction file for {track.upper()} (prediction_files_format/*{track.upper()}*test_set_sample.txt). "
+            "Copy the organisers' prediction_files_format folder into the dataset root: it lists every test frame."
+        )
+    return sorted(found)[0]
+
+
+def sample_file_frames(path: Path) -> dict[str, int]:
+    """Frames per test video as the sample file lists them (its highest frame number)."""
+    frames: dict[str, int] = {}
+    for line in Path(path).read_text().splitlines()[1:]:
+        location = line.split(",", 1)[0].strip()
+        if "/" in location:
+            video, name = location.split("/", 1)
+            frames[video] = max(frames.get(video, 0), int(Path(name).stem))
+    return frames
+
+
+def read_affwild(root: Path, track: str, on_missing: str = "skip", require_labels: bool = True) -> Samples:
+    """Annotated train/valid videos and the test videos of the track's name list.
+    `require_labels=False` admits a root without annotations (CE zero-shot: test videos only)."""
     root = Path(root)
     if not root.is_dir():
         raise ChallengeError(f"{root}: dataset folder not found. Pass --data with the Aff-Wild2 root.")
     spec = LABELS[track]
     folders = find_annotation_dirs(root, spec)
-    if not folders:
+    if not folders and require_labels:
         raise ChallengeError(
             f"{root}: no {track.upper()} annotation folder (a folder matching {spec.folder.pattern!r} "
             "holding Train_Set/Validation_Set). Check --data points at the Aff-Wild2 root."
@@ -151,6 +176,11 @@ def read_affwild(root: Path, track: str) -> Samples:
             samples.append(sample)
     if problems:
         raise ChallengeError(f"{len(problems)} annotation/frame mismatch(es):\n{list_offenders(problems)}")
+    if skipped and on_missing == "error":
+        raise ChallengeError(
+            f"{root}: {len(skipped)} annotated video(s) have neither crops nor a source video:\n{list_offenders(skipped)}\n"
+            "Restore them, or pass --skip-missing to leave them out (they are counted and reported)."
+        )
     for name in read_test_names(root, spec):
         samples.append(_video_sample(name, "test", crops, videos, None))
     return Samples(samples, skipped=skipped)

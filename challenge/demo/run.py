@@ -10,7 +10,7 @@ from challenge.progress import say
 def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
     from challenge.demo.hume import write_emi_demo
     from challenge.demo.models import tiny_wav2vec2
-    from challenge.runner import load_config, run_clip_track
+    from challenge.runner import load_config, run_track
     from tracks import TRACKS
 
     data, model = Path(directory) / "emi", Path(directory) / "models" / "wav2vec2-random"
@@ -26,7 +26,7 @@ def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
         "track": "emi", "data": str(data), "features": ["wav2vec2", "egemaps"], "audio_model": str(model),
         "head": "lstm", "tune": True, "trials": trials, "timeout": timeout, "epochs": 25,
     })
-    result = run_clip_track(TRACKS["emi"], config)
+    result = run_track(TRACKS["emi"], config)
     print(f"\nvalidation score (mean Pearson over 6 emotions): {result.score:.4f}")
     for label, value in result.details.items():
         print(f"  {label:<14} r = {value:+.4f}")

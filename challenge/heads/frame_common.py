@@ -1,0 +1,29 @@
+"""What the per-frame heads share: the problems they handle and the output width per problem."""
+
+from __future__ import annotations
+
+from tracks.base import Problem
+
+FRAME_PROBLEMS = {Problem.FRAME_CLASSIFICATION, Problem.FRAME_MULTILABEL, Problem.FRAME_REGRESSION}
+
+
+class FrameHeadMixin:
+    """fit/predict for per-frame torch heads; subclasses build `self.model` in `build(dims)`."""
+
+    def build(self, dims: list[int]):
+        raise NotImplementedError
+
+    def fit(self, train, valid, score, report=None) -> float:
+        import torch
+
+        from challenge.training.frame_loop import fit_frame_model
+
+        torch.manual_seed(self.seed)
+        self.model = self.build(train.dims)
+        best, self.history = fit_frame_model(self.model, self.problem, train, valid, self.params, score, report, self.seed, self.device)
+        return best
+
+    def predict(self, data):
+        from challenge.training.frame_loop import predict_frames
+
+        return predict_frames(self.model, self.problem, data, self.params["window"], self.device)

@@ -1,0 +1,113 @@
+"""Per-frame training data for Aff-Wild2 tracks: each video's features on its frame axis.
+
+Visual features (crop folders) are indexed by frame number, audio features are sampled at each
+frame's time; both are read memory-mapped at each access, so long videos stream from disk.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from challenge.errors import ChallengeError, list_offenders
+from challenge.training.frames import audio_on_frames, visual_on_frames
+
+
+@dataclass
+class FrameEntry:
+    path: Path | None  # store entry (.npy); None when the video lacks this media
+    index: list[int] | None  # frame numbers of the rows (visual), None for audio
+    step_rate: float | None  # steps per second (audio), None for visual
+
+
+@dataclass
+class FrameFeatures:
+    ids: list[str]
+    lengths: list[int]  # frames per video (annotation lines, or the sample file's frames for test)
+    fps: list[float]
+    entries: list[list[FrameEntry]]
+    dims: list[int]
+    labels: list[np.ndarray] | None = None  # per video [n_frames, width], invalid markers kept
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return sum(self.dims)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def video(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """([n_frames, D] normalised features, [n_frames] True where a face crop was missing)."""
+        n = self.lengths[i]
+        columns, filled = [], np.zeros(n, bool)
+        for entry, dim in zip(self.entries[i], self.dims):
+            if entry.path is None:
+                columns.append(np.zeros((n, dim), np.float32))
+                continue
+            array = np.load(entry.path, mmap_mode="r")
+            if entry.index is not None:
+                aligned, missing = visual_on_frames(array, entry.index, n)
+                filled |= missing
+            else:
+                aligned = audio_on_frames(array, entry.step_rate, n, self.fps[i])
+            columns.append(aligned)
+        out = np.concatenate(columns, axis=1)
+        if self.mean is not None:
+            out = (out - self.mean) / self.std
+        return out.astype(np.float32), filled
+
+    def targets(self) -> np.ndarray:
+        """All videos' labels, one after another (the order of every concatenated output)."""
+        return np.concatenate(self.labels)
+
+    def fit_normalisation(self, max_videos: int = 200) -> tuple[np.ndarray, np.ndarray]:
+        saved, self.mean, self.std = (self.mean, self.std), None, None
+        stacked = np.concatenate([self.video(i)[0] for i in range(min(len(self), max_videos))]).astype(np.float64)
+        self.mean, self.std = saved
+        return stacked.mean(0), stacked.std(0) + 1e-6
+
+    def normalise_with(self, mean: np.ndarray, std: np.ndarray) -> FrameFeatures:
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        return self
+
+
+def frame_features(samples, extractors, store, digests, lengths: dict[str, int], fps: dict[str, float]) -> FrameFeatures:
+    """Assemble FrameFeatures; `lengths[video]` frames each, `fps[video]` for audio alignment."""
+    entries, dims, empty = [], [], []
+    for extractor in extractors:
+        width = None
+        for sample in samples:
+            base = _locate(store, extractor, digests, sample.id)
+            if base is not None:
+                width = int(np.load(base.with_suffix(".npy"), mmap_mode="r").shape[1])
+                break
+        if width is None:
+            raise ChallengeError(f"no {extractor.name} features for any video: extraction did not run or every media file is missing.")
+        dims.append(width)
+    for sample in samples:
+        row = []
+        for extractor in extractors:
+            base = _locate(store, extractor, digests, sample.id)
+            if base is None:
+                row.append(FrameEntry(None, None, None))
+                continue
+            meta = json.loads(base.with_suffix(".json").read_text())
+            visual = meta.get("index") is not None
+            row.append(FrameEntry(base.with_suffix(".npy"), meta["index"] if visual else None, None if visual else meta["frame_rate"]))
+        if all(e.path is None for e in row):
+            empty.append(sample.id)
+        entries.append(row)
+    if empty:
+        raise ChallengeError(f"{len(empty)} video(s) have no features at all:\n{list_offenders(empty)}")
+    labels = [s.labels for s in samples] if samples and samples[0].labels is not None else None
+    return FrameFeatures([s.id for s in samples], [lengths[s.id] for s in samples], [fps.get(s.id, 30.0) for s in samples], entries, dims, labels)
+
+
+def _locate(store, extractor, digests, sample_id):
+    digest = digests[extractor.name].get(sample_id)
+    return store.locate(extractor, digest) if digest else None

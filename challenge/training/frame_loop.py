@@ -1,0 +1,131 @@
+"""The training loop of per-frame heads: windows of W frames, a loss that follows the problem
+and skips invalid frames, early stopping on the track's validation score."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from challenge.progress import progress_bar
+from challenge.training.frame_data import FrameFeatures
+from tracks.base import Problem
+
+
+def activation(problem: Problem, logits: torch.Tensor) -> torch.Tensor:
+    if problem == Problem.FRAME_CLASSIFICATION:
+        return logits.softmax(-1)
+    if problem == Problem.FRAME_MULTILABEL:
+        return logits.sigmoid()
+    return logits.tanh()  # valence and arousal live in [-1, 1]
+
+
+def masked_loss(problem: Problem, logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """`present` marks real frames (not window padding); invalid labels are skipped too."""
+    if problem == Problem.FRAME_CLASSIFICATION:
+        target = torch.where(present, labels[..., 0].long(), torch.full_like(labels[..., 0].long(), -1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-1)
+    if problem == Problem.FRAME_MULTILABEL:
+        valid = present & ~(labels == -1).any(-1)
+        if not valid.any():
+            return logits.sum() * 0
+        return F.binary_cross_entropy_with_logits(logits[valid], labels[valid])
+    values, losses = logits.tanh(), []
+    for j in range(labels.shape[-1]):  # 1 - CCC per dimension over the batch's annotated frames
+        valid = present & (labels[..., j] != -5)
+        x, y = values[..., j][valid], labels[..., j][valid]
+        if len(x) < 2:
+            continue
+        covariance = ((x - x.mean()) * (y - y.mean())).mean()
+        ccc = 2 * covariance / (x.var(unbiased=False) + y.var(unbiased=False) + (x.mean() - y.mean()) ** 2 + 1e-8)
+        losses.append(1 - ccc)
+    return torch.stack(losses).mean() if losses else logits.sum() * 0
+
+
+def _windows(features: np.ndarray, labels: np.ndarray, window: int, offset: int):
+    for start in range(-offset, len(features), window):
+        lo, hi = max(start, 0), min(start + window, len(features))
+        if hi > lo:
+            yield features[lo:hi], labels[lo:hi]
+
+
+def _pad(items: list[np.ndarray], window: int, fill: float) -> np.ndarray:
+    out = np.full((len(items), window, *items[0].shape[1:]), fill, dtype=np.float32)
+    for k, item in enumerate(items):
+        out[k, : len(item)] = item
+    return out
+
+
+def _train_batches(data: FrameFeatures, window: int, batch_size: int, rng):
+    """Each video once per epoch, cut at a random offset into windows; batches mix videos."""
+    pool = []
+    for i in rng.permutation(len(data)):
+        features, _ = data.video(int(i))
+        pool.extend(_windows(features, data.labels[i], window, int(rng.integers(0, window))))
+        while len(pool) >= batch_size:
+            order = rng.permutation(len(pool))
+            batch, pool = [pool[k] for k in order[:batch_size]], [pool[k] for k in order[batch_size:]]
+            yield batch
+    if pool:
+        yield pool
+
+
+def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, params: dict, score, report, seed: int, device: str):
+    torch.set_flush_denormal(True)
+    model.to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
+    rng = np.random.default_rng(seed)
+    window = params["window"]
+    best, best_state, history, stale = -math.inf, None, [], 0
+    truth = valid.targets()
+    with progress_bar("train epochs", params["epochs"]) as advance:
+        for epoch in range(params["epochs"]):
+            model.train()
+            losses = []
+            for batch in _train_batches(train, window, params["batch_size"], rng):
+                x = torch.from_numpy(_pad([b[0] for b in batch], window, 0.0)).to(device)
+                y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
+                present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
+                loss = masked_loss(problem, model(x, present), y, present)
+                optimiser.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimiser.step()
+                losses.append(loss.item())
+            value = score(truth, np.concatenate(predict_frames(model, problem, valid, window, device)))
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_score": value})
+            advance()
+            if value > best:
+                best, best_state, stale = value, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+            if report is not None:
+                report(epoch, value)
+            if stale >= params.get("patience", 8):
+                break
+    model.load_state_dict(best_state)
+    return best, history
+
+
+@torch.inference_mode()
+def predict_frames(model, problem, data: FrameFeatures, window: int, device: str) -> list[np.ndarray]:
+    """Per video [n_frames, C] activations, averaged over half-overlapping windows."""
+    model.eval()
+    hop, outputs = max(1, window // 2), []
+    for i in range(len(data)):
+        features, _ = data.video(i)
+        n = len(features)
+        starts = sorted(set([*range(0, max(n - window, 0) + 1, hop), max(n - window, 0)]))
+        chunks = [features[s : s + window] for s in starts]
+        x = torch.from_numpy(_pad(chunks, window, 0.0)).to(device)
+        present = torch.from_numpy(_pad([np.ones(len(c)) for c in chunks], window, 0.0)).bool().to(device)
+        values = activation(problem, model(x, present)).float().cpu().numpy()
+        summed, counts = np.zeros((n, values.shape[-1])), np.zeros(n)
+        for s, chunk, value in zip(starts, chunks, values):
+            summed[s : s + len(chunk)] += value[: len(chunk)]
+            counts[s : s + len(chunk)] += 1
+        outputs.append((summed / counts[:, None]).astype(np.float32))
+    return outputs
