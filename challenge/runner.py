@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -254,7 +254,6 @@ def _tune(spec, config, head_cls, train, valid, fingerprint, overrides, device, 
     import mlflow
     import optuna
 
-    from challenge import tracking
     from challenge.heads import suggest
     from challenge.tuning import finished_trials, open_study, optimise
 

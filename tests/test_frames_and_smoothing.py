@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from challenge.training.frames import audio_on_frames, visual_on_frames
 from ensembles.smoothing import smooth_videos, tune_sigma

@@ -118,7 +118,7 @@ def test_two_processes_never_compute_the_same_entry(emi_root, tmp_path):
 def test_corrupt_metadata_is_not_a_hit(emi_root, store_root):
     samples = read_hume(emi_root).split("valid")
     extractor = make_extractor("egemaps")
-    report = extract(extractor, samples, FeatureStore())
+    extract(extractor, samples, FeatureStore())
     meta = next(store_root.glob("egemaps-*/*/*.json"))
     meta.write_text("{truncated")
     again = extract(extractor, samples, FeatureStore())
