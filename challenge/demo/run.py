@@ -31,6 +31,6 @@ def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
     for label, value in result.details.items():
         print(f"  {label:<14} r = {value:+.4f}")
     print(f"submission (validated): {result.submission}")
-    print(f"trials run now: {result.trials_run} (the study resumes if you run `make demo` again with more --trials)")
+    print(f"trials run now: {result.trials_run} (the study is kept in optuna/studies.db: running the demo again resumes it)")
     print("browse the runs:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db")
     print("compare runs:     .venv/bin/challenge runs emi")
