@@ -36,6 +36,9 @@ def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, di
     )
     if not study.trials:
         study.enqueue_trial(defaults, skip_if_exists=True)  # known-good parameters first
+    # a resumed study must not replay the proposals of the first session: the sampler's seed
+    # moves on with the number of trials already stored (still reproducible from the same state)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     return study
 
 

@@ -29,12 +29,13 @@ def test_study_is_warm_started_from_defaults_and_resumes(tmp_path):
 
 KILLED_STUDY = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, time
     from challenge.tuning import open_study, optimise
 
     def objective(trial):
         x = trial.suggest_float("x", -3, 3)
         if trial.number == 2:
+            time.sleep(1.5)  # long enough for the heartbeat thread to have written once
             os.kill(os.getpid(), signal.SIGKILL)  # killed in the middle of the third trial
         return -x * x
 
@@ -58,3 +59,13 @@ def test_killed_study_resumes_and_reruns_the_interrupted_trial(tmp_path):
     assert finished_trials(resumed) == 5 and ran == 3
     assert trials[2].state == optuna.trial.TrialState.FAIL
     assert any(t.params == interrupted and t.state == optuna.trial.TrialState.COMPLETE for t in trials[3:])  # retried
+
+
+def test_resumed_study_does_not_replay_the_first_sessions_proposals(tmp_path):
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    first = open_study("r", storage, seed=0, defaults={"x": 0.5})
+    optimise(first, _objective, n_trials=4, timeout=None)
+    resumed = open_study("r", storage, seed=0, defaults={"x": 0.5})
+    optimise(resumed, _objective, n_trials=8, timeout=None)
+    xs = [t.params["x"] for t in resumed.trials]
+    assert len(set(xs)) == len(xs), xs
