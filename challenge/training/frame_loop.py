@@ -3,14 +3,11 @@ and skips invalid frames, early stopping on the track's validation score."""
 
 from __future__ import annotations
 
-import copy
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from challenge.progress import progress_bar
+from challenge.training.epochs import gradient_step, optimiser_for, train_epochs
 from challenge.training.frame_data import FrameFeatures
 from tracks.base import Problem
 
@@ -74,40 +71,23 @@ def _train_batches(data: FrameFeatures, window: int, batch_size: int, rng):
 
 
 def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, params: dict, score, report, seed: int, device: str):
-    torch.set_flush_denormal(True)
     model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
+    optimiser = optimiser_for(model, params)
     rng = np.random.default_rng(seed)
     window = params["window"]
-    best, best_state, history, stale = -math.inf, None, [], 0
     truth = valid.targets()
-    with progress_bar("train epochs", params["epochs"]) as advance:
-        for epoch in range(params["epochs"]):
-            model.train()
-            losses = []
-            for batch in _train_batches(train, window, params["batch_size"], rng):
-                x = torch.from_numpy(_pad([b[0] for b in batch], window, 0.0)).to(device)
-                y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
-                present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
-                loss = masked_loss(problem, model(x, present), y, present)
-                optimiser.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimiser.step()
-                losses.append(loss.item())
-            value = score(truth, np.concatenate(predict_frames(model, problem, valid, window, device)))
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_score": value})
-            advance()
-            if value > best:
-                best, best_state, stale = value, copy.deepcopy(model.state_dict()), 0
-            else:
-                stale += 1
-            if report is not None:
-                report(epoch, value)
-            if stale >= params.get("patience", 8):
-                break
-    model.load_state_dict(best_state)
-    return best, history
+
+    def run_epoch() -> float:
+        losses = []
+        for batch in _train_batches(train, window, params["batch_size"], rng):
+            x = torch.from_numpy(_pad([b[0] for b in batch], window, 0.0)).to(device)
+            y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
+            present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
+            losses.append(gradient_step(model, optimiser, masked_loss(problem, model(x, present), y, present)))
+        return float(np.mean(losses))
+
+    evaluate = lambda: score(truth, np.concatenate(predict_frames(model, problem, valid, window, device)))  # noqa: E731
+    return train_epochs(model, params, run_epoch, evaluate, report)
 
 
 @torch.inference_mode()

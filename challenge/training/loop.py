@@ -3,14 +3,11 @@ validation score, the best epoch's weights restored at the end."""
 
 from __future__ import annotations
 
-import copy
-import math
-
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from challenge.progress import progress_bar
+from challenge.training.epochs import gradient_step, optimiser_for, train_epochs
 from challenge.training.features import ClipFeatures
 
 
@@ -56,44 +53,27 @@ def pearson_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: dict, score, report, seed: int, device: str):
     """Returns (best validation score, per-epoch history); `model` ends with the best weights."""
-    # LSTM gradients decay into denormal floats, which are ~10x slower on x86 CPUs
-    torch.set_flush_denormal(True)
     model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
+    optimiser = optimiser_for(model, params)
     batches = ClipBatches(train, params["max_steps"], seed)
     targets = torch.from_numpy(train.targets)
-    best, best_state, history, stale = -math.inf, None, [], 0
-    with progress_bar("train epochs", params["epochs"]) as advance:
-        for epoch in range(params["epochs"]):
-            model.train()
-            order = batches.rng.permutation(len(train))
-            losses = []
-            for start in range(0, len(order), params["batch_size"]):
-                index = order[start : start + params["batch_size"]]
-                x, lengths, means = ClipBatches.collate([batches.train_window(i) for i in index], batches.means[index], device)
-                prediction = model(x, lengths, means)
-                y = targets[index].to(device)
-                loss = torch.nn.functional.mse_loss(prediction, y)
-                if params.get("pearson_weight", 0) > 0 and len(index) > 2:
-                    loss = loss + params["pearson_weight"] * pearson_loss(prediction, y)
-                optimiser.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimiser.step()
-                losses.append(loss.item())
-            value = score(valid.targets, predict_clips(model, valid, params["max_steps"], device))
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_score": value})
-            advance()
-            if value > best:
-                best, best_state, stale = value, copy.deepcopy(model.state_dict()), 0
-            else:
-                stale += 1
-            if report is not None:
-                report(epoch, value)
-            if stale >= params.get("patience", 10):
-                break
-    model.load_state_dict(best_state)
-    return best, history
+
+    def run_epoch() -> float:
+        order = batches.rng.permutation(len(train))
+        losses = []
+        for start in range(0, len(order), params["batch_size"]):
+            index = order[start : start + params["batch_size"]]
+            x, lengths, means = ClipBatches.collate([batches.train_window(i) for i in index], batches.means[index], device)
+            prediction = model(x, lengths, means)
+            y = targets[index].to(device)
+            loss = torch.nn.functional.mse_loss(prediction, y)
+            if params.get("pearson_weight", 0) > 0 and len(index) > 2:
+                loss = loss + params["pearson_weight"] * pearson_loss(prediction, y)
+            losses.append(gradient_step(model, optimiser, loss))
+        return float(np.mean(losses))
+
+    evaluate = lambda: score(valid.targets, predict_clips(model, valid, params["max_steps"], device))  # noqa: E731
+    return train_epochs(model, params, run_epoch, evaluate, report)
 
 
 @torch.inference_mode()
