@@ -155,20 +155,28 @@ def _frame_split(spec: TrackSpec, config: RunConfig, samples):
         if missing:
             raise ChallengeError(f"test video(s) {missing[:10]} are not in the organisers' sample file; check names_of_videos_in_each_test_set.")
         fps = {s.id: rates.get(s.video, 30.0) for s in part}
-        return frame_features(part, extractors, store, digests, lengths, fps)
+        data = frame_features(part, extractors, store, digests, lengths, fps)
+        filled = data.filled_frames()
+        if filled:
+            say(f"{part[0].split}: {filled} of {sum(data.lengths)} frames have no face crop; they take the nearest frame's features")
+        return data
 
     return build
 
 
 def _shuffle_labels(train, seed: int) -> None:
-    """Control run: labels permuted across clips (clip tracks) or across videos (frame tracks)."""
+    """Control run: every clip (clip tracks) or video (frame tracks) gets another one's labels.
+    A derangement, not a plain permutation: with a few videos a permutation often leaves some
+    videos their own labels, and the control then learns."""
     rng = np.random.default_rng(seed)
-    if getattr(train, "targets", None) is not None and isinstance(train.targets, np.ndarray):
-        train.targets = train.targets[rng.permutation(len(train))]
+    order = rng.permutation(len(train))
+    source = np.empty_like(order)
+    source[order] = np.roll(order, 1)  # each item takes the labels of its predecessor in a random cycle
+    if isinstance(getattr(train, "targets", None), np.ndarray):
+        train.targets = train.targets[source]
         return
     # frame tracks: each video gets another video's label sequence, cut or repeated to its length
-    order = rng.permutation(len(train))
-    train.labels = [np.resize(train.labels[j], train.labels[i].shape) for i, j in enumerate(order)]
+    train.labels = [np.resize(train.labels[j], train.labels[i].shape) for i, j in enumerate(source)]
 
 
 def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:

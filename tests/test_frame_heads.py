@@ -71,3 +71,4 @@ def test_frame_data_aligns_modalities_and_flags_missing_crops(tmp_path):
     entry.path, entry.index = cut, entry.index[:-5]  # the last five crops are missing
     features, filled = data.video(0)
     assert features.shape == (data.lengths[0], 10) and filled[-5:].all() and not filled[:-5].any()
+    assert data.filled_frames() == 5

@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from challenge.data.affwild import CE_PARTS as COMPOUNDS, LABELS
+from challenge.data.affwild import CE_PARTS as COMPOUNDS
+from challenge.data.affwild import LABELS
 from challenge.demo.synth import AUDIO_RATE, FaceState, draw_face, voice, write_video
 from challenge.progress import progress_bar
 
@@ -56,31 +58,30 @@ def _au_labels(states: np.ndarray) -> np.ndarray:
     return np.stack(columns, 1).astype(int)
 
 
-def _video(root: Path, name: str, expr: np.ndarray, rng, pair: bool) -> dict[str, np.ndarray]:
-    states = _states(expr, rng)
-    n = len(expr)
-    background = tuple(int(v) for v in rng.integers(20, 140, 3))
-    frames, crops = [], {}
-    for i in range(n):
-        state = FaceState(smile=float(np.clip(states[i, 0], 0, 1)), mouth_open=float(np.clip(states[i, 1], 0, 1)),
-                          brow=float(np.clip(states[i, 2], 0, 1)), brightness=float(np.clip(states[i, 3], 0, 1)))
-        face = draw_face(state, SIZE, rng, background)
-        if pair:  # two people side by side: crops for <name>_left and <name>_right
-            other = draw_face(FaceState(smile=0.5, brightness=0.6), SIZE, rng, background)
-            from PIL import Image
+def _draw(states: np.ndarray, i: int, rng, background) -> Image.Image:
+    return draw_face(FaceState(smile=float(np.clip(states[i, 0], 0, 1)), mouth_open=float(np.clip(states[i, 1], 0, 1)),
+                               brow=float(np.clip(states[i, 2], 0, 1)), brightness=float(np.clip(states[i, 3], 0, 1))),
+                     SIZE, rng, background)
 
-            frame = Image.new("RGB", (SIZE * 2, SIZE))
-            frame.paste(face, (0, 0))
-            frame.paste(other, (SIZE, 0))
-            frames.append(frame)
-            crops.setdefault(f"{name}_left", []).append(face)
-            crops.setdefault(f"{name}_right", []).append(other)
-        else:
-            frames.append(face)
-            crops.setdefault(name, []).append(face)
-    frame_loudness = np.clip(states[:, 4], 0.02, 1)
-    envelope = np.repeat(frame_loudness, AUDIO_RATE // FPS).astype(np.float32)
-    pitch = float(np.clip(0.5 + 0.3 * states[:, 5].mean(), 0, 1))
+
+def _video(root: Path, name: str, expr: np.ndarray, rng, pair: bool) -> dict[str, np.ndarray]:
+    """Writes the video and its crops; returns each crop's per-frame attributes. In a pair the
+    right-hand person is a neutral listener whose labels follow their own face, not the speaker's."""
+    n = len(expr)
+    people = {name + ("_left" if pair else ""): _states(expr, rng)}
+    if pair:
+        people[f"{name}_right"] = _states(np.zeros(n, dtype=int), rng)
+    background = tuple(int(v) for v in rng.integers(20, 140, 3))
+    crops = {crop: [_draw(states, i, rng, background) for i in range(n)] for crop, states in people.items()}
+    frames = []
+    for i in range(n):
+        frame = Image.new("RGB", (SIZE * len(crops), SIZE))
+        for k, images in enumerate(crops.values()):
+            frame.paste(images[i], (SIZE * k, 0))
+        frames.append(frame)
+    speaker = next(iter(people.values()))  # the voice is the first person's
+    envelope = np.repeat(np.clip(speaker[:, 4], 0.02, 1), AUDIO_RATE // FPS).astype(np.float32)
+    pitch = float(np.clip(0.5 + 0.3 * speaker[:, 5].mean(), 0, 1))
     write_video(root / "videos" / f"{name}.mp4", frames, FPS, voice(n / FPS, pitch, envelope, rng))
     for crop_name, images in crops.items():
         folder = root / "cropped_aligned" / crop_name
@@ -89,7 +90,7 @@ def _video(root: Path, name: str, expr: np.ndarray, rng, pair: bool) -> dict[str
             if i % 23 == 7:
                 continue  # no face detected in this frame: the crop is missing, as in the real data
             image.save(folder / f"{i:05d}.jpg", quality=90)
-    return {crop: states for crop in crops}
+    return people
 
 
 def _annotations(states: np.ndarray, expr: np.ndarray, compound: np.ndarray, rng) -> dict[str, list[str]]:

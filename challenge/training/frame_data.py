@@ -61,6 +61,16 @@ class FrameFeatures:
             out = (out - self.mean) / self.std
         return out.astype(np.float32), filled
 
+    def filled_frames(self) -> int:
+        """Frames without a face crop (their visual features come from a neighbour)."""
+        total = 0
+        for n, row in zip(self.lengths, self.entries):
+            visual = [e for e in row if e.index is not None]
+            if visual:
+                present = np.unique([f for f in visual[0].index if 1 <= f <= n])
+                total += n - len(present)
+        return total
+
     def targets(self) -> np.ndarray:
         """All videos' labels, one after another (the order of every concatenated output)."""
         return np.concatenate(self.labels)
