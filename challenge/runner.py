@@ -38,7 +38,7 @@ class RunConfig:
     out: str | None = None
     device: str = "auto"
     epochs: int | None = None  # overrides the head's epoch budget (torch heads)
-    shuffle_labels: bool = False  # control run: training labels permuted across clips
+    shuffle_labels: bool = False  # control run: each clip or video trains on another one's labels
     skip_missing: bool = False
     store: str | None = None
     zero_shot: bool = False  # CE only: compound scores from an EXPR model trained on the same root
