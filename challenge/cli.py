@@ -151,7 +151,8 @@ def track_command(
         challenge track ce --data /data/affwild2 --zero-shot
     """
     set_quiet(quiet)
-    from challenge.runner import load_config, run_track
+    from challenge.config import load_config
+    from challenge.runner import run_track
 
     flags = {
         "track": track.value, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,

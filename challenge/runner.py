@@ -3,78 +3,19 @@ submission, and record all of it in one MLflow run (trials as nested runs)."""
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from challenge.config import RunConfig, RunResult
 from challenge.errors import ChallengeError
+from challenge.finish import finish_clips, finish_frames
 from challenge.progress import say
 from tracks import get_track
 from tracks.base import Problem, TrackSpec
-
-FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "provided-wav2vec2", "provided-vit")
-
-
-@dataclass
-class RunConfig:
-    """Everything a run depends on; saved with the run as resolved_config.yaml."""
-
-    track: str
-    data: str
-    features: list[str] | None = None  # default: the track's default features
-    audio_model: str = "facebook/wav2vec2-base"
-    visual_model: str = "facebook/vit-mae-base"
-    head: str | None = None  # default: the track's default head
-    seed: int = 0
-    tune: bool = False
-    trials: int = 20
-    timeout: float | None = None
-    storage: str | None = None
-    tracking_uri: str | None = None
-    out: str | None = None
-    device: str = "auto"
-    epochs: int | None = None  # overrides the head's epoch budget (torch heads)
-    shuffle_labels: bool = False  # control run: each clip or video trains on another one's labels
-    skip_missing: bool = False
-    store: str | None = None
-    zero_shot: bool = False  # CE only: compound scores from an EXPR model trained on the same root
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    score: float
-    details: dict[str, float]
-    params: dict
-    submission: Path | None
-    trials_run: int = 0
-
-
-def load_config(path: Path | None, flags: dict) -> RunConfig:
-    """YAML gives defaults, flags (those not None) override."""
-    values = {}
-    if path is not None:
-        if not Path(path).exists():
-            raise ChallengeError(f"{path}: config file not found.")
-        values = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(values) - set(RunConfig.__dataclass_fields__)
-        if unknown:
-            raise ChallengeError(f"{path}: unknown setting(s) {sorted(unknown)}; valid: {sorted(RunConfig.__dataclass_fields__)}")
-    values.update({k: v for k, v in flags.items() if v is not None})
-    config = RunConfig(**values)
-    from tracks import get_track
-
-    spec = get_track(config.track)
-    config.features = config.features or list(spec.default_features)
-    config.head = config.head or spec.default_head
-    bad = [f for f in config.features if f not in FEATURE_CHOICES]
-    if bad:
-        raise ChallengeError(f"unknown feature set(s) {bad}; choose from {', '.join(FEATURE_CHOICES)}")
-    return config
 
 
 def make_extractors(config: RunConfig):
@@ -221,7 +162,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         if config.zero_shot:
             mlflow.log_metric("expr_score", head.history and max(r["valid_score"] for r in head.history))
             head, valid, test = _zero_shot_compound(head, config, train)
-        finish = _score_and_submit if spec.problem == Problem.CLIP_REGRESSION else _score_and_submit_frames
+        finish = finish_clips if spec.problem == Problem.CLIP_REGRESSION else finish_frames
         result = finish(spec, config, head, valid, test, run.info.run_id, params, provenance)
         result.trials_run = trials_run
         mlflow.log_params(tracking.flatten("head.", params))
@@ -299,106 +240,3 @@ def _tune(spec, config, head_cls, train, valid, fingerprint, overrides, device, 
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     return head_cls.default_parameters() | best.params | overrides, ran, provenance
-
-
-def _score_and_submit(spec, config, head, valid, test, run_id, params, provenance) -> RunResult:
-    import mlflow
-    import pandas as pd
-
-    from challenge.plots import predicted_vs_true
-
-    prediction = head.predict(valid)
-    score = spec.score(valid.targets, prediction)
-    mlflow.log_metrics({"score": score.value, **{f"r.{k.replace(' ', '_')}": v for k, v in score.details.items()}})
-    out = _out_dir(config, spec, run_id)
-    table = pd.DataFrame({"Filename": valid.ids})
-    for j, label in enumerate(spec.labels):
-        table[f"{label} true"], table[f"{label} predicted"] = valid.targets[:, j], prediction[:, j]
-    table.to_csv(out / "validation_predictions.csv", index=False)
-    predicted_vs_true(valid.targets, prediction, spec.labels, score.details, out / "predicted_vs_true.png")
-    (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": score.value}, indent=1))
-    submission = None
-    if test is not None and len(test):
-        submission = spec.write_submission(out / "predictions.csv", test.ids, head.predict(test))
-        say(f"submission validated: {submission}")
-    else:
-        say("[yellow]no test clips found (test_data/raw/*.mp4): no submission written[/]")
-    mlflow.log_artifacts(str(out))
-    return RunResult(run_id, score.value, score.details, params, submission)
-
-
-def _out_dir(config: RunConfig, spec: TrackSpec, run_id: str) -> Path:
-    out = Path(config.out) if config.out else Path("submissions") / spec.name / run_id
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _score_and_submit_frames(spec, config, head, valid, test, run_id, params, provenance) -> RunResult:
-    """Smoothing sigma (and AU thresholds) tuned on validation, then the test file."""
-    import mlflow
-
-    from challenge.frame_metrics import au_score_tuned
-    from challenge.plots import confusion_matrix_plot
-    from ensembles.smoothing import smooth_videos, tune_sigma
-
-    if valid is None:
-        return _submit_without_validation(spec, config, head, test, run_id, params, provenance)
-    truth, outputs = valid.targets(), np.concatenate(head.predict(valid))
-    if spec.problem == Problem.FRAME_MULTILABEL:  # thresholds tuned per AU for every candidate
-        evaluate = lambda v: au_score_tuned(truth, v, spec.labels)  # noqa: E731
-    else:
-        evaluate = lambda v: (spec.score(truth, v), None)  # noqa: E731
-    raw = evaluate(outputs)[0]
-    sigma, by_sigma = tune_sigma(lambda v: evaluate(v)[0].value, outputs, valid.lengths)
-    smoothed = smooth_videos(outputs, valid.lengths, sigma)
-    score, thresholds = evaluate(smoothed)
-    say(f"validation {spec.name}: {raw.value:.4f} unsmoothed, {score.value:.4f} with sigma {sigma:g} frames"
-        + (" and per-AU thresholds" if thresholds is not None else ""))
-    mlflow.log_metrics({"score": score.value, "score_unsmoothed": raw.value, "smoothing.sigma": sigma,
-                        **{f"smoothing.score_sigma_{k:g}": v for k, v in by_sigma.items()},
-                        **{f"detail.{k}": v for k, v in score.details.items()}})
-    out = _out_dir(config, spec, run_id)
-    decide = _decision(spec.problem, thresholds)
-    if spec.problem == Problem.FRAME_CLASSIFICATION:
-        labels = truth[:, 0].astype(int)
-        confusion_matrix_plot(labels[labels >= 0], decide(smoothed)[labels >= 0], spec.labels, out / "confusion_matrix.png")
-    (out / "best_params.json").write_text(json.dumps({
-        "params": params, "provenance": provenance, "score": score.value, "score_unsmoothed": raw.value,
-        "smoothing_sigma": sigma, "au_thresholds": None if thresholds is None else thresholds.tolist(),
-    }, indent=1))
-    submission = _write_frames_submission(spec, config, head, test, sigma, decide, out) if test is not None and len(test) else None
-    mlflow.log_artifacts(str(out))
-    return RunResult(run_id, score.value, score.details | {"unsmoothed": raw.value, "sigma": sigma}, params, submission)
-
-
-def _write_frames_submission(spec, config, head, test, sigma, decide, out) -> Path:
-    from challenge.data.affwild import LABELS, find_sample_file, read_test_names
-    from ensembles.smoothing import smooth_videos
-    from submissions.affwild import write_affwild
-
-    decisions = {vid: decide(smooth_videos(o, [len(o)], sigma)) for vid, o in zip(test.ids, head.predict(test))}
-    root = Path(config.data)
-    path = write_affwild(spec.name, out / "predictions.txt", decisions, find_sample_file(root, spec.name), read_test_names(root, LABELS[spec.name]))
-    say(f"submission validated: {path}")
-    return path
-
-
-def _submit_without_validation(spec, config, head, test, run_id, params, provenance) -> RunResult:
-    """No labelled validation for this track (CE zero-shot in the challenge): no smoothing is
-    tuned and no score is claimed."""
-    import mlflow
-
-    say("[yellow]no labelled validation videos for this track: no score, no smoothing (sigma 0)[/]")
-    out = _out_dir(config, spec, run_id)
-    (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": None}, indent=1))
-    submission = _write_frames_submission(spec, config, head, test, 0.0, _decision(spec.problem, None), out)
-    mlflow.log_artifacts(str(out))
-    return RunResult(run_id, float("nan"), {}, params, submission)
-
-
-def _decision(problem: Problem, thresholds):
-    if problem == Problem.FRAME_CLASSIFICATION:
-        return lambda outputs: outputs.argmax(1)
-    if problem == Problem.FRAME_MULTILABEL:
-        return lambda outputs: (outputs >= thresholds).astype(int)
-    return lambda outputs: outputs

@@ -10,7 +10,8 @@ from challenge.progress import say
 def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
     from challenge.demo.hume import write_emi_demo
     from challenge.demo.models import tiny_wav2vec2
-    from challenge.runner import load_config, run_track
+    from challenge.config import load_config
+    from challenge.runner import run_track
     from tracks import TRACKS
 
     data, model = Path(directory) / "emi", Path(directory) / "models" / "wav2vec2-random"
