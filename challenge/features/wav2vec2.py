@@ -46,12 +46,9 @@ class Wav2Vec2WithEmotionHead(Wav2Vec2PreTrainedModel):
 def load_wav2vec2(model: str) -> Wav2Vec2WithEmotionHead:
     network, info = load_pretrained(Wav2Vec2WithEmotionHead, model, output_loading_info=True)
     missing = set(info.get("missing_keys", []))
+    # a plain Wav2Vec2Model checkpoint loads too (transformers maps it onto the "wav2vec2."
+    # prefix); only the regression head is then missing
     network.has_head = not any(key.startswith("classifier.") for key in missing)
-    encoder_missing = [key for key in missing if key.startswith("wav2vec2.")]
-    if len(encoder_missing) > len(missing) // 2 and encoder_missing:
-        # a plain Wav2Vec2Model checkpoint stores keys without the "wav2vec2." prefix
-        plain = load_pretrained(Wav2Vec2Model, model)
-        network.wav2vec2.load_state_dict(plain.state_dict())
     return network.eval()
 
 

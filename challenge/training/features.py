@@ -6,7 +6,7 @@ RAM streams from disk: only the windows a batch needs are read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ class ClipFeatures:
     targets: np.ndarray | None = None  # [N, C]
     mean: np.ndarray | None = None  # normalisation, set from the training split
     std: np.ndarray | None = None
+    _clip_means: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def dim(self) -> int:
@@ -60,11 +61,16 @@ class ClipFeatures:
             out = (out - self.mean) / self.std
         return out
 
-    def clip_mean(self, i: int) -> np.ndarray:
-        return self.sequence(i).mean(0)
+    def clip_means(self) -> np.ndarray:
+        """[N, D] mean of each whole clip (the global context), read once and kept: every epoch
+        and every trial reuses it."""
+        if self._clip_means is None:
+            self._clip_means = np.stack([self.sequence(i).mean(0) for i in range(len(self))]).astype(np.float32)
+        return self._clip_means
 
     def normalise_with(self, mean: np.ndarray, std: np.ndarray) -> ClipFeatures:
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        self._clip_means = None  # they depend on the normalisation
         return self
 
     def fit_normalisation(self, max_clips: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

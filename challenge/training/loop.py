@@ -17,13 +17,10 @@ class ClipBatches:
     def __init__(self, data: ClipFeatures, max_steps: int, seed: int):
         self.data, self.max_steps = data, max_steps
         self.rng = np.random.default_rng(seed)
-        self._means: np.ndarray | None = None
 
     @property
     def means(self) -> np.ndarray:
-        if self._means is None:  # read each clip once, however many epochs follow
-            self._means = np.stack([self.data.clip_mean(i) for i in range(len(self.data))]).astype(np.float32)
-        return self._means
+        return self.data.clip_means()
 
     def train_window(self, i: int) -> np.ndarray:
         steps = self.data.steps(i)
