@@ -29,6 +29,18 @@ app.add_typer(features_app, name="features")
 
 TrackName = Enum("TrackName", {name: name for name in TRACKS}, type=str)
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+DataOption = Annotated[Optional[Path], typer.Option(help="Dataset root in the track's official layout.")]
+AudioModelOption = Annotated[Optional[str], typer.Option(help="wav2vec2 hub id or local save_pretrained directory.")]
+VisualModelOption = Annotated[Optional[str], typer.Option(help="MAE ViT hub id or local directory.")]
+TrialsOption = Annotated[Optional[int], typer.Option(help="Finished trials the study should hold (a rerun resumes).")]
+TimeoutOption = Annotated[Optional[float], typer.Option(help="Stop tuning after this many seconds.")]
+StorageOption = Annotated[Optional[str], typer.Option(help="Optuna storage URL (default sqlite:///optuna/studies.db).")]
+TrackingOption = Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlflow/mlflow.db).")]
+OutOption = Annotated[Optional[Path], typer.Option(help="Output folder (default submissions/<track>/<run-id>/).")]
+EpochsOption = Annotated[Optional[int], typer.Option(help="Epoch budget of torch heads.")]
+DeviceOption = Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")]
+SkipMissingOption = Annotated[bool, typer.Option("--skip-missing", help="Leave out clips without media (counted).")]
+ConfigOption = Annotated[Optional[Path], typer.Option(help="YAML file of defaults; flags override it.")]
 StoreOption = Annotated[Optional[Path], typer.Option("--store", help="Feature store root (default $CHALLENGE_FEATURE_STORE or ~/.cache/challenge/features).")]
 
 
@@ -65,7 +77,7 @@ def features_extract(
     model: Annotated[Optional[str], typer.Option(help="Hub id or local save_pretrained directory.")] = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
     kind: Annotated[Optional[str], typer.Option(help="provided: wav2vec2 or vit (the organisers' folder).")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     store: StoreOption = None,
     quiet: Quiet = False,
 ):
@@ -115,24 +127,24 @@ def features_ls(store: StoreOption = None):
 @app.command("track")
 def track_command(
     track: Annotated[TrackName, typer.Argument(help="Track to run.")],
-    data: Annotated[Optional[Path], typer.Option(help="Dataset root in the track's official layout.")] = None,
+    data: DataOption = None,
     features: Annotated[Optional[str], typer.Option(help="Comma-separated: wav2vec2, mae, egemaps, provided-wav2vec2, provided-vit.")] = None,
-    audio_model: Annotated[Optional[str], typer.Option(help="wav2vec2 hub id or local save_pretrained directory.")] = None,
-    visual_model: Annotated[Optional[str], typer.Option(help="MAE ViT hub id or local directory.")] = None,
+    audio_model: AudioModelOption = None,
+    visual_model: VisualModelOption = None,
     head: Annotated[Optional[str], typer.Option(help="EMI: lstm (default) or lightgbm; frame tracks: transformer (default) or lstm-frames.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seeds Python, NumPy, torch and the sampler.")] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Tune the head with Optuna before the final fit.")] = False,
-    trials: Annotated[Optional[int], typer.Option(help="Finished trials the study should hold (a rerun resumes).")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Stop tuning after this many seconds.")] = None,
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default sqlite:///optuna/studies.db).")] = None,
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default sqlite:///mlflow/mlflow.db).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default submissions/<track>/<run-id>/).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epoch budget of torch heads.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    trials: TrialsOption = None,
+    timeout: TimeoutOption = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+    out: OutOption = None,
+    epochs: EpochsOption = None,
+    device: DeviceOption = None,
     shuffle_labels: Annotated[bool, typer.Option("--shuffle-labels", help="Control run: permute training labels.")] = False,
-    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out clips without media (counted).")] = False,
+    skip_missing: SkipMissingOption = False,
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="ce: compound scores from an EXPR model (product of its two basic emotions).")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file of defaults; flags override it.")] = None,
+    config: ConfigOption = None,
     store: StoreOption = None,
     quiet: Quiet = False,
 ):
@@ -174,6 +186,77 @@ def track_command(
     typer.echo(f"MLflow run {result.run_id}; browse with: mlflow ui --backend-store-uri {resolved.tracking_uri or 'sqlite:///mlflow/mlflow.db'}")
 
 
+class SplitName(str, Enum):
+    folds = "folds"
+    background = "background"
+    both = "both"
+
+
+@app.command("ensemble")
+def ensemble_command(
+    track: Annotated[TrackName, typer.Argument(help="Track to build an ensemble for.")],
+    data: DataOption = None,
+    split: Annotated[SplitName, typer.Option(help="folds: K-fold members over train+validation; background: one member per "
+                                                  "background subset; both: per fold, an all-data member and one per subset.")] = SplitName.folds,
+    members: Annotated[Optional[int], typer.Option(help="folds/both: number of folds (default 5); background: number of subsets (default: best silhouette).")] = None,
+    background_train: Annotated[str, typer.Option(help="in: a subset's member trains on that subset; out: on everything except it.")] = "in",
+    own_weight: Annotated[float, typer.Option(help="own-subset rule: weight of the members of a video's own background subset.")] = 2.0,
+    features: Annotated[Optional[str], typer.Option(help="Comma-separated feature sets (default: the track's).")] = None,
+    audio_model: AudioModelOption = None,
+    visual_model: VisualModelOption = None,
+    head: Annotated[Optional[str], typer.Option(help="Head of every member (default: the track's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seeds folds, clustering, members and the sampler.")] = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Tune the head here (default: take the best tuned `challenge track` run's parameters).")] = False,
+    trials: TrialsOption = None,
+    timeout: TimeoutOption = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+    out: OutOption = None,
+    epochs: EpochsOption = None,
+    device: DeviceOption = None,
+    skip_missing: SkipMissingOption = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    quiet: Quiet = False,
+):
+    """Train ensemble members, combine them on out-of-fold predictions, smooth (frame tracks),
+    write and validate the submission. Every score printed is measured on items the members
+    (and the combination rule) did not train on.
+
+    Examples:
+
+        challenge ensemble emi --data /data/hume --split folds --members 5
+
+        challenge ensemble expr --data /data/affwild2 --split both --tune --trials 20
+
+        challenge ensemble va --data /data/affwild2 --split background --background-train out
+    """
+    set_quiet(quiet)
+    from challenge.config import load_config
+    from ensembles.run import EnsembleOptions, run_ensemble
+
+    flags = {
+        "track": track.value, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
+        "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
+        "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
+        "epochs": epochs, "device": device, "skip_missing": skip_missing or None, "store": str(store) if store else None,
+    }
+    resolved = load_config(config, flags)
+    if not resolved.data:
+        raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+    options = EnsembleOptions(split=split.value, members=members, background_train=background_train, own_weight=own_weight)
+    result = run_ensemble(TRACKS[track.value], resolved, options)
+    typer.echo("members (held-out score): " + ", ".join(f"{k} {v:.4f}" for k, v in result.member_scores.items()))
+    for step, value in result.steps.items():
+        typer.echo(f"  {step:<12} {value:.4f}  (out of fold)")
+    typer.echo(f"ensemble ({result.rule}): {result.score:.4f} out of fold; on the validation split alone {result.valid_score:.4f}")
+    if result.score <= result.best_member:
+        typer.secho("the ensemble does not beat its best member out of fold", fg="yellow")
+    if result.submission:
+        typer.echo(f"submission: {result.submission} (validated)")
+    typer.echo(f"MLflow run {result.run_id}; compare with: challenge runs {track.value}")
+
+
 @app.command("validate")
 def validate_command(
     track: Annotated[TrackName, typer.Argument(help="Track whose format to check.")],
@@ -211,7 +294,7 @@ def validate_command(
 def runs_command(
     track: Annotated[TrackName, typer.Argument(help="Track whose runs to compare.")],
     limit: Annotated[int, typer.Option(help="How many runs to show.")] = 10,
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI.")] = None,
+    tracking_uri: TrackingOption = None,
 ):
     """Compare the best runs of a track from the MLflow store.
 
@@ -239,8 +322,8 @@ def runs_command(
 @app.command("demo")
 def demo_command(
     directory: Annotated[Path, typer.Option(help="Where the demo dataset and its stand-in model live.")] = Path("demo_data"),
-    trials: Annotated[int, typer.Option(help="Optuna trials the demo study should hold.")] = 6,
-    timeout: Annotated[float, typer.Option(help="Seconds of tuning in this call (the study resumes next time).")] = 150,
+    trials: TrialsOption = 6,
+    timeout: TimeoutOption = 150,
     quiet: Quiet = False,
 ):
     """The main job on the embedded demo: write EMI demo data (once), extract features, tune

@@ -71,7 +71,7 @@ def finish_frames(spec, config, head, valid, test, run_id, params, provenance) -
                         **{f"smoothing.score_sigma_{k:g}": v for k, v in by_sigma.items()},
                         **{f"detail.{k}": v for k, v in score.details.items()}})
     out = _out_dir(config, spec, run_id)
-    decide = _decision(spec.problem, thresholds)
+    decide = decision(spec.problem, thresholds)
     if spec.problem == Problem.FRAME_CLASSIFICATION:
         labels = truth[:, 0].astype(int)
         confusion_matrix_plot(labels[labels >= 0], decide(smoothed)[labels >= 0], spec.labels, out / "confusion_matrix.png")
@@ -79,12 +79,12 @@ def finish_frames(spec, config, head, valid, test, run_id, params, provenance) -
         "params": params, "provenance": provenance, "score": score.value, "score_unsmoothed": raw.value,
         "smoothing_sigma": sigma, "au_thresholds": None if thresholds is None else thresholds.tolist(),
     }, indent=1))
-    submission = _write_frames_submission(spec, config, head, test, sigma, decide, out) if test is not None and len(test) else None
+    submission = write_frames_submission(spec, config, head, test, sigma, decide, out) if test is not None and len(test) else None
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, score.value, score.details | {"unsmoothed": raw.value, "sigma": sigma}, params, submission)
 
 
-def _write_frames_submission(spec, config, head, test, sigma, decide, out) -> Path:
+def write_frames_submission(spec, config, head, test, sigma, decide, out) -> Path:
     from challenge.data.affwild import LABELS, find_sample_file, read_test_names
     from ensembles.smoothing import smooth_videos
     from submissions.affwild import write_affwild
@@ -104,12 +104,12 @@ def _submit_without_validation(spec, config, head, test, run_id, params, provena
     say("[yellow]no labelled validation videos for this track: no score, no smoothing (sigma 0)[/]")
     out = _out_dir(config, spec, run_id)
     (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": None}, indent=1))
-    submission = _write_frames_submission(spec, config, head, test, 0.0, _decision(spec.problem, None), out)
+    submission = write_frames_submission(spec, config, head, test, 0.0, decision(spec.problem, None), out)
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, float("nan"), {}, params, submission)
 
 
-def _decision(problem: Problem, thresholds):
+def decision(problem: Problem, thresholds):
     if problem == Problem.FRAME_CLASSIFICATION:
         return lambda outputs: outputs.argmax(1)
     if problem == Problem.FRAME_MULTILABEL:

@@ -10,17 +10,21 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10) -> list[dic
 
     experiment = tracking.setup(tracking_uri, track)
     runs = mlflow.search_runs(
-        experiment_ids=[experiment], filter_string="tags.`challenge.kind` = 'track' and attributes.status = 'FINISHED'",
-        order_by=["metrics.score DESC"], max_results=limit,
+        experiment_ids=[experiment], filter_string="attributes.status = 'FINISHED'", order_by=["metrics.score DESC"],
     )
+    if runs.empty:
+        return []
+    runs = runs[runs["tags.challenge.kind"].isin(["track", "ensemble"])].head(limit)  # not trials or members
     rows = []
     for _, run in runs.iterrows():
+        ensemble = run.get("tags.challenge.kind") == "ensemble"
         params = {k.removeprefix("params.head."): v for k, v in run.items() if str(k).startswith("params.head.") and v is not None}
         key = ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items()) if k not in ("epochs", "patience", "batch_size"))
         rows.append({
             "run": run["run_id"][:8],
             "date": run["start_time"].strftime("%Y-%m-%d %H:%M") if run["start_time"] is not None else "",
-            "score": f"{run.get('metrics.score', float('nan')):.4f}",
+            "kind": f"ensemble ({run.get('tags.ensemble.split')}, {run.get('tags.ensemble.rule')})" if ensemble else "single",
+            "score": f"{run.get('metrics.score', float('nan')):.4f}" + (" oof" if ensemble else ""),
             "head": run.get("tags.head", ""),
             "features": run.get("tags.features", ""),
             "tuned": run.get("params.tune", ""),
@@ -37,3 +41,24 @@ def _short(value: str) -> str:
     except (TypeError, ValueError):
         return str(value)
     return str(int(number)) if number.is_integer() and "." not in str(value) else f"{number:.3g}"
+
+
+def best_tuned_parameters(track: str, head: str, features: list[str], fingerprint: str, tracking_uri: str | None):
+    """(params, provenance) of the best finished, tuned, unshuffled `challenge track` run with
+    this head and features on this data, or None."""
+    import mlflow
+
+    from challenge import tracking
+
+    experiment = tracking.setup(tracking_uri, track)
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment], order_by=["metrics.score DESC"], max_results=1,
+        filter_string=(f"tags.`challenge.kind` = 'track' and attributes.status = 'FINISHED' and params.tune = 'True' "
+                       f"and tags.head = '{head}' and tags.features = '{','.join(features)}' "
+                       f"and tags.data_fingerprint = '{fingerprint}' and tags.shuffled_labels = 'False'"),
+    )
+    if runs.empty:
+        return None
+    run = runs.iloc[0]
+    saved = mlflow.artifacts.load_dict(f"runs:/{run['run_id']}/best_params.json")
+    return saved["params"], {**saved.get("provenance", {}), "source": "track run", "run": run["run_id"], "score": saved.get("score")}

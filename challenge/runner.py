@@ -34,13 +34,14 @@ def make_extractors(config: RunConfig):
     return built
 
 
-def extract_all(samples, config: RunConfig):
-    """Every configured extractor over every sample, once; returns (store, extractors, digests, keys)."""
+def extract_all(samples, config: RunConfig, extractors=None):
+    """Every configured extractor (or those given) over every sample, once; returns
+    (store, extractors, digests, keys)."""
     from challenge.features import FeatureStore
     from challenge.features.extract import extract
 
     store = FeatureStore(config.store)
-    extractors = make_extractors(config)
+    extractors = make_extractors(config) if extractors is None else extractors
     digests, keys = {}, {}
     for extractor in extractors:
         report = extract(extractor, samples, store, device=config.device)
@@ -154,7 +155,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
             mlflow.log_text("\n".join(samples.skipped), "skipped.txt")
         params, trials_run, provenance = head_cls.default_parameters() | overrides, 0, {"source": "defaults"}
         if config.tune:
-            params, trials_run, provenance = _tune(train_spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value)
+            params, trials_run, provenance = tune_head(train_spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value)
         say(f"training the {config.head} head with {'tuned' if config.tune else 'default'} parameters")
         head = head_cls(params, train_spec.problem, len(train_spec.labels), seed=config.seed, device=device)
         head.fit(train, valid, score_value)
@@ -199,7 +200,7 @@ def _zero_shot_compound(expr_head, config: RunConfig, expr_train):
     return _CompoundFromExpr(expr_head), parts["valid"], parts["test"]
 
 
-def _tune(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value):
+def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value):
     import mlflow
     import optuna
 

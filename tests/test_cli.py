@@ -9,11 +9,11 @@ runner = CliRunner()
 def test_help_lists_the_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo-data", "features", "track", "validate", "runs", "demo"):
+    for command in ("demo-data", "features", "track", "ensemble", "validate", "runs", "demo"):
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", [["demo-data"], ["features", "extract"], ["features", "ls"], ["track"], ["validate"], ["runs"], ["demo"]])
+@pytest.mark.parametrize("command", [["demo-data"], ["features", "extract"], ["features", "ls"], ["track"], ["ensemble"], ["validate"], ["runs"], ["demo"]])
 def test_every_command_has_help_with_examples(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output, result.output

@@ -12,7 +12,7 @@ from PIL import Image
 
 from challenge.data.affwild import CE_PARTS as COMPOUNDS
 from challenge.data.affwild import LABELS
-from challenge.demo.synth import AUDIO_RATE, FaceState, draw_face, voice, write_video
+from challenge.demo.synth import AUDIO_RATE, FaceState, draw_face, recording_setup, voice, write_video
 from challenge.progress import progress_bar
 
 FPS = 10
@@ -58,10 +58,10 @@ def _au_labels(states: np.ndarray) -> np.ndarray:
     return np.stack(columns, 1).astype(int)
 
 
-def _draw(states: np.ndarray, i: int, rng, background) -> Image.Image:
+def _draw(states: np.ndarray, i: int, rng, setup: dict) -> Image.Image:
     return draw_face(FaceState(smile=float(np.clip(states[i, 0], 0, 1)), mouth_open=float(np.clip(states[i, 1], 0, 1)),
-                               brow=float(np.clip(states[i, 2], 0, 1)), brightness=float(np.clip(states[i, 3], 0, 1))),
-                     SIZE, rng, background)
+                               brow=float(np.clip(states[i, 2], 0, 1)), brightness=float(np.clip(states[i, 3] * setup["light"], 0, 1))),
+                     SIZE, rng, setup["background"])
 
 
 def _video(root: Path, name: str, expr: np.ndarray, rng, pair: bool) -> dict[str, np.ndarray]:
@@ -71,8 +71,8 @@ def _video(root: Path, name: str, expr: np.ndarray, rng, pair: bool) -> dict[str
     people = {name + ("_left" if pair else ""): _states(expr, rng)}
     if pair:
         people[f"{name}_right"] = _states(np.zeros(n, dtype=int), rng)
-    background = tuple(int(v) for v in rng.integers(20, 140, 3))
-    crops = {crop: [_draw(states, i, rng, background) for i in range(n)] for crop, states in people.items()}
+    setup = recording_setup(rng)
+    crops = {crop: [_draw(states, i, rng, setup) for i in range(n)] for crop, states in people.items()}
     frames = []
     for i in range(n):
         frame = Image.new("RGB", (SIZE * len(crops), SIZE))
@@ -82,7 +82,7 @@ def _video(root: Path, name: str, expr: np.ndarray, rng, pair: bool) -> dict[str
     speaker = next(iter(people.values()))  # the voice is the first person's
     envelope = np.repeat(np.clip(speaker[:, 4], 0.02, 1), AUDIO_RATE // FPS).astype(np.float32)
     pitch = float(np.clip(0.5 + 0.3 * speaker[:, 5].mean(), 0, 1))
-    write_video(root / "videos" / f"{name}.mp4", frames, FPS, voice(n / FPS, pitch, envelope, rng))
+    write_video(root / "videos" / f"{name}.mp4", frames, FPS, voice(n / FPS, pitch, envelope, rng, noise=setup["noise"]))
     for crop_name, images in crops.items():
         folder = root / "cropped_aligned" / crop_name
         folder.mkdir(parents=True, exist_ok=True)

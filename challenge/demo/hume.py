@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.data.hume import HEADER
-from challenge.demo.synth import FaceState, burst_envelope, draw_face, voice, write_audio, write_video
+from challenge.demo.synth import FaceState, burst_envelope, draw_face, recording_setup, voice, write_audio, write_video
 from challenge.progress import progress_bar
 
 FPS = 10
@@ -34,14 +34,15 @@ def _clip(root: Path, clip: str, rng: np.random.Generator, test: bool, provided:
     smile, brightness, bursts, pitch = rng.uniform(0, 1, 4)
     duration = rng.uniform(2.0, 4.0)
     n_frames = int(duration * FPS)
-    background = tuple(int(v) for v in rng.integers(20, 120, 3))
+    setup = recording_setup(rng)  # the labels follow the true brightness, the camera sees it through the light
+    lit = float(np.clip(brightness * setup["light"], 0, 1))
     frames = [
-        draw_face(FaceState(smile=np.clip(smile + rng.normal(0, 0.05), 0, 1), brightness=brightness,
-                            mouth_open=0.3 * bursts * rng.uniform()), FRAME_SIZE, rng, background)
+        draw_face(FaceState(smile=np.clip(smile + rng.normal(0, 0.05), 0, 1), brightness=lit,
+                            mouth_open=0.3 * bursts * rng.uniform()), FRAME_SIZE, rng, setup["background"])
         for _ in range(n_frames)
     ]
     envelope = burst_envelope(duration, 0.3 + 3.0 * bursts, rng)
-    audio = voice(duration, pitch, envelope, rng)
+    audio = voice(duration, pitch, envelope, rng, noise=setup["noise"])
     base = root / "test_data" if test else root
     write_video(base / "raw" / f"{clip}.mp4", frames, FPS, audio)
     if not test:

@@ -27,6 +27,23 @@ class FaceState:
     brow: float = 0.5  # 0 lowered, 1 raised
 
 
+# Recording conditions of the demo corpora: the background behind the face, a lighting gain on
+# the face and the room noise in the audio. Each clip or video is recorded in one of them, so
+# background-split ensembles (ensembles/background.py) have real subsets to find.
+RECORDING_SETUPS = (
+    {"background": (35, 45, 120), "light": 1.0, "noise": 0.005},  # blue wall, even light, quiet room
+    {"background": (45, 115, 50), "light": 0.75, "noise": 0.02},  # green wall, dim light, noisy room
+    {"background": (125, 120, 115), "light": 1.2, "noise": 0.01},  # grey wall, bright light
+)
+
+
+def recording_setup(rng: np.random.Generator) -> dict:
+    """One of RECORDING_SETUPS with its background colour jittered a little."""
+    setup = dict(RECORDING_SETUPS[int(rng.integers(len(RECORDING_SETUPS)))])
+    setup["background"] = tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in setup["background"])
+    return setup
+
+
 def draw_face(state: FaceState, size: int, rng: np.random.Generator, background: tuple[int, int, int]) -> Image.Image:
     image = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(image)
@@ -50,14 +67,14 @@ def draw_face(state: FaceState, size: int, rng: np.random.Generator, background:
     return image
 
 
-def voice(duration: float, pitch: float, loudness: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def voice(duration: float, pitch: float, loudness: np.ndarray, rng: np.random.Generator, noise: float = 0.005) -> np.ndarray:
     """A voiced tone at 110-330 Hz (pitch in [0, 1]) with per-sample loudness envelope."""
     n = int(duration * AUDIO_RATE)
     t = np.arange(n) / AUDIO_RATE
     f0 = 110 + 220 * pitch
     phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.02 * np.sin(2 * np.pi * 5 * t))) / AUDIO_RATE
     tone = sum(np.sin(k * phase) / k for k in range(1, 5))
-    signal = 0.25 * loudness[:n] * tone + 0.005 * rng.standard_normal(n)
+    signal = 0.25 * loudness[:n] * tone + noise * rng.standard_normal(n)
     return np.clip(signal, -1, 1).astype(np.float32)
 
 

@@ -40,7 +40,7 @@ class LightGBMHead(Head):
 
     def fit(self, train, valid, score, report=None) -> float:
         x_train, x_valid = pooled(train), pooled(valid)
-        datasets = [lgb.Dataset(x_train, train.targets[:, j], free_raw_data=False) for j in range(self.n_outputs)]
+        datasets = [lgb.Dataset(x_train, np.ascontiguousarray(train.targets[:, j]), free_raw_data=False) for j in range(self.n_outputs)]
         self.boosters = [None] * self.n_outputs
         self.history, rounds = [], 0
         while rounds < self.params["n_estimators"]:

@@ -95,6 +95,13 @@ class ClipFeatures:
             None if self.targets is None else self.targets[indices], self.mean, self.std,
         )
 
+    @staticmethod
+    def join(parts: list[ClipFeatures]) -> ClipFeatures:
+        """Several splits as one pool (fold ensembles); they must share features and normalisation."""
+        first = parts[0]
+        targets = None if any(p.targets is None for p in parts) else np.concatenate([p.targets for p in parts])
+        return ClipFeatures([i for p in parts for i in p.ids], [e for p in parts for e in p.entries], first.dims, targets, first.mean, first.std)
+
 
 def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]) -> ClipFeatures:
     """Assemble `ClipFeatures` for samples; digests[extractor name][sample id] from extraction.

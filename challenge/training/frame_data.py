@@ -85,6 +85,20 @@ class FrameFeatures:
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
         return self
 
+    def subset(self, indices) -> FrameFeatures:
+        indices = list(indices)
+        pick = lambda values: [values[i] for i in indices]  # noqa: E731
+        return FrameFeatures(pick(self.ids), pick(self.lengths), pick(self.fps), pick(self.entries), self.dims,
+                             None if self.labels is None else pick(self.labels), self.mean, self.std)
+
+    @staticmethod
+    def join(parts: list[FrameFeatures]) -> FrameFeatures:
+        """Several splits as one pool (fold ensembles); they must share features and normalisation."""
+        first = parts[0]
+        labels = None if any(p.labels is None for p in parts) else [x for p in parts for x in p.labels]
+        joined = lambda name: [x for p in parts for x in getattr(p, name)]  # noqa: E731
+        return FrameFeatures(joined("ids"), joined("lengths"), joined("fps"), joined("entries"), first.dims, labels, first.mean, first.std)
+
 
 def frame_features(samples, extractors, store, digests, lengths: dict[str, int], fps: dict[str, float]) -> FrameFeatures:
     """Assemble FrameFeatures; `lengths[video]` frames each, `fps[video]` for audio alignment."""

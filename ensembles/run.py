@@ -1,0 +1,310 @@
+"""`challenge ensemble`: members over background subsets and/or folds, combined and smoothed on
+out-of-fold predictions, one MLflow run with a nested run per member, one validated submission.
+
+    read + extract once ─▶ head parameters (best tuned run, or --tune) ─▶ plan members
+      ─▶ train each member (nested run) ─▶ out-of-fold table, one column per role
+      ─▶ combination rules, cross-fitted ─▶ smoothing sigma (frame tracks) ─▶ submission
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from challenge.config import RunConfig
+from challenge.errors import ChallengeError
+from challenge.progress import say
+from ensembles.combine import RULES, Context, applicable_rules, cross_fit
+from ensembles.members import Member, evaluation_items, plan_members
+from tracks.base import Problem, TrackSpec
+
+
+@dataclass
+class EnsembleOptions:
+    split: str = "folds"  # folds, background or both
+    members: int | None = None  # folds: K (default 5); background: K subsets (default: silhouette)
+    folds: int = 5
+    background_train: str = "in"  # a subset's member trains on it ("in") or on everything else ("out")
+    own_weight: float = 2.0  # weight of a video's own-subset members in the own-subset rule
+    stop_share: float = 0.2  # share of a member's training videos held back for early stopping
+
+
+@dataclass
+class EnsembleResult:
+    run_id: str
+    score: float  # the submitted combination's out-of-fold score (smoothed for frame tracks)
+    best_member: float  # the best role's out-of-fold score
+    rule: str
+    steps: dict[str, float]  # score after each step: best member, combination, smoothing
+    member_scores: dict[str, float]
+    submission: Path | None
+    valid_score: float = float("nan")  # the same outputs scored on the validation split only
+
+
+def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -> EnsembleResult:
+    import mlflow
+
+    from challenge import tracking
+    from challenge.features.base import resolve_device
+    from challenge.heads import get_head
+    from challenge.runner import prepare_features, read_samples, tune_head
+    from challenge.seeding import seed_everything
+
+    if spec.problem not in (Problem.CLIP_REGRESSION, Problem.FRAME_CLASSIFICATION, Problem.FRAME_MULTILABEL, Problem.FRAME_REGRESSION):
+        raise ChallengeError(f"ensembles are not available for the {spec.name} track yet.")
+    head_cls = get_head(config.head)
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    samples = read_samples(spec, config)
+    samples, splits, feature_keys = prepare_features(spec, config, samples)
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    pool = type(train).join([train, valid])
+    pool_samples = [*samples.split("train"), *samples.split("valid")]
+    groups = [str(s.video or s.id) for s in pool_samples]
+    if options.members is not None and options.split in ("folds", "both"):
+        options.folds = options.members
+    subsets, test_subsets, clustering = None, None, None
+    if options.split != "folds":
+        subsets, test_subsets, clustering = _background_subsets(samples, config, options, pool_samples, groups, len(train))
+    members = plan_members(options.split, groups, len(train), folds=options.folds, subsets=subsets,
+                           background_train=options.background_train, stop_share=options.stop_share, seed=config.seed)
+    fingerprint = samples.fingerprint()
+    experiment = tracking.setup(config.tracking_uri, spec.name)
+    score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
+    overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
+    with mlflow.start_run(experiment_id=experiment, run_name=f"ensemble-{options.split}-{config.head}-{'+'.join(config.features)}") as run:
+        mlflow.set_tags({
+            "challenge.kind": "ensemble", "track": spec.name, "head": config.head, "features": ",".join(config.features),
+            "git_commit": tracking.git_commit(), "data_fingerprint": fingerprint, "seed": config.seed,
+            "shuffled_labels": False, "ensemble.split": options.split, **{f"feature_key.{k}": v for k, v in feature_keys.items()},
+        })
+        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune,
+                           **{f"ensemble.{k}": v for k, v in asdict(options).items()}, "ensemble.members_trained": len(members)})
+        mlflow.log_text(yaml.safe_dump({"run": asdict(config), "ensemble": asdict(options)}, sort_keys=False), "resolved_config.yaml")
+        if clustering is not None:
+            mlflow.log_metrics({"background.k": clustering.k, **{f"background.silhouette_k{k}": v for k, v in clustering.silhouettes.items()}})
+        params, provenance = _head_parameters(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, tune_head)
+        say(f"{len(members)} member(s), split {options.split}, head {config.head} ({provenance['source']} parameters)")
+        member_scores, heldout, test_outputs = {}, {}, {}
+        for member in members:
+            score, heldout[member.name], test_outputs[member.name] = _train_member(
+                spec, config, head_cls, params, member, pool, test, score_value, device)
+            member_scores[member.name] = score
+        result = _combine_and_finish(spec, config, options, members, pool, len(train), test, heldout, test_outputs, subsets, test_subsets,
+                                     member_scores, params, provenance, run.info.run_id)
+    return result
+
+
+def _background_subsets(samples, config, options, pool_samples, groups, n_train):
+    """Cluster the source videos of the pool (training split only for --split background)."""
+    from challenge.features import make_extractor
+    from challenge.runner import extract_all
+    from ensembles.background import cluster_backgrounds
+
+    extractor = make_extractor("background")
+    _, _, digests, _ = extract_all(samples, config, extractors=[extractor])
+    descriptors = _descriptors(samples, extractor, digests["background"], config)
+    fitted_items = range(n_train) if options.split == "background" else range(len(pool_samples))
+    unique = list(dict.fromkeys(groups[i] for i in fitted_items))
+    first_item = {g: i for i in reversed(list(fitted_items)) for g in [groups[i]]}
+    # trained on its subset ("in"), a member needs videos to fit and to stop on in every fold;
+    # trained on everything else ("out"), any subset size will do
+    min_size = max(3, round(0.05 * len(unique))) if options.background_train == "in" else 1
+    clustering = cluster_backgrounds(np.stack([descriptors[pool_samples[first_item[g]].id] for g in unique]),
+                                     options.members if options.split == "background" else None, config.seed, min_size)
+    subsets = clustering.assign(np.stack([descriptors[s.id] for s in pool_samples]))
+    test_ids = [s.id for s in samples.split("test")]
+    test_subsets = clustering.assign(np.stack([descriptors[i] for i in test_ids])) if test_ids else np.zeros(0, int)
+    sizes = np.bincount(subsets[:n_train], minlength=clustering.k).tolist()
+    say(f"background: {clustering.k} subsets (silhouette {clustering.silhouettes[clustering.k]:.3f}), training items per subset {sizes}")
+    return subsets, test_subsets, clustering
+
+
+def _descriptors(samples, extractor, digests, config) -> dict[str, np.ndarray]:
+    from challenge.features import FeatureStore
+
+    store = FeatureStore(config.store)
+    missing = [s.id for s in samples if s.id not in digests]
+    if missing:
+        raise ChallengeError(f"{len(missing)} sample(s) have no video to describe the background of (for example {missing[:5]}); "
+                             "background subsets need each clip's or video's full frames: use --split folds.")
+    return {s.id: np.load(store.locate(extractor, digests[s.id]).with_suffix(".npy"))[0] for s in samples}
+
+
+def _head_parameters(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, tune_head):
+    """Tuned here (--tune), else the best tuned `challenge track` run on this data, else defaults."""
+    from challenge.reports import best_tuned_parameters
+
+    if config.tune:
+        params, _, provenance = tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value)
+        return params, provenance
+    found = best_tuned_parameters(spec.name, config.head, config.features, fingerprint, config.tracking_uri)
+    if found is not None:
+        params, provenance = found
+        say(f"head parameters from tuned run {provenance['run']} (validation {provenance['score']:.4f})")
+        return {**head_cls.default_parameters(), **params, **overrides}, provenance
+    say(f"[yellow]no tuned `challenge track {spec.name}` run with head {config.head} and features {','.join(config.features)} "
+        "on this data: members use the head's defaults (pass --tune, or run `challenge track ... --tune` first)[/]")
+    return head_cls.default_parameters() | overrides, {"source": "defaults"}
+
+
+def _train_member(spec, config, head_cls, params, member: Member, pool, test, score_value, device):
+    """Fit on member.fit, stop on member.stop; returns (held-out score, held-out outputs per item,
+    test outputs per item)."""
+    import mlflow
+
+    from challenge import tracking
+
+    with mlflow.start_run(run_name=member.name, nested=True):
+        mlflow.set_tags({"challenge.kind": "member", "role": member.role, "fold": str(member.fold), "subset": str(member.subset)})
+        mlflow.log_params({"fit_items": len(member.fit), "stop_items": len(member.stop), "heldout_items": len(member.heldout)})
+        head = head_cls(params, spec.problem, len(spec.labels), seed=config.seed, device=device)
+        head.fit(pool.subset(member.fit), pool.subset(member.stop), score_value)
+        tracking.log_history(head.history)
+        heldout_data = pool.subset(member.heldout)
+        outputs = item_outputs(spec.problem, head, heldout_data)
+        score = evaluate(spec, np.concatenate(item_truth(spec.problem, heldout_data)), np.concatenate(outputs))
+        mlflow.log_metric("heldout_score", score)
+        say(f"member {member.name}: trained on {len(member.fit)} (+{len(member.stop)} to stop), held-out score {score:.4f} on {len(member.heldout)}")
+        test_out = item_outputs(spec.problem, head, test) if test is not None and len(test) else []
+    return score, dict(zip(member.heldout, outputs)), test_out
+
+
+def item_outputs(problem: Problem, head, data) -> list[np.ndarray]:
+    """Per item a [rows, C] array: one row per clip, one per frame for frame tracks."""
+    predicted = head.predict(data)
+    if problem == Problem.CLIP_REGRESSION:
+        return [row[None] for row in np.asarray(predicted)]
+    return list(predicted)
+
+
+def item_truth(problem: Problem, data) -> list[np.ndarray]:
+    if problem == Problem.CLIP_REGRESSION:
+        return [row[None] for row in data.targets]
+    return list(data.labels)
+
+
+def evaluate(spec: TrackSpec, truth: np.ndarray, outputs: np.ndarray) -> float:
+    """The track's score; AU thresholds tuned on the same rows, as a single run does."""
+    if spec.problem == Problem.FRAME_MULTILABEL:
+        from challenge.frame_metrics import au_score_tuned
+
+        return au_score_tuned(truth, outputs, spec.labels)[0].value
+    return spec.score(truth, outputs).value
+
+
+def _combine_and_finish(spec, config, options, members, pool, n_train, test, heldout, test_outputs, subsets, test_subsets,
+                        member_scores, params, provenance, run_id) -> EnsembleResult:
+    import mlflow
+
+    from ensembles.smoothing import smooth_videos, tune_sigma
+
+    items = evaluation_items(members)
+    roles = list(dict.fromkeys(m.role for m in members))
+    truth_items = item_truth(spec.problem, pool.subset(items))
+    lengths = [len(t) for t in truth_items]
+    truth = np.concatenate(truth_items)
+    row_items = np.repeat(items, lengths)
+    row_subsets = np.repeat(subsets[items], lengths) if subsets is not None else np.full(len(truth), -1)
+    # the out-of-fold table: for each role, each evaluation item's prediction by the member of
+    # that role that held the item out
+    outputs = np.stack([np.concatenate([_heldout_of(members, heldout, role, i) for i in items]) for role in roles]).astype(np.float64)
+    role_scores = {role: evaluate(spec, truth, outputs[r]) for r, role in enumerate(roles)}
+    role_subsets = [next(m.subset for m in members if m.role == role) for role in roles]
+    context = Context(spec.problem, lambda t, o: evaluate(spec, t, o), role_subsets, options.own_weight)
+    combined, rule_scores = {}, {}
+    for name in applicable_rules(context):
+        combined[name] = cross_fit(RULES[name], outputs, truth, row_items, row_subsets, context, seed=config.seed)
+        rule_scores[name] = evaluate(spec, truth, combined[name])
+    rule = max(rule_scores, key=lambda n: (rule_scores[n], n == "mean"))  # ties: the simplest
+    best_role = max(role_scores, key=role_scores.get)
+    steps = {"best_member": role_scores[best_role], "combination": rule_scores[rule]}
+    sigma, by_sigma, final = 0.0, {}, combined[rule]
+    if spec.problem != Problem.CLIP_REGRESSION:
+        sigma, by_sigma = tune_sigma(lambda v: evaluate(spec, truth, v), combined[rule], lengths)
+        final = smooth_videos(combined[rule], lengths, sigma)
+        steps["smoothing"] = evaluate(spec, truth, final)
+    score = list(steps.values())[-1]
+    on_valid = row_items >= n_train  # the validation clips or videos: comparable with a single run's score
+    valid_score = evaluate(spec, truth[on_valid], final[on_valid]) if on_valid.any() else float("nan")
+    _report(spec, role_scores, rule_scores, rule, steps, sigma)
+    say(f"on the validation {'clips' if spec.problem == Problem.CLIP_REGRESSION else 'videos'} alone: {valid_score:.4f}")
+    mlflow.log_metrics({
+        "score": score, "score_unsmoothed": rule_scores[rule], "smoothing.sigma": sigma, "score_valid_items": valid_score,
+        **{f"member.{k}": v for k, v in member_scores.items()}, **{f"role.{k}": v for k, v in role_scores.items()},
+        **{f"combine.{k}": v for k, v in rule_scores.items()}, **{f"smoothing.score_sigma_{k:g}": v for k, v in by_sigma.items()},
+        "gain.combination": steps["combination"] - steps["best_member"],
+        **({"gain.smoothing": steps["smoothing"] - steps["combination"]} if "smoothing" in steps else {}),
+    })
+    beats = score > steps["best_member"]
+    mlflow.set_tags({"ensemble.rule": rule, "ensemble.beats_best_member": str(beats), "ensemble.best_role": best_role})
+    submission = None
+    out = Path(config.out) if config.out else Path("submissions") / spec.name / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    if test is not None and len(test):
+        test_stack = np.stack([np.concatenate(_role_test_outputs(members, test_outputs, role)) for role in roles]).astype(np.float64)
+        test_lengths = [len(o) for o in test_outputs[members[0].name]]
+        state = RULES[rule].fit(outputs, truth, context)
+        combined_test = RULES[rule].apply(state, test_stack, np.repeat(test_subsets, test_lengths) if test_subsets is not None else np.full(test_stack.shape[1], -1), context)
+        submission = _write_submission(spec, config, test, combined_test, test_lengths, sigma, truth, final, out)
+    (out / "ensemble.json").write_text(json.dumps({
+        "split": options.split, "rule": rule, "score": score, "steps": steps, "roles": role_scores, "rules": rule_scores,
+        "members": member_scores, "smoothing_sigma": sigma, "score_valid_items": valid_score, "params": params, "provenance": provenance,
+        "beats_best_member": beats,
+    }, indent=1, default=str))
+    mlflow.log_artifacts(str(out))
+    return EnsembleResult(run_id, score, steps["best_member"], rule, steps, member_scores, submission, valid_score)
+
+
+def _heldout_of(members, heldout, role, item) -> np.ndarray:
+    for member in members:
+        if member.role == role and item in heldout[member.name]:
+            return heldout[member.name][item]
+    raise AssertionError(f"no {role} member held out item {item}")  # plan_members guarantees one
+
+
+def _role_test_outputs(members, test_outputs, role) -> list[np.ndarray]:
+    """A role's test prediction: the mean over its members (one per fold, or the subset's one)."""
+    own = [test_outputs[m.name] for m in members if m.role == role]
+    return [np.mean([outputs[v] for outputs in own], axis=0) for v in range(len(own[0]))]
+
+
+def _report(spec, role_scores, rule_scores, rule, steps, sigma) -> None:
+    say("out-of-fold scores by role: " + ", ".join(f"{k} {v:.4f}" for k, v in role_scores.items()))
+    say("combination rules (cross-fitted): " + ", ".join(f"{k} {v:.4f}" for k, v in rule_scores.items()) + f"; chosen: {rule}")
+    if "smoothing" in steps:
+        say(f"smoothing sigma {sigma:g} frames: {steps['combination']:.4f} -> {steps['smoothing']:.4f}")
+    final = list(steps.values())[-1]
+    if final <= steps["best_member"]:
+        say(f"[yellow]the ensemble ({final:.4f}) does not beat its best member ({steps['best_member']:.4f}) out of fold; "
+            "its file is still the one written, since choosing on test data is not allowed[/]")
+
+
+def _write_submission(spec, config, test, combined_test, test_lengths, sigma, truth, final, out) -> Path:
+    from challenge.finish import decision, write_frames_submission
+
+    if spec.problem == Problem.CLIP_REGRESSION:
+        path = spec.write_submission(out / "predictions.csv", test.ids, combined_test)
+        say(f"submission validated: {path}")
+        return path
+    thresholds = None
+    if spec.problem == Problem.FRAME_MULTILABEL:
+        from challenge.frame_metrics import tune_au_thresholds
+
+        thresholds = tune_au_thresholds(truth, final)  # on the smoothed out-of-fold outputs
+    per_video = np.split(combined_test, np.cumsum(test_lengths)[:-1])
+    return write_frames_submission(spec, config, _Fixed(per_video), test, sigma, decision(spec.problem, thresholds), out)
+
+
+class _Fixed:
+    """Outputs already combined, served like a head's predictions."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def predict(self, data):
+        return self.outputs
