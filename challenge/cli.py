@@ -144,6 +144,12 @@ def track_command(
     shuffle_labels: Annotated[bool, typer.Option("--shuffle-labels", help="Control run: permute training labels.")] = False,
     skip_missing: SkipMissingOption = False,
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="ce: compound scores from an EXPR model (product of its two basic emotions).")] = False,
+    eval_data: Annotated[Optional[Path], typer.Option(help="smile-laugh: a second corpus, scored zero-shot.")] = None,
+    scheme: Annotated[Optional[Path], typer.Option(help="smiles tracks: ELAN tier names and level spellings (YAML; default the corpus's elan_scheme.yaml).")] = None,
+    clip_length: Annotated[Optional[float], typer.Option(help="smile-laugh: clip length in seconds (default 1.2).")] = None,
+    clip_hop: Annotated[Optional[float], typer.Option(help="smile-laugh: seconds between clip starts (default 0.6).")] = None,
+    subtle: Annotated[Optional[str], typer.Option(help="smile-intensity: drop (default), keep or merge (into Low) the Subtle level.")] = None,
+    window: Annotated[Optional[int], typer.Option(help="smile-intensity: face frames per GRU window (default 20).")] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
     quiet: Quiet = False,
@@ -161,6 +167,10 @@ def track_command(
         challenge track expr --data /data/affwild2 --features mae,wav2vec2 --visual-model /models/mae-face --tune
 
         challenge track ce --data /data/affwild2 --zero-shot
+
+        challenge track smile-laugh --data demo_data/smiles/a --eval-data demo_data/smiles/b
+
+        challenge track smile-intensity --data demo_data/smiles/a --subtle merge
     """
     set_quiet(quiet)
     from challenge.config import load_config
@@ -171,13 +181,14 @@ def track_command(
         "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
         "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
         "epochs": epochs, "device": device, "shuffle_labels": shuffle_labels or None, "skip_missing": skip_missing or None,
-        "store": str(store) if store else None, "zero_shot": zero_shot or None,
+        "store": str(store) if store else None, "zero_shot": zero_shot or None, "eval_data": str(eval_data) if eval_data else None,
+        "scheme": str(scheme) if scheme else None, "clip_length": clip_length, "clip_hop": clip_hop, "subtle": subtle, "window": window,
     }
     resolved = load_config(config, flags)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
     spec = TRACKS[track.value]
-    result = run_track(spec, resolved)
+    result = spec.run(resolved) if spec.run is not None else run_track(spec, resolved)
     typer.echo(f"validation score ({spec.metric}): {result.score:.4f}")
     for label, value in result.details.items():
         typer.echo(f"  {label:<14} {value:+.4f}")
@@ -235,6 +246,9 @@ def ensemble_command(
     from challenge.config import load_config
     from ensembles.run import EnsembleOptions, run_ensemble
 
+    if TRACKS[track.value].run is not None:
+        raise ChallengeError(f"ensembles are for the leaderboard tracks; {track.value} has its own pipeline (challenge track {track.value}).")
+
     flags = {
         "track": track.value, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
         "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
@@ -257,6 +271,71 @@ def ensemble_command(
     typer.echo(f"MLflow run {result.run_id}; compare with: challenge runs {track.value}")
 
 
+@app.command("agree")
+def agree_command(
+    first: Annotated[Path, typer.Argument(help="Annotator A: an .eaf file or a folder of them.")],
+    second: Annotated[Path, typer.Argument(help="Annotator B: an .eaf file or a folder (files paired by name).")],
+    tiers: Annotated[str, typer.Option(help="Comma-separated tiers to compare: smiles, laughs.")] = "smiles,laughs",
+    scheme: Annotated[Optional[Path], typer.Option(help="ELAN tier names and level spellings (YAML).")] = None,
+    min_iou: Annotated[float, typer.Option(help="Segments overlap only above this IoU.")] = 0.10,
+    csv: Annotated[Optional[Path], typer.Option(help="Write the table to this CSV file.")] = None,
+    mlflow_log: Annotated[bool, typer.Option("--mlflow", help="Log the figures and CSV as an MLflow run (experiment 'agreement').")] = False,
+    tracking_uri: TrackingOption = None,
+):
+    """Inter-annotator agreement per tier: Cohen's kappa over frames (with and without intensity
+    levels), Overlap_perc, mean IoU of overlapping segments, Overlap_levels.
+
+    Examples:
+
+        challenge agree demo_data/smiles/a/annotations/annotator1 demo_data/smiles/a/annotations/annotator2
+
+        challenge agree ann1/s01.eaf ann2/s01.eaf --tiers smiles --csv agreement.csv --mlflow
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from challenge.agreement import compare_annotations
+    from challenge.data.elan import ElanScheme, read_eaf
+
+    elan = ElanScheme.load(scheme) if scheme else None
+
+    def load(path: Path) -> dict:
+        if path.is_dir():
+            files = sorted(path.glob("*.eaf"))
+            if not files:
+                raise ChallengeError(f"{path}: no .eaf files.")
+            return {f.stem: read_eaf(f, elan) for f in files}
+        return {"file": read_eaf(path, elan)}
+
+    results = compare_annotations(load(first), load(second), [t.strip() for t in tiers.split(",")], min_iou=min_iou)
+    table = Table(title=f"agreement {first} vs {second}")
+    columns = list(results[0].row())
+    for column in columns:
+        table.add_column(column)
+    for result in results:
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in result.row().values()))
+    Console(width=160).print(table)
+    if csv or mlflow_log:
+        import pandas as pd
+
+        frame = pd.DataFrame([r.row() for r in results])
+        if csv:
+            frame.to_csv(csv, index=False)
+            typer.echo(f"wrote {csv}")
+        if mlflow_log:
+            import mlflow
+
+            from challenge import tracking
+
+            experiment = tracking.setup(tracking_uri, "agreement")
+            with mlflow.start_run(experiment_id=experiment, run_name=f"{first.name}-vs-{second.name}") as run:
+                mlflow.set_tags({"challenge.kind": "agreement", "first": str(first), "second": str(second)})
+                for r in results:
+                    mlflow.log_metrics({f"{r.tier}.{k}": v for k, v in r.row().items() if isinstance(v, float)})
+                mlflow.log_table(frame, "agreement.json")
+            typer.echo(f"MLflow run {run.info.run_id} (experiment 'agreement')")
+
+
 @app.command("validate")
 def validate_command(
     track: Annotated[TrackName, typer.Argument(help="Track whose format to check.")],
@@ -272,6 +351,8 @@ def validate_command(
         challenge validate expr submissions/expr/<run-id>/predictions.txt --data /data/affwild2
     """
     spec = TRACKS[track.value]
+    if spec.run is not None:
+        raise ChallengeError(f"{track.value} writes reports, not a leaderboard file: there is nothing to validate.")
     test_ids = [s.id for s in spec.read(data, on_missing="skip").split("test")]
     if not test_ids:
         raise ChallengeError(f"{data}: no test clips or videos found, nothing to validate against.")

@@ -35,6 +35,13 @@ class RunConfig:
     skip_missing: bool = False
     store: str | None = None
     zero_shot: bool = False  # CE only: compound scores from an EXPR model trained on the same root
+    # smiles and laughter tracks
+    eval_data: str | None = None  # a second corpus, scored zero-shot
+    scheme: str | None = None  # ELAN tier names and level spellings (YAML); default: the corpus's elan_scheme.yaml
+    clip_length: float = 1.2  # smile-laugh clip windows, seconds
+    clip_hop: float = 0.6
+    subtle: str = "drop"  # smile-intensity: drop, keep (own class) or merge (into Low) the Subtle level
+    window: int = 20  # smile-intensity: consecutive face frames per GRU window
 
 
 @dataclass

@@ -66,3 +66,14 @@ def iter_video_frames(path: Path, step: int = 1) -> Iterator[tuple[float, np.nda
                     yield float(frame.time or 0.0), frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as error:
             raise ChallengeError(f"{path}: video stream is corrupt ({error}). Re-export the file.") from error
+
+
+def video_frame_count(path: Path) -> int:
+    """Frames in the video: the container's count when it has one, else counted by decoding."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise ChallengeError(f"{path}: has no video stream.")
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+    return sum(1 for _ in iter_video_frames(path))

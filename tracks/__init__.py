@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from challenge.errors import ChallengeError
-from tracks import au, ce, emi, expr, va
+from tracks import au, ce, emi, expr, smile_intensity, smile_laugh, va
 from tracks.base import Problem, Score, TrackSpec
 
-TRACKS: dict[str, TrackSpec] = {module.TRACK.name: module.TRACK for module in (emi, expr, va, au, ce)}
+TRACKS: dict[str, TrackSpec] = {module.TRACK.name: module.TRACK for module in (emi, expr, va, au, ce, smile_laugh, smile_intensity)}
 
 
 def get_track(name: str) -> TrackSpec:

@@ -37,3 +37,6 @@ class TrackSpec:
     default_features: tuple[str, ...] = ("wav2vec2",)
     default_head: str = "lstm"
     metric: str = "score"  # how the score is named in messages
+    # a track with its own pipeline (the smiles studies: no leaderboard file) runs this instead
+    # of the shared runner: RunConfig -> RunResult
+    run: Callable[..., object] | None = None

@@ -1,0 +1,71 @@
+"""Per-recording features from the shared store, cut into clip windows or read per frame.
+
+Each recording is extracted once (audio and visual extractors, cached like every feature);
+clips are time windows into those sequences, so changing the clip length or hop costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from challenge.errors import ChallengeError
+
+
+@dataclass
+class RecordingFeatures:
+    arrays: dict[str, np.ndarray]  # modality ("audio", "visual") -> [T, D]
+    times: dict[str, np.ndarray]  # modality -> [T] time of each row in seconds
+
+
+def recording_features(recordings, config) -> tuple[dict[str, RecordingFeatures], dict[str, int]]:
+    """Features of every recording, and the width of each modality."""
+    from challenge.data.samples import Sample, Samples
+    from challenge.runner import extract_all, make_extractors
+
+    samples = Samples([Sample(r.id, r.split, video=r.video, audio=r.video) for r in recordings])
+    extractors = make_extractors(config)
+    store, extractors, digests, _ = extract_all(samples, config, extractors)
+    out, widths = {}, {}
+    for r in recordings:
+        arrays, times = {}, {}
+        for extractor in extractors:
+            modality = "audio" if extractor.modality == "audio" else "visual"
+            base = store.locate(extractor, digests[extractor.name][r.id])
+            array = np.load(base.with_suffix(".npy")).astype(np.float32)
+            meta = json.loads(base.with_suffix(".json").read_text())
+            rate = meta["frame_rate"]
+            index = np.asarray(meta["index"]) - 1 if meta.get("index") is not None else np.arange(len(array))
+            stamps = (index + 0.5) / rate
+            if modality in arrays:  # two extractors of one modality: side by side on the first one's rows
+                nearest = np.searchsorted(stamps, times[modality]).clip(0, len(array) - 1)
+                arrays[modality] = np.concatenate([arrays[modality], array[nearest]], 1)
+            else:
+                arrays[modality], times[modality] = array, stamps
+            widths[modality] = arrays[modality].shape[1]
+        out[r.id] = RecordingFeatures(arrays, times)
+    return out, widths
+
+
+def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str) -> np.ndarray:
+    """[clips, 2D]: mean and std of the modality's rows inside each clip's window."""
+    rows = []
+    for clip in clips:
+        recording = features[clip.recording]
+        if modality not in recording.arrays:
+            raise ChallengeError(f"recording {clip.recording} has no {modality} features; pass --features with a {modality} extractor.")
+        times, array = recording.times[modality], recording.arrays[modality]
+        inside = (times >= clip.start) & (times < clip.end)
+        window = array[inside] if inside.any() else array[[int(np.abs(times - (clip.start + clip.end) / 2).argmin())]]
+        rows.append(np.concatenate([window.mean(0), window.std(0)]))
+    return np.stack(rows).astype(np.float32)
+
+
+def frame_matrix(features: RecordingFeatures, n_frames: int, fps: float) -> np.ndarray:
+    """[n_frames, D] visual features on the video's frame axis (nearest row for each frame)."""
+    times, array = features.times["visual"], features.arrays["visual"]
+    centres = (np.arange(n_frames) + 0.5) / fps
+    nearest = np.abs(times[None, :] - centres[:, None]).argmin(1)
+    return array[nearest]

@@ -1,0 +1,164 @@
+"""Smiles and laughter: ELAN parsing, clip and frame labels, agreement measures, dual matrices."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from challenge.agreement import agreement, frame_labels, iou, overlapping_pairs
+from challenge.cli import app
+from challenge.data.elan import ElanAnnotation, ElanScheme, Segment, read_eaf, read_smiles_corpus, write_eaf
+from challenge.errors import ChallengeError
+from challenge.smiles.labels import cut_clips, frame_intensities
+from challenge.smiles.reports import recall_and_precision_matrices
+
+runner = CliRunner()
+S = Segment
+
+
+def _eaf(tmp_path, smiles, laughs, name="x.eaf", tiers=("Role", "Smiles", "Laughs")):
+    path = tmp_path / name
+    write_eaf(path, {tiers[0]: [S(0, 10, "SPK")], tiers[1]: smiles, tiers[2]: laughs})
+    return path
+
+
+def test_eaf_round_trip_with_the_default_and_a_custom_scheme(tmp_path):
+    path = _eaf(tmp_path, [S(1.0, 2.5, "low"), S(4, 5, "high")], [S(6, 7.2, "medium")])
+    annotation = read_eaf(path)
+    assert annotation.smiles == [S(1.0, 2.5, "low"), S(4.0, 5.0, "high")] and annotation.laughs == [S(6.0, 7.2, "medium")]
+    assert annotation.roles == [S(0.0, 10.0, "SPK")]
+    custom = _eaf(tmp_path, [S(1, 2, "Faint")], [], "y.eaf", tiers=("role", "smile", "laugh"))
+    scheme = ElanScheme(role_tier="role", smiles_tier="smile", laughs_tier="laugh", smile_levels={"faint": "subtle"})
+    assert read_eaf(custom, scheme).smiles == [S(1.0, 2.0, "subtle")]
+
+
+def test_broken_eaf_files_name_file_tier_time_and_value(tmp_path):
+    unknown = _eaf(tmp_path, [S(1, 2, "low"), S(3.25, 4, "huge")], [])
+    with pytest.raises(ChallengeError) as error:
+        read_eaf(unknown)
+    message = str(error.value)
+    assert str(unknown) in message and "'Smiles'" in message and "3.250 s" in message and "'huge'" in message
+    missing = _eaf(tmp_path, [], [], "z.eaf", tiers=("Role", "Smile", "Laughs"))
+    with pytest.raises(ChallengeError, match="no tier 'Smiles'.*Smile"):
+        read_eaf(missing)
+    garbage = tmp_path / "g.eaf"
+    garbage.write_text("<ANNOTATION_DOCUMENT><oops")
+    with pytest.raises(ChallengeError, match="not a readable ELAN file"):
+        read_eaf(garbage)
+
+
+def _annotation(smiles=(), laughs=(), roles=()):
+    return ElanAnnotation(None, list(roles), list(smiles), list(laughs))
+
+
+def test_clip_labels_follow_the_majority_at_segment_edges():
+    annotation = _annotation(smiles=[S(0.0, 0.7, "high")], laughs=[S(1.9, 3.0, "low")], roles=[S(0, 1.0, "SPK"), S(1.0, 4, "LSN")])
+    clips = cut_clips("r", annotation, duration=3.6, length=1.2, hop=0.6)
+    assert [(c.start, c.end) for c in clips][:2] == [(0.0, 1.2), (0.6, 1.8)] and clips[-1].end <= 3.6
+    first, second, third = clips[0], clips[1], clips[2]
+    assert (first.label, first.intensity, first.role) == (1, "Smiles high", "SPK")  # 0.7 s of 1.2 smiling
+    assert (second.label, second.intensity) == (2, "None")  # 0.1 s smile only
+    assert (third.label, third.intensity) == (2, "None")  # [1.2, 2.4): 0.5 s laugh < 0.7 s nothing
+    fourth = clips[3]  # [1.8, 3.0): 1.1 s laugh
+    assert (fourth.label, fourth.intensity, fourth.role) == (0, "Laughs low", "LSN")
+    # exactly half covered: ties go to the expression
+    tie = cut_clips("r", _annotation(smiles=[S(0.0, 0.6, "low")]), duration=1.2, length=1.2, hop=0.6)[0]
+    assert tie.label == 1
+
+
+def test_frame_intensities_drop_keep_or_merge_subtle_and_skip_laughs():
+    annotation = _annotation(smiles=[S(0.0, 0.2, "subtle"), S(0.2, 0.4, "high")], laughs=[S(0.4, 0.6, "low")])
+    assert frame_intensities(annotation, 8, 10).tolist() == [-1, -1, 3, 3, -1, -1, 0, 0]
+    assert frame_intensities(annotation, 8, 10, "keep").tolist()[:2] == [4, 4]
+    assert frame_intensities(annotation, 8, 10, "merge").tolist()[:2] == [1, 1]
+
+
+def test_agreement_measures_on_hand_made_segments():
+    a = [S(0, 2, "low"), S(4, 6, "high"), S(8, 9, "low")]
+    b = [S(1, 3, "low"), S(4, 6, "medium"), S(8, 8.1, "low")]
+    assert iou(a[0], b[0]) == pytest.approx(1 / 3) and iou(a[1], b[1]) == 1.0 and iou(a[2], b[2]) == pytest.approx(0.1)
+    pairs = overlapping_pairs(a, b)  # the third pair sits at 10 %: not above it
+    assert [(i, j) for i, j, _ in pairs] == [(0, 0), (1, 1)]
+    result = agreement("smiles", [(a, b, 10.0)], rate=1.0)
+    assert result.overlap_perc == pytest.approx(4 / 6)
+    assert result.mean_iou == pytest.approx((1 / 3 + 1) / 2)
+    assert result.overlap_levels == pytest.approx(0.5)
+    # frames at 1 Hz (centres 0.5 .. 9.5): A = low low none none high high none none low none
+    assert frame_labels(a, 10.0, 1.0).tolist() == ["low", "low", "none", "none", "high", "high", "none", "none", "low", "none"]
+    from sklearn.metrics import cohen_kappa_score
+
+    fa, fb = frame_labels(a, 10, 1.0), frame_labels(b, 10, 1.0)
+    assert result.kappa_levels == pytest.approx(cohen_kappa_score(fa, fb))
+    assert result.kappa_presence == pytest.approx(cohen_kappa_score(fa != "none", fb != "none"))
+    identical = agreement("smiles", [(a, a, 10.0)], rate=1.0)
+    assert (identical.kappa_levels, identical.overlap_perc, identical.mean_iou, identical.overlap_levels) == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_precision_matrix_is_the_dual_of_the_recall_matrix():
+    truth = np.array([0, 0, 0, 1, 1, 2])
+    decided = np.array([0, 0, 1, 1, 2, 2])
+    recall, precision = recall_and_precision_matrices(truth, decided, 3)
+    assert np.allclose(recall, [[2 / 3, 1 / 3, 0], [0, 0.5, 0.5], [0, 0, 1]])
+    # row i: frames predicted i, by their truth j
+    assert np.allclose(precision, [[1, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0.5]])
+    assert np.allclose(recall.sum(1), 1) and np.allclose(precision.sum(1), 1)
+
+
+@pytest.fixture(scope="module")
+def smiles_root(tmp_path_factory):
+    from challenge.demo.smiles import write_smiles_demo
+
+    root = tmp_path_factory.mktemp("smiles")
+    write_smiles_demo(root, train=4, duration=16)
+    return root
+
+
+def test_demo_corpora_read_back_with_their_schemes_and_second_annotator(smiles_root):
+    recordings, reference = read_smiles_corpus(smiles_root / "a")
+    assert reference == "annotator1" and {r.split for r in recordings} == {"train", "valid", "test"}
+    assert sum("annotator2" in r.annotations for r in recordings) == len(recordings) // 2
+    other, _ = read_smiles_corpus(smiles_root / "b")  # other tier names: read through its elan_scheme.yaml
+    assert other and any(r.annotations["annotator1"].smiles for r in other)
+
+
+def test_agree_command_prints_and_writes_csv(smiles_root, tmp_path):
+    folder = smiles_root / "a" / "annotations"
+    out = tmp_path / "agree.csv"
+    result = runner.invoke(app, ["agree", str(folder / "annotator1"), str(folder / "annotator2"), "--csv", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert list(table["tier"]) == ["smiles", "laughs"]
+    assert ((table["kappa_levels"] > 0.2) & (table["kappa_levels"] < 0.99)).all()  # partly agreeing, by construction
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, store_root):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_smile_laugh_track_reports_modalities_fusion_and_zero_shot(workdir, smiles_root, models):
+    result = runner.invoke(app, ["track", "smile-laugh", "--data", str(smiles_root / "a"), "--eval-data", str(smiles_root / "b"),
+                                 "--features", "egemaps,mae", "--visual-model", str(models["mae"]), "--epochs", "5", "-q"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = next(workdir.glob("submissions/smile-laugh/*/scores.json")).parent
+    for name in ("held_out_audiovisual_intensity_heatmap.png", "held_out_tsne.png", "zero_shot_audiovisual_confusion.png", "held_out_audio_scores.csv"):
+        assert (out / name).exists(), name
+    import pandas as pd
+
+    heatmap = pd.read_csv(out / "held_out_audiovisual_intensity_heatmap.csv", index_col=0)
+    assert np.allclose(heatmap.sum(axis=1), 100)
+    assert "zero-shot audiovisual" in result.output
+
+
+def test_smile_intensity_track_compares_model_and_human(workdir, smiles_root, models):
+    result = runner.invoke(app, ["track", "smile-intensity", "--data", str(smiles_root / "a"), "--visual-model", str(models["mae"]),
+                                 "--epochs", "3", "--subtle", "merge", "-q"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = next(workdir.glob("submissions/smile-intensity/*/scores.json")).parent
+    import json
+
+    scores = json.loads((out / "scores.json").read_text())
+    assert {"kappa_model_vs_reference", "kappa_human_vs_reference"} <= set(scores)
+    assert (out / "recall_and_precision_matrices.png").exists() and (out / "model_vs_human.png").exists()
