@@ -246,9 +246,6 @@ def ensemble_command(
     from challenge.config import load_config
     from ensembles.run import EnsembleOptions, run_ensemble
 
-    if TRACKS[track.value].run is not None:
-        raise ChallengeError(f"ensembles are for the leaderboard tracks; {track.value} has its own pipeline (challenge track {track.value}).")
-
     flags = {
         "track": track.value, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
         "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,

@@ -23,7 +23,7 @@ def finish_clips(spec, config, head, valid, test, run_id, params, provenance) ->
     prediction = head.predict(valid)
     score = spec.score(valid.targets, prediction)
     mlflow.log_metrics({"score": score.value, **{f"r.{k.replace(' ', '_')}": v for k, v in score.details.items()}})
-    out = _out_dir(config, spec, run_id)
+    out = out_dir(config, spec, run_id)
     table = pd.DataFrame({"Filename": valid.ids})
     for j, label in enumerate(spec.labels):
         table[f"{label} true"], table[f"{label} predicted"] = valid.targets[:, j], prediction[:, j]
@@ -40,7 +40,7 @@ def finish_clips(spec, config, head, valid, test, run_id, params, provenance) ->
     return RunResult(run_id, score.value, score.details, params, submission)
 
 
-def _out_dir(config: RunConfig, spec: TrackSpec, run_id: str) -> Path:
+def out_dir(config: RunConfig, spec: TrackSpec, run_id: str) -> Path:
     out = Path(config.out) if config.out else Path("submissions") / spec.name / run_id
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -70,7 +70,7 @@ def finish_frames(spec, config, head, valid, test, run_id, params, provenance) -
     mlflow.log_metrics({"score": score.value, "score_unsmoothed": raw.value, "smoothing.sigma": sigma,
                         **{f"smoothing.score_sigma_{k:g}": v for k, v in by_sigma.items()},
                         **{f"detail.{k}": v for k, v in score.details.items()}})
-    out = _out_dir(config, spec, run_id)
+    out = out_dir(config, spec, run_id)
     decide = decision(spec.problem, thresholds)
     if spec.problem == Problem.FRAME_CLASSIFICATION:
         labels = truth[:, 0].astype(int)
@@ -79,17 +79,18 @@ def finish_frames(spec, config, head, valid, test, run_id, params, provenance) -
         "params": params, "provenance": provenance, "score": score.value, "score_unsmoothed": raw.value,
         "smoothing_sigma": sigma, "au_thresholds": None if thresholds is None else thresholds.tolist(),
     }, indent=1))
-    submission = write_frames_submission(spec, config, head, test, sigma, decide, out) if test is not None and len(test) else None
+    submission = write_frames_submission(spec, config, test.ids, head.predict(test), sigma, decide, out) if test is not None and len(test) else None
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, score.value, score.details | {"unsmoothed": raw.value, "sigma": sigma}, params, submission)
 
 
-def write_frames_submission(spec, config, head, test, sigma, decide, out) -> Path:
+def write_frames_submission(spec, config, video_ids, outputs, sigma, decide, out) -> Path:
+    """Per test video outputs (a head's or an ensemble's), smoothed and decided, in the official file."""
     from challenge.data.affwild import LABELS, find_sample_file, read_test_names
     from ensembles.smoothing import smooth_videos
     from submissions.affwild import write_affwild
 
-    decisions = {vid: decide(smooth_videos(o, [len(o)], sigma)) for vid, o in zip(test.ids, head.predict(test))}
+    decisions = {vid: decide(smooth_videos(o, [len(o)], sigma)) for vid, o in zip(video_ids, outputs)}
     root = Path(config.data)
     path = write_affwild(spec.name, out / "predictions.txt", decisions, find_sample_file(root, spec.name), read_test_names(root, LABELS[spec.name]))
     say(f"submission validated: {path}")
@@ -102,9 +103,9 @@ def _submit_without_validation(spec, config, head, test, run_id, params, provena
     import mlflow
 
     say("[yellow]no labelled validation videos for this track: no score, no smoothing (sigma 0)[/]")
-    out = _out_dir(config, spec, run_id)
+    out = out_dir(config, spec, run_id)
     (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": None}, indent=1))
-    submission = write_frames_submission(spec, config, head, test, 0.0, decision(spec.problem, None), out)
+    submission = write_frames_submission(spec, config, test.ids, head.predict(test), 0.0, decision(spec.problem, None), out)
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, float("nan"), {}, params, submission)
 

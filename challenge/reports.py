@@ -18,7 +18,7 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10) -> list[dic
     rows = []
     for _, run in runs.iterrows():
         ensemble = run.get("tags.challenge.kind") == "ensemble"
-        params = {k.removeprefix("params.head."): v for k, v in run.items() if str(k).startswith("params.head.") and v is not None}
+        params = {k.removeprefix("params.head."): v for k, v in run.items() if str(k).startswith("params.head.") and isinstance(v, str)}  # NaN: a run without that parameter
         key = ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items()) if k not in ("epochs", "patience", "batch_size"))
         rows.append({
             "run": run["run_id"][:8],

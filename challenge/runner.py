@@ -144,11 +144,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
     run_name = f"{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}"
     with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
-        mlflow.set_tags({
-            "challenge.kind": "track", "track": spec.name, "head": config.head, "features": ",".join(config.features),
-            "git_commit": tracking.git_commit(), "data_fingerprint": fingerprint, "seed": config.seed,
-            "shuffled_labels": config.shuffle_labels, **{f"feature_key.{k}": v for k, v in feature_keys.items()},
-        })
+        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, feature_keys))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune})
         mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
         if samples.skipped:

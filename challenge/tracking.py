@@ -54,3 +54,13 @@ def log_history(history: list[dict], prefix: str = "") -> None:
     for row in history:
         step = int(row["epoch"])
         mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in row.items() if k != "epoch"}, step=step)
+
+
+def run_tags(kind: str, track: str, config, head: str, fingerprint: str | None = None, feature_keys: dict | None = None, **extra) -> dict:
+    """The tags every top-level run carries, so `challenge runs` and parameter look-ups can
+    filter track runs, ensembles and study runs alike."""
+    tags = {"challenge.kind": kind, "track": track, "head": head, "features": ",".join(config.features), "git_commit": git_commit(),
+            "seed": config.seed, "shuffled_labels": config.shuffle_labels, **{f"feature_key.{k}": v for k, v in (feature_keys or {}).items()}}
+    if fingerprint is not None:
+        tags["data_fingerprint"] = fingerprint
+    return tags | extra

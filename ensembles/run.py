@@ -23,11 +23,13 @@ from ensembles.members import Member, evaluation_items, plan_members
 from tracks.base import Problem, TrackSpec
 
 
+DEFAULT_FOLDS = 5
+
+
 @dataclass
 class EnsembleOptions:
     split: str = "folds"  # folds, background or both
-    members: int | None = None  # folds: K (default 5); background: K subsets (default: silhouette)
-    folds: int = 5
+    members: int | None = None  # folds/both: K folds (default 5); background: K subsets (default: silhouette)
     background_train: str = "in"  # a subset's member trains on it ("in") or on everything else ("out")
     own_weight: float = 2.0  # weight of a video's own-subset members in the own-subset rule
     stop_share: float = 0.2  # share of a member's training videos held back for early stopping
@@ -54,8 +56,8 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     from challenge.runner import prepare_features, read_samples, tune_head
     from challenge.seeding import seed_everything
 
-    if spec.problem not in (Problem.CLIP_REGRESSION, Problem.FRAME_CLASSIFICATION, Problem.FRAME_MULTILABEL, Problem.FRAME_REGRESSION):
-        raise ChallengeError(f"ensembles are not available for the {spec.name} track yet.")
+    if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
+        raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
     head_cls = get_head(config.head)
     seed_everything(config.seed)
     device = resolve_device(config.device)
@@ -65,29 +67,24 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     pool = type(train).join([train, valid])
     pool_samples = [*samples.split("train"), *samples.split("valid")]
     groups = [str(s.video or s.id) for s in pool_samples]
-    if options.members is not None and options.split in ("folds", "both"):
-        options.folds = options.members
     subsets, test_subsets, clustering = None, None, None
     if options.split != "folds":
         subsets, test_subsets, clustering = _background_subsets(samples, config, options, pool_samples, groups, len(train))
-    members = plan_members(options.split, groups, len(train), folds=options.folds, subsets=subsets,
+    members = plan_members(options.split, groups, len(train), folds=options.members or DEFAULT_FOLDS, subsets=subsets,
                            background_train=options.background_train, stop_share=options.stop_share, seed=config.seed)
     fingerprint = samples.fingerprint()
     experiment = tracking.setup(config.tracking_uri, spec.name)
     score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
     overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
     with mlflow.start_run(experiment_id=experiment, run_name=f"ensemble-{options.split}-{config.head}-{'+'.join(config.features)}") as run:
-        mlflow.set_tags({
-            "challenge.kind": "ensemble", "track": spec.name, "head": config.head, "features": ",".join(config.features),
-            "git_commit": tracking.git_commit(), "data_fingerprint": fingerprint, "seed": config.seed,
-            "shuffled_labels": False, "ensemble.split": options.split, **{f"feature_key.{k}": v for k, v in feature_keys.items()},
-        })
+        mlflow.set_tags(tracking.run_tags("ensemble", spec.name, config, config.head, fingerprint, feature_keys, **{"ensemble.split": options.split}))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune,
                            **{f"ensemble.{k}": v for k, v in asdict(options).items()}, "ensemble.members_trained": len(members)})
         mlflow.log_text(yaml.safe_dump({"run": asdict(config), "ensemble": asdict(options)}, sort_keys=False), "resolved_config.yaml")
         if clustering is not None:
             mlflow.log_metrics({"background.k": clustering.k, **{f"background.silhouette_k{k}": v for k, v in clustering.silhouettes.items()}})
         params, provenance = _head_parameters(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, tune_head)
+        mlflow.log_params(tracking.flatten("head.", params))
         say(f"{len(members)} member(s), split {options.split}, head {config.head} ({provenance['source']} parameters)")
         member_scores, heldout, test_outputs = {}, {}, {}
         for member in members:
@@ -106,11 +103,13 @@ def _background_subsets(samples, config, options, pool_samples, groups, n_train)
     from ensembles.background import cluster_backgrounds
 
     extractor = make_extractor("background")
-    _, _, digests, _ = extract_all(samples, config, extractors=[extractor])
-    descriptors = _descriptors(samples, extractor, digests["background"], config)
+    store, _, digests, _ = extract_all(samples, config, extractors=[extractor])
+    descriptors = _descriptors(samples, extractor, digests["background"], store)
     fitted_items = range(n_train) if options.split == "background" else range(len(pool_samples))
     unique = list(dict.fromkeys(groups[i] for i in fitted_items))
-    first_item = {g: i for i in reversed(list(fitted_items)) for g in [groups[i]]}
+    first_item = {}  # one descriptor per source video: a pair's two crops share it
+    for i in fitted_items:
+        first_item.setdefault(groups[i], i)
     # trained on its subset ("in"), a member needs videos to fit and to stop on in every fold;
     # trained on everything else ("out"), any subset size will do
     min_size = max(3, round(0.05 * len(unique))) if options.background_train == "in" else 1
@@ -124,10 +123,7 @@ def _background_subsets(samples, config, options, pool_samples, groups, n_train)
     return subsets, test_subsets, clustering
 
 
-def _descriptors(samples, extractor, digests, config) -> dict[str, np.ndarray]:
-    from challenge.features import FeatureStore
-
-    store = FeatureStore(config.store)
+def _descriptors(samples, extractor, digests, store) -> dict[str, np.ndarray]:
     missing = [s.id for s in samples if s.id not in digests]
     if missing:
         raise ChallengeError(f"{len(missing)} sample(s) have no video to describe the background of (for example {missing[:5]}); "
@@ -201,6 +197,7 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
                         member_scores, params, provenance, run_id) -> EnsembleResult:
     import mlflow
 
+    from challenge.finish import out_dir
     from ensembles.smoothing import smooth_videos, tune_sigma
 
     items = evaluation_items(members)
@@ -212,7 +209,10 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
     row_subsets = np.repeat(subsets[items], lengths) if subsets is not None else np.full(len(truth), -1)
     # the out-of-fold table: for each role, each evaluation item's prediction by the member of
     # that role that held the item out
-    outputs = np.stack([np.concatenate([_heldout_of(members, heldout, role, i) for i in items]) for role in roles]).astype(np.float64)
+    by_role = {role: {} for role in roles}  # role -> item -> the held-out prediction of that role's member
+    for member in members:
+        by_role[member.role].update(heldout[member.name])
+    outputs = np.stack([np.concatenate([by_role[role][i] for i in items]) for role in roles]).astype(np.float64)
     role_scores = {role: evaluate(spec, truth, outputs[r]) for r, role in enumerate(roles)}
     role_subsets = [next(m.subset for m in members if m.role == role) for role in roles]
     context = Context(spec.problem, lambda t, o: evaluate(spec, t, o), role_subsets, options.own_weight)
@@ -243,13 +243,13 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
     beats = score > steps["best_member"]
     mlflow.set_tags({"ensemble.rule": rule, "ensemble.beats_best_member": str(beats), "ensemble.best_role": best_role})
     submission = None
-    out = Path(config.out) if config.out else Path("submissions") / spec.name / run_id
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(config, spec, run_id)
     if test is not None and len(test):
         test_stack = np.stack([np.concatenate(_role_test_outputs(members, test_outputs, role)) for role in roles]).astype(np.float64)
         test_lengths = [len(o) for o in test_outputs[members[0].name]]
         state = RULES[rule].fit(outputs, truth, context)
-        combined_test = RULES[rule].apply(state, test_stack, np.repeat(test_subsets, test_lengths) if test_subsets is not None else np.full(test_stack.shape[1], -1), context)
+        test_row_subsets = np.repeat(test_subsets, test_lengths) if test_subsets is not None else np.full(test_stack.shape[1], -1)
+        combined_test = RULES[rule].apply(state, test_stack, test_row_subsets, context)
         submission = _write_submission(spec, config, test, combined_test, test_lengths, sigma, truth, final, out)
     (out / "ensemble.json").write_text(json.dumps({
         "split": options.split, "rule": rule, "score": score, "steps": steps, "roles": role_scores, "rules": rule_scores,
@@ -258,13 +258,6 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
     }, indent=1, default=str))
     mlflow.log_artifacts(str(out))
     return EnsembleResult(run_id, score, steps["best_member"], rule, steps, member_scores, submission, valid_score)
-
-
-def _heldout_of(members, heldout, role, item) -> np.ndarray:
-    for member in members:
-        if member.role == role and item in heldout[member.name]:
-            return heldout[member.name][item]
-    raise AssertionError(f"no {role} member held out item {item}")  # plan_members guarantees one
 
 
 def _role_test_outputs(members, test_outputs, role) -> list[np.ndarray]:
@@ -297,14 +290,4 @@ def _write_submission(spec, config, test, combined_test, test_lengths, sigma, tr
 
         thresholds = tune_au_thresholds(truth, final)  # on the smoothed out-of-fold outputs
     per_video = np.split(combined_test, np.cumsum(test_lengths)[:-1])
-    return write_frames_submission(spec, config, _Fixed(per_video), test, sigma, decision(spec.problem, thresholds), out)
-
-
-class _Fixed:
-    """Outputs already combined, served like a head's predictions."""
-
-    def __init__(self, outputs):
-        self.outputs = outputs
-
-    def predict(self, data):
-        return self.outputs
+    return write_frames_submission(spec, config, test.ids, per_video, sigma, decision(spec.problem, thresholds), out)

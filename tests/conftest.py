@@ -44,3 +44,13 @@ def store_root(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CHALLENGE_FEATURE_STORE", str(root))
     monkeypatch.delenv("CHALLENGE_FEATURE_STORE_SHARED", raising=False)
     return root
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, store_root) -> Path:
+    """A fresh working directory with its own MLflow store. The store is named by absolute
+    path: MLflow caches one database engine per URI, so a relative URI shared by several tests
+    would keep pointing at the first test's database."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    return tmp_path

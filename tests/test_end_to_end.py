@@ -1,6 +1,7 @@
 """The main job through the CLI on tiny data: tune 2 trials, validate, record in MLflow."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,11 +11,6 @@ from challenge.cli import app
 
 runner = CliRunner()
 
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch, store_root):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_track_emi_tunes_writes_validates_and_tracks(workdir, emi_root, models):
@@ -31,7 +27,7 @@ def test_track_emi_tunes_writes_validates_and_tracks(workdir, emi_root, models):
 
     import mlflow
 
-    mlflow.set_tracking_uri("sqlite:///mlflow/mlflow.db")
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["emi"])
     assert (runs["tags.challenge.kind"] == "track").sum() == 1 and (runs["tags.challenge.kind"] == "trial").sum() == 2
     parent = runs[runs["tags.challenge.kind"] == "track"].iloc[0]
@@ -93,7 +89,7 @@ def test_track_expr_tunes_smooths_and_writes_the_official_file(workdir, frame_ar
 
     import mlflow
 
-    mlflow.set_tracking_uri("sqlite:///mlflow/mlflow.db")
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["expr"])
     parent = runs[runs["tags.challenge.kind"] == "track"].iloc[0]
     assert np.isfinite(parent["metrics.score_unsmoothed"]) and "metrics.smoothing.sigma" in runs

@@ -1,6 +1,7 @@
 """Ensembles: background clustering, member bookkeeping, combination rules, the command."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -138,11 +139,6 @@ def test_stacking_classes_and_aus_returns_probabilities():
     assert ((out > 0.5) == aus).mean() > 0.95
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch, store_root):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
 
 def test_ensemble_command_emi_folds_records_members_and_validates(workdir, emi_root):
     args = ["ensemble", "emi", "--data", str(emi_root), "--features", "egemaps", "--head", "lstm", "--epochs", "2", "--members", "3", "-q"]
@@ -157,7 +153,7 @@ def test_ensemble_command_emi_folds_records_members_and_validates(workdir, emi_r
 
     import mlflow
 
-    mlflow.set_tracking_uri("sqlite:///mlflow/mlflow.db")
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["emi"])
     parent = runs[runs["tags.challenge.kind"] == "ensemble"].iloc[0]
     members = runs[runs["tags.challenge.kind"] == "member"]

@@ -132,11 +132,6 @@ def test_agree_command_prints_and_writes_csv(smiles_root, tmp_path):
     assert ((table["kappa_levels"] > 0.2) & (table["kappa_levels"] < 0.99)).all()  # partly agreeing, by construction
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch, store_root):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
 
 def test_smile_laugh_track_reports_modalities_fusion_and_zero_shot(workdir, smiles_root, models):
     result = runner.invoke(app, ["track", "smile-laugh", "--data", str(smiles_root / "a"), "--eval-data", str(smiles_root / "b"),

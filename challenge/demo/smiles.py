@@ -151,6 +151,10 @@ def write_smiles_demo(root: Path, seed: int = 0, train: int | None = None, valid
                       duration: float = 40.0) -> dict[str, int]:
     """Corpus a (train/valid/test) and corpus b (another room, other ELAN spellings) under root.
     `train` sets the number of sessions of corpus a (corpus b gets half as many)."""
+    if valid is not None or test is not None:
+        from challenge.errors import ChallengeError
+
+        raise ChallengeError("the smiles corpora set their own splits (splits.csv): pass only --train (sessions of corpus a).")
     root = Path(root)
     sessions = train
     return {"a": write_corpus(root / "a", "a", sessions, duration, seed),

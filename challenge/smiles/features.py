@@ -18,6 +18,7 @@ from challenge.errors import ChallengeError
 class RecordingFeatures:
     arrays: dict[str, np.ndarray]  # modality ("audio", "visual") -> [T, D]
     times: dict[str, np.ndarray]  # modality -> [T] time of each row in seconds
+    frame_index: np.ndarray | None = None  # 1-based video frame of each visual row
 
 
 def recording_features(recordings, config) -> tuple[dict[str, RecordingFeatures], dict[str, int]]:
@@ -30,22 +31,23 @@ def recording_features(recordings, config) -> tuple[dict[str, RecordingFeatures]
     store, extractors, digests, _ = extract_all(samples, config, extractors)
     out, widths = {}, {}
     for r in recordings:
-        arrays, times = {}, {}
+        arrays, times, frame_index = {}, {}, None
         for extractor in extractors:
             modality = "audio" if extractor.modality == "audio" else "visual"
             base = store.locate(extractor, digests[extractor.name][r.id])
             array = np.load(base.with_suffix(".npy")).astype(np.float32)
             meta = json.loads(base.with_suffix(".json").read_text())
             rate = meta["frame_rate"]
-            index = np.asarray(meta["index"]) - 1 if meta.get("index") is not None else np.arange(len(array))
-            stamps = (index + 0.5) / rate
+            index = np.asarray(meta["index"]) if meta.get("index") is not None else np.arange(1, len(array) + 1)
+            stamps = (index - 0.5) / rate
             if modality in arrays:  # two extractors of one modality: side by side on the first one's rows
                 nearest = np.searchsorted(stamps, times[modality]).clip(0, len(array) - 1)
                 arrays[modality] = np.concatenate([arrays[modality], array[nearest]], 1)
             else:
                 arrays[modality], times[modality] = array, stamps
+                frame_index = index if modality == "visual" else frame_index
             widths[modality] = arrays[modality].shape[1]
-        out[r.id] = RecordingFeatures(arrays, times)
+        out[r.id] = RecordingFeatures(arrays, times, frame_index)
     return out, widths
 
 
@@ -63,9 +65,8 @@ def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str) -
     return np.stack(rows).astype(np.float32)
 
 
-def frame_matrix(features: RecordingFeatures, n_frames: int, fps: float) -> np.ndarray:
-    """[n_frames, D] visual features on the video's frame axis (nearest row for each frame)."""
-    times, array = features.times["visual"], features.arrays["visual"]
-    centres = (np.arange(n_frames) + 0.5) / fps
-    nearest = np.abs(times[None, :] - centres[:, None]).argmin(1)
-    return array[nearest]
+def frame_matrix(features: RecordingFeatures, n_frames: int) -> np.ndarray:
+    """[n_frames, D] visual features on the video's frame axis (nearest extracted frame)."""
+    from challenge.training.frames import visual_on_frames
+
+    return visual_on_frames(features.arrays["visual"], features.frame_index, n_frames)[0]

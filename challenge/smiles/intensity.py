@@ -22,9 +22,11 @@ def run_smile_intensity(config: RunConfig) -> RunResult:
     from sklearn.metrics import cohen_kappa_score
 
     from challenge import tracking
+    from challenge.finish import out_dir
     from challenge.data.elan import ElanScheme, read_smiles_corpus
     from challenge.media import video_frame_count, video_frame_rate
     from challenge.seeding import seed_everything
+    from tracks import get_track
     from challenge.smiles.features import frame_matrix, recording_features
     from challenge.smiles.models import IntensityGRU, fit_frames, predict_frames
     from challenge.smiles.reports import classification_table, matrices_plot, model_vs_human_plot, recall_and_precision_matrices
@@ -40,7 +42,7 @@ def run_smile_intensity(config: RunConfig) -> RunResult:
     data = {}
     for r in recordings:
         n, fps = video_frame_count(r.video), video_frame_rate(r.video)
-        x = frame_matrix(features[r.id], n, fps)
+        x = frame_matrix(features[r.id], n)
         data[r.id] = (x, {who: frame_intensities(a, n, fps, config.subtle) for who, a in r.annotations.items()}, r.split)
     by_split = {s: [k for k, v in data.items() if v[2] == s] for s in ("train", "valid", "test")}
     if not all(by_split.values()):
@@ -55,8 +57,7 @@ def run_smile_intensity(config: RunConfig) -> RunResult:
         train_labels = [np.resize(train_labels[j], len(train_labels[i])) for i, j in enumerate(order)]
     experiment = tracking.setup(config.tracking_uri, "smile-intensity")
     with mlflow.start_run(experiment_id=experiment, run_name=f"smile-intensity-gru-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
-        mlflow.set_tags({"challenge.kind": "track", "track": "smile-intensity", "head": "gru", "features": ",".join(config.features),
-                         "git_commit": tracking.git_commit(), "seed": config.seed, "shuffled_labels": config.shuffle_labels, "reference_annotator": reference})
+        mlflow.set_tags(tracking.run_tags("track", "smile-intensity", config, "gru", reference_annotator=reference))
         mlflow.log_params({"features": ",".join(config.features), "window": config.window, "subtle": config.subtle, "tune": False})
         mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
         model = IntensityGRU(widths["visual"], len(names))
@@ -66,8 +67,7 @@ def run_smile_intensity(config: RunConfig) -> RunResult:
         truth = np.concatenate([labels(k) for k in by_split["test"]])
         decided = np.concatenate([predicted[k] for k in by_split["test"]])
         keep = truth >= 0
-        out = Path(config.out) if config.out else Path("submissions") / "smile-intensity" / run.info.run_id
-        out.mkdir(parents=True, exist_ok=True)
+        out = out_dir(config, get_track("smile-intensity"), run.info.run_id)
         table = classification_table(truth[keep], decided[keep], names)
         table.to_csv(out / "test_scores.csv", index=False)
         recall, precision = recall_and_precision_matrices(truth[keep], decided[keep], len(names))

@@ -43,7 +43,9 @@ def run_smile_laugh(config: RunConfig) -> RunResult:
     import mlflow
 
     from challenge import tracking
+    from challenge.finish import out_dir
     from challenge.seeding import seed_everything
+    from tracks import get_track
     from challenge.smiles.features import pooled_clips
     from challenge.smiles.models import ClipClassifier, embed_clips, fit_clips, predict_clips
 
@@ -63,35 +65,36 @@ def run_smile_laugh(config: RunConfig) -> RunResult:
     params = {"epochs": config.epochs} if config.epochs else {}
     experiment = tracking.setup(config.tracking_uri, "smile-laugh")
     with mlflow.start_run(experiment_id=experiment, run_name=f"smile-laugh-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
-        mlflow.set_tags({"challenge.kind": "track", "track": "smile-laugh", "head": "mlp-late-fusion", "features": ",".join(config.features),
-                         "git_commit": tracking.git_commit(), "seed": config.seed, "shuffled_labels": config.shuffle_labels, "reference_annotator": reference})
+        mlflow.set_tags(tracking.run_tags("track", "smile-laugh", config, "mlp-late-fusion", reference_annotator=reference))
         mlflow.log_params({"features": ",".join(config.features), "clip_length": config.clip_length, "clip_hop": config.clip_hop, "tune": False,
                            "eval_data": config.eval_data or "", **{f"clips.{s}": len(c) for s, c in clips.items()}})
         mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
-        models, normalisers = {}, {}
+        # every clip set's pooled features, read once: each model, the fusion and the reports reuse them
+        sets = {"train": (clips["train"], features), "valid": (clips["valid"], features), **evaluation}
+        pooled = {name: {m: pooled_clips(feats, cs, m) for m in modalities} for name, (cs, feats) in sets.items()}
+        models = {}
         for modality in modalities:
-            x = {s: pooled_clips(features, clips[s], modality) for s in ("train", "valid")}
-            normalisers[modality] = Normaliser(x["train"])
-            model = ClipClassifier(x["train"].shape[1], len(CLASSES))
-            fit_clips(model, normalisers[modality](x["train"]), y["train"], normalisers[modality](x["valid"]), y["valid"], len(CLASSES), config.seed, params)
+            normalise = Normaliser(pooled["train"][modality])
+            for name in pooled:
+                pooled[name][modality] = normalise(pooled[name][modality])
+            model = ClipClassifier(pooled["train"][modality].shape[1], len(CLASSES))
+            fit_clips(model, pooled["train"][modality], y["train"], pooled["valid"][modality], y["valid"], len(CLASSES), config.seed, params)
             models[modality] = model
-        latent = lambda feats, cs: np.concatenate([embed_clips(models[m], normalisers[m](pooled_clips(feats, cs, m))) for m in modalities], 1)  # noqa: E731
-        if len(modalities) == 2:  # late fusion: an MLP over the two trained models' last-layer latents
-            z = {s: latent(features, clips[s]) for s in ("train", "valid")}
-            fusion_norm = Normaliser(z["train"])
-            fusion = ClipClassifier(z["train"].shape[1], len(CLASSES), hidden=32, latent=16)
-            fit_clips(fusion, fusion_norm(z["train"]), y["train"], fusion_norm(z["valid"]), y["valid"], len(CLASSES), config.seed, params)
-        out = Path(config.out) if config.out else Path("submissions") / "smile-laugh" / run.info.run_id
-        out.mkdir(parents=True, exist_ok=True)
+        fused = len(modalities) == 2
+        if fused:  # late fusion: an MLP over the two trained models' last-layer latents
+            latents = {name: np.concatenate([embed_clips(models[m], x[m]) for m in modalities], 1) for name, x in pooled.items()}
+            normalise = Normaliser(latents["train"])
+            latents = {name: normalise(z) for name, z in latents.items()}
+            fusion = ClipClassifier(latents["train"].shape[1], len(CLASSES), hidden=32, latent=16)
+            fit_clips(fusion, latents["train"], y["train"], latents["valid"], y["valid"], len(CLASSES), config.seed, params)
+        out = out_dir(config, get_track("smile-laugh"), run.info.run_id)
         summary = {}
-        for where, (eval_clips, eval_features) in evaluation.items():
+        for where, (eval_clips, _) in evaluation.items():
             truth = np.array([c.label for c in eval_clips])
-            outputs = {m: predict_clips(models[m], normalisers[m](pooled_clips(eval_features, eval_clips, m))) for m in modalities}
-            embeddings = None
-            if len(modalities) == 2:
-                embeddings = fusion_norm(latent(eval_features, eval_clips))
-                outputs["audiovisual"] = predict_clips(fusion, embeddings)
-            summary[where] = _report(where, truth, outputs, eval_clips, embeddings, out, config.seed)
+            outputs = {m: predict_clips(models[m], pooled[where][m]) for m in modalities}
+            if fused:
+                outputs["audiovisual"] = predict_clips(fusion, latents[where])
+            summary[where] = _report(where, truth, outputs, eval_clips, latents[where] if fused else None, out, config.seed)
         (out / "scores.json").write_text(json.dumps(summary, indent=1))
         mlflow.log_artifacts(str(out))
     main = summary["held-out"]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from challenge.metrics import macro_f1
-from challenge.training.epochs import gradient_step, train_epochs
+from challenge.training.epochs import gradient_step, optimiser_for, train_epochs
 
 PARAMS = {"epochs": 60, "patience": 10, "learning_rate": 1e-3, "weight_decay": 1e-4}
 
@@ -50,7 +50,7 @@ def fit_clips(model: nn.Module, x: np.ndarray, y: np.ndarray, x_stop: np.ndarray
     params = {**PARAMS, **(params or {})}
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
+    optimiser = optimiser_for(model, params)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(y, classes))
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
 
@@ -90,7 +90,7 @@ def fit_frames(model: IntensityGRU, videos: list[np.ndarray], labels: list[np.nd
             ys.append(y[start : start + window])
     xt, yt = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)).long()
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(np.concatenate(labels), classes), ignore_index=-1)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
+    optimiser = optimiser_for(model, params)
     truth = np.concatenate(stop_labels)
 
     def run_epoch() -> float:
