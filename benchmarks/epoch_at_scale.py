@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.heads import get_head
+from challenge.features.store import StoreEntry
 from challenge.training.features import ClipFeatures, ModalityEntry
 from tracks.base import Problem
 from tracks.emi import score as emi_score
@@ -35,7 +36,7 @@ def build_store(root: Path, clips: int, seed: int = 0) -> list[ModalityEntry]:
         steps = int(rng.integers(200, 601))
         if not path.exists():
             np.save(path, rng.standard_normal((steps, DIM), dtype=np.float32).astype(np.float16))
-        entries.append(ModalityEntry(path, steps))
+        entries.append(ModalityEntry(StoreEntry.for_file(path), steps))
         if i % 1000 == 0:
             print(f"  store: {i}/{clips} clips", flush=True)
     return entries
@@ -48,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     entries = build_store(args.root, args.clips)
-    size = sum(e.path.stat().st_size for e in entries) / 2**30
+    size = sum(e.entry.path.stat().st_size for e in entries) / 2**30
     print(f"store: {len(entries)} clips, {size:.1f} GiB on disk, ready in {time.perf_counter() - start:.0f} s")
     n_train = int(len(entries) * 8072 / 12660)
     rng = np.random.default_rng(1)

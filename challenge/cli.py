@@ -74,30 +74,75 @@ def features_extract(
     data: Annotated[Path, typer.Option(help="Dataset root in the track's official layout.")],
     track: Annotated[TrackName, typer.Option(help="Track whose reader lists the media.")],
     extractor: Annotated[str, typer.Option(help="wav2vec2, mae, provided or egemaps.")],
-    model: Annotated[Optional[str], typer.Option(help="Hub id or local save_pretrained directory.")] = None,
+    audio_model: AudioModelOption = None,
+    visual_model: VisualModelOption = None,
+    model: Annotated[Optional[str], typer.Option(hidden=True, help="Old spelling of --audio-model / --visual-model.")] = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
     kind: Annotated[Optional[str], typer.Option(help="provided: wav2vec2 or vit (the organisers' folder).")] = None,
     device: DeviceOption = "auto",
+    skip_missing: SkipMissingOption = False,
     store: StoreOption = None,
     quiet: Quiet = False,
 ):
-    """Fill the shared feature store; entries already there are reused.
+    """Fill the shared feature store; entries already there are reused, damaged ones computed again.
 
     Examples:
 
         challenge features extract --data demo_data/emi --track emi --extractor egemaps
 
-        challenge features extract --data /data/hume --track emi --extractor wav2vec2 --model /models/wav2vec2-base
+        challenge features extract --data /data/hume --track emi --extractor wav2vec2 --audio-model /models/wav2vec2-base
     """
     set_quiet(quiet)
-    from challenge.features import FeatureStore, make_extractor
+    from challenge.features import EXTRACTORS, FeatureStore, make_extractor
     from challenge.features.extract import extract
 
-    samples = TRACKS[track.value].read(data)
-    options = {"model": model, "layer": layer, "kind": kind}
+    if extractor not in EXTRACTORS:
+        raise ChallengeError(f"unknown extractor {extractor!r}; choose one of: {', '.join(sorted(EXTRACTORS))}")
+    chosen = {"audio": audio_model, "visual": visual_model}.get(EXTRACTORS[extractor].modality) or model
+    samples = TRACKS[track.value].read(data, on_missing="skip" if skip_missing else "error")
+    if samples.skipped:
+        say(f"[yellow]skipped {len(samples.skipped)} sample(s) without media:[/]\n" + "\n".join(f"  - {s}" for s in samples.skipped[:10]))
+    options = {"model": chosen, "layer": layer, "kind": kind}
     config = make_extractor(extractor, **{k: v for k, v in options.items() if v is not None})
     report = extract(config, samples, FeatureStore(store), device=device)
     typer.echo(f"{config.name}: {report.computed} computed, {report.cached} cached, {len(report.missing_media)} without media")
+
+
+@features_app.command("verify")
+def features_verify(
+    repair: Annotated[bool, typer.Option("--repair", help="Compute damaged entries again from their media.")] = False,
+    device: DeviceOption = "auto",
+    store: StoreOption = None,
+    quiet: Quiet = False,
+):
+    """Read every entry of the (writable) store in full and check it against the checksum
+    recorded when it was written; exits 1 when damage is found and not repaired.
+
+    Examples:
+
+        challenge features verify
+
+        challenge features verify --repair
+    """
+    set_quiet(quiet)
+    from challenge.features import FeatureStore
+    from challenge.features.verify import verify_store
+    from challenge.errors import list_offenders
+
+    feature_store = FeatureStore(store)
+    report = verify_store(feature_store, repair=repair, device=device)
+    typer.echo(f"{feature_store.root}: {report.checked} entries checked, {report.sound} sound, {len(report.damaged)} damaged"
+               + (f", {report.unverified} without a checksum (written before checksums; structure checked only)" if report.unverified else ""))
+    if report.damaged:
+        typer.echo(list_offenders(report.damaged))
+    if repair and report.damaged:
+        typer.echo(f"repaired {report.repaired}; removed without recomputing {len(report.removed)}")
+        if report.removed:
+            typer.echo(list_offenders(report.removed) + "\nRun `challenge features extract` on their data to compute them.")
+    if report.damaged and (not repair or report.removed):
+        if not repair:
+            typer.echo("Run `challenge features verify --repair` to compute the damaged entries again.")
+        raise typer.Exit(1)
 
 
 @features_app.command("ls")

@@ -128,7 +128,7 @@ def _descriptors(samples, extractor, digests, store) -> dict[str, np.ndarray]:
     if missing:
         raise ChallengeError(f"{len(missing)} sample(s) have no video to describe the background of (for example {missing[:5]}); "
                              "background subsets need each clip's or video's full frames: use --split folds.")
-    return {s.id: np.load(store.locate(extractor, digests[s.id]).with_suffix(".npy"))[0] for s in samples}
+    return {s.id: np.asarray(store.require(extractor, digests[s.id], s.id).array()[0]) for s in samples}
 
 
 def _head_parameters(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, tune_head):

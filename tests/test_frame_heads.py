@@ -5,6 +5,7 @@ import torch
 from challenge.frame_metrics import classification_score
 from challenge.heads import HEADS, get_head
 from challenge.heads.transformer import FusionTransformer
+from challenge.features.store import StoreEntry
 from challenge.training.frame_data import FrameEntry, FrameFeatures
 from tracks.base import Problem
 
@@ -26,7 +27,7 @@ def synthetic_videos(tmp_path, n_videos: int, seed: int) -> FrameFeatures:
         np.save(paths[0], visual), np.save(paths[1], audio)
         label = classes.astype(np.float32)[:, None]
         label[rng.uniform(size=n) < 0.05] = -1
-        entries.append([FrameEntry(paths[0], list(range(1, n + 1)), None), FrameEntry(paths[1], None, 20.0)])
+        entries.append([FrameEntry(StoreEntry.for_file(paths[0]), list(range(1, n + 1)), None), FrameEntry(StoreEntry.for_file(paths[1]), None, 20.0)])
         labels.append(label)
         lengths.append(n)
     return FrameFeatures([f"v{v}" for v in range(n_videos)], lengths, [10.0] * n_videos, entries, [6, 4], labels)
@@ -67,8 +68,8 @@ def test_frame_data_aligns_modalities_and_flags_missing_crops(tmp_path):
     data = synthetic_videos(tmp_path, 1, seed=3)
     entry = data.entries[0][0]
     cut = tmp_path / "cut.npy"
-    np.save(cut, np.load(entry.path)[:-5])
-    entry.path, entry.index = cut, entry.index[:-5]  # the last five crops are missing
+    np.save(cut, np.load(entry.entry.path)[:-5])
+    entry.entry, entry.index = StoreEntry.for_file(cut), entry.index[:-5]  # the last five crops are missing
     features, filled = data.video(0)
     assert features.shape == (data.lengths[0], 10) and filled[-5:].all() and not filled[:-5].any()
     assert data.filled_frames() == 5

@@ -5,6 +5,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from challenge.heads import HEADS, get_head
 from challenge.heads.lstm import GlobalContextLSTM
+from challenge.features.store import StoreEntry
 from challenge.training.features import ClipFeatures, ModalityEntry
 from tracks.base import Problem
 from tracks.emi import score as emi_score
@@ -22,7 +23,7 @@ def synthetic_clips(tmp_path, n: int, seed: int, dim: int = 8) -> ClipFeatures:
         x[:, 1] += 3 * (rng.uniform(size=steps) < bursts)
         path = tmp_path / f"{seed}-{i}.npy"
         np.save(path, x.astype(np.float16))
-        entries.append([ModalityEntry(path, steps)])
+        entries.append([ModalityEntry(StoreEntry.for_file(path), steps)])
         targets.append([level, bursts, 1 - level, (level + bursts) / 2, bursts, level])
     data = ClipFeatures([f"{i:05d}" for i in range(n)], entries, [dim], np.array(targets, np.float32))
     return data

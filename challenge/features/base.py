@@ -53,9 +53,26 @@ class Extractor:
     def describe(self) -> dict:
         return {"name": self.name, "schema_version": self.schema_version, **dataclasses.asdict(self)}
 
+    def identity(self) -> dict:
+        """What the cache key hashes: every setting, except that a model on disk counts by the
+        content digest of its weight and config files, not by its path. New weights written
+        over the same folder give new features; the same folder named by a relative or an
+        absolute path shares one entry. A hub id counts by its name (and revision, if in it)."""
+        described = self.describe()
+        if isinstance(described.get("model"), str):
+            from challenge.features.models import model_identity
+
+            described["model"] = model_identity(described["model"])
+        return described
+
     def cache_key(self) -> str:
-        payload = json.dumps(self.describe(), sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()
+        # computed once per extractor object: digesting a model folder stats its files
+        key = self.__dict__.get("_cache_key")
+        if key is None:
+            payload = json.dumps(self.identity(), sort_keys=True, default=str)
+            key = hashlib.sha256(payload.encode()).hexdigest()
+            object.__setattr__(self, "_cache_key", key)
+        return key
 
     def source(self, sample) -> Path | None:
         """The media this extractor reads for a sample (None when the sample has none)."""

@@ -56,12 +56,24 @@ def extract(extractor: Extractor, samples, store: FeatureStore, device: str = "a
     if report.missing_media:
         say(f"[yellow]{extractor.name}: {len(report.missing_media)} sample(s) have no media for this extractor "
             f"(for example {', '.join(report.missing_media[:5])}); they get no {extractor.name} features.[/]")
+    damaged = [reason for digest, _ in todo if (reason := store.damaged(extractor, digest))]
+    if damaged:
+        say(f"[yellow]{extractor.name}: {len(damaged)} damaged cache entr{'y' if len(damaged) == 1 else 'ies'} "
+            f"will be computed again:\n{list_offenders(damaged)}[/]")
     if not todo:
         say(f"{extractor.name}: all {len(sources)} entries cached")
         return report
+    extract_sources(extractor, todo, store, device, workers, report)
+    say(f"{extractor.name}: computed {report.computed}, cached {report.cached}")
+    return report
+
+
+def extract_sources(extractor: Extractor, todo: list[tuple[str, Path]], store: FeatureStore, device: str = "auto",
+                    workers: int = 2, report: ExtractionReport | None = None) -> ExtractionReport:
+    """Compute and store the entries of (media digest, media path) pairs."""
+    report = report or ExtractionReport(extractor.name)
     runner = extractor.build(resolve_device(device))
     _run_pipeline(extractor, runner, todo, store, workers, report)
-    say(f"{extractor.name}: computed {report.computed}, cached {report.cached}")
     return report
 
 
@@ -129,8 +141,14 @@ def _compute_one(extractor, runner, store, digest, source, future, lock, writes,
     if features.array.ndim != 2 or len(features.array) == 0:
         lock.release()
         raise ChallengeError(f"{source}: {extractor.name} produced no features (shape {features.array.shape}).")
+    try:
+        array = store.storable(extractor, features.array, source)
+    except ChallengeError as error:  # NaN/inf: this file fails, the others go on
+        lock.release()
+        report.failed.append(str(error))
+        return
     meta = {"source": str(source), "frame_rate": features.frame_rate, "index": features.index}
-    writes.put((digest, features.array, meta, lock))
+    writes.put((digest, array, meta, lock))
     report.computed += 1
 
 

@@ -48,7 +48,7 @@ class _MAERunner:
 
         self.config = config
         self.device = device
-        self.network = load_pretrained(ViTMAEModel, config.model, mask_ratio=0.0).to(device).eval()
+        self.network = load_pretrained(ViTMAEModel, config.model, "--visual-model", mask_ratio=0.0).to(device).eval()
         processor = preprocessor_config(config.model)
         self.mean = torch.tensor(processor.get("image_mean", IMAGENET_MEAN)).view(1, 3, 1, 1)
         self.std = torch.tensor(processor.get("image_std", IMAGENET_STD)).view(1, 3, 1, 1)

@@ -1,28 +1,36 @@
 """Content-addressed feature store shared by every track and every trial.
 
 An entry is addressed by (extractor config key, media content digest): changing any extractor
-setting or the media bytes gives a new address, so stale features can never come back.
+setting, the model's weights or the media bytes gives a new address, so stale features can
+never come back.
 
 Layout under the root:
 
     <extractor-name>-<config-key[:16]>/config.json     the extractor config, for `features ls`
     <extractor-name>-<config-key[:16]>/<dd>/<digest>.npy   [T, D] array, read memory-mapped
-    <extractor-name>-<config-key[:16]>/<dd>/<digest>.json  metadata; written last, so it marks
+    <extractor-name>-<config-key[:16]>/<dd>/<digest>.json  metadata (shape, dtype, checksum,
+                                                            source); written last, so it marks
                                                             a complete entry
-    _digests/                                               cached media digests
+    _digests/                                               cached media and model digests
 
 Writes go to a temporary name in the same folder and are renamed into place, so a run killed
 at any point leaves either a complete entry or none that loads as valid. A lock file per entry
-keeps two processes from computing the same entry.
+keeps two processes from computing the same entry. Every read goes through `StoreEntry`, which
+checks the array file against its metadata (header, size, shape, dtype): a truncated or
+damaged file is reported with its media file and key, never read as features. The checksum
+recorded at write time is checked by `challenge features verify` (a full read of every entry).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +43,40 @@ STORE_ENV = "CHALLENGE_FEATURE_STORE"
 SHARED_STORE_ENV = "CHALLENGE_FEATURE_STORE_SHARED"
 DEFAULT_ROOT = Path("~/.cache/challenge/features")
 _CHUNK = 1 << 20
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any thread starts
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _current_umask()
 
 
 def default_root() -> Path:
     return Path(os.environ.get(STORE_ENV, DEFAULT_ROOT)).expanduser()
 
 
+def _disk_full(path: Path, error: OSError) -> ChallengeError:
+    try:
+        free = shutil.disk_usage(path.parent).free
+        room = f"{free / 2**20:.0f} MiB free there"
+    except OSError:
+        room = "free space unknown"
+    return ChallengeError(
+        f"{path}: no space left on the device ({error.strerror}; {room}). Nothing was half-written: "
+        f"free some space or point ${STORE_ENV} (or --store) at a larger disk, then run the same command "
+        "again; finished entries are kept and it resumes."
+    )
+
+
 def _atomic_write_bytes(path: Path, write) -> None:
+    """Write to a temporary name beside `path`, then rename: readers see all of it or nothing.
+    The file gets the permissions the umask allows (mkstemp alone would leave 0600, which shuts
+    out the other users of a shared lab store)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -49,7 +84,13 @@ def _atomic_write_bytes(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(path, error) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -64,6 +105,116 @@ def _hash_file(path: Path, hasher) -> None:
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             hasher.update(chunk)
+
+
+def _signature(files: list[Path]) -> list:
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+def cached_content_digest(source: Path, files: list[Path], cache_root: Path, named: bool = True) -> str:
+    """Digest of the bytes of `files` (with their names when `named`), cached under
+    `cache_root/_digests` by path, size and mtime so an unchanged file is not read again."""
+    signature = _signature(files)
+    cache = cache_root / "_digests" / (hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest() + ".json")
+    if cache.exists():
+        try:
+            cached = json.loads(cache.read_text())
+            if cached.get("signature") == json.loads(json.dumps(signature)):
+                return cached["digest"]
+        except (OSError, ValueError):
+            pass  # a damaged digest cache entry is recomputed
+    hasher = hashlib.blake2b(digest_size=20)
+    for path in sorted(files, key=lambda p: p.name):
+        if named:
+            hasher.update(path.name.encode() + b"\0")
+        _hash_file(path, hasher)
+    digest = hasher.hexdigest()
+    try:
+        atomic_write_json(cache, {"path": str(source), "signature": signature, "digest": digest})
+    except (OSError, ChallengeError):
+        pass  # a read-only or full cache only costs a re-read next time
+    return digest
+
+
+def array_checksum(array: np.ndarray) -> str:
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data)
+    return "blake2b:" + hasher.hexdigest()
+
+
+# np.save writes version 1.0, or 2.0 for very large headers
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+class DamagedEntry(Exception):
+    """A store entry whose files do not match its metadata (truncated, bad header, flipped bytes)."""
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """One cached [T, D] array and its metadata. Every read of features goes through here."""
+
+    path: Path  # the .npy file
+    meta: dict
+
+    @classmethod
+    def for_file(cls, path: Path, **meta) -> StoreEntry:
+        """An array file outside any store (synthetic data in tests and benchmarks), with the
+        metadata read off its own header."""
+        array = np.load(path, mmap_mode="r")
+        return cls(Path(path), {"shape": list(array.shape), "dtype": str(array.dtype), "source": str(path), **meta})
+
+    @property
+    def source(self) -> str:
+        return str(self.meta.get("source", "?"))
+
+    @property
+    def steps(self) -> int:
+        return int(self.meta["shape"][0])
+
+    @property
+    def width(self) -> int:
+        return int(self.meta["shape"][1])
+
+    def describe(self) -> str:
+        return f"feature store entry {self.path} (media {self.source}, key {self.meta.get('config_key', '?')[:16]})"
+
+    def check_structure(self) -> None:
+        """Header, file size, shape and dtype against the metadata; cheap (no data read)."""
+        try:
+            with open(self.path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                if version not in _HEADER_READERS:
+                    raise ValueError(f"unsupported .npy format version {version}")
+                shape, fortran, dtype = _HEADER_READERS[version](handle)
+                offset = handle.tell()
+            size = self.path.stat().st_size
+        except (OSError, ValueError, SyntaxError) as error:
+            raise DamagedEntry(f"unreadable array header ({error})") from error
+        if list(shape) != list(self.meta.get("shape", [])) or str(dtype) != self.meta.get("dtype") or fortran:
+            raise DamagedEntry(f"array is {list(shape)} {dtype}, its metadata says {self.meta.get('shape')} {self.meta.get('dtype')}")
+        expected = offset + int(np.prod(shape)) * dtype.itemsize
+        if size != expected:
+            raise DamagedEntry(f"file holds {size} bytes, {expected} expected (truncated or padded)")
+
+    def check_checksum(self) -> None:
+        """A full read: the array's bytes against the checksum recorded when it was written."""
+        recorded = self.meta.get("checksum")
+        if recorded is None:
+            raise DamagedEntry("no checksum recorded (written by an older version)")
+        if array_checksum(np.load(self.path, mmap_mode="r")) != recorded:
+            raise DamagedEntry("content checksum differs from the one recorded at write time (flipped bytes)")
+
+    def array(self) -> np.ndarray:
+        """The [T, D] array, memory-mapped; a damaged file is a named error, never features."""
+        try:
+            self.check_structure()
+            return np.load(self.path, mmap_mode="r")
+        except (DamagedEntry, OSError, ValueError) as error:
+            raise ChallengeError(
+                f"{self.describe()} is damaged: {error}. Run `challenge features verify --repair` "
+                "(or `challenge features extract` for this data) to recompute it."
+            ) from error
 
 
 @dataclass(frozen=True)
@@ -91,36 +242,10 @@ class FeatureStore:
         source = Path(source)
         if not source.exists():
             raise ChallengeError(f"{source}: media not found. Check the dataset layout under --data.")
-        signature = self._signature(source)
-        cache = self.root / "_digests" / (hashlib.sha1(str(source.resolve()).encode()).hexdigest() + ".json")
-        if cache.exists():
-            try:
-                cached = json.loads(cache.read_text())
-                if cached.get("signature") == signature:
-                    return cached["digest"]
-            except (OSError, ValueError):
-                pass  # a damaged digest cache entry is recomputed
-        digest = self._content_digest(source)
-        atomic_write_json(cache, {"path": str(source), "signature": signature, "digest": digest})
-        return digest
-
-    @staticmethod
-    def _signature(source: Path) -> list:
         if source.is_dir():
-            return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in source.iterdir() if p.is_file())
-        stat = source.stat()
-        return [stat.st_size, stat.st_mtime_ns]
-
-    @staticmethod
-    def _content_digest(source: Path) -> str:
-        hasher = hashlib.blake2b(digest_size=20)
-        if source.is_dir():
-            for path in sorted(p for p in source.iterdir() if p.is_file()):
-                hasher.update(path.name.encode() + b"\0")
-                _hash_file(path, hasher)
-        else:
-            _hash_file(source, hasher)
-        return hasher.hexdigest()
+            return cached_content_digest(source, [p for p in source.iterdir() if p.is_file()], self.root)
+        # a single file is hashed without its name, so a renamed copy shares its entry
+        return cached_content_digest(source, [source], self.root, named=False)
 
     # ---- entries -------------------------------------------------------------------------
     @staticmethod
@@ -134,44 +259,68 @@ class FeatureStore:
         path = self._entry(self.root, extractor, digest).with_suffix(".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         # released by the writer thread, so not bound to the thread that acquired it
-        return FileLock(path, thread_local=False)
+        return FileLock(path, thread_local=False, mode=0o666 & ~UMASK)
 
-    def _complete(self, base: Path) -> dict | None:
+    @staticmethod
+    def _read_entry(base: Path) -> StoreEntry | None:
+        """The entry at `base` if complete (metadata and array present), else None."""
         meta_path, array_path = base.with_suffix(".json"), base.with_suffix(".npy")
         if not (meta_path.exists() and array_path.exists()):
             return None
         try:
-            return json.loads(meta_path.read_text())
+            return StoreEntry(array_path, json.loads(meta_path.read_text()))
         except (OSError, ValueError):
             return None
 
-    def locate(self, extractor, digest: str) -> Path | None:
+    def entry(self, extractor, digest: str) -> StoreEntry | None:
+        """The first sound entry among the shared roots and the writable root. A damaged one
+        (truncated, bad header, shape or dtype against its metadata) is passed over, so
+        extraction computes it again."""
         for root in [*self.shared_roots, self.root]:
-            base = self._entry(root, extractor, digest)
-            if self._complete(base) is not None:
-                return base
+            found = self._read_entry(self._entry(root, extractor, digest))
+            if found is None or found.meta.get("config_key") != extractor.cache_key():
+                continue
+            try:
+                found.check_structure()
+            except DamagedEntry:
+                continue
+            return found
+        return None
+
+    def damaged(self, extractor, digest: str) -> str | None:
+        """Why the writable root's entry for this digest is damaged; None when sound or absent."""
+        found = self._read_entry(self._entry(self.root, extractor, digest))
+        if found is None:
+            return None
+        try:
+            found.check_structure()
+        except DamagedEntry as error:
+            return f"{found.describe()}: {error}"
         return None
 
     def has(self, extractor, digest: str) -> bool:
-        return self.locate(extractor, digest) is not None
+        return self.entry(extractor, digest) is not None
+
+    def require(self, extractor, digest: str, what: str = "") -> StoreEntry:
+        """The entry, or a named error saying how to get it."""
+        found = self.entry(extractor, digest)
+        if found is None:
+            reason = self.damaged(extractor, digest)
+            raise ChallengeError(
+                f"no sound {extractor.name} features for {what or 'media digest ' + digest}"
+                + (f" ({reason})" if reason else "")
+                + ". Run `challenge features extract` (or the same command again) to compute them."
+            )
+        return found
 
     def load(self, extractor, digest: str) -> tuple[np.ndarray, dict]:
-        """Memory-mapped array and its metadata; the metadata is checked against the array."""
-        base = self.locate(extractor, digest)
-        if base is None:
-            raise KeyError(f"no {extractor.name} features for media digest {digest}")
-        meta = self._complete(base)
-        array = np.load(base.with_suffix(".npy"), mmap_mode="r")
-        if list(array.shape) != meta["shape"] or str(array.dtype) != meta["dtype"] or meta["config_key"] != extractor.cache_key():
-            raise ChallengeError(
-                f"{base}.npy: cache entry does not match its metadata (shape {list(array.shape)} vs "
-                f"{meta['shape']}). Delete {base}.* and run `challenge features extract` again."
-            )
-        return array, meta
+        """Memory-mapped array and its metadata, checked against each other."""
+        found = self.require(extractor, digest)
+        return found.array(), found.meta
 
-    def put(self, extractor, digest: str, array: np.ndarray, meta: dict) -> Path:
+    def put(self, extractor, digest: str, array: np.ndarray, meta: dict) -> StoreEntry:
         base = self._entry(self.root, extractor, digest)
-        array = np.ascontiguousarray(array, dtype=extractor.dtype)
+        array = self.storable(extractor, array, meta.get("source", digest))
         group = base.parent.parent
         if not (group / "config.json").exists():
             atomic_write_json(group / "config.json", {"name": extractor.name, "config": extractor.describe(), "key": extractor.cache_key()})
@@ -180,22 +329,67 @@ class FeatureStore:
             **meta,
             "shape": list(array.shape),
             "dtype": str(array.dtype),
+            "checksum": array_checksum(array),
             "config_key": extractor.cache_key(),
             "digest": digest,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         atomic_write_json(base.with_suffix(".json"), full_meta)  # last: marks the entry complete
-        return base
+        return StoreEntry(base.with_suffix(".npy"), full_meta)
 
+    @staticmethod
+    def storable(extractor, array: np.ndarray, source) -> np.ndarray:
+        """The array in the extractor's storage dtype. Non-finite values are refused (naming the
+        row); values float16 cannot hold are kept in float32 rather than turned into inf."""
+        array = np.asarray(array)
+        finite = np.isfinite(array)
+        if not finite.all():
+            row = int(np.argwhere(~finite)[0][0])
+            raise ChallengeError(
+                f"{source}: {extractor.name} produced {int((~finite).sum())} NaN/inf value(s), first in row {row} "
+                "(time step or frame). Check the media file, or the model for this input; nothing was cached for it."
+            )
+        dtype = np.dtype(extractor.dtype)
+        if dtype == np.float16 and array.size and float(np.abs(array).max()) > FLOAT16_MAX:
+            dtype = np.dtype(np.float32)  # recorded in the metadata; readers cast to float32 anyway
+        return np.ascontiguousarray(array, dtype=dtype)
+
+    # ---- listing and verifying -----------------------------------------------------------
     def groups(self) -> list[StoreGroup]:
         found = []
         for root in [self.root, *self.shared_roots]:
-            if not root.exists():
-                continue
-            for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+            for folder in _group_folders(root):
                 config_path = folder / "config.json"
                 config = json.loads(config_path.read_text()) if config_path.exists() else {}
                 metas = list(folder.glob("*/*.json"))
                 size = sum(p.stat().st_size for p in folder.glob("*/*.npy"))
                 found.append(StoreGroup(folder, config, len(metas), size))
         return found
+
+    def entry_files(self) -> list[Path]:
+        """Metadata files of every entry in the writable root (what `verify` walks)."""
+        return [meta for folder in _group_folders(self.root) for meta in sorted(folder.glob("*/*.json"))]
+
+
+def _group_folders(root: Path) -> Iterator[Path]:
+    if root.exists():
+        yield from sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+
+
+def check_entries(entries: Iterable[Path]) -> Iterator[tuple[Path, StoreEntry | None, str | None]]:
+    """(metadata path, entry or None, problem or None) for each entry: structure, then checksum."""
+    for meta_path in entries:
+        try:
+            entry = StoreEntry(meta_path.with_suffix(".npy"), json.loads(meta_path.read_text()))
+        except (OSError, ValueError) as error:
+            yield meta_path, None, f"unreadable metadata ({error})"
+            continue
+        try:
+            if not entry.path.exists():
+                raise DamagedEntry("array file missing")
+            entry.check_structure()
+            entry.check_checksum()
+        except (DamagedEntry, OSError, ValueError) as error:
+            yield meta_path, entry, str(error)
+            continue
+        yield meta_path, entry, None

@@ -44,7 +44,7 @@ class Wav2Vec2WithEmotionHead(Wav2Vec2PreTrainedModel):
 
 
 def load_wav2vec2(model: str) -> Wav2Vec2WithEmotionHead:
-    network, info = load_pretrained(Wav2Vec2WithEmotionHead, model, output_loading_info=True)
+    network, info = load_pretrained(Wav2Vec2WithEmotionHead, model, "--audio-model", output_loading_info=True)
     missing = set(info.get("missing_keys", []))
     # a plain Wav2Vec2Model checkpoint loads too (transformers maps it onto the "wav2vec2."
     # prefix); only the regression head is then missing

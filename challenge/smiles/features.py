@@ -6,7 +6,6 @@ clips are time windows into those sequences, so changing the clip length or hop 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +33,8 @@ def recording_features(recordings, config) -> tuple[dict[str, RecordingFeatures]
         arrays, times, frame_index = {}, {}, None
         for extractor in extractors:
             modality = "audio" if extractor.modality == "audio" else "visual"
-            base = store.locate(extractor, digests[extractor.name][r.id])
-            array = np.load(base.with_suffix(".npy")).astype(np.float32)
-            meta = json.loads(base.with_suffix(".json").read_text())
+            entry = store.require(extractor, digests[extractor.name][r.id], f"recording {r.id}")
+            array, meta = np.asarray(entry.array(), dtype=np.float32), entry.meta
             rate = meta["frame_rate"]
             index = np.asarray(meta["index"]) if meta.get("index") is not None else np.arange(1, len(array) + 1)
             stamps = (index - 0.5) / rate

@@ -7,16 +7,15 @@ RAM streams from disk: only the windows a batch needs are read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
 from challenge.errors import ChallengeError, list_offenders
+from challenge.features.store import StoreEntry
 
 
 @dataclass
 class ModalityEntry:
-    path: Path | None  # .npy of the store entry; None when the sample has no such media
+    entry: StoreEntry | None  # the store entry; None when the sample has no such media
     steps: int
 
 
@@ -41,7 +40,7 @@ class ClipFeatures:
 
     def steps(self, i: int) -> int:
         """Sequence length of sample i: the first modality it has sets the time axis."""
-        return next((e.steps for e in self.entries[i] if e.path is not None), 1)
+        return next((e.steps for e in self.entries[i] if e.entry is not None), 1)
 
     def sequence(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """[stop - start, D] float32, modalities resampled onto one time axis and concatenated."""
@@ -49,12 +48,12 @@ class ClipFeatures:
         stop = total if stop is None else min(stop, total)
         columns = []
         for entry, dim in zip(self.entries[i], self.dims):
-            if entry.path is None:
+            if entry.entry is None:
                 columns.append(np.zeros((stop - start, dim), np.float32))  # missing modality
                 continue
             # nearest step of this modality for each step of the clip's time axis
             rows = np.minimum((np.arange(start, stop) * entry.steps) // total, entry.steps - 1)
-            array = np.load(entry.path, mmap_mode="r")
+            array = entry.entry.array()
             columns.append(np.asarray(array[rows[0] : rows[-1] + 1], dtype=np.float32)[rows - rows[0]])
         out = np.concatenate(columns, axis=1)
         if self.mean is not None:
@@ -109,24 +108,21 @@ def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]
     A sample without any modality is an error naming it; a sample missing some modalities gets
     zeros there (the count is reported by the caller)."""
     entries, dims, empty = [], [], []
-    metas = []
+    found_by_extractor = []
     for extractor in extractors:
         found = {}
         for sample in samples:
             digest = digests[extractor.name].get(sample.id)
-            base = store.locate(extractor, digest) if digest else None
-            if base is not None:
-                found[sample.id] = base
-        metas.append(found)
-        dim = _width(found, extractor)
-        dims.append(dim)
+            if digest:
+                found[sample.id] = store.require(extractor, digest, f"sample {sample.id}")
+        found_by_extractor.append(found)
+        dims.append(_width(found, extractor))
     for sample in samples:
         row = []
-        for found in metas:
-            base = found.get(sample.id)
-            steps = int(np.load(base.with_suffix(".npy"), mmap_mode="r").shape[0]) if base else 0
-            row.append(ModalityEntry(base.with_suffix(".npy") if base else None, steps))
-        if all(e.path is None for e in row):
+        for found in found_by_extractor:
+            entry = found.get(sample.id)
+            row.append(ModalityEntry(entry, entry.steps if entry else 0))
+        if all(e.entry is None for e in row):
             empty.append(sample.id)
         entries.append(row)
     if empty:
@@ -136,8 +132,8 @@ def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]
 
 
 def _width(found: dict, extractor) -> int:
-    for base in found.values():
-        return int(np.load(base.with_suffix(".npy"), mmap_mode="r").shape[1])
+    for entry in found.values():
+        return entry.width
     raise ChallengeError(f"no {extractor.name} features for any sample: extraction did not run or every media file is missing.")
 
 

@@ -6,19 +6,18 @@ frame's time; both are read memory-mapped at each access, so long videos stream 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from challenge.errors import ChallengeError, list_offenders
+from challenge.features.store import StoreEntry
 from challenge.training.frames import audio_on_frames, visual_on_frames
 
 
 @dataclass
 class FrameEntry:
-    path: Path | None  # store entry (.npy); None when the video lacks this media
+    entry: StoreEntry | None  # the store entry; None when the video lacks this media
     index: list[int] | None  # frame numbers of the rows (visual), None for audio
     step_rate: float | None  # steps per second (audio), None for visual
 
@@ -46,10 +45,10 @@ class FrameFeatures:
         n = self.lengths[i]
         columns, filled = [], np.zeros(n, bool)
         for entry, dim in zip(self.entries[i], self.dims):
-            if entry.path is None:
+            if entry.entry is None:
                 columns.append(np.zeros((n, dim), np.float32))
                 continue
-            array = np.load(entry.path, mmap_mode="r")
+            array = entry.entry.array()
             if entry.index is not None:
                 aligned, missing = visual_on_frames(array, entry.index, n)
                 filled |= missing
@@ -102,28 +101,23 @@ class FrameFeatures:
 
 def frame_features(samples, extractors, store, digests, lengths: dict[str, int], fps: dict[str, float]) -> FrameFeatures:
     """Assemble FrameFeatures; `lengths[video]` frames each, `fps[video]` for audio alignment."""
+    found = {e.name: {s.id: _require(store, e, digests, s.id) for s in samples} for e in extractors}
     entries, dims, empty = [], [], []
     for extractor in extractors:
-        width = None
-        for sample in samples:
-            base = _locate(store, extractor, digests, sample.id)
-            if base is not None:
-                width = int(np.load(base.with_suffix(".npy"), mmap_mode="r").shape[1])
-                break
+        width = next((entry.width for entry in found[extractor.name].values() if entry is not None), None)
         if width is None:
             raise ChallengeError(f"no {extractor.name} features for any video: extraction did not run or every media file is missing.")
         dims.append(width)
     for sample in samples:
         row = []
         for extractor in extractors:
-            base = _locate(store, extractor, digests, sample.id)
-            if base is None:
+            entry = found[extractor.name][sample.id]
+            if entry is None:
                 row.append(FrameEntry(None, None, None))
                 continue
-            meta = json.loads(base.with_suffix(".json").read_text())
-            visual = meta.get("index") is not None
-            row.append(FrameEntry(base.with_suffix(".npy"), meta["index"] if visual else None, None if visual else meta["frame_rate"]))
-        if all(e.path is None for e in row):
+            visual = entry.meta.get("index") is not None
+            row.append(FrameEntry(entry, entry.meta["index"] if visual else None, None if visual else entry.meta["frame_rate"]))
+        if all(e.entry is None for e in row):
             empty.append(sample.id)
         entries.append(row)
     if empty:
@@ -132,6 +126,6 @@ def frame_features(samples, extractors, store, digests, lengths: dict[str, int],
     return FrameFeatures([s.id for s in samples], [lengths[s.id] for s in samples], [fps.get(s.id, 30.0) for s in samples], entries, dims, labels)
 
 
-def _locate(store, extractor, digests, sample_id):
+def _require(store, extractor, digests, sample_id) -> StoreEntry | None:
     digest = digests[extractor.name].get(sample_id)
-    return store.locate(extractor, digest) if digest else None
+    return store.require(extractor, digest, f"video {sample_id}") if digest else None
