@@ -22,7 +22,7 @@ def _open(path: Path):
     except (av.error.FFmpegError, OSError) as error:
         raise ChallengeError(
             f"{path}: cannot be decoded ({error}). Re-export the file (for example "
-            f"`ffmpeg -i {Path(path).name} fixed.mp4`) or remove it from the split file."
+            f"`ffmpeg -i {Path(path).name} fixed.mp4`), or remove it together with its labels."
         ) from error
 
 
@@ -77,3 +77,14 @@ def video_frame_count(path: Path) -> int:
         if stream.frames:
             return int(stream.frames)
     return sum(1 for _ in iter_video_frames(path))
+
+
+def media_duration(path: Path) -> float:
+    """Seconds of media: the container's duration, else the longest stream's."""
+    with _open(path) as container:
+        if container.duration:
+            return float(container.duration / av.time_base)
+        spans = [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
+    if not spans:
+        raise ChallengeError(f"{path}: its duration cannot be read. Re-export the file.")
+    return max(spans)

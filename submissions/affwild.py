@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.data.affwild import LABELS
+from challenge.data.text import read_lines
 from challenge.errors import ChallengeError, list_offenders
 
 
@@ -19,7 +20,7 @@ def official_header(track: str) -> str:
 
 def read_sample_file(path: Path) -> list[str]:
     """The image locations of the organisers' sample prediction file, in order."""
-    lines = Path(path).read_text().splitlines()
+    lines = read_lines(path)
     if not lines:
         raise ChallengeError(f"{path}: empty sample file; use the organisers' prediction_files_format file.")
     return [line.split(",", 1)[0].strip() for line in lines[1:] if line.strip()]
@@ -47,7 +48,9 @@ def validate_affwild(track: str, path: Path, sample_file: Path, test_names: list
     path = Path(path)
     if not path.exists():
         return [f"{path}: file not found"]
-    lines = path.read_text().splitlines()
+    lines = read_lines(path)
+    while len(lines) > 1 and not lines[-1].strip():  # a trailing blank line is harmless
+        lines.pop()
     problems: dict[str, list[str]] = {}
 
     def add(kind: str, item: str) -> None:
@@ -57,9 +60,13 @@ def validate_affwild(track: str, path: Path, sample_file: Path, test_names: list
     if not lines or lines[0].strip() != header:
         add("header", f"line 1 is '{lines[0] if lines else ''}', expected '{header}'")
     expected = read_sample_file(sample_file)
-    locations = []
+    locations, first_seen = [], {}
     for number, line in enumerate(lines[1:], start=2):
         location, _, rest = line.partition(",")
+        location = location.strip()
+        if location in first_seen:
+            add("duplicated frame", f"line {number}: {location} already on line {first_seen[location]}")
+        first_seen.setdefault(location, number)
         locations.append(location)
         problem = _check_value(track, rest.split(","))
         if problem:
@@ -74,7 +81,9 @@ def validate_affwild(track: str, path: Path, sample_file: Path, test_names: list
     for number, location in enumerate(locations, start=2):
         if location not in expected_set:
             add("frame not in the sample file", f"line {number}: {location}")
-    if not problems.get("missing frame") and not problems.get("frame not in the sample file") and locations != expected:
+    # with no frame missing, extra or repeated, both lists hold the same frames: only order can differ
+    membership = ("missing frame", "frame not in the sample file", "duplicated frame")
+    if not any(problems.get(kind) for kind in membership) and locations != expected:
         first = next(i for i, (a, b) in enumerate(zip(locations, expected)) if a != b)
         add("wrong order", f"line {first + 2}: {locations[first]}, the sample file has {expected[first]} there")
     return [f"{kind} ({len(items)}):\n{list_offenders(items)}" for kind, items in problems.items()]

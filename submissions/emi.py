@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.data.hume import HEADER
+from challenge.data.text import read_lines
 from challenge.errors import ChallengeError, list_offenders
 
 
@@ -17,8 +18,9 @@ def validate_emi(path: Path, expected_ids: list[str]) -> list[str]:
     path = Path(path)
     if not path.exists():
         return [f"{path}: file not found"]
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
+    rows = list(csv.reader(read_lines(path)))
+    while len(rows) > 1 and not any(cell.strip() for cell in rows[-1]):  # a trailing blank line is harmless
+        rows.pop()
     if not rows:
         return [f"{path}: empty file; expected header '{','.join(HEADER)}'"]
     problems: dict[str, list[str]] = {}

@@ -38,7 +38,7 @@ def test_broken_eaf_files_name_file_tier_time_and_value(tmp_path):
     message = str(error.value)
     assert str(unknown) in message and "'Smiles'" in message and "3.250 s" in message and "'huge'" in message
     missing = _eaf(tmp_path, [], [], "z.eaf", tiers=("Role", "Smile", "Laughs"))
-    with pytest.raises(ChallengeError, match="no tier 'Smiles'.*Smile"):
+    with pytest.raises(ChallengeError, match="tier 'Smile' looks like a misspelling of the smiles tier 'Smiles'"):
         read_eaf(missing)
     garbage = tmp_path / "g.eaf"
     garbage.write_text("<ANNOTATION_DOCUMENT><oops")

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from challenge.data.samples import Sample, Samples
+from challenge.data.text import read_lines
 from challenge.errors import ChallengeError, list_offenders
 from challenge.media import IMAGE_SUFFIXES
+from challenge.progress import say
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
 SPLIT_FOLDERS = {"train": re.compile(r"train", re.I), "valid": re.compile(r"valid", re.I)}
@@ -66,32 +68,64 @@ def find_annotation_dirs(root: Path, spec: FrameLabels) -> dict[str, Path]:
     return found
 
 
+def _header_problem(found: str, spec: FrameLabels) -> str | None:
+    columns = [c.strip() for c in found.split(",")]
+    if [c.lower() for c in columns] == [c.lower() for c in spec.header]:
+        return None
+    if len(columns) != len(spec.header):
+        return f"has {len(columns)} column(s), expected {len(spec.header)}: {','.join(spec.header)}"
+    wrong = [f"{got!r} where {want!r} belongs" for got, want in zip(columns, spec.header) if got.lower() != want.lower()]
+    return f"has {', '.join(wrong[:5])}; expected: {','.join(spec.header)}"
+
+
+def _class_value(cell: str, spec: FrameLabels) -> float | None:
+    """An integer class index (or the invalid marker); None for 2.5, 'x' or out of range."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    if not value.is_integer() or not (value == spec.invalid or spec.low <= value <= spec.high):
+        return None
+    return value
+
+
 def parse_annotation(path: Path, spec: FrameLabels) -> np.ndarray:
-    lines = path.read_text().splitlines()
-    if not lines or [c.strip() for c in lines[0].split(",")] != spec.header:
-        found = lines[0] if lines else "(empty file)"
+    lines = read_lines(path)
+    problem = _header_problem(lines[0], spec) if lines else f"is missing (empty file); expected: {','.join(spec.header)}"
+    if problem:
         raise ChallengeError(
-            f"{spec.track.upper()} annotation {path.name} line 1: header '{found}' has "
-            f"{len(found.split(','))} column(s), expected {len(spec.header)}: {','.join(spec.header)}"
+            f"{spec.track.upper()} annotation {path.name} line 1: header '{lines[0] if lines else ''}' {problem}. "
+            f"Fix the first line of {path}."
         )
     width = 1 if spec.kind == "class" else len(spec.header)
     rows, problems = [], []
-    for number, line in enumerate(lines[1:], start=2):
+    body = lines[1:]
+    while body and not body[-1].strip():  # trailing blank lines from an editor or spreadsheet
+        body.pop()
+    for number, line in enumerate(body, start=2):
         cells = line.strip().split(",")
         if len(cells) != width:
-            problems.append(f"line {number}: {len(cells)} value(s), expected {width}")
+            problems.append(f"line {number} (frame {number - 1:05d}): {len(cells)} value(s), expected {width}")
             continue
-        try:
-            values = [float(c) for c in cells]
-        except ValueError:
-            problems.append(f"line {number}: not a number: {line.strip()!r}")
-            continue
-        if not all(v == spec.invalid or spec.low <= v <= spec.high for v in values):
-            problems.append(f"line {number}: {line.strip()} outside [{spec.low:g}, {spec.high:g}] (invalid marker {spec.invalid:g})")
-            continue
+        if spec.kind in ("class", "multilabel"):
+            values = [_class_value(c, spec) for c in cells]
+            if any(v is None for v in values):
+                allowed = f"integers {spec.low:g}..{spec.high:g}" if spec.kind == "class" else "0 or 1"
+                problems.append(f"line {number} (frame {number - 1:05d}): {line.strip()!r}; expected {allowed} (or {spec.invalid:g} for an unannotated frame)")
+                continue
+        else:
+            try:
+                values = [float(c) for c in cells]
+            except ValueError:
+                problems.append(f"line {number} (frame {number - 1:05d}): not a number: {line.strip()!r}")
+                continue
+            if not all(v == spec.invalid or (np.isfinite(v) and spec.low <= v <= spec.high) for v in values):
+                problems.append(f"line {number} (frame {number - 1:05d}): {line.strip()} outside [{spec.low:g}, {spec.high:g}] (invalid marker {spec.invalid:g})")
+                continue
         rows.append(values)
     if problems:
-        raise ChallengeError(f"{spec.track.upper()} annotation {path}: {len(problems)} bad line(s):\n{list_offenders(problems)}")
+        raise ChallengeError(f"{spec.track.upper()} annotation {path}: {len(problems)} bad line(s):\n{list_offenders(problems)}\n"
+                             "Fix these lines; line i annotates frame i - 1 (the header is line 1).")
     return np.array(rows, dtype=np.float32).reshape(len(rows), width)
 
 
@@ -117,7 +151,7 @@ def read_test_names(root: Path, spec: FrameLabels) -> list[str]:
     lists = [p for p in lists if spec.test_list.search(p.name) and "prediction" not in str(p).lower()]
     if not lists:
         return []
-    return [line.strip() for line in lists[0].read_text().splitlines() if line.strip()]
+    return [line.strip() for line in read_lines(sorted(lists)[0]) if line.strip()]
 
 
 def find_sample_file(root: Path, track: str) -> Path:
@@ -135,7 +169,7 @@ def find_sample_file(root: Path, track: str) -> Path:
 def sample_file_frames(path: Path) -> dict[str, int]:
     """Frames per test video as the sample file lists them (its highest frame number)."""
     frames: dict[str, int] = {}
-    for line in Path(path).read_text().splitlines()[1:]:
+    for line in read_lines(path)[1:]:
         location = line.split(",", 1)[0].strip()
         if "/" in location:
             video, name = location.split("/", 1)
@@ -158,9 +192,13 @@ def read_affwild(root: Path, track: str, on_missing: str = "skip", require_label
         )
     crops = next((p for p in root.rglob("cropped_aligned*") if p.is_dir()), root / "cropped_aligned")
     videos = index_videos(root)
-    samples, skipped, problems = [], [], []
+    samples, skipped, extra_crops, seen = [], [], [], {}
     for split, folder in folders.items():
         for path in sorted(folder.glob("*.txt")):
+            if path.stem in seen:
+                raise ChallengeError(f"{path}: video {path.stem} is annotated in two splits (also {seen[path.stem]}): "
+                                     "train/validation leakage. Remove one of the two files.")
+            seen[path.stem] = path
             labels = parse_annotation(path, spec)
             sample = _video_sample(path.stem, split, crops, videos, labels)
             if sample.frames_dir is None and sample.video is None:
@@ -168,14 +206,13 @@ def read_affwild(root: Path, track: str, on_missing: str = "skip", require_label
                 continue
             if sample.frames_dir is not None:
                 frames = frame_numbers(sample.frames_dir)
-                if frames and frames[-1] > len(labels):
-                    problems.append(
-                        f"{path}: {len(labels)} annotation lines but {sample.frames_dir} holds frame "
-                        f"{frames[-1]:05d}; line i must annotate frame i. Use the annotation file that matches these crops."
-                    )
+                past = [f for f in frames if f > len(labels)]
+                if past:  # seen in the real corpus: the annotation is the reference, these crops are unused
+                    extra_crops.append(f"{sample.frames_dir}: {len(past)} crop(s) after the last annotated frame "
+                                       f"{len(labels):05d} (from {past[0]:05d}) are ignored")
             samples.append(sample)
-    if problems:
-        raise ChallengeError(f"{len(problems)} annotation/frame mismatch(es):\n{list_offenders(problems)}")
+    if extra_crops:
+        say(f"[yellow]{len(extra_crops)} video(s) have face crops past their annotation ({spec.track.upper()}):[/]\n{list_offenders(extra_crops)}")
     if skipped and on_missing == "error":
         raise ChallengeError(
             f"{root}: {len(skipped)} annotated video(s) have neither crops nor a source video:\n{list_offenders(skipped)}\n"

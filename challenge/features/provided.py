@@ -47,6 +47,14 @@ def load_numpy_pickle(path: Path) -> np.ndarray:
         array = array[None]
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise ChallengeError(f"{path}: expected a numeric [T, D] array, found shape {array.shape} dtype {array.dtype}.")
+    finite = np.isfinite(array)
+    if not finite.all():
+        rows = np.unique(np.argwhere(~finite)[:, 0])
+        raise ChallengeError(
+            f"{path}: row {rows[0]} of {len(array)} holds NaN or inf ({int((~finite).sum())} value(s) in "
+            f"{len(rows)} row(s)). Re-copy the file from the organisers' archive, or delete it: the clip then "
+            "counts as having no provided features."
+        )
     return array
 
 
@@ -58,7 +66,8 @@ class ProvidedExtractor(Extractor):
     name = "provided"
     modality = "provided"
     kind: str = "wav2vec2"
-    frame_rate: float = 0.0  # unknown for the organisers' arrays: steps are used as they are
+    frame_rate: float = 0.0
+    dtype: str = "float32"  # the organisers' values are kept as they are (float16 would overflow large ones)  # unknown for the organisers' arrays: steps are used as they are
 
     def source(self, sample) -> Path | None:
         path = sample.provided.get(self.kind) if sample.provided else None
