@@ -63,10 +63,17 @@ def demo_data(
         challenge demo-data demo_data/affwild --track expr --train 8 --seed 1
     """
     set_quiet(quiet)
+    from challenge.demo.models import write_stand_ins
+
     spec = TRACKS[track.value]
     sizes = {k: v for k, v in {"train": train, "valid": valid, "test": test}.items() if v is not None}
     counts = spec.write_demo(directory, seed=seed, **sizes)
+    # the smiles demo writes two corpora (a/, b/) side by side; every other track one root
+    roots = [p for p in sorted(Path(directory).iterdir()) if (p / "splits.csv").exists()] or [Path(directory)]
+    models = write_stand_ins(directory, roots)
     say(f"wrote {spec.title} demo data to {directory}: {counts}")
+    say(f"random-weight stand-in models (no download possible): {', '.join(str(p) for p in models.values())}; "
+        f"named in {', '.join(str(r / 'challenge.yaml') for r in roots)}")
 
 
 @features_app.command("extract")
@@ -234,7 +241,8 @@ def track_command(
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
     spec = TRACKS[track.value]
     result = spec.run(resolved) if spec.run is not None else run_track(spec, resolved)
-    typer.echo(f"validation score ({spec.metric}): {result.score:.4f}")
+    control = " -- CONTROL RUN, shuffled labels: chance level, not a result" if resolved.shuffle_labels else ""
+    typer.echo(f"validation score ({spec.metric}): {result.score:.4f}{control}")
     for label, value in result.details.items():
         typer.echo(f"  {label:<14} {value:+.4f}")
     if result.submission:
@@ -417,24 +425,28 @@ def validate_command(
 def runs_command(
     track: Annotated[TrackName, typer.Argument(help="Track whose runs to compare.")],
     limit: Annotated[int, typer.Option(help="How many runs to show.")] = 10,
+    every_state: Annotated[bool, typer.Option("--all", help="The latest runs in every state (RUNNING, FAILED, KILLED), not only the best finished.")] = False,
     tracking_uri: TrackingOption = None,
 ):
-    """Compare the best runs of a track from the MLflow store.
+    """Compare the best runs of a track from the MLflow store. Runs whose process was killed
+    are marked KILLED when the next command starts; `--all` lists them.
 
-    Example:
+    Examples:
 
         challenge runs emi --limit 5
+
+        challenge runs emi --all
     """
     from rich.console import Console
     from rich.table import Table
 
     from challenge.reports import best_runs
 
-    rows = best_runs(track.value, tracking_uri, limit)
+    rows = best_runs(track.value, tracking_uri, limit, every_state)
     if not rows:
         typer.echo(f"no runs for {track.value} yet: run `challenge track {track.value} --data DIR`.")
         return
-    table = Table(title=f"best {track.value} runs")
+    table = Table(title=f"{'latest' if every_state else 'best'} {track.value} runs")
     for column in rows[0]:
         table.add_column(column)
     for row in rows:

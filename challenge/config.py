@@ -54,17 +54,49 @@ class RunResult:
     trials_run: int = 0
 
 
+DATASET_DEFAULTS = "challenge.yaml"  # beside a dataset: its own defaults (the demo data names its stand-in models there)
+_PATH_SETTINGS = ("audio_model", "visual_model", "scheme")
+
+
+def _read_settings(path: Path) -> dict:
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ChallengeError(f"{path}: not valid YAML ({error}).") from error
+    if not isinstance(values, dict):
+        raise ChallengeError(f"{path}: expected 'setting: value' lines, found {type(values).__name__}.")
+    unknown = set(values) - set(RunConfig.__dataclass_fields__)
+    if unknown:
+        raise ChallengeError(f"{path}: unknown setting(s) {sorted(unknown)}; valid: {sorted(RunConfig.__dataclass_fields__)}")
+    return values
+
+
+def dataset_defaults(data: str | None) -> dict:
+    """`<data>/challenge.yaml`: settings that belong to a dataset. Relative model and scheme
+    paths in it are relative to the dataset, so the folder can move."""
+    path = Path(data) / DATASET_DEFAULTS if data else None
+    if path is None or not path.is_file():
+        return {}
+    values = {k: v for k, v in _read_settings(path).items() if k not in ("track", "data")}
+    for key in _PATH_SETTINGS:
+        if isinstance(values.get(key), str) and (path.parent / values[key]).exists():
+            values[key] = str((path.parent / values[key]).resolve())
+    from challenge.progress import say
+
+    say(f"[dim]dataset defaults from {path}: {', '.join(f'{k}={v}' for k, v in values.items())}[/]")
+    return values
+
+
 def load_config(path: Path | None, flags: dict) -> RunConfig:
-    """YAML gives defaults, flags (those not None) override."""
+    """Lowest to highest: RunConfig's defaults, the dataset's challenge.yaml, the --config YAML,
+    flags (those not None)."""
     values = {}
     if path is not None:
         if not Path(path).exists():
             raise ChallengeError(f"{path}: config file not found.")
-        values = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(values) - set(RunConfig.__dataclass_fields__)
-        if unknown:
-            raise ChallengeError(f"{path}: unknown setting(s) {sorted(unknown)}; valid: {sorted(RunConfig.__dataclass_fields__)}")
+        values = _read_settings(Path(path))
     values.update({k: v for k, v in flags.items() if v is not None})
+    values = dataset_defaults(values.get("data")) | values
     config = RunConfig(**values)
     from tracks import get_track
 

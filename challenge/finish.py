@@ -31,7 +31,9 @@ def finish_clips(spec, config, head, valid, test, run_id, params, provenance) ->
     predicted_vs_true(valid.targets, prediction, spec.labels, score.details, out / "predicted_vs_true.png")
     (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": score.value}, indent=1))
     submission = None
-    if test is not None and len(test):
+    if config.shuffle_labels:
+        say(CONTROL_NOTE)
+    elif test is not None and len(test):
         submission = spec.write_submission(out / "predictions.csv", test.ids, head.predict(test))
         say(f"submission validated: {submission}")
     else:
@@ -40,9 +42,18 @@ def finish_clips(spec, config, head, valid, test, run_id, params, provenance) ->
     return RunResult(run_id, score.value, score.details, params, submission)
 
 
+CONTROL_NOTE = ("[yellow]control run (shuffled labels): no submission file is written; its score is the chance "
+                "level every real run must beat[/]")
+
+
 def out_dir(config: RunConfig, spec: TrackSpec, run_id: str) -> Path:
-    out = Path(config.out) if config.out else Path("submissions") / spec.name / run_id
+    """The run's folder. A control run's is marked as such and holds no file to upload."""
+    default = Path("submissions") / spec.name / (f"{run_id}-CONTROL" if config.shuffle_labels else run_id)
+    out = Path(config.out) if config.out else default
     out.mkdir(parents=True, exist_ok=True)
+    if config.shuffle_labels:
+        (out / "CONTROL-RUN.txt").write_text("Control run with shuffled training labels: its reports measure chance level. "
+                                             "Nothing in this folder is a submission.\n")
     return out
 
 
@@ -79,7 +90,11 @@ def finish_frames(spec, config, head, valid, test, run_id, params, provenance) -
         "params": params, "provenance": provenance, "score": score.value, "score_unsmoothed": raw.value,
         "smoothing_sigma": sigma, "au_thresholds": None if thresholds is None else thresholds.tolist(),
     }, indent=1))
-    submission = write_frames_submission(spec, config, test.ids, head.predict(test), sigma, decide, out) if test is not None and len(test) else None
+    submission = None
+    if config.shuffle_labels:
+        say(CONTROL_NOTE)
+    elif test is not None and len(test):
+        submission = write_frames_submission(spec, config, test.ids, head.predict(test), sigma, decide, out)
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, score.value, score.details | {"unsmoothed": raw.value, "sigma": sigma}, params, submission)
 
@@ -105,7 +120,11 @@ def _submit_without_validation(spec, config, head, test, run_id, params, provena
     say("[yellow]no labelled validation videos for this track: no score, no smoothing (sigma 0)[/]")
     out = out_dir(config, spec, run_id)
     (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": None}, indent=1))
-    submission = write_frames_submission(spec, config, test.ids, head.predict(test), 0.0, decision(spec.problem, None), out)
+    submission = None
+    if config.shuffle_labels:
+        say(CONTROL_NOTE)
+    else:
+        submission = write_frames_submission(spec, config, test.ids, head.predict(test), 0.0, decision(spec.problem, None), out)
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, float("nan"), {}, params, submission)
 

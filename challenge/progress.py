@@ -21,6 +21,11 @@ def say(message: str) -> None:
         console.print(message)
 
 
+def warn(message: str) -> None:
+    """Data that was repaired, skipped or ignored: shown even with --quiet, which silences progress only."""
+    console.print(f"[yellow]warning: {message}[/]", soft_wrap=True)
+
+
 @contextmanager
 def progress_bar(description: str, total: int):
     """Yields an `advance(n=1)` callable."""

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 
-def best_runs(track: str, tracking_uri: str | None, limit: int = 10) -> list[dict]:
+def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state: bool = False) -> list[dict]:
+    """The best finished runs, or with `every_state` the latest runs whatever became of them
+    (RUNNING, FAILED, KILLED: the state is a column)."""
     import mlflow
 
     from challenge import tracking
 
     experiment = tracking.setup(tracking_uri, track)
     runs = mlflow.search_runs(
-        experiment_ids=[experiment], filter_string="attributes.status = 'FINISHED'", order_by=["metrics.score DESC"],
+        experiment_ids=[experiment], filter_string="" if every_state else "attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"] if every_state else ["metrics.score DESC"],
     )
-    if runs.empty:
+    if runs.empty or "tags.challenge.kind" not in runs:
         return []
     runs = runs[runs["tags.challenge.kind"].isin(["track", "ensemble"])].head(limit)  # not trials or members
     rows = []
@@ -20,8 +23,10 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10) -> list[dic
         ensemble = run.get("tags.challenge.kind") == "ensemble"
         params = {k.removeprefix("params.head."): v for k, v in run.items() if str(k).startswith("params.head.") and isinstance(v, str)}  # NaN: a run without that parameter
         key = ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items()) if k not in ("epochs", "patience", "batch_size"))
+        state = {"state": run["status"]} if every_state else {}
         rows.append({
             "run": run["run_id"][:8],
+            **state,
             "date": run["start_time"].strftime("%Y-%m-%d %H:%M") if run["start_time"] is not None else "",
             "kind": f"ensemble ({run.get('tags.ensemble.split')}, {run.get('tags.ensemble.rule')})" if ensemble else "single",
             "score": f"{run.get('metrics.score', float('nan')):.4f}" + (" oof" if ensemble else ""),

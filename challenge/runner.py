@@ -200,6 +200,7 @@ def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, devi
     import mlflow
     import optuna
 
+    from challenge import tracking
     from challenge.heads import suggest
     from challenge.tuning import finished_trials, open_study, optimise
 
@@ -212,7 +213,7 @@ def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, devi
     def objective(trial: optuna.Trial) -> float:
         params = head_cls.default_parameters() | suggest(trial, head_cls.search_space) | overrides
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
-            mlflow.set_tags({"challenge.kind": "trial", "study": name, "trial": trial.number})
+            mlflow.set_tags({"challenge.kind": "trial", "study": name, "trial": trial.number, **tracking.process_tags()})
             mlflow.log_params(params)
 
             def report(step: int, value: float) -> None:

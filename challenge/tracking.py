@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -31,7 +32,62 @@ def setup(tracking_uri: str | None, track: str) -> str:
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)  # nested trial runs land in it too
+    mark_dead_runs()
     return experiment_id
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of a process (clock ticks since boot), which tells a live process
+    from a later one that reused its pid; None where /proc is absent or the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def process_tags() -> dict:
+    """Where a run lives: with these the next command can tell that its process was killed."""
+    return {"process.host": socket.gethostname(), "process.pid": str(os.getpid()), "process.start": _process_start(os.getpid()) or ""}
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    now = _process_start(pid)
+    return now is None or not start or now == start
+
+
+def mark_dead_runs() -> list[str]:
+    """Runs left RUNNING by a process of this host that no longer exists (SIGKILL, power cut)
+    are marked KILLED, and so are their RUNNING nested runs; returns their ids. Runs of other
+    hosts are left alone: their process cannot be checked from here."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    running = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=5000)
+    host = socket.gethostname()
+    dead = {
+        run.info.run_id for run in running
+        if run.data.tags.get("process.host") == host and run.data.tags.get("process.pid", "").isdigit()
+        and not _alive(int(run.data.tags["process.pid"]), run.data.tags.get("process.start", ""))
+    }
+    dead |= {run.info.run_id for run in running if run.data.tags.get("mlflow.parentRunId") in dead}
+    for run_id in dead:
+        client.set_tag(run_id, "process.fate", "killed: its process was gone when the next command started")
+        client.set_terminated(run_id, status="KILLED")
+    if dead:
+        from challenge.progress import warn
+
+        warn(f"marked {len(dead)} run(s) KILLED: their process on {host} is gone (see `challenge runs TRACK --all`)")
+    return sorted(dead)
 
 
 def git_commit() -> str:
@@ -60,7 +116,8 @@ def run_tags(kind: str, track: str, config, head: str, fingerprint: str | None =
     """The tags every top-level run carries, so `challenge runs` and parameter look-ups can
     filter track runs, ensembles and study runs alike."""
     tags = {"challenge.kind": kind, "track": track, "head": head, "features": ",".join(config.features), "git_commit": git_commit(),
-            "seed": config.seed, "shuffled_labels": config.shuffle_labels, **{f"feature_key.{k}": v for k, v in (feature_keys or {}).items()}}
+            "seed": config.seed, "shuffled_labels": config.shuffle_labels, **{f"feature_key.{k}": v for k, v in (feature_keys or {}).items()},
+            **process_tags()}
     if fingerprint is not None:
         tags["data_fingerprint"] = fingerprint
     return tags | extra

@@ -156,7 +156,8 @@ def _train_member(spec, config, head_cls, params, member: Member, pool, test, sc
     from challenge import tracking
 
     with mlflow.start_run(run_name=member.name, nested=True):
-        mlflow.set_tags({"challenge.kind": "member", "role": member.role, "fold": str(member.fold), "subset": str(member.subset)})
+        mlflow.set_tags({"challenge.kind": "member", "role": member.role, "fold": str(member.fold), "subset": str(member.subset),
+                         **tracking.process_tags()})
         mlflow.log_params({"fit_items": len(member.fit), "stop_items": len(member.stop), "heldout_items": len(member.heldout)})
         head = head_cls(params, spec.problem, len(spec.labels), seed=config.seed, device=device)
         head.fit(pool.subset(member.fit), pool.subset(member.stop), score_value)

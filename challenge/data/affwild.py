@@ -15,7 +15,7 @@ from challenge.data.samples import Sample, Samples
 from challenge.data.text import read_lines
 from challenge.errors import ChallengeError, list_offenders
 from challenge.media import IMAGE_SUFFIXES
-from challenge.progress import say
+from challenge.progress import warn
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
 SPLIT_FOLDERS = {"train": re.compile(r"train", re.I), "valid": re.compile(r"valid", re.I)}
@@ -212,7 +212,7 @@ def read_affwild(root: Path, track: str, on_missing: str = "skip", require_label
                                        f"{len(labels):05d} (from {past[0]:05d}) are ignored")
             samples.append(sample)
     if extra_crops:
-        say(f"[yellow]{len(extra_crops)} video(s) have face crops past their annotation ({spec.track.upper()}):[/]\n{list_offenders(extra_crops)}")
+        warn(f"{len(extra_crops)} video(s) have face crops past their annotation ({spec.track.upper()}):\n{list_offenders(extra_crops)}")
     if skipped and on_missing == "error":
         raise ChallengeError(
             f"{root}: {len(skipped)} annotated video(s) have neither crops nor a source video:\n{list_offenders(skipped)}\n"

@@ -194,7 +194,7 @@ def read_smiles_corpus(root: Path, scheme: ElanScheme | None = None, reference: 
     Problems that lose data are errors; repairs (overlaps flattened, overruns cut, tiers
     ignored) are reported once per corpus."""
     from challenge.media import media_duration
-    from challenge.progress import say
+    from challenge.progress import warn
 
     root = Path(root)
     if scheme is None:  # a corpus may say how its tiers and levels are spelled
@@ -225,7 +225,7 @@ def read_smiles_corpus(root: Path, scheme: ElanScheme | None = None, reference: 
     if not recordings:
         raise ChallengeError(f"{root / 'annotations' / reference}: no .eaf files.")
     if notes:
-        say(f"[yellow]{root}: {len(notes)} annotation repair(s):[/]\n{list_offenders(notes)}")
+        warn(f"{root}: {len(notes)} annotation repair(s):\n{list_offenders(notes)}")
     return recordings, reference
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from challenge.data.samples import Sample, Samples
 from challenge.data.text import read_lines
 from challenge.errors import ChallengeError, list_offenders
-from challenge.progress import say
+from challenge.progress import warn
 
 EMOTIONS = ["Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy"]
 HEADER = ["Filename", *EMOTIONS]
@@ -70,7 +70,7 @@ def read_split_csv(path: Path) -> dict[str, LabelRow]:
     if problems:
         raise ChallengeError(f"{path}: {len(problems)} bad line(s):\n{list_offenders(problems)}")
     if repeated:
-        say(f"[yellow]{path}: {len(repeated)} duplicated row(s) with identical values, each clip kept once:[/]\n{list_offenders(repeated)}")
+        warn(f"{path}: {len(repeated)} duplicated row(s) with identical values, each clip kept once:\n{list_offenders(repeated)}")
     return labels
 
 

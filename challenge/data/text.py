@@ -24,8 +24,9 @@ def read_lines(path: Path) -> list[str]:
             f"{path}: saved as UTF-16 (a spreadsheet's 'Unicode text'); it must be UTF-8. Re-save it as "
             f"'CSV UTF-8', or convert it: iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}"
         )
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # the BOM a spreadsheet writes; offsets below count without it
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise ChallengeError(

@@ -8,6 +8,7 @@ projections, not pretrained representations: scores with them say nothing about 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -52,3 +53,27 @@ def tiny_mae(directory: Path, image_size: int = 32, hidden: int = 32, seed: int 
         json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": image_size, "width": image_size}})
     )
     return Path(directory)
+
+
+STAND_INS = "stand-in-models"
+
+
+def write_stand_ins(directory: Path, dataset_roots: list[Path]) -> dict[str, Path]:
+    """Random-weight wav2vec2 and MAE in `directory/stand-in-models/` (once), and a
+    `challenge.yaml` in each dataset root naming them, so every command the README shows on demo
+    data runs offline as printed. They exercise the real loading and extraction code; their
+    features are random projections (the demo's signal comes from eGeMAPS and the drawn faces)."""
+    import yaml
+
+    models = Path(directory) / STAND_INS
+    paths = {"audio_model": models / "wav2vec2-random", "visual_model": models / "mae-random"}
+    if not (paths["audio_model"] / "config.json").exists():
+        tiny_wav2vec2(paths["audio_model"], hidden=64)
+    if not (paths["visual_model"] / "config.json").exists():
+        tiny_mae(paths["visual_model"])
+    for root in dataset_roots:
+        settings = {key: os.path.relpath(path, root) for key, path in paths.items()}
+        text = ("# Demo dataset: its runs use random-weight stand-in models, since none can be downloaded here.\n"
+                "# Flags (--audio-model, --visual-model) override these; real datasets need no such file.\n")
+        (Path(root) / "challenge.yaml").write_text(text + yaml.safe_dump(settings, sort_keys=True))
+    return paths

@@ -9,20 +9,19 @@ from challenge.progress import say
 
 def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
     from challenge.demo.hume import write_emi_demo
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.demo.models import write_stand_ins
     from challenge.config import load_config
     from challenge.runner import run_track
     from tracks import TRACKS
 
-    data, model = Path(directory) / "emi", Path(directory) / "models" / "wav2vec2-random"
+    data = Path(directory) / "emi"
     if not (data / "valid_split.csv").exists():
         say(f"writing the EMI demo dataset to {data}")
         write_emi_demo(data)
-    if not (model / "config.json").exists():
-        # no weights can be downloaded here: a small random-weight wav2vec2 exercises the real
-        # loading and extraction path; eGeMAPS (a real model, shipped with opensmile) carries
-        # the signal. With real weights pass --audio-model facebook/wav2vec2-base instead.
-        tiny_wav2vec2(model, hidden=64)
+    # no weights can be downloaded here: a small random-weight wav2vec2 exercises the real
+    # loading and extraction path; eGeMAPS (a real model, shipped with opensmile) carries the
+    # signal. With real weights pass --audio-model facebook/wav2vec2-base instead.
+    model = write_stand_ins(data, [data])["audio_model"]
     config = load_config(None, {
         "track": "emi", "data": str(data), "features": ["wav2vec2", "egemaps"], "audio_model": str(model),
         "head": "lstm", "tune": True, "trials": trials, "timeout": timeout, "epochs": 25,

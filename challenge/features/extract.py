@@ -21,7 +21,7 @@ from filelock import Timeout
 from challenge.errors import ChallengeError, list_offenders
 from challenge.features.base import Extractor, resolve_device
 from challenge.features.store import FeatureStore
-from challenge.progress import progress_bar, say
+from challenge.progress import progress_bar, say, warn
 
 
 @dataclass
@@ -58,8 +58,8 @@ def extract(extractor: Extractor, samples, store: FeatureStore, device: str = "a
             f"(for example {', '.join(report.missing_media[:5])}); they get no {extractor.name} features.[/]")
     damaged = [reason for digest, _ in todo if (reason := store.damaged(extractor, digest))]
     if damaged:
-        say(f"[yellow]{extractor.name}: {len(damaged)} damaged cache entr{'y' if len(damaged) == 1 else 'ies'} "
-            f"will be computed again:\n{list_offenders(damaged)}[/]")
+        warn(f"{extractor.name}: {len(damaged)} damaged cache entr{'y' if len(damaged) == 1 else 'ies'} "
+             f"will be computed again:\n{list_offenders(damaged)}")
     if not todo:
         say(f"{extractor.name}: all {len(sources)} entries cached")
         return report

@@ -1,0 +1,478 @@
+"""Bad and quirky input, one row per case of the hardening issue: the input is built by the
+row, the message fragment it must produce is in the row, and after every row the feature store
+is checked: no entry that was sound before the row is lost or damaged by it.
+
+The corpora come from tests/fixtures/quirky.py (written apart from the demo writers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from challenge.cli import app
+from challenge.data.affwild import read_affwild
+from challenge.data.elan import read_eaf, read_smiles_corpus
+from challenge.data.hume import read_hume
+from challenge.errors import ChallengeError
+from challenge.features import FeatureStore, make_extractor
+from challenge.features.extract import extract
+from challenge.features.store import check_entries
+from tests.fixtures.quirky import quirky_affwild, quirky_elan, quirky_hume
+
+
+@dataclass
+class World:
+    """One row's copies: the EMI corpus with its egemaps entries cached, the Aff-Wild2 and ELAN
+    corpora, and a store root."""
+
+    tmp: Path
+    emi: Path
+    affwild: Path
+    elan: Path
+    store: FeatureStore
+
+    def entries(self) -> list[Path]:
+        return sorted(p.with_suffix(".npy") for p in self.store.entry_files())
+
+    def entry_of(self, clip: str, extractor: str = "egemaps") -> Path:
+        digest = extract(make_extractor(extractor), [s for s in read_hume(self.emi) if s.id == clip], self.store).digests[clip]
+        return next(self.store.root.glob(f"{extractor}-*/{digest[:2]}/{digest}.npy"))
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    root = tmp_path_factory.mktemp("golden")
+    quirky_hume(root / "emi")
+    quirky_affwild(root / "affwild")
+    quirky_elan(root / "elan")
+    extract(make_extractor("egemaps"), read_hume(root / "emi"), FeatureStore(root / "store"))
+    return root
+
+
+@pytest.fixture
+def world(golden, tmp_path, monkeypatch):
+    for name in ("emi", "affwild", "elan", "store"):
+        shutil.copytree(golden / name, tmp_path / name)
+    monkeypatch.setenv("CHALLENGE_FEATURE_STORE", str(tmp_path / "store"))
+    monkeypatch.delenv("CHALLENGE_FEATURE_STORE_SHARED", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    return World(tmp_path, tmp_path / "emi", tmp_path / "affwild", tmp_path / "elan", FeatureStore(tmp_path / "store"))
+
+
+def message(action: Callable[[], object]) -> str:
+    """What a user reads: the ChallengeError's message, or the action's own summary."""
+    try:
+        return str(action())
+    except ChallengeError as error:
+        return f"error: {error}"
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    if isinstance(result.exception, ChallengeError):
+        return f"error: {result.exception}"
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return f"exit {result.exit_code}\n{result.output}"
+
+
+def _rewrite(path: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    path.write_text("\n".join(edit(lines)) + "\n")
+
+
+def counts(report) -> str:
+    return f"computed {report.computed}, cached {report.cached}"
+
+
+# ---- the cases ------------------------------------------------------------------------------
+def case_model_rewritten_in_place(w: World) -> str:
+    from challenge.demo.models import tiny_wav2vec2
+
+    model, valid = w.tmp / "w2v", read_hume(w.emi).split("valid")
+    tiny_wav2vec2(model, seed=0)
+    first = extract(make_extractor("wav2vec2", model=str(model)), valid, w.store)
+    tiny_wav2vec2(model, seed=1)  # new weights, same folder
+    second = extract(make_extractor("wav2vec2", model=str(model)), valid, w.store)
+    return f"first {counts(first)}; after new weights {counts(second)}"
+
+
+def case_model_relative_and_absolute(w: World) -> str:
+    from challenge.demo.models import tiny_wav2vec2
+
+    valid = read_hume(w.emi).split("valid")
+    tiny_wav2vec2(w.tmp / "w2v")
+    extract(make_extractor("wav2vec2", model=str(w.tmp / "w2v")), valid, w.store)
+    again = extract(make_extractor("wav2vec2", model="./w2v"), valid, w.store)  # cwd is w.tmp
+    return f"relative path: {counts(again)}"
+
+
+def _damaged_then_recomputed(w: World, damage: Callable[[Path], None]) -> str:
+    entry = w.entry_of("00011")
+    damage(entry)
+    from challenge.training.features import clip_features
+
+    samples = read_hume(w.emi).split("valid")
+    extractor = make_extractor("egemaps")
+    digests = {"egemaps": {s.id: w.store.media_digest(s.audio) for s in samples}}
+    read = message(lambda: clip_features(samples, [extractor], w.store, digests))
+    again = extract(extractor, samples, w.store)
+    return f"{read}\nthen extract: {counts(again)}"
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])
+
+
+def _bad_header(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[:8] = b"garbage!"
+    path.write_bytes(bytes(data))
+
+
+def _wrong_shape(path: Path) -> None:
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["shape"] = [meta["shape"][0] + 1, meta["shape"][1]]
+    meta_path.write_text(json.dumps(meta))
+
+
+def case_flipped_bytes(w: World) -> str:
+    entry = w.entry_of("00012")
+    data = bytearray(entry.read_bytes())
+    data[-17] ^= 0xFF  # inside the array: the structure stays valid
+    entry.write_bytes(bytes(data))
+    found = cli("features", "verify", "-q")
+    repaired = cli("features", "verify", "--repair", "-q")
+    clean = cli("features", "verify", "-q")
+    return "\n".join([found, repaired, clean])
+
+
+def case_umask(w: World) -> str:
+    extractor = make_extractor("egemaps", feature_set="GeMAPSv01b")
+    extract(extractor, read_hume(w.emi).split("valid")[:1], w.store)
+    group = w.store.root / w.store.group_name(extractor)
+    files = sorted({oct(p.stat().st_mode & 0o777) for p in group.rglob("*") if p.is_file() and p.suffix != ".lock"})
+    folders = sorted({oct(p.stat().st_mode & 0o777) for p in [group, *group.rglob("*")] if p.is_dir()})
+    return f"umask {oct(os.umask(os.umask(0o022)))}: files {files}, folders {folders}"
+
+
+def case_disk_full(w: World, monkeypatch) -> str:
+    import errno
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    result = message(lambda: extract(make_extractor("egemaps", feature_set="GeMAPSv01b"), read_hume(w.emi).split("valid"), w.store))
+    monkeypatch.undo()
+    leftovers = list(w.store.root.rglob("*.tmp"))
+    return f"{result}\ntemporary files left: {len(leftovers)}"
+
+
+def case_nan_pickle(w: World) -> str:
+    import pickle
+
+    array = np.ones((12, 8), np.float32)
+    array[3, 5] = np.nan
+    with open(w.emi / "wav2vec2" / "00011.pkl", "wb") as handle:
+        pickle.dump(array, handle)
+    return message(lambda: extract(make_extractor("provided", kind="wav2vec2"), read_hume(w.emi).split("valid"), w.store))
+
+
+def case_float16_overflow(w: World) -> str:
+    samples = read_hume(w.emi).split("valid")
+    report = extract(make_extractor("provided", kind="wav2vec2"), samples, w.store)
+    array, meta = w.store.load(make_extractor("provided", kind="wav2vec2"), report.digests["00010"])
+    import pickle
+
+    with open(w.emi / "wav2vec2" / "00010.pkl", "rb") as handle:
+        original = pickle.load(handle)
+    assert np.array_equal(np.asarray(array), original)
+    return f"dtype {meta['dtype']}, max {float(np.abs(array).max()):.0f}, finite {bool(np.isfinite(array).all())}"
+
+
+def case_duplicate_filename(w: World) -> str:
+    _rewrite(w.emi / "train_split.csv", lambda lines: lines + ["3,0.1,0.2,0.3,0.4,0.5,0.6"])
+    return message(lambda: read_hume(w.emi))
+
+
+def case_identical_duplicate(w: World, capsys) -> str:
+    samples = read_hume(w.emi)
+    return f"{samples.counts()}\n{capsys.readouterr().err}"
+
+
+def case_clip_in_two_splits(w: World) -> str:
+    _rewrite(w.emi / "valid_split.csv", lambda lines: lines + ["00002,0.1,0.2,0.3,0.4,0.5,0.6"])
+    return message(lambda: read_hume(w.emi))
+
+
+def case_missing_media(w: World) -> str:
+    (w.emi / "raw" / "00011.mp4").unlink()
+    (w.emi / "wav2vec2" / "00011.pkl").unlink()
+    refused = cli("features", "extract", "--data", str(w.emi), "--track", "emi", "--extractor", "egemaps", "-q")
+    skipped = cli("features", "extract", "--data", str(w.emi), "--track", "emi", "--extractor", "egemaps", "--skip-missing", "-q")
+    return f"{refused}\n{skipped}"
+
+
+def case_crops_past_annotation(w: World, capsys) -> str:
+    samples = read_affwild(w.affwild, "expr")
+    sample = next(s for s in samples if s.id == "118-30-640x480")
+    return f"labels {len(sample.labels)}\n{capsys.readouterr().err}"
+
+
+def case_annotation_longer_than_crops(w: World) -> str:
+    for crop in sorted((w.affwild / "cropped_aligned" / "4-25-480x360_left").glob("*.jpg"))[-6:]:
+        crop.unlink()
+    sample = next(s for s in read_affwild(w.affwild, "va") if s.id == "4-25-480x360_left")
+    return f"accepted: {len(sample.labels)} labels"
+
+
+def _expr_file(w: World) -> Path:
+    return next(w.affwild.glob("5th_ABAW_Annotations/EXPR_Classification_Challenge/Train_Set/video_12.txt"))
+
+
+def case_expr_not_integer(w: World) -> str:
+    _rewrite(_expr_file(w), lambda lines: lines[:5] + ["2.5"] + lines[6:])
+    return message(lambda: read_affwild(w.affwild, "expr"))
+
+
+def case_header_names(w: World) -> str:
+    path = next(w.affwild.glob("5th_ABAW_Annotations/VA_Estimation_Challenge/Train_Set/video_12.txt"))
+    _rewrite(path, lambda lines: ["valence,arousel"] + lines[1:])
+    return message(lambda: read_affwild(w.affwild, "va"))
+
+
+def case_overlapping_segments(w: World) -> str:
+    from challenge.smiles.labels import CLASSES, cut_clips
+
+    recordings, _ = read_smiles_corpus(w.elan)
+    annotation = recordings[0].annotations["coder1"]
+    clip = next(c for c in cut_clips("rec0", annotation, 6.0, 1.2, 0.3) if abs(c.start - 2.7) < 1e-6)
+    return f"clip 2.7-3.9 s: {CLASSES[clip.label]}; smiles {[(s.start, s.end, s.value) for s in annotation.smiles]}"
+
+
+def case_past_media_end(w: World, capsys) -> str:
+    recordings, _ = read_smiles_corpus(w.elan)
+    laughs = recordings[0].annotations["coder1"].laughs
+    return f"last laugh ends {laughs[-1].end:.2f} s\n{capsys.readouterr().err}"
+
+
+def case_misspelled_role_tier(w: World) -> str:
+    path = w.elan / "annotations" / "coder1" / "rec1.eaf"
+    path.write_text(path.read_text().replace('TIER_ID="Speaker role"', 'TIER_ID="Speaker rle"'))
+    return message(lambda: read_smiles_corpus(w.elan))
+
+
+def case_split_without_eaf(w: World) -> str:
+    (w.elan / "annotations" / "coder1" / "rec3.eaf").unlink()
+    return message(lambda: read_smiles_corpus(w.elan))
+
+
+def case_eaf_without_split(w: World) -> str:
+    _rewrite(w.elan / "splits.csv", lambda lines: [line for line in lines if not line.startswith("rec2")])
+    return message(lambda: read_smiles_corpus(w.elan))
+
+
+def case_bom_crlf(w: World) -> str:
+    raw = (w.emi / "train_split.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw
+    return f"ids {[s.id for s in read_hume(w.emi).split('train')][:3]}"
+
+
+def case_latin1(w: World) -> str:
+    path = w.emi / "train_split.csv"
+    path.write_bytes(path.read_bytes().replace(b"Empathic Pain", "Empathic Pain\u00e9".encode("latin-1")))
+    return message(lambda: read_hume(w.emi))
+
+
+def case_utf16(w: World) -> str:
+    path = w.emi / "valid_split.csv"
+    path.write_bytes(path.read_text(encoding="utf-8-sig").encode("utf-16"))
+    return message(lambda: read_hume(w.emi))
+
+
+def _affwild_submission(w: World) -> tuple[Path, Path, list[str]]:
+    from challenge.data.affwild import LABELS, find_sample_file, read_test_names
+
+    sample = find_sample_file(w.affwild, "expr")
+    submission = w.tmp / "predictions.txt"
+    shutil.copy(sample, submission)
+    return submission, sample, read_test_names(w.affwild, LABELS["expr"])
+
+
+def case_submission_duplicated_row(w: World) -> str:
+    from submissions.affwild import validate_affwild
+
+    submission, sample, names = _affwild_submission(w)
+    _rewrite(submission, lambda lines: lines[:10] + [lines[9]] + lines[10:])
+    return "\n".join(validate_affwild("expr", submission, sample, names))
+
+
+def case_submission_trailing_blank(w: World) -> str:
+    from submissions.affwild import validate_affwild
+    from submissions.emi import validate_emi, write_emi
+
+    submission, sample, names = _affwild_submission(w)
+    submission.write_text(submission.read_text() + "\n\n")
+    emi = write_emi(w.tmp / "emi.csv", ["00016", "00017"], np.full((2, 6), 0.5))
+    emi.write_text(emi.read_text() + "\n")
+    return f"affwild problems {validate_affwild('expr', submission, sample, names)}; emi problems {validate_emi(emi, ['00016', '00017'])}"
+
+
+def case_checkpoint_not_a_model(w: World) -> str:
+    from challenge.demo.models import tiny_wav2vec2
+
+    model = tiny_wav2vec2(w.tmp / "broken")
+    (model / "model.safetensors").write_bytes(b"this is not a tensor file" * 10)
+    return message(lambda: make_extractor("wav2vec2", model=str(model)).build("cpu"))
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def case_checkpoint_unsafe(w: World) -> str:
+    import pickle
+
+    from challenge.demo.models import tiny_wav2vec2
+
+    model = tiny_wav2vec2(w.tmp / "unsafe")
+    (model / "model.safetensors").unlink()
+    (model / "pytorch_model.bin").write_bytes(pickle.dumps({"wav2vec2.masked_spec_embed": Payload()}))
+    return message(lambda: make_extractor("wav2vec2", model=str(model)).build("cpu"))
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, mlflow
+    from challenge import tracking
+    experiment = tracking.setup(None, "emi")
+    mlflow.start_run(experiment_id=experiment, run_name="doomed")
+    mlflow.set_tags({"challenge.kind": "track", **tracking.process_tags()})
+    print(mlflow.active_run().info.run_id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def case_killed_run(w: World) -> str:
+    import mlflow
+
+    from challenge import tracking
+    from challenge.reports import best_runs
+
+    done = subprocess.run([sys.executable, "-c", KILLED_RUN], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    run_id = done.stdout.split()[0]
+    before = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(run_id).info.status
+    tracking.setup(None, "emi")  # what the next command does first
+    after = mlflow.MlflowClient().get_run(run_id).info.status
+    listed = [row["state"] for row in best_runs("emi", None, every_state=True) if run_id.startswith(row["run"])]
+    return f"before {before}, after {after}, runs --all shows {listed}"
+
+
+def case_shuffled_control(w: World) -> str:
+    out = cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "lightgbm", "--shuffle-labels", "-q")
+    uploadable = [str(p) for p in (w.tmp / "submissions").rglob("predictions.*")]
+    folders = [p.name for p in (w.tmp / "submissions" / "emi").iterdir()]
+    return f"{out}\nuploadable files: {uploadable}; folders {folders}"
+
+
+def case_unreachable_hub(w: World, monkeypatch) -> str:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from challenge.features import models
+
+    models.hub_reachable.cache_clear()
+    start = time.perf_counter()
+    text = message(lambda: make_extractor("mae", model="nobody/no-such-mae").build("cpu"))
+    models.hub_reachable.cache_clear()
+    return f"{text}\nafter {time.perf_counter() - start:.1f} s"
+
+
+def case_demo_names_stand_ins(w: World) -> str:
+    written = cli("demo-data", str(w.tmp / "demo"), "--track", "emi", "--train", "8", "--valid", "6", "--test", "2", "-q")
+    assert written.startswith("exit 0"), written
+    return cli("track", "emi", "--data", str(w.tmp / "demo"), "--tune", "--trials", "2", "--epochs", "2", "-q")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    run: Callable[..., str]
+    expect: list[str]  # fragments the message must hold, in any order
+    fixtures: tuple[str, ...] = ()
+
+
+CASES = [
+    Case("1 new weights over the same model folder", case_model_rewritten_in_place, ["first computed 6, cached 0", "after new weights computed 6, cached 0"]),
+    Case("1 same model by relative and absolute path", case_model_relative_and_absolute, ["relative path: computed 0, cached 6"]),
+    Case("2 truncated entry", lambda w: _damaged_then_recomputed(w, _truncate), ["00011", "truncated", "key", "then extract: computed 1, cached 5"]),
+    Case("2 entry with a bad header", lambda w: _damaged_then_recomputed(w, _bad_header), ["00011", "unreadable array header", "then extract: computed 1, cached 5"]),
+    Case("2 entry whose shape disagrees with its metadata", lambda w: _damaged_then_recomputed(w, _wrong_shape), ["00011", "its metadata says", "then extract: computed 1, cached 5"]),
+    Case("3 flipped bytes found by verify and repaired", case_flipped_bytes, ["exit 1", "1 damaged", "checksum differs", "00012", "repaired 1", "exit 0", "0 damaged"]),
+    Case("4 files honour the umask", case_umask, ["umask 0o22: files ['0o644'], folders ['0o755']"]),
+    Case("4 disk full", case_disk_full, ["no space left on the device", "Nothing was half-written", "temporary files left: 0"], ("monkeypatch",)),
+    Case("5 organisers' pickle with NaN", case_nan_pickle, ["00011.pkl: row 3 of 12 holds NaN or inf"]),
+    Case("5 values float16 cannot hold", case_float16_overflow, ["dtype float32", "finite True"]),
+    Case("6 duplicate Filename with other values", case_duplicate_filename, ["train_split.csv", "clip 00003 again, with other intensities than on line 5"]),
+    Case("6 identical duplicated row", case_identical_duplicate, ["'train': 10", "duplicated row(s) with identical values", "00000 repeats line 2"], ("capsys",)),
+    Case("6 clip in two splits", case_clip_in_two_splits, ["listed in both splits", "00002: train_split.csv line 4 and valid_split.csv line"]),
+    Case("6 missing media: the advice and the flag agree", case_missing_media, ["00011 (valid_split.csv)", "pass --skip-missing", "exit 0", "egemaps: 0 computed, 18 cached"]),
+    Case("7 crops past the last annotation line", case_crops_past_annotation, ["labels 45", "4 crop(s) after the last annotated frame 00045", "ignored"], ("capsys",)),
+    Case("7 annotation longer than the crop folder", case_annotation_longer_than_crops, ["accepted: 36 labels"]),
+    Case("7 EXPR value that is not an integer", case_expr_not_integer, ["video_12.txt", "line 6 (frame 00005): '2.5'; expected integers 0..7"]),
+    Case("7 header with a misspelled name", case_header_names, ["line 1: header 'valence,arousel' has 'arousel' where 'arousal' belongs"]),
+    Case("8 overlapping segments in a tier count once", case_overlapping_segments, ["clip 2.7-3.9 s: Laughs", "(2.0, 2.5, 'low'), (2.5, 3.2, 'high')"]),
+    Case("8 annotation past the media's end", case_past_media_end, ["last laugh ends 6.00 s", "run past the media's end at 6.00 s (up to 7.50 s)"], ("capsys",)),
+    Case("8 misspelled Role tier", case_misspelled_role_tier, ["rec1.eaf: tier 'Speaker rle' looks like a misspelling of the role tier 'Speaker role'"]),
+    Case("8 recording in splits.csv without an .eaf", case_split_without_eaf, ["rec3: in splits.csv, but no annotations/coder1/rec3.eaf"]),
+    Case("8 .eaf of a recording missing from splits.csv", case_eaf_without_split, ["rec2: annotations/coder1/rec2.eaf, but not in splits.csv"]),
+    Case("9 UTF-8 BOM and CRLF", case_bom_crlf, ["ids ['00000', '00001', '00002']"]),
+    Case("9 Latin-1 byte", case_latin1, ["train_split.csv line 1: byte 0xe9 is not UTF-8", "iconv -f LATIN1"]),
+    Case("9 UTF-16 file", case_utf16, ["valid_split.csv: saved as UTF-16", "iconv -f UTF-16"]),
+    Case("9 duplicated row in an Aff-Wild2 submission", case_submission_duplicated_row, ["duplicated frame (1)", "line 11: 7-30-320x240/00009.jpg already on line 10"]),
+    Case("9 trailing blank line in submissions", case_submission_trailing_blank, ["affwild problems []; emi problems []"]),
+    Case("10 checkpoint that is not a model", case_checkpoint_not_a_model, ["broken: not a loadable Wav2Vec2WithEmotionHead checkpoint"]),
+    Case("10 pickled weights torch refuses", case_checkpoint_unsafe, ["unsafe: not a loadable Wav2Vec2WithEmotionHead checkpoint", "re-saved as safetensors"]),
+    Case("11 killed run marked KILLED on the next command", case_killed_run, ["before RUNNING, after KILLED, runs --all shows ['KILLED']"]),
+    Case("12 shuffled-label control writes nothing uploadable", case_shuffled_control, ["CONTROL RUN, shuffled labels", "uploadable files: []", "-CONTROL"]),
+    Case("13 unreachable hub id fails at once", case_unreachable_hub, ["'nobody/no-such-mae': it is not in the local Hugging Face cache and HF_HUB_OFFLINE=1", "--visual-model /models/NAME"], ("monkeypatch",)),
+    Case("13 the main job runs on demo data as printed", case_demo_names_stand_ins, ["exit 0", "validation score (mean Pearson", "(validated)"]),
+]
+
+
+def _sound_entries(world: World) -> dict[Path, str]:
+    return {entry.path: entry.meta["checksum"] for _, entry, problem in check_entries(world.store.entry_files()) if problem is None}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case(case: Case, world: World, request):
+    before = _sound_entries(world)
+    extra = [request.getfixturevalue(name) for name in case.fixtures]
+    text = case.run(world, *extra)
+    for fragment in case.expect:
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
+    after = _sound_entries(world)
+    lost = [str(path) for path, checksum in before.items() if after.get(path) != checksum]
+    damaged_by_case = {"2 ", "3 "}  # rows that damage an entry on purpose (and get it recomputed)
+    if case.id[:2] in damaged_by_case:
+        assert len(lost) <= 1 and len(after) >= len(before), lost
+    else:
+        assert not lost, f"entries lost or changed: {lost}"
