@@ -243,6 +243,14 @@ def case_annotation_longer_than_crops(w: World) -> str:
     return f"accepted: {len(sample.labels)} labels"
 
 
+def case_frame_track_on_quirky_layout(w: World) -> str:
+    from challenge.demo.models import tiny_mae
+
+    model = tiny_mae(w.tmp / "mae")
+    return cli("track", "va", "--data", str(w.affwild), "--features", "mae,egemaps", "--visual-model", str(model),
+               "--head", "lstm-frames", "--epochs", "2", "-q")
+
+
 def _expr_file(w: World) -> Path:
     return next(w.affwild.glob("5th_ABAW_Annotations/EXPR_Classification_Challenge/Train_Set/video_12.txt"))
 
@@ -437,6 +445,7 @@ CASES = [
     Case("6 missing media: the advice and the flag agree", case_missing_media, ["00011 (valid_split.csv)", "pass --skip-missing", "exit 0", "egemaps: 0 computed, 18 cached"]),
     Case("7 crops past the last annotation line", case_crops_past_annotation, ["labels 45", "4 crop(s) after the last annotated frame 00045", "ignored"], ("capsys",)),
     Case("7 annotation longer than the crop folder", case_annotation_longer_than_crops, ["accepted: 36 labels"]),
+    Case("7 a frame track end to end on the ABAW5 layout", case_frame_track_on_quirky_layout, ["exit 0", "validation score (mean CCC", "predictions.txt (validated)"]),
     Case("7 EXPR value that is not an integer", case_expr_not_integer, ["video_12.txt", "line 6 (frame 00005): '2.5'; expected integers 0..7"]),
     Case("7 header with a misspelled name", case_header_names, ["line 1: header 'valence,arousel' has 'arousel' where 'arousal' belongs"]),
     Case("8 overlapping segments in a tier count once", case_overlapping_segments, ["clip 2.7-3.9 s: Laughs", "(2.0, 2.5, 'low'), (2.5, 3.2, 'high')"]),
