@@ -31,19 +31,24 @@ def finish_clips(spec, config, head, valid, test, run_id, params, provenance) ->
     predicted_vs_true(valid.targets, prediction, spec.labels, score.details, out / "predicted_vs_true.png")
     (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": score.value}, indent=1))
     submission = None
-    if config.shuffle_labels:
-        say(CONTROL_NOTE)
-    elif test is not None and len(test):
-        submission = spec.write_submission(out / "predictions.csv", test.ids, head.predict(test))
-        say(f"submission validated: {submission}")
+    if test is not None and len(test):
+        submission = submit(config, lambda: spec.write_submission(out / "predictions.csv", test.ids, head.predict(test)))
     else:
         say("[yellow]no test clips found (test_data/raw/*.mp4): no submission written[/]")
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, score.value, score.details, params, submission)
 
 
-CONTROL_NOTE = ("[yellow]control run (shuffled labels): no submission file is written; its score is the chance "
-                "level every real run must beat[/]")
+def submit(config: RunConfig, write) -> Path | None:
+    """`write()` the validated submission, except for a control run: its predictions measure
+    chance level and must never look uploadable."""
+    if config.shuffle_labels:
+        say("[yellow]control run (shuffled labels): no submission file is written; its score is the chance "
+            "level every real run must beat[/]")
+        return None
+    path = write()
+    say(f"submission validated: {path}")
+    return path
 
 
 def out_dir(config: RunConfig, spec: TrackSpec, run_id: str) -> Path:
@@ -91,10 +96,8 @@ def finish_frames(spec, config, head, valid, test, run_id, params, provenance) -
         "smoothing_sigma": sigma, "au_thresholds": None if thresholds is None else thresholds.tolist(),
     }, indent=1))
     submission = None
-    if config.shuffle_labels:
-        say(CONTROL_NOTE)
-    elif test is not None and len(test):
-        submission = write_frames_submission(spec, config, test.ids, head.predict(test), sigma, decide, out)
+    if test is not None and len(test):
+        submission = submit(config, lambda: write_frames_submission(spec, config, test.ids, head.predict(test), sigma, decide, out))
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, score.value, score.details | {"unsmoothed": raw.value, "sigma": sigma}, params, submission)
 
@@ -107,9 +110,7 @@ def write_frames_submission(spec, config, video_ids, outputs, sigma, decide, out
 
     decisions = {vid: decide(smooth_videos(o, [len(o)], sigma)) for vid, o in zip(video_ids, outputs)}
     root = Path(config.data)
-    path = write_affwild(spec.name, out / "predictions.txt", decisions, find_sample_file(root, spec.name), read_test_names(root, LABELS[spec.name]))
-    say(f"submission validated: {path}")
-    return path
+    return write_affwild(spec.name, out / "predictions.txt", decisions, find_sample_file(root, spec.name), read_test_names(root, LABELS[spec.name]))
 
 
 def _submit_without_validation(spec, config, head, test, run_id, params, provenance) -> RunResult:
@@ -120,11 +121,7 @@ def _submit_without_validation(spec, config, head, test, run_id, params, provena
     say("[yellow]no labelled validation videos for this track: no score, no smoothing (sigma 0)[/]")
     out = out_dir(config, spec, run_id)
     (out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, "score": None}, indent=1))
-    submission = None
-    if config.shuffle_labels:
-        say(CONTROL_NOTE)
-    else:
-        submission = write_frames_submission(spec, config, test.ids, head.predict(test), 0.0, decision(spec.problem, None), out)
+    submission = submit(config, lambda: write_frames_submission(spec, config, test.ids, head.predict(test), 0.0, decision(spec.problem, None), out))
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, float("nan"), {}, params, submission)
 

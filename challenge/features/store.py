@@ -206,10 +206,14 @@ class StoreEntry:
             raise DamagedEntry("content checksum differs from the one recorded at write time (flipped bytes)")
 
     def array(self) -> np.ndarray:
-        """The [T, D] array, memory-mapped; a damaged file is a named error, never features."""
+        """The [T, D] array, memory-mapped; a damaged file is a named error, never features.
+        One open per read (this is the training loop's path): mapping a truncated file fails,
+        and the mapped shape and dtype are compared with the metadata."""
         try:
-            self.check_structure()
-            return np.load(self.path, mmap_mode="r")
+            array = np.load(self.path, mmap_mode="r")
+            if list(array.shape) != list(self.meta.get("shape", [])) or str(array.dtype) != self.meta.get("dtype"):
+                raise DamagedEntry(f"array is {list(array.shape)} {array.dtype}, its metadata says {self.meta.get('shape')} {self.meta.get('dtype')}")
+            return array
         except (DamagedEntry, OSError, ValueError) as error:
             raise ChallengeError(
                 f"{self.describe()} is damaged: {error}. Run `challenge features verify --repair` "
