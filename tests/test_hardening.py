@@ -476,6 +476,9 @@ def test_case(case: Case, world: World, request):
     before = _sound_entries(world)
     extra = [request.getfixturevalue(name) for name in case.fixtures]
     text = case.run(world, *extra)
+    if os.environ.get("HARDENING_MESSAGES"):  # the table of messages for a report
+        with open(os.environ["HARDENING_MESSAGES"], "a") as handle:
+            handle.write(json.dumps({"case": case.id, "text": text.replace(str(world.tmp), "<tmp>")}) + "\n")
     for fragment in case.expect:
         assert fragment in text, f"{fragment!r} not in:\n{text}"
     after = _sound_entries(world)
