@@ -48,9 +48,10 @@ def _short(value: str) -> str:
     return str(int(number)) if number.is_integer() and "." not in str(value) else f"{number:.3g}"
 
 
-def best_tuned_parameters(track: str, head: str, features: list[str], fingerprint: str, tracking_uri: str | None):
+def best_tuned_parameters(track: str, tuning_key: str, fingerprint: str, tracking_uri: str | None):
     """(params, provenance) of the best finished, tuned, unshuffled `challenge track` run with
-    this head and features on this data, or None."""
+    this tuning key (features' cache keys, head, search space; see challenge.tuning) on this
+    data, or None."""
     import mlflow
 
     from challenge import tracking
@@ -59,7 +60,7 @@ def best_tuned_parameters(track: str, head: str, features: list[str], fingerprin
     runs = mlflow.search_runs(
         experiment_ids=[experiment], order_by=["metrics.score DESC"], max_results=1,
         filter_string=(f"tags.`challenge.kind` = 'track' and attributes.status = 'FINISHED' and params.tune = 'True' "
-                       f"and tags.head = '{head}' and tags.features = '{','.join(features)}' "
+                       f"and tags.tuning_key = '{tuning_key}' "
                        f"and tags.data_fingerprint = '{fingerprint}' and tags.shuffled_labels = 'False'"),
     )
     if runs.empty:

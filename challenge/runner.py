@@ -42,12 +42,15 @@ def extract_all(samples, config: RunConfig, extractors=None):
 
     store = FeatureStore(config.store)
     extractors = make_extractors(config) if extractors is None else extractors
-    digests, keys = {}, {}
+    digests = {}
     for extractor in extractors:
-        report = extract(extractor, samples, store, device=config.device)
-        digests[extractor.name] = report.digests
-        keys[extractor.name] = extractor.cache_key()[:16]
-    return store, extractors, digests, keys
+        digests[extractor.name] = extract(extractor, samples, store, device=config.device).digests
+    return store, extractors, digests, feature_keys(extractors)
+
+
+def feature_keys(extractors) -> dict[str, str]:
+    """Extractor name -> its cache key (model content included), as runs are tagged with it."""
+    return {extractor.name: extractor.cache_key()[:16] for extractor in extractors}
 
 
 def read_samples(spec: TrackSpec, config: RunConfig):
@@ -128,6 +131,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     from challenge.features.base import resolve_device
     from challenge.heads import get_head
     from challenge.seeding import seed_everything
+    from challenge.tuning import tuning_key
 
     head_cls = get_head(config.head)
     seed_everything(config.seed)
@@ -136,7 +140,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     train_spec = get_track("expr") if config.zero_shot else spec
     if config.zero_shot and spec.name != "ce":
         raise ChallengeError("--zero-shot is for the ce track: it turns an EXPR model's probabilities into compound scores.")
-    samples, splits, feature_keys = prepare_features(train_spec, config)
+    samples, splits, keys = prepare_features(train_spec, config)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     fingerprint = samples.fingerprint()
     experiment = tracking.setup(config.tracking_uri, spec.name)
@@ -144,7 +148,8 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
     run_name = f"{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}"
     with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
-        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, feature_keys))
+        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys,
+                                          tuning_key=tuning_key(keys, head_cls)))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune})
         mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
         if samples.skipped:
@@ -202,9 +207,10 @@ def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, devi
 
     from challenge import tracking
     from challenge.heads import suggest
-    from challenge.tuning import finished_trials, open_study, optimise
+    from challenge.tuning import finished_trials, open_study, optimise, tuning_key
 
-    name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}{'-shuffled' if config.shuffle_labels else ''}"
+    key = tuning_key(feature_keys(make_extractors(config)), head_cls)
+    name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}-{key}{'-shuffled' if config.shuffle_labels else ''}"
     defaults = {k: v for k, v in head_cls.default_parameters().items() if k in head_cls.search_space}
     study = open_study(name, config.storage, config.seed, defaults, spec.direction)
     done = finished_trials(study)
@@ -233,7 +239,7 @@ def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, devi
     best = study.best_trial
     mlflow.log_metrics({"tuning.best_trial_score": best.value, "tuning.trials": finished_trials(study)})
     provenance = {
-        "source": "optuna", "study": name, "storage": config.storage or "sqlite:///optuna/studies.db",
+        "source": "optuna", "study": name, "tuning_key": key, "storage": config.storage or "sqlite:///optuna/studies.db",
         "trial": best.number, "value": best.value, "data_fingerprint": fingerprint,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -3,6 +3,8 @@ validation curve, warm-started from the head's defaults, resumable after a kill.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 import warnings
 from pathlib import Path
@@ -11,6 +13,15 @@ import optuna
 
 DEFAULT_STORAGE = "sqlite:///optuna/studies.db"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def tuning_key(feature_keys: dict[str, str], head_cls) -> str:
+    """What a study tunes on, beyond the data: the features' cache keys (so another model,
+    layer or preprocessing is another study, never a resumed one), the head and its search
+    space. Also tagged on each run, so the "best tuned parameters" look-up matches it exactly."""
+    space = {name: repr(distribution) for name, distribution in sorted(head_cls.search_space.items())}
+    payload = json.dumps({"features": feature_keys, "head": head_cls.name, "space": space}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def storage_for(url: str | None):

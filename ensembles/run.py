@@ -138,7 +138,10 @@ def _head_parameters(spec, config, head_cls, train, valid, fingerprint, override
     if config.tune:
         params, _, provenance = tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value)
         return params, provenance
-    found = best_tuned_parameters(spec.name, config.head, config.features, fingerprint, config.tracking_uri)
+    from challenge.runner import feature_keys, make_extractors
+    from challenge.tuning import tuning_key
+
+    found = best_tuned_parameters(spec.name, tuning_key(feature_keys(make_extractors(config)), head_cls), fingerprint, config.tracking_uri)
     if found is not None:
         params, provenance = found
         say(f"head parameters from tuned run {provenance['run']} (validation {provenance['score']:.4f})")

@@ -69,3 +69,38 @@ def test_resumed_study_does_not_replay_the_first_sessions_proposals(tmp_path):
     optimise(resumed, _objective, n_trials=8, timeout=None)
     xs = [t.params["x"] for t in resumed.trials]
     assert len(set(xs)) == len(xs), xs
+
+
+def test_studies_and_tuned_lookup_are_keyed_by_model_content_not_feature_names(emi_root, workdir, tmp_path):
+    """`--audio-model A` and `--audio-model B` are two studies and two "best" parameter sets;
+    the same weights under another path are one."""
+    import shutil
+
+    from challenge.config import load_config
+    from challenge.demo.models import tiny_wav2vec2
+    from challenge.heads import get_head
+    from challenge.reports import best_tuned_parameters
+    from challenge.runner import feature_keys, make_extractors, run_track
+    from challenge.tuning import tuning_key
+    from tracks import TRACKS
+
+    a, b = tiny_wav2vec2(tmp_path / "a", seed=0), tiny_wav2vec2(tmp_path / "b", seed=1)
+    a_copy = shutil.copytree(a, tmp_path / "a-copy")
+
+    def config(model):
+        return load_config(None, {"track": "emi", "data": str(emi_root), "features": ["wav2vec2"], "audio_model": str(model),
+                                  "head": "lightgbm", "tune": True, "trials": 1})
+
+    def key(model):
+        return tuning_key(feature_keys(make_extractors(config(model))), get_head("lightgbm"))
+
+    assert key(a) != key(b) and key(a) == key(a_copy)
+    assert key(a) != tuning_key(feature_keys(make_extractors(config(a))), get_head("lstm"))  # another head and space
+    run_track(TRACKS["emi"], config(a))
+    from challenge.data.hume import read_hume
+
+    fingerprint = read_hume(emi_root).fingerprint()
+    assert best_tuned_parameters("emi", key(a), fingerprint, None) is not None
+    assert best_tuned_parameters("emi", key(b), fingerprint, None) is None  # B must not inherit A's "best"
+    names = optuna.study.get_all_study_names("sqlite:///optuna/studies.db")
+    assert [n for n in names if key(a) in n] and not [n for n in names if key(b) in n]
