@@ -44,13 +44,13 @@ def extract_all(samples, config: RunConfig, extractors=None):
     extractors = make_extractors(config) if extractors is None else extractors
     digests = {}
     for extractor in extractors:
-        digests[extractor.name] = extract(extractor, samples, store, device=config.device).digests
+        digests[extractor.label] = extract(extractor, samples, store, device=config.device).digests
     return store, extractors, digests, feature_keys(extractors)
 
 
 def feature_keys(extractors) -> dict[str, str]:
-    """Extractor name -> its cache key (model content included), as runs are tagged with it."""
-    return {extractor.name: extractor.cache_key()[:16] for extractor in extractors}
+    """Extractor label -> its cache key (model content included), as runs are tagged with it."""
+    return {extractor.label: extractor.cache_key()[:16] for extractor in extractors}
 
 
 def read_samples(spec: TrackSpec, config: RunConfig):

@@ -207,6 +207,31 @@ def case_float16_overflow(w: World) -> str:
     return f"dtype {meta['dtype']}, max {float(np.abs(array).max()):.0f}, finite {bool(np.isfinite(array).all())}"
 
 
+def case_both_provided_kinds(w: World) -> str:
+    """Two feature sets of one extractor class (provided wav2vec2 and vit) once shared one
+    digest table: one of them read the other's entries, or none."""
+    import pickle
+
+    from challenge.runner import extract_all
+    from challenge.training.features import clip_features
+    from challenge.config import load_config
+
+    for clip in [f"{n:05d}" for n in range(16)]:
+        with open(_mkdir(w.emi / "vit") / f"{clip}.pkl", "wb") as handle:
+            pickle.dump(np.full((5, 3), float(n := int(clip)), np.float32), handle)
+    config = load_config(None, {"track": "emi", "data": str(w.emi), "features": ["provided-wav2vec2", "provided-vit"]})
+    valid = read_hume(w.emi).split("valid")
+    store, extractors, digests, keys = extract_all(valid, config)
+    data = clip_features(valid, extractors, store, digests)
+    vit_means = sorted(float(data.sequence(i)[:, 8:].mean()) for i in range(len(data)))
+    return f"keys {sorted(keys)}; dims {data.dims}; vit column means {vit_means}"
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def case_duplicate_filename(w: World) -> str:
     _rewrite(w.emi / "train_split.csv", lambda lines: lines + ["3,0.1,0.2,0.3,0.4,0.5,0.6"])
     return message(lambda: read_hume(w.emi))
@@ -439,6 +464,8 @@ CASES = [
     Case("4 disk full", case_disk_full, ["no space left on the device", "Nothing was half-written", "temporary files left: 0"], ("monkeypatch",)),
     Case("5 organisers' pickle with NaN", case_nan_pickle, ["00011.pkl: row 3 of 12 holds NaN or inf"]),
     Case("5 values float16 cannot hold", case_float16_overflow, ["dtype float32", "finite True"]),
+    Case("5 both organisers' feature sets in one run", case_both_provided_kinds,
+         ["keys ['provided-vit', 'provided-wav2vec2']; dims [8, 3]; vit column means [10.0, 11.0, 12.0, 13.0, 14.0, 15.0]"]),
     Case("6 duplicate Filename with other values", case_duplicate_filename, ["train_split.csv", "clip 00003 again, with other intensities than on line 5"]),
     Case("6 identical duplicated row", case_identical_duplicate, ["'train': 10", "duplicated row(s) with identical values", "00000 repeats line 2"], ("capsys",)),
     Case("6 clip in two splits", case_clip_in_two_splits, ["listed in both splits", "00002: train_split.csv line 4 and valid_split.csv line"]),

@@ -74,6 +74,12 @@ class Extractor:
             object.__setattr__(self, "_cache_key", key)
         return key
 
+    @property
+    def label(self) -> str:
+        """Unique among the feature sets of one run (two `provided` extractors differ by kind):
+        the key of per-extractor tables such as digests and feature keys."""
+        return self.name
+
     def source(self, sample) -> Path | None:
         """The media this extractor reads for a sample (None when the sample has none)."""
         return sample.audio if self.modality == "audio" else (sample.frames_dir or sample.video)

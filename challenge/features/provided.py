@@ -69,6 +69,10 @@ class ProvidedExtractor(Extractor):
     frame_rate: float = 0.0
     dtype: str = "float32"  # the organisers' values are kept as they are (float16 would overflow large ones)  # unknown for the organisers' arrays: steps are used as they are
 
+    @property
+    def label(self) -> str:
+        return f"provided-{self.kind}"
+
     def source(self, sample) -> Path | None:
         path = sample.provided.get(self.kind) if sample.provided else None
         return path if path is not None and Path(path).exists() else None

@@ -33,7 +33,7 @@ def recording_features(recordings, config) -> tuple[dict[str, RecordingFeatures]
         arrays, times, frame_index = {}, {}, None
         for extractor in extractors:
             modality = "audio" if extractor.modality == "audio" else "visual"
-            entry = store.require(extractor, digests[extractor.name][r.id], f"recording {r.id}")
+            entry = store.require(extractor, digests[extractor.label][r.id], f"recording {r.id}")
             array, meta = np.asarray(entry.array(), dtype=np.float32), entry.meta
             rate = meta["frame_rate"]
             index = np.asarray(meta["index"]) if meta.get("index") is not None else np.arange(1, len(array) + 1)

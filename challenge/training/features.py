@@ -103,7 +103,7 @@ class ClipFeatures:
 
 
 def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]) -> ClipFeatures:
-    """Assemble `ClipFeatures` for samples; digests[extractor name][sample id] from extraction.
+    """Assemble `ClipFeatures` for samples; digests[extractor label][sample id] from extraction.
 
     A sample without any modality is an error naming it; a sample missing some modalities gets
     zeros there (the count is reported by the caller)."""
@@ -112,11 +112,11 @@ def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]
     for extractor in extractors:
         found = {}
         for sample in samples:
-            digest = digests[extractor.name].get(sample.id)
+            digest = digests[extractor.label].get(sample.id)
             if digest:
                 found[sample.id] = store.require(extractor, digest, f"sample {sample.id}")
         found_by_extractor.append(found)
-        dims.append(_width(found, extractor))
+        dims.append(_width(found, extractor, samples))
     for sample in samples:
         row = []
         for found in found_by_extractor:
@@ -131,10 +131,14 @@ def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]
     return ClipFeatures([s.id for s in samples], entries, dims, targets)
 
 
-def _width(found: dict, extractor) -> int:
+def _width(found: dict, extractor, samples) -> int:
     for entry in found.values():
         return entry.width
-    raise ChallengeError(f"no {extractor.name} features for any sample: extraction did not run or every media file is missing.")
+    split = samples[0].split if samples else "?"
+    hint = (" The organisers' pickles cover only some splits: use an extractor that runs on the media "
+            "(wav2vec2, mae, egemaps) for this split." if extractor.name == "provided" else "")
+    raise ChallengeError(f"no {extractor.label} features for any of the {len(samples)} {split} sample(s): extraction did not run "
+                         f"or every media file is missing.{hint}")
 
 
 def pooled(data: ClipFeatures) -> np.ndarray:

@@ -101,17 +101,17 @@ class FrameFeatures:
 
 def frame_features(samples, extractors, store, digests, lengths: dict[str, int], fps: dict[str, float]) -> FrameFeatures:
     """Assemble FrameFeatures; `lengths[video]` frames each, `fps[video]` for audio alignment."""
-    found = {e.name: {s.id: _require(store, e, digests, s.id) for s in samples} for e in extractors}
+    found = {e.label: {s.id: _require(store, e, digests, s.id) for s in samples} for e in extractors}
     entries, dims, empty = [], [], []
     for extractor in extractors:
-        width = next((entry.width for entry in found[extractor.name].values() if entry is not None), None)
+        width = next((entry.width for entry in found[extractor.label].values() if entry is not None), None)
         if width is None:
             raise ChallengeError(f"no {extractor.name} features for any video: extraction did not run or every media file is missing.")
         dims.append(width)
     for sample in samples:
         row = []
         for extractor in extractors:
-            entry = found[extractor.name][sample.id]
+            entry = found[extractor.label][sample.id]
             if entry is None:
                 row.append(FrameEntry(None, None, None))
                 continue
@@ -127,5 +127,5 @@ def frame_features(samples, extractors, store, digests, lengths: dict[str, int],
 
 
 def _require(store, extractor, digests, sample_id) -> StoreEntry | None:
-    digest = digests[extractor.name].get(sample_id)
+    digest = digests[extractor.label].get(sample_id)
     return store.require(extractor, digest, f"video {sample_id}") if digest else None
