@@ -32,8 +32,13 @@ def setup(tracking_uri: str | None, track: str) -> str:
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)  # nested trial runs land in it too
-    mark_dead_runs()
+    if uri not in _SWEPT:  # one search per command and store, however often a command sets up
+        _SWEPT.add(uri)
+        mark_dead_runs()
     return experiment_id
+
+
+_SWEPT: set[str] = set()
 
 
 def _process_start(pid: int) -> str | None:

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from challenge.cli import app
 from challenge.data.affwild import read_affwild
-from challenge.data.elan import read_eaf, read_smiles_corpus
+from challenge.data.elan import read_smiles_corpus
 from challenge.data.hume import read_hume
 from challenge.errors import ChallengeError
 from challenge.features import FeatureStore, make_extractor
@@ -216,9 +216,9 @@ def case_both_provided_kinds(w: World) -> str:
     from challenge.training.features import clip_features
     from challenge.config import load_config
 
-    for clip in [f"{n:05d}" for n in range(16)]:
-        with open(_mkdir(w.emi / "vit") / f"{clip}.pkl", "wb") as handle:
-            pickle.dump(np.full((5, 3), float(n := int(clip)), np.float32), handle)
+    for number in range(16):  # each clip's vit array holds its own number, to catch a mix-up
+        with open(_mkdir(w.emi / "vit") / f"{number:05d}.pkl", "wb") as handle:
+            pickle.dump(np.full((5, 3), float(number), np.float32), handle)
     config = load_config(None, {"track": "emi", "data": str(w.emi), "features": ["provided-wav2vec2", "provided-vit"]})
     valid = read_hume(w.emi).split("valid")
     store, extractors, digests, keys = extract_all(valid, config)

@@ -157,7 +157,7 @@ def _write_loop(extractor, store, writes, errors) -> None:
         digest, array, meta, lock = item
         try:
             if not errors:
-                store.put(extractor, digest, array, meta)
+                store.write(extractor, digest, array, meta)  # checked by storable in _compute_one
         except BaseException as error:  # noqa: BLE001 - surfaced by the main thread
             errors.append(error)
         finally:

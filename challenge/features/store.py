@@ -150,6 +150,11 @@ class DamagedEntry(Exception):
     """A store entry whose files do not match its metadata (truncated, bad header, flipped bytes)."""
 
 
+def _check_against_meta(shape, dtype, meta: dict) -> None:
+    if list(shape) != list(meta.get("shape", [])) or str(dtype) != meta.get("dtype"):
+        raise DamagedEntry(f"array is {list(shape)} {dtype}, its metadata says {meta.get('shape')} {meta.get('dtype')}")
+
+
 @dataclass(frozen=True)
 class StoreEntry:
     """One cached [T, D] array and its metadata. Every read of features goes through here."""
@@ -191,8 +196,9 @@ class StoreEntry:
             size = self.path.stat().st_size
         except (OSError, ValueError, SyntaxError) as error:
             raise DamagedEntry(f"unreadable array header ({error})") from error
-        if list(shape) != list(self.meta.get("shape", [])) or str(dtype) != self.meta.get("dtype") or fortran:
-            raise DamagedEntry(f"array is {list(shape)} {dtype}, its metadata says {self.meta.get('shape')} {self.meta.get('dtype')}")
+        _check_against_meta(shape, dtype, self.meta)
+        if fortran:
+            raise DamagedEntry("array is in Fortran order; the store writes C order")
         expected = offset + int(np.prod(shape)) * dtype.itemsize
         if size != expected:
             raise DamagedEntry(f"file holds {size} bytes, {expected} expected (truncated or padded)")
@@ -211,8 +217,7 @@ class StoreEntry:
         and the mapped shape and dtype are compared with the metadata."""
         try:
             array = np.load(self.path, mmap_mode="r")
-            if list(array.shape) != list(self.meta.get("shape", [])) or str(array.dtype) != self.meta.get("dtype"):
-                raise DamagedEntry(f"array is {list(array.shape)} {array.dtype}, its metadata says {self.meta.get('shape')} {self.meta.get('dtype')}")
+            _check_against_meta(array.shape, array.dtype, self.meta)
             return array
         except (DamagedEntry, OSError, ValueError) as error:
             raise ChallengeError(
@@ -323,8 +328,13 @@ class FeatureStore:
         return found.array(), found.meta
 
     def put(self, extractor, digest: str, array: np.ndarray, meta: dict) -> StoreEntry:
+        """Check the array (`storable`), then write it as the entry of (extractor, digest)."""
+        return self.write(extractor, digest, self.storable(extractor, array, meta.get("source", digest)), meta)
+
+    def write(self, extractor, digest: str, array: np.ndarray, meta: dict) -> StoreEntry:
+        """Write an array that `storable` already returned (the extraction pipeline checks it on
+        the main thread, where a bad file fails alone, and writes it on the writer thread)."""
         base = self._entry(self.root, extractor, digest)
-        array = self.storable(extractor, array, meta.get("source", digest))
         group = base.parent.parent
         if not (group / "config.json").exists():
             atomic_write_json(group / "config.json", {"name": extractor.name, "config": extractor.describe(), "key": extractor.cache_key()})

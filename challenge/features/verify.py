@@ -9,6 +9,7 @@ by this full read.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,6 @@ def _remove(meta_path: Path) -> None:
 def _group_extractor(folder: Path):
     """The extractor whose entries live in `folder`, rebuilt from its config.json, or the reason
     it cannot be (its model or settings changed since, so recomputing would give other features)."""
-    import json
-
     try:
         saved = json.loads((folder / "config.json").read_text())
         options = {k: v for k, v in saved["config"].items() if k not in ("name", "schema_version")}
