@@ -21,7 +21,7 @@ import numpy as np
 from challenge.heads import get_head
 from challenge.features.store import StoreEntry
 from challenge.training.features import ClipFeatures, ModalityEntry
-from tracks.base import Problem
+from challenge.track import Problem
 from tracks.emi import score as emi_score
 
 DIM = 1024

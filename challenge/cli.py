@@ -14,7 +14,7 @@ import typer
 
 from challenge.errors import ChallengeError
 from challenge.progress import say, set_quiet
-from tracks import TRACKS
+from challenge.registry import get_track, track_names
 
 app = typer.Typer(
     help="From ABAW-style challenge data to a validated leaderboard file.\n\n"
@@ -27,7 +27,16 @@ app = typer.Typer(
 features_app = typer.Typer(help="The shared feature store: extract once, reuse in every track and trial.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
-TrackName = Enum("TrackName", {name: name for name in TRACKS}, type=str)
+
+def _known_track(name: str) -> str:
+    if name not in track_names():
+        raise typer.BadParameter(f"unknown track {name!r}; choose one of: {', '.join(track_names())}")
+    return name
+
+
+# tracks come from the registry (entry points); their modules load only when one is used
+TRACKS_HELP = "A registered track: " + ", ".join(track_names()) + "."
+TrackName = Annotated[str, typer.Argument(help=TRACKS_HELP, show_default=False, callback=_known_track)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 DataOption = Annotated[Optional[Path], typer.Option(help="Dataset root in the track's official layout.")]
 AudioModelOption = Annotated[Optional[str], typer.Option(help="wav2vec2 hub id or local save_pretrained directory.")]
@@ -47,7 +56,7 @@ StoreOption = Annotated[Optional[Path], typer.Option("--store", help="Feature st
 @app.command("demo-data")
 def demo_data(
     directory: Annotated[Path, typer.Argument(help="Where to write the dataset.")],
-    track: Annotated[TrackName, typer.Option(help="Which official layout to write.")] = TrackName.emi,
+    track: Annotated[str, typer.Option(help="Which track's official layout to write. " + TRACKS_HELP, callback=_known_track)] = "emi",
     seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
     train: Annotated[Optional[int], typer.Option(help="Training clips (EMI) or videos (Aff-Wild2).")] = None,
     valid: Annotated[Optional[int], typer.Option(help="Validation clips or videos.")] = None,
@@ -65,7 +74,7 @@ def demo_data(
     set_quiet(quiet)
     from challenge.demo.models import write_stand_ins
 
-    spec = TRACKS[track.value]
+    spec = get_track(track)
     sizes = {k: v for k, v in {"train": train, "valid": valid, "test": test}.items() if v is not None}
     counts = spec.write_demo(directory, seed=seed, **sizes)
     # the smiles demo writes two corpora (a/, b/) side by side; every other track one root
@@ -79,11 +88,10 @@ def demo_data(
 @features_app.command("extract")
 def features_extract(
     data: Annotated[Path, typer.Option(help="Dataset root in the track's official layout.")],
-    track: Annotated[TrackName, typer.Option(help="Track whose reader lists the media.")],
+    track: Annotated[str, typer.Option(help="Track whose reader lists the media. " + TRACKS_HELP, callback=_known_track)],
     extractor: Annotated[str, typer.Option(help="wav2vec2, mae, provided or egemaps.")],
     audio_model: AudioModelOption = None,
     visual_model: VisualModelOption = None,
-    model: Annotated[Optional[str], typer.Option(hidden=True, help="Old spelling of --audio-model / --visual-model.")] = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
     kind: Annotated[Optional[str], typer.Option(help="provided: wav2vec2 or vit (the organisers' folder).")] = None,
     device: DeviceOption = "auto",
@@ -105,8 +113,8 @@ def features_extract(
 
     if extractor not in EXTRACTORS:
         raise ChallengeError(f"unknown extractor {extractor!r}; choose one of: {', '.join(sorted(EXTRACTORS))}")
-    chosen = {"audio": audio_model, "visual": visual_model}.get(EXTRACTORS[extractor].modality) or model
-    samples = TRACKS[track.value].read(data, on_missing="skip" if skip_missing else "error")
+    chosen = {"audio": audio_model, "visual": visual_model}.get(EXTRACTORS[extractor].modality)
+    samples = get_track(track).read(data, on_missing="skip" if skip_missing else "error")
     if samples.skipped:
         say(f"[yellow]skipped {len(samples.skipped)} sample(s) without media:[/]\n" + "\n".join(f"  - {s}" for s in samples.skipped[:10]))
     options = {"model": chosen, "layer": layer, "kind": kind}
@@ -178,7 +186,7 @@ def features_ls(store: StoreOption = None):
 
 @app.command("track")
 def track_command(
-    track: Annotated[TrackName, typer.Argument(help="Track to run.")],
+    track: TrackName,
     data: DataOption = None,
     features: Annotated[Optional[str], typer.Option(help="Comma-separated: wav2vec2, mae, egemaps, provided-wav2vec2, provided-vit.")] = None,
     audio_model: AudioModelOption = None,
@@ -226,21 +234,21 @@ def track_command(
     """
     set_quiet(quiet)
     from challenge.config import load_config
-    from challenge.runner import run_track
+    from challenge.runner import run
 
     flags = {
-        "track": track.value, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
+        "track": track, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
         "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
         "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
         "epochs": epochs, "device": device, "shuffle_labels": shuffle_labels or None, "skip_missing": skip_missing or None,
         "store": str(store) if store else None, "zero_shot": zero_shot or None, "eval_data": str(eval_data) if eval_data else None,
         "scheme": str(scheme) if scheme else None, "clip_length": clip_length, "clip_hop": clip_hop, "subtle": subtle, "window": window,
     }
-    resolved = load_config(config, flags)
+    spec = get_track(track)
+    resolved = load_config(config, flags, spec)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
-    spec = TRACKS[track.value]
-    result = spec.run(resolved) if spec.run is not None else run_track(spec, resolved)
+    result = run(spec, resolved)
     control = " -- CONTROL RUN, shuffled labels: chance level, not a result" if resolved.shuffle_labels else ""
     typer.echo(f"validation score ({spec.metric}): {result.score:.4f}{control}")
     for label, value in result.details.items():
@@ -258,7 +266,7 @@ class SplitName(str, Enum):
 
 @app.command("ensemble")
 def ensemble_command(
-    track: Annotated[TrackName, typer.Argument(help="Track to build an ensemble for.")],
+    track: TrackName,
     data: DataOption = None,
     split: Annotated[SplitName, typer.Option(help="folds: K-fold members over train+validation; background: one member per "
                                                   "background subset; both: per fold, an all-data member and one per subset.")] = SplitName.folds,
@@ -300,16 +308,17 @@ def ensemble_command(
     from ensembles.run import EnsembleOptions, run_ensemble
 
     flags = {
-        "track": track.value, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
+        "track": track, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
         "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
         "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
         "epochs": epochs, "device": device, "skip_missing": skip_missing or None, "store": str(store) if store else None,
     }
-    resolved = load_config(config, flags)
+    spec = get_track(track)
+    resolved = load_config(config, flags, spec)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
     options = EnsembleOptions(split=split.value, members=members, background_train=background_train, own_weight=own_weight)
-    result = run_ensemble(TRACKS[track.value], resolved, options)
+    result = run_ensemble(spec, resolved, options)
     typer.echo("members (held-out score): " + ", ".join(f"{k} {v:.4f}" for k, v in result.member_scores.items()))
     for step, value in result.steps.items():
         typer.echo(f"  {step:<12} {value:.4f}  (out of fold)")
@@ -318,7 +327,7 @@ def ensemble_command(
         typer.secho("the ensemble does not beat its best member out of fold", fg="yellow")
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
-    typer.echo(f"MLflow run {result.run_id}; compare with: challenge runs {track.value}")
+    typer.echo(f"MLflow run {result.run_id}; compare with: challenge runs {track}")
 
 
 @app.command("agree")
@@ -388,7 +397,7 @@ def agree_command(
 
 @app.command("validate")
 def validate_command(
-    track: Annotated[TrackName, typer.Argument(help="Track whose format to check.")],
+    track: TrackName,
     file: Annotated[Path, typer.Argument(help="Submission file.")],
     data: Annotated[Path, typer.Option(help="Dataset root: the test clips listed there are the reference.")],
 ):
@@ -400,30 +409,58 @@ def validate_command(
 
         challenge validate expr submissions/expr/<run-id>/predictions.txt --data /data/affwild2
     """
-    spec = TRACKS[track.value]
-    if spec.run is not None:
-        raise ChallengeError(f"{track.value} writes reports, not a leaderboard file: there is nothing to validate.")
+    spec = get_track(track)
+    if spec.validate_submission is None:
+        raise ChallengeError(f"{track} writes reports, not a leaderboard file: there is nothing to validate.")
     test_ids = [s.id for s in spec.read(data, on_missing="skip").split("test")]
     if not test_ids:
-        raise ChallengeError(f"{data}: no test clips or videos found, nothing to validate against.")
-    if spec.validate_submission is not None:
-        problems = spec.validate_submission(file, test_ids)
-    else:
-        from challenge.data.affwild import find_sample_file
-        from submissions.affwild import validate_affwild
-
-        problems = validate_affwild(spec.name, file, find_sample_file(data, spec.name), test_ids)
+        raise ChallengeError(f"{data}: no test {spec.items} found, nothing to validate against.")
+    problems = spec.validate_submission(data, file, test_ids)
     if problems:
         typer.secho(f"{file}: INVALID, {len(problems)} kind(s) of problem:", fg="red")
         for problem in problems:
             typer.echo(problem)
         raise typer.Exit(1)
-    typer.secho(f"{file}: valid ({len(test_ids)} test {'clips' if spec.name == 'emi' else 'videos'}, official header)", fg="green")
+    typer.secho(f"{file}: valid ({len(test_ids)} test {spec.items}, official header)", fg="green")
+
+
+@app.command("predict")
+def predict_command(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id of a `challenge track` run (`challenge runs TRACK` lists them).")],
+    data: Annotated[Path, typer.Option(help="Dataset root in the track's official layout; its test split is predicted.")],
+    out: OutOption = None,
+    tracking_uri: TrackingOption = None,
+    device: DeviceOption = "auto",
+    store: StoreOption = None,
+    quiet: Quiet = False,
+):
+    """Reload a run's saved model (head, post-processing, normalisation, feature settings) and
+    write and validate a submission for DIR's test split, without retraining. The features must
+    be those the model was trained on (same models, same cache keys), else it says which differ.
+
+    Examples:
+
+        challenge predict 3f2a9c... --data /data/hume
+
+        challenge predict 3f2a9c... --data /data/affwild2 --out submissions/expr/final
+    """
+    set_quiet(quiet)
+    from challenge.saved_model import load_run_model, predict_test
+
+    saved = load_run_model(run_id, str(tracking_uri) if tracking_uri else None)
+    spec = get_track(saved.track)
+    if spec.write_submission is None:
+        raise ChallengeError(f"run {run_id} is a {spec.name} run: that track writes reports, not a leaderboard file.")
+    ids, decisions = predict_test(spec, saved, data, str(store) if store else None, device or "auto")
+    folder = Path(out) if out else Path("submissions") / spec.name / f"{run_id}-predicted"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = spec.write_submission(data, folder, ids, decisions)
+    typer.echo(f"submission: {path} (validated; {len(ids)} test {spec.items}, model of run {run_id}, no retraining)")
 
 
 @app.command("runs")
 def runs_command(
-    track: Annotated[TrackName, typer.Argument(help="Track whose runs to compare.")],
+    track: TrackName,
     limit: Annotated[int, typer.Option(help="How many runs to show.")] = 10,
     every_state: Annotated[bool, typer.Option("--all", help="The latest runs in every state (RUNNING, FAILED, KILLED), not only the best finished.")] = False,
     tracking_uri: TrackingOption = None,
@@ -442,11 +479,12 @@ def runs_command(
 
     from challenge.reports import best_runs
 
-    rows = best_runs(track.value, tracking_uri, limit, every_state)
+    get_track(track)  # a clear error for a misspelt name
+    rows = best_runs(track, tracking_uri, limit, every_state)
     if not rows:
-        typer.echo(f"no runs for {track.value} yet: run `challenge track {track.value} --data DIR`.")
+        typer.echo(f"no runs for {track} yet: run `challenge track {track} --data DIR`.")
         return
-    table = Table(title=f"{'latest' if every_state else 'best'} {track.value} runs")
+    table = Table(title=f"{'latest' if every_state else 'best'} {track} runs")
     for column in rows[0]:
         table.add_column(column)
     for row in rows:

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from challenge.errors import ChallengeError
+from challenge.track import TrackSpec
 
 FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "provided-wav2vec2", "provided-vit")
 
@@ -87,9 +88,9 @@ def dataset_defaults(data: str | None) -> dict:
     return values
 
 
-def load_config(path: Path | None, flags: dict) -> RunConfig:
+def load_config(path: Path | None, flags: dict, spec: TrackSpec) -> RunConfig:
     """Lowest to highest: RunConfig's defaults, the dataset's challenge.yaml, the --config YAML,
-    flags (those not None)."""
+    flags (those not None); the track's default features and head fill what is left."""
     values = {}
     if path is not None:
         if not Path(path).exists():
@@ -98,9 +99,6 @@ def load_config(path: Path | None, flags: dict) -> RunConfig:
     values.update({k: v for k, v in flags.items() if v is not None})
     values = dataset_defaults(values.get("data")) | values
     config = RunConfig(**values)
-    from tracks import get_track
-
-    spec = get_track(config.track)
     config.features = config.features or list(spec.default_features)
     config.head = config.head or spec.default_head
     bad = [f for f in config.features if f not in FEATURE_CHOICES]

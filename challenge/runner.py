@@ -1,5 +1,7 @@
 """One track run: read, extract once, tune or train, score, predict, write and validate the
-submission, and record all of it in one MLflow run (trials as nested runs)."""
+submission, and record all of it in one MLflow run (trials as nested runs).
+
+The run receives its track spec; nothing here knows a track by name."""
 
 from __future__ import annotations
 
@@ -7,121 +9,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from challenge.config import RunConfig, RunResult
 from challenge.errors import ChallengeError
-from challenge.finish import finish_clips, finish_frames
+from challenge.prepare import extract_all, prepare_features, split_builder
 from challenge.progress import say
-from tracks import get_track
-from tracks.base import Problem, TrackSpec
+from challenge.track import TrackSpec
 
 
-def make_extractors(config: RunConfig):
-    from challenge.features import make_extractor
+def run(spec: TrackSpec, config: RunConfig) -> RunResult:
+    """A track's own pipeline (study tracks) or the shared leaderboard pipeline."""
+    return spec.run(spec, config) if spec.run is not None else run_track(spec, config)
 
-    built = []
-    for name in config.features:
-        if name == "wav2vec2":
-            built.append(make_extractor("wav2vec2", model=config.audio_model))
-        elif name == "mae":
-            built.append(make_extractor("mae", model=config.visual_model))
-        elif name.startswith("provided-"):
-            built.append(make_extractor("provided", kind=name.removeprefix("provided-")))
-        else:
-            built.append(make_extractor(name))
-    return built
-
-
-def extract_all(samples, config: RunConfig, extractors=None):
-    """Every configured extractor (or those given) over every sample, once; returns
-    (store, extractors, digests, keys)."""
-    from challenge.features import FeatureStore
-    from challenge.features.extract import extract
-
-    store = FeatureStore(config.store)
-    extractors = make_extractors(config) if extractors is None else extractors
-    digests = {}
-    for extractor in extractors:
-        digests[extractor.label] = extract(extractor, samples, store, device=config.device).digests
-    return store, extractors, digests, feature_keys(extractors)
-
-
-def feature_keys(extractors) -> dict[str, str]:
-    """Extractor label -> its cache key (model content included), as runs are tagged with it."""
-    return {extractor.label: extractor.cache_key()[:16] for extractor in extractors}
-
-
-def read_samples(spec: TrackSpec, config: RunConfig):
-    samples = spec.read(Path(config.data), on_missing="skip" if config.skip_missing else "error")
-    if samples.skipped:
-        say(f"[yellow]skipped {len(samples.skipped)} sample(s) without media (listed in the run's skipped.txt)[/]")
-    return samples
-
-
-def prepare_features(spec: TrackSpec, config: RunConfig, samples=None):
-    """Samples and normalised per-split training data; extraction happens here, once."""
-    samples = samples if samples is not None else read_samples(spec, config)
-    store, extractors, digests, keys = extract_all(samples, config)
-    builder = _clip_split if spec.problem == Problem.CLIP_REGRESSION else _frame_split(spec, config, samples)
-    splits = {}
-    for split in ("train", "valid", "test"):
-        part = samples.split(split)
-        if not part and split != "test":
-            raise ChallengeError(f"{config.data}: the {split} split is empty.")
-        splits[split] = builder(part, extractors, store, digests) if part else None
-    mean, std = splits["train"].fit_normalisation()
-    for data in splits.values():
-        if data is not None:
-            data.normalise_with(mean, std)
-    if config.shuffle_labels:
-        _shuffle_labels(splits["train"], config.seed)
-    return samples, splits, keys
-
-
-def _clip_split(part, extractors, store, digests):
-    from challenge.training.features import clip_features
-
-    return clip_features(part, extractors, store, digests)
-
-
-def _frame_split(spec: TrackSpec, config: RunConfig, samples):
-    from challenge.data.affwild import find_sample_file, sample_file_frames
-    from challenge.media import video_frame_rate
-    from challenge.training.frame_data import frame_features
-
-    test_frames = sample_file_frames(find_sample_file(Path(config.data), spec.name)) if samples.split("test") else {}
-    rates = {s.video: video_frame_rate(s.video) for s in samples if s.video is not None}
-
-    def build(part, extractors, store, digests):
-        lengths = {s.id: len(s.labels) if s.labels is not None else test_frames.get(s.id, 0) for s in part}
-        missing = [s.id for s in part if lengths[s.id] == 0]
-        if missing:
-            raise ChallengeError(f"test video(s) {missing[:10]} are not in the organisers' sample file; check names_of_videos_in_each_test_set.")
-        fps = {s.id: rates.get(s.video, 30.0) for s in part}
-        data = frame_features(part, extractors, store, digests, lengths, fps)
-        filled = data.filled_frames()
-        if filled:
-            say(f"{part[0].split}: {filled} of {sum(data.lengths)} frames have no face crop; they take the nearest frame's features")
-        return data
-
-    return build
-
-
-def _shuffle_labels(train, seed: int) -> None:
-    """Control run: every clip (clip tracks) or video (frame tracks) gets another one's labels.
-    A derangement, not a plain permutation: with a few videos a permutation often leaves some
-    videos their own labels, and the control then learns."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(train))
-    source = np.empty_like(order)
-    source[order] = np.roll(order, 1)  # each item takes the labels of its predecessor in a random cycle
-    if isinstance(getattr(train, "targets", None), np.ndarray):
-        train.targets = train.targets[source]
-        return
-    # frame tracks: each video gets another video's label sequence, cut or repeated to its length
-    train.labels = [np.resize(train.labels[j], train.labels[i].shape) for i, j in enumerate(source)]
 
 
 def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
@@ -129,92 +29,113 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
 
     from challenge import tracking
     from challenge.features.base import resolve_device
+    from challenge.finish import finish
     from challenge.heads import get_head
+    from challenge.postprocess import PostProcess
+    from challenge.saved_model import save_model
     from challenge.seeding import seed_everything
     from challenge.tuning import tuning_key
 
     head_cls = get_head(config.head)
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    # CE zero-shot: the head learns EXPR on the same root; compound scores come from its output
-    train_spec = get_track("expr") if config.zero_shot else spec
-    if config.zero_shot and spec.name != "ce":
-        raise ChallengeError("--zero-shot is for the ce track: it turns an EXPR model's probabilities into compound scores.")
-    samples, splits, keys = prepare_features(train_spec, config)
+    if config.zero_shot and spec.zero_shot is None:
+        raise ChallengeError(f"--zero-shot: the {spec.name} track has no zero-shot rule (ce has one: compounds from an EXPR model).")
+    # zero-shot (CE): the head learns the source track's labels on the same root
+    train_spec = spec.zero_shot.source if config.zero_shot else spec
+    samples, splits, keys, extractors = prepare_features(train_spec, config)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     fingerprint = samples.fingerprint()
     experiment = tracking.setup(config.tracking_uri, spec.name)
-    score_value = lambda truth, outputs: train_spec.score(truth, outputs).value  # noqa: E731
-    overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
     run_name = f"{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}"
-    with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
-        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys,
-                                          tuning_key=tuning_key(keys, head_cls)))
+    key = tuning_key(keys, head_cls)
+    with mlflow.start_run(experiment_id=experiment, run_name=run_name) as active:
+        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune})
         mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
         if samples.skipped:
             mlflow.log_text("\n".join(samples.skipped), "skipped.txt")
-        params, trials_run, provenance = head_cls.default_parameters() | overrides, 0, {"source": "defaults"}
-        if config.tune:
-            params, trials_run, provenance = tune_head(train_spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value)
-        say(f"training the {config.head} head with {'tuned' if config.tune else 'default'} parameters")
-        head = head_cls(params, train_spec.problem, len(train_spec.labels), seed=config.seed, device=device)
-        head.fit(train, valid, score_value)
-        tracking.log_history(head.history)
+        fitted = fit_head(train_spec, config, head_cls, train, valid, fingerprint, key, device)
+        head, params, trials_run, provenance = fitted.head, fitted.params, fitted.ran, fitted.provenance
         if config.zero_shot:
-            mlflow.log_metric("expr_score", head.history and max(r["valid_score"] for r in head.history))
-            head, valid, test = _zero_shot_compound(head, config, train)
-        finish = finish_clips if spec.problem == Problem.CLIP_REGRESSION else finish_frames
-        result = finish(spec, config, head, valid, test, run.info.run_id, params, provenance)
+            mlflow.log_metric("source_score", max((r["valid_score"] for r in head.history), default=float("nan")))
+            head, valid, test = _zero_shot(spec, head, config, train.normaliser)
+        post = PostProcess.for_track(spec)
+        result = finish(spec, config, head, post, valid, test, active.info.run_id, params, provenance)
         result.trials_run = trials_run
         mlflow.log_params(tracking.flatten("head.", params))
+        save_model(head, post, train.normaliser, spec, config, keys)
     return result
 
 
-class _CompoundFromExpr:
-    """An EXPR head whose per-frame probabilities become compound scores (tracks.ce rule)."""
+class _ZeroShotHead:
+    """A source-track head (EXPR) whose per-frame outputs become this track's (compounds)."""
 
-    def __init__(self, expr_head):
-        self.expr_head = expr_head
+    def __init__(self, source_head, transform):
+        self.source_head, self.transform = source_head, transform
+        self.history = source_head.history
 
     def predict(self, data):
-        from tracks.ce import zero_shot_from_expr
-
-        return [zero_shot_from_expr(outputs) for outputs in self.expr_head.predict(data)]
+        return [self.transform(outputs) for outputs in self.source_head.predict(data)]
 
 
-def _zero_shot_compound(expr_head, config: RunConfig, expr_train):
-    """CE data of the same root (labelled validation when the user has one, test videos),
-    normalised like the EXPR training data."""
-    from challenge.data.affwild import read_affwild
-
-    ce = get_track("ce")
-    samples = read_affwild(Path(config.data), "ce", on_missing="skip", require_labels=False)
+def _zero_shot(spec: TrackSpec, source_head, config: RunConfig, normaliser):
+    """This track's videos of the same root (labelled validation when there is one, the test
+    videos), normalised like the source track's training data."""
+    samples = spec.zero_shot.read(Path(config.data))
     store, extractors, digests, _ = extract_all(samples, config)
-    build = _frame_split(ce, config, samples)
+    build = split_builder(spec, config, samples)
     parts = {}
     for split in ("valid", "test"):
         part = samples.split(split)
-        parts[split] = build(part, extractors, store, digests).normalise_with(expr_train.mean, expr_train.std) if part else None
+        parts[split] = build(part, extractors, store, digests).normalise_with(normaliser) if part else None
     if parts["test"] is None:
-        raise ChallengeError(f"{config.data}: no CE test videos (names_of_videos_in_each_test_set/*CE*): nothing to predict.")
-    return _CompoundFromExpr(expr_head), parts["valid"], parts["test"]
+        raise ChallengeError(f"{config.data}: no {spec.name} test videos (names_of_videos_in_each_test_set): nothing to predict.")
+    return _ZeroShotHead(source_head, spec.zero_shot.transform), parts["valid"], parts["test"]
 
 
-def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value):
+def fit_head(spec: TrackSpec, config: RunConfig, head_cls, train, valid, fingerprint: str, key: str, device: str) -> Tuned:
+    """The run's head: tuned (--tune; the best trial's model is kept, not retrained) or trained
+    with the head's defaults; early stopping and selection on `valid`. Logs its history."""
+    from challenge import tracking
+
+    score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
+    overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
+    fitted = Tuned(head_cls.default_parameters() | overrides, 0, {"source": "defaults"}, None)
+    if config.tune:
+        fitted = tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, key)
+    if fitted.head is not None:
+        say(f"the {config.head} head of trial {fitted.provenance['trial']} is the final model (same data, parameters and seed: no refit)")
+    else:
+        say(f"training the {config.head} head with {'tuned' if config.tune else 'default'} parameters")
+        fitted.head = head_cls(fitted.params, spec.problem, len(spec.labels), seed=config.seed, device=device)
+        fitted.head.fit(train, valid, score_value)
+    tracking.log_history(fitted.head.history)
+    return fitted
+
+
+class Tuned:
+    """What tuning gives: the best parameters, and the best trial's fitted head when this
+    process trained it (a resumed study's best may come from an earlier session: then None)."""
+
+    def __init__(self, params, ran, provenance, head):
+        self.params, self.ran, self.provenance, self.head = params, ran, provenance, head
+
+
+def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, key: str) -> Tuned:
     import mlflow
     import optuna
 
     from challenge import tracking
     from challenge.heads import suggest
-    from challenge.tuning import finished_trials, open_study, optimise, tuning_key
+    from challenge.tuning import finished_trials, open_study, optimise
 
-    key = tuning_key(feature_keys(make_extractors(config)), head_cls)
     name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}-{key}{'-shuffled' if config.shuffle_labels else ''}"
     defaults = {k: v for k, v in head_cls.default_parameters().items() if k in head_cls.search_space}
     study = open_study(name, config.storage, config.seed, defaults, spec.direction)
     done = finished_trials(study)
     say(f"study {name}: {done} finished trial(s) stored, running until {config.trials}")
+    fitted = {}  # trial number -> head, the best one only
 
     def objective(trial: optuna.Trial) -> float:
         params = head_cls.default_parameters() | suggest(trial, head_cls.search_space) | overrides
@@ -233,6 +154,9 @@ def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, devi
             value = head.fit(train, valid, score_value, report)
             mlflow.log_metric("score", value)
             say(f"trial {trial.number}: score {value:.4f}")
+            if not fitted or value > max(fitted.values(), key=lambda pair: pair[0])[0]:
+                fitted.clear()
+                fitted[trial.number] = (value, head)
             return value
 
     ran = optimise(study, objective, config.trials, config.timeout)
@@ -243,4 +167,5 @@ def tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, devi
         "trial": best.number, "value": best.value, "data_fingerprint": fingerprint,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return head_cls.default_parameters() | best.params | overrides, ran, provenance
+    head = fitted[best.number][1] if best.number in fitted else None
+    return Tuned(head_cls.default_parameters() | best.params | overrides, ran, provenance, head)

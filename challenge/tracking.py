@@ -11,8 +11,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 ARTIFACT_ROOT = Path("mlflow/artifacts")
 
 
-def setup(tracking_uri: str | None, track: str) -> str:
-    """Point MLflow at the store and return the experiment id for `track`."""
+def connect(tracking_uri: str | None) -> str:
+    """Point MLflow at the store (flag, $MLFLOW_TRACKING_URI, or the local default); returns the URI."""
     import logging
 
     import mlflow
@@ -21,10 +21,19 @@ def setup(tracking_uri: str | None, track: str) -> str:
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def setup(tracking_uri: str | None, track: str) -> str:
+    """Point MLflow at the store and return the experiment id for `track`."""
+    import mlflow
+
+    uri = connect(tracking_uri)
     experiment = mlflow.get_experiment_by_name(track)
     if experiment is None:
         location = (ARTIFACT_ROOT / track).resolve().as_uri() if uri == DEFAULT_TRACKING_URI else None

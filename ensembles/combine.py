@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracks.base import Problem
+from challenge.track import Problem
 
 Evaluate = Callable[[np.ndarray, np.ndarray], float]  # (truth rows, output rows) -> track score
 

@@ -17,10 +17,11 @@ import yaml
 
 from challenge.config import RunConfig
 from challenge.errors import ChallengeError
+from challenge.postprocess import PostProcess
 from challenge.progress import say
 from ensembles.combine import RULES, Context, applicable_rules, cross_fit
 from ensembles.members import Member, evaluation_items, plan_members
-from tracks.base import Problem, TrackSpec
+from challenge.track import Problem, TrackSpec
 
 
 DEFAULT_FOLDS = 5
@@ -53,7 +54,8 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     from challenge import tracking
     from challenge.features.base import resolve_device
     from challenge.heads import get_head
-    from challenge.runner import prepare_features, read_samples, tune_head
+    from challenge.prepare import prepare_features, read_samples
+    from challenge.runner import tune_head
     from challenge.seeding import seed_everything
 
     if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
@@ -62,7 +64,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     seed_everything(config.seed)
     device = resolve_device(config.device)
     samples = read_samples(spec, config)
-    samples, splits, feature_keys = prepare_features(spec, config, samples)
+    samples, splits, feature_keys, _ = prepare_features(spec, config, samples)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     pool = type(train).join([train, valid])
     pool_samples = [*samples.split("train"), *samples.split("valid")]
@@ -99,7 +101,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
 def _background_subsets(samples, config, options, pool_samples, groups, n_train):
     """Cluster the source videos of the pool (training split only for --split background)."""
     from challenge.features import make_extractor
-    from challenge.runner import extract_all
+    from challenge.prepare import extract_all
     from ensembles.background import cluster_backgrounds
 
     extractor = make_extractor("background")
@@ -135,13 +137,14 @@ def _head_parameters(spec, config, head_cls, train, valid, fingerprint, override
     """Tuned here (--tune), else the best tuned `challenge track` run on this data, else defaults."""
     from challenge.reports import best_tuned_parameters
 
-    if config.tune:
-        params, _, provenance = tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value)
-        return params, provenance
-    from challenge.runner import feature_keys, make_extractors
+    from challenge.prepare import feature_keys, make_extractors
     from challenge.tuning import tuning_key
 
-    found = best_tuned_parameters(spec.name, tuning_key(feature_keys(make_extractors(config)), head_cls), fingerprint, config.tracking_uri)
+    key = tuning_key(feature_keys(make_extractors(config)), head_cls)
+    if config.tune:
+        tuned = tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, key)
+        return tuned.params, tuned.provenance
+    found = best_tuned_parameters(spec.name, key, fingerprint, config.tracking_uri)
     if found is not None:
         params, provenance = found
         say(f"head parameters from tuned run {provenance['run']} (validation {provenance['score']:.4f})")
@@ -190,11 +193,7 @@ def item_truth(problem: Problem, data) -> list[np.ndarray]:
 
 def evaluate(spec: TrackSpec, truth: np.ndarray, outputs: np.ndarray) -> float:
     """The track's score; AU thresholds tuned on the same rows, as a single run does."""
-    if spec.problem == Problem.FRAME_MULTILABEL:
-        from challenge.frame_metrics import au_score_tuned
-
-        return au_score_tuned(truth, outputs, spec.labels)[0].value
-    return spec.score(truth, outputs).value
+    return PostProcess.for_track(spec).score(spec, truth, outputs).value
 
 
 def _combine_and_finish(spec, config, options, members, pool, n_train, test, heldout, test_outputs, subsets, test_subsets,
@@ -202,7 +201,6 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
     import mlflow
 
     from challenge.finish import out_dir
-    from ensembles.smoothing import smooth_videos, tune_sigma
 
     items = evaluation_items(members)
     roles = list(dict.fromkeys(m.role for m in members))
@@ -227,11 +225,12 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
     rule = max(rule_scores, key=lambda n: (rule_scores[n], n == "mean"))  # ties: the simplest
     best_role = max(role_scores, key=role_scores.get)
     steps = {"best_member": role_scores[best_role], "combination": rule_scores[rule]}
-    sigma, by_sigma, final = 0.0, {}, combined[rule]
-    if spec.problem != Problem.CLIP_REGRESSION:
-        sigma, by_sigma = tune_sigma(lambda v: evaluate(spec, truth, v), combined[rule], lengths)
-        final = smooth_videos(combined[rule], lengths, sigma)
-        steps["smoothing"] = evaluate(spec, truth, final)
+    post = PostProcess.for_track(spec)  # fitted on the out-of-fold outputs, as a single run fits it on validation
+    fitted = post.fit(spec, truth, combined[rule], lengths).value
+    final = post.smooth(combined[rule], lengths)
+    if post.smooths:
+        steps["smoothing"] = fitted
+    sigma, by_sigma = post.sigma, post.scores_by_sigma
     score = list(steps.values())[-1]
     on_valid = row_items >= n_train  # the validation clips or videos: comparable with a single run's score
     valid_score = evaluate(spec, truth[on_valid], final[on_valid]) if on_valid.any() else float("nan")
@@ -254,10 +253,10 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
         state = RULES[rule].fit(outputs, truth, context)
         test_row_subsets = np.repeat(test_subsets, test_lengths) if test_subsets is not None else np.full(test_stack.shape[1], -1)
         combined_test = RULES[rule].apply(state, test_stack, test_row_subsets, context)
-        submission = _write_submission(spec, config, test, combined_test, test_lengths, sigma, truth, final, out)
+        submission = _write_submission(spec, config, test, combined_test, test_lengths, post, out)
     (out / "ensemble.json").write_text(json.dumps({
         "split": options.split, "rule": rule, "score": score, "steps": steps, "roles": role_scores, "rules": rule_scores,
-        "members": member_scores, "smoothing_sigma": sigma, "score_valid_items": valid_score, "params": params, "provenance": provenance,
+        "members": member_scores, "post_processing": post.state(), "score_valid_items": valid_score, "params": params, "provenance": provenance,
         "beats_best_member": beats,
     }, indent=1, default=str))
     mlflow.log_artifacts(str(out))
@@ -281,17 +280,10 @@ def _report(spec, role_scores, rule_scores, rule, steps, sigma) -> None:
             "its file is still the one written, since choosing on test data is not allowed[/]")
 
 
-def _write_submission(spec, config, test, combined_test, test_lengths, sigma, truth, final, out) -> Path:
-    from challenge.finish import decision, write_frames_submission
+def _write_submission(spec, config, test, combined_test, test_lengths, post, out) -> Path:
+    from challenge.finish import submit, write_frames
 
-    if spec.problem == Problem.CLIP_REGRESSION:
-        path = spec.write_submission(out / "predictions.csv", test.ids, combined_test)
-        say(f"submission validated: {path}")
-        return path
-    thresholds = None
-    if spec.problem == Problem.FRAME_MULTILABEL:
-        from challenge.frame_metrics import tune_au_thresholds
-
-        thresholds = tune_au_thresholds(truth, final)  # on the smoothed out-of-fold outputs
+    if not spec.problem.per_frame:
+        return submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(combined_test, test_lengths)))
     per_video = np.split(combined_test, np.cumsum(test_lengths)[:-1])
-    return write_frames_submission(spec, config, test.ids, per_video, sigma, decision(spec.problem, thresholds), out)
+    return submit(config, lambda: write_frames(spec, config, test.ids, per_video, post, out))

@@ -5,6 +5,7 @@ order (frames without a face included)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,23 @@ def write_affwild(track: str, path: Path, predictions: dict[str, np.ndarray], sa
         path.unlink()
         raise ChallengeError(f"refused to keep {path}: it fails validation:\n" + "\n".join(problems))
     return path
+
+
+@dataclass(frozen=True)
+class AffWildSubmission:
+    """The track spec's writer and validator for one Aff-Wild2 track: the sample file and the
+    test video names come from the dataset root."""
+
+    track: str
+
+    def write(self, root: Path, out: Path, video_ids: list[str], decisions: list[np.ndarray]) -> Path:
+        from challenge.data.affwild import find_sample_file, read_test_names
+
+        root = Path(root)
+        return write_affwild(self.track, Path(out) / "predictions.txt", dict(zip(video_ids, decisions)),
+                             find_sample_file(root, self.track), read_test_names(root, LABELS[self.track]))
+
+    def validate(self, root: Path, path: Path, video_ids: list[str]) -> list[str]:
+        from challenge.data.affwild import find_sample_file
+
+        return validate_affwild(self.track, path, find_sample_file(Path(root), self.track), video_ids)

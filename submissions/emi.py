@@ -74,3 +74,13 @@ def write_emi(path: Path, ids: list[str], predictions: np.ndarray) -> Path:
         path.unlink()
         raise ChallengeError(f"refused to keep {path}: it fails validation:\n" + "\n".join(problems))
     return path
+
+
+# the track spec's interface: (dataset root, run folder, test ids, predictions) and
+# (dataset root, file, test ids); EMI needs nothing from the root beyond the test ids
+def submit_emi(root: Path, out: Path, ids: list[str], predictions: np.ndarray) -> Path:
+    return write_emi(Path(out) / "predictions.csv", ids, predictions)
+
+
+def check_emi(root: Path, path: Path, ids: list[str]) -> list[str]:
+    return validate_emi(path, ids)

@@ -99,8 +99,8 @@ def test_track_expr_tunes_smooths_and_writes_the_official_file(workdir, frame_ar
 def test_va_and_au_tracks(workdir, frame_args, track):
     result = runner.invoke(app, ["track", track, *frame_args, "--epochs", "2", "--head", "lstm-frames"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    best = json.loads(next(workdir.glob(f"submissions/{track}/*/best_params.json")).read_text())
-    assert (best["au_thresholds"] is not None) == (track == "au")
+    post = json.loads(next(workdir.glob(f"submissions/{track}/*/post_processing.json")).read_text())
+    assert (post["thresholds"] is not None) == (track == "au") and post["sigma"] in map(float, post["scores_by_sigma"])
 
 
 def test_ce_zero_shot_without_compound_labels(workdir, frame_args, affwild_root, tmp_path):

@@ -13,7 +13,7 @@ from challenge.features.background import describe_borders
 from ensembles.background import cluster_backgrounds
 from ensembles.combine import RULES, Context, cross_fit, score_weights
 from ensembles.members import assign_folds, evaluation_items, plan_members
-from tracks.base import Problem
+from challenge.track import Problem
 
 runner = CliRunner()
 

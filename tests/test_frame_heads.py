@@ -7,7 +7,7 @@ from challenge.heads import HEADS, get_head
 from challenge.heads.transformer import FusionTransformer
 from challenge.features.store import StoreEntry
 from challenge.training.frame_data import FrameEntry, FrameFeatures
-from tracks.base import Problem
+from challenge.track import Problem
 
 FRAME_HEADS = sorted(name for name, cls in HEADS.items() if Problem.FRAME_CLASSIFICATION in cls.problems)
 
@@ -46,8 +46,8 @@ def test_transformer_ignores_window_padding():
 @pytest.mark.parametrize("name", FRAME_HEADS)
 def test_frame_head_beats_shuffled_labels(tmp_path, name):
     train, valid = synthetic_videos(tmp_path, 12, seed=1), synthetic_videos(tmp_path, 6, seed=2)
-    mean, std = train.fit_normalisation()
-    train.normalise_with(mean, std), valid.normalise_with(mean, std)
+    normaliser = train.fit_normalisation()
+    train.normalise_with(normaliser), valid.normalise_with(normaliser)
     score = lambda t, o: classification_score(t, o, list("abc")).value  # noqa: E731
     params = {"epochs": 6, "window": 32}
     head = get_head(name)(params, Problem.FRAME_CLASSIFICATION, 3, seed=0)
@@ -55,11 +55,11 @@ def test_frame_head_beats_shuffled_labels(tmp_path, name):
     real = score(valid.targets(), np.concatenate(head.predict(valid)))
     shuffled = []
     for seed in range(2):
-        control = synthetic_videos(tmp_path, 12, seed=1).normalise_with(mean, std)
+        control = synthetic_videos(tmp_path, 12, seed=1).normalise_with(normaliser)
         order = np.random.default_rng(seed).permutation(len(control))
         control.labels = [np.resize(control.labels[j], control.labels[i].shape) for i, j in enumerate(order)]
         control_head = get_head(name)(params, Problem.FRAME_CLASSIFICATION, 3, seed=0)
-        control_head.fit(control, synthetic_videos(tmp_path, 6, seed=20 + seed).normalise_with(mean, std), score)
+        control_head.fit(control, synthetic_videos(tmp_path, 6, seed=20 + seed).normalise_with(normaliser), score)
         shuffled.append(score(valid.targets(), np.concatenate(control_head.predict(valid))))
     assert real > 0.8 and real - np.mean(shuffled) > 0.3, (real, shuffled)
 

@@ -212,14 +212,15 @@ def case_both_provided_kinds(w: World) -> str:
     digest table: one of them read the other's entries, or none."""
     import pickle
 
-    from challenge.runner import extract_all
+    from challenge.prepare import extract_all
     from challenge.training.features import clip_features
     from challenge.config import load_config
+    from challenge.registry import get_track
 
     for number in range(16):  # each clip's vit array holds its own number, to catch a mix-up
         with open(_mkdir(w.emi / "vit") / f"{number:05d}.pkl", "wb") as handle:
             pickle.dump(np.full((5, 3), float(number), np.float32), handle)
-    config = load_config(None, {"track": "emi", "data": str(w.emi), "features": ["provided-wav2vec2", "provided-vit"]})
+    config = load_config(None, {"track": "emi", "data": str(w.emi), "features": ["provided-wav2vec2", "provided-vit"]}, get_track("emi"))
     valid = read_hume(w.emi).split("valid")
     store, extractors, digests, keys = extract_all(valid, config)
     data = clip_features(valid, extractors, store, digests)

@@ -7,7 +7,7 @@ from challenge.heads import HEADS, get_head
 from challenge.heads.lstm import GlobalContextLSTM
 from challenge.features.store import StoreEntry
 from challenge.training.features import ClipFeatures, ModalityEntry
-from tracks.base import Problem
+from challenge.track import Problem
 from tracks.emi import score as emi_score
 
 
@@ -61,8 +61,8 @@ CLIP_HEADS = sorted(name for name, cls in HEADS.items() if Problem.CLIP_REGRESSI
 @pytest.mark.parametrize("name", CLIP_HEADS)
 def test_head_beats_shuffled_labels(tmp_path, name):
     train, valid = synthetic_clips(tmp_path, 80, seed=1), synthetic_clips(tmp_path, 60, seed=2)
-    mean, std = train.fit_normalisation()
-    train.normalise_with(mean, std), valid.normalise_with(mean, std)
+    normaliser = train.fit_normalisation()
+    train.normalise_with(normaliser), valid.normalise_with(normaliser)
     head_cls = get_head(name)
     fast = {"epochs": 15, "max_steps": 60} if name == "lstm" else {"n_estimators": 100}
     score = lambda t, p: emi_score(t, p).value  # noqa: E731
@@ -74,7 +74,7 @@ def test_head_beats_shuffled_labels(tmp_path, name):
         control = train.subset(range(len(train)))
         control.targets = train.targets[np.random.default_rng(seed).permutation(len(train))]
         shuffled_head = head_cls(fast, Problem.CLIP_REGRESSION, 6, seed=0)
-        shuffled_head.fit(control, synthetic_clips(tmp_path, 60, seed=10 + seed).normalise_with(mean, std), score)
+        shuffled_head.fit(control, synthetic_clips(tmp_path, 60, seed=10 + seed).normalise_with(normaliser), score)
         shuffled.append(score(valid.targets, shuffled_head.predict(valid)))
     assert real > 0.6, real
     assert real - np.mean(shuffled) > 0.4, (real, shuffled)

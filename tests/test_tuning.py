@@ -80,23 +80,24 @@ def test_studies_and_tuned_lookup_are_keyed_by_model_content_not_feature_names(e
     from challenge.demo.models import tiny_wav2vec2
     from challenge.heads import get_head
     from challenge.reports import best_tuned_parameters
-    from challenge.runner import feature_keys, make_extractors, run_track
+    from challenge.prepare import feature_keys, make_extractors
+    from challenge.runner import run_track
     from challenge.tuning import tuning_key
-    from tracks import TRACKS
+    from challenge.registry import get_track
 
     a, b = tiny_wav2vec2(tmp_path / "a", seed=0), tiny_wav2vec2(tmp_path / "b", seed=1)
     a_copy = shutil.copytree(a, tmp_path / "a-copy")
 
     def config(model):
         return load_config(None, {"track": "emi", "data": str(emi_root), "features": ["wav2vec2"], "audio_model": str(model),
-                                  "head": "lightgbm", "tune": True, "trials": 1})
+                                  "head": "lightgbm", "tune": True, "trials": 1}, get_track("emi"))
 
     def key(model):
         return tuning_key(feature_keys(make_extractors(config(model))), get_head("lightgbm"))
 
     assert key(a) != key(b) and key(a) == key(a_copy)
     assert key(a) != tuning_key(feature_keys(make_extractors(config(a))), get_head("lstm"))  # another head and space
-    run_track(TRACKS["emi"], config(a))
+    run_track(get_track("emi"), config(a))
     from challenge.data.hume import read_hume
 
     fingerprint = read_hume(emi_root).fingerprint()

@@ -1,4 +1,5 @@
-"""Compound Expression recognition (7 classes, macro F1) on the Aff-Wild2 layout."""
+"""Compound Expression recognition (7 classes, macro F1) on the Aff-Wild2 layout; `--zero-shot`
+trains on EXPR labels of the same root and turns the basic expressions into compounds."""
 
 from __future__ import annotations
 
@@ -7,27 +8,15 @@ from functools import partial
 import numpy as np
 
 from challenge.data.affwild import CE_PARTS, LABELS, read_affwild
-from challenge.demo.affwild import write_affwild_demo
 from challenge.frame_metrics import classification_score
-from tracks.base import Problem, Score, TrackSpec
+from challenge.metrics import Score
+from challenge.track import Problem, ZeroShot
+from tracks import expr
+from tracks.affwild_layout import affwild_track
 
 
 def score(truth, outputs) -> Score:
     return classification_score(truth, outputs, LABELS["ce"].header)
-
-
-TRACK = TrackSpec(
-    name="ce",
-    title="Compound Expression recognition (7 classes, macro F1)",
-    problem=Problem.FRAME_CLASSIFICATION,
-    labels=LABELS["ce"].header,
-    read=partial(read_affwild, track="ce"),
-    write_demo=write_affwild_demo,
-    score=score,
-    default_features=("mae", "wav2vec2"),
-    default_head="transformer",
-    metric="macro F1 over 7 classes",
-)
 
 
 def zero_shot_from_expr(expr_probabilities: np.ndarray) -> np.ndarray:
@@ -35,3 +24,11 @@ def zero_shot_from_expr(expr_probabilities: np.ndarray) -> np.ndarray:
     expressions' probabilities from an EXPR model, renormalised over the 7 compounds."""
     scores = np.stack([expr_probabilities[:, a] * expr_probabilities[:, b] for a, b in CE_PARTS.values()], axis=1)
     return scores / np.maximum(scores.sum(1, keepdims=True), 1e-12)
+
+
+TRACK = affwild_track(
+    "ce", title="Compound Expression recognition (7 classes, macro F1)", problem=Problem.FRAME_CLASSIFICATION,
+    score=score, metric="macro F1 over 7 classes",
+    zero_shot=ZeroShot(source=expr.TRACK, transform=zero_shot_from_expr,
+                       read=partial(read_affwild, track="ce", on_missing="skip", require_labels=False)),
+)

@@ -6,9 +6,9 @@ import numpy as np
 
 from challenge.data.hume import EMOTIONS, read_hume
 from challenge.demo.hume import write_emi_demo
-from challenge.metrics import mean_pearson
-from submissions.emi import validate_emi, write_emi
-from tracks.base import Problem, Score, TrackSpec
+from challenge.metrics import Score, mean_pearson
+from challenge.track import Problem, TrackSpec
+from submissions.emi import check_emi, submit_emi
 
 
 def score(truth: np.ndarray, prediction: np.ndarray) -> Score:
@@ -24,8 +24,8 @@ TRACK = TrackSpec(
     read=read_hume,
     write_demo=write_emi_demo,
     score=score,
-    write_submission=write_emi,
-    validate_submission=validate_emi,
+    write_submission=submit_emi,
+    validate_submission=check_emi,
     default_features=("wav2vec2",),
     default_head="lstm",
     metric="mean Pearson over 6 emotions",

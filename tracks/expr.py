@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from functools import partial
-
-from challenge.data.affwild import LABELS, read_affwild
-from challenge.demo.affwild import write_affwild_demo
+from challenge.data.affwild import LABELS
 from challenge.frame_metrics import classification_score
-from tracks.base import Problem, Score, TrackSpec
+from challenge.metrics import Score
+from challenge.track import Problem
+from tracks.affwild_layout import affwild_track
 
 
 def score(truth, outputs) -> Score:
     return classification_score(truth, outputs, LABELS["expr"].header)
 
 
-TRACK = TrackSpec(
-    name="expr",
-    title="Expression recognition (8 classes, macro F1)",
-    problem=Problem.FRAME_CLASSIFICATION,
-    labels=LABELS["expr"].header,
-    read=partial(read_affwild, track="expr"),
-    write_demo=write_affwild_demo,
-    score=score,
-    default_features=("mae", "wav2vec2"),
-    default_head="transformer",
-    metric="macro F1 over 8 classes",
+TRACK = affwild_track(
+    "expr", title="Expression recognition (8 classes, macro F1)", problem=Problem.FRAME_CLASSIFICATION,
+    score=score, metric="macro F1 over 8 classes",
 )

@@ -1,17 +1,19 @@
-"""Smile intensity per frame (Neutral / Low / Medium / High) from ELAN smile levels."""
+"""Smile intensity per frame (Neutral / Low / Medium / High) from ELAN smile levels: a study
+track (held-out reports and a human comparison, no leaderboard file)."""
 
 from __future__ import annotations
 
 from challenge.demo.smiles import write_smiles_demo
+from challenge.frame_metrics import classification_score
+from challenge.metrics import Score
+from challenge.smiles.intensity import run_smile_intensity
 from challenge.smiles.labels import INTENSITY_CLASSES
-from tracks.base import Problem, TrackSpec
-from tracks.smile_laugh import _read
+from challenge.smiles.laughs import read_recordings
+from challenge.track import Problem, TrackSpec
 
 
-def _run(config):
-    from challenge.smiles.intensity import run_smile_intensity
-
-    return run_smile_intensity(config)
+def score(truth, probabilities) -> Score:
+    return classification_score(truth, probabilities, INTENSITY_CLASSES)
 
 
 TRACK = TrackSpec(
@@ -19,10 +21,12 @@ TRACK = TrackSpec(
     title="Smile intensity per frame (macro F1, Cohen's kappa)",
     problem=Problem.FRAME_CLASSIFICATION,
     labels=INTENSITY_CLASSES,
-    read=_read,
+    read=read_recordings,
     write_demo=write_smiles_demo,
+    score=score,
     default_features=("mae",),
     default_head="gru",
     metric="macro F1 over intensity classes, held-out recordings",
-    run=_run,
+    items="recordings",
+    run=run_smile_intensity,
 )

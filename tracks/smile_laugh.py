@@ -1,22 +1,18 @@
-"""Laughs / Smiles / None per 1.2 s clip from ELAN-annotated dyadic recordings."""
+"""Laughs / Smiles / None per 1.2 s clip from ELAN-annotated dyadic recordings: a study track
+(held-out and zero-shot reports, no leaderboard file)."""
 
 from __future__ import annotations
 
 from challenge.demo.smiles import write_smiles_demo
+from challenge.frame_metrics import classification_score
+from challenge.metrics import Score
 from challenge.smiles.labels import CLASSES
-from tracks.base import Problem, TrackSpec
+from challenge.smiles.laughs import read_recordings, run_smile_laugh
+from challenge.track import Problem, TrackSpec
 
 
-def _run(config):
-    from challenge.smiles.laughs import run_smile_laugh
-
-    return run_smile_laugh(config)
-
-
-def _read(root, on_missing="error"):
-    from challenge.errors import ChallengeError
-
-    raise ChallengeError("smile-laugh reads ELAN corpora inside its own pipeline: use `challenge track smile-laugh --data DIR`.")
+def score(truth, probabilities) -> Score:
+    return classification_score(truth, probabilities, CLASSES)
 
 
 TRACK = TrackSpec(
@@ -24,10 +20,12 @@ TRACK = TrackSpec(
     title="Smiles / laughs / none per clip (macro F1)",
     problem=Problem.CLIP_CLASSIFICATION,
     labels=CLASSES,
-    read=_read,
+    read=read_recordings,
     write_demo=write_smiles_demo,
+    score=score,
     default_features=("egemaps", "mae"),
     default_head="mlp-late-fusion",
     metric="macro F1 over laughs/smiles/none, held-out recordings",
-    run=_run,
+    items="recordings",
+    run=run_smile_laugh,
 )

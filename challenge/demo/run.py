@@ -11,8 +11,8 @@ def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
     from challenge.demo.hume import write_emi_demo
     from challenge.demo.models import write_stand_ins
     from challenge.config import load_config
+    from challenge.registry import get_track
     from challenge.runner import run_track
-    from tracks import TRACKS
 
     data = Path(directory) / "emi"
     if not (data / "valid_split.csv").exists():
@@ -22,11 +22,12 @@ def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
     # loading and extraction path; eGeMAPS (a real model, shipped with opensmile) carries the
     # signal. With real weights pass --audio-model facebook/wav2vec2-base instead.
     model = write_stand_ins(data, [data])["audio_model"]
+    spec = get_track("emi")
     config = load_config(None, {
         "track": "emi", "data": str(data), "features": ["wav2vec2", "egemaps"], "audio_model": str(model),
         "head": "lstm", "tune": True, "trials": trials, "timeout": timeout, "epochs": 25,
-    })
-    result = run_track(TRACKS["emi"], config)
+    }, spec)
+    result = run_track(spec, config)
     print(f"\nvalidation score (mean Pearson over 6 emotions): {result.score:.4f}")
     for label, value in result.details.items():
         print(f"  {label:<14} r = {value:+.4f}")

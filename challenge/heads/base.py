@@ -9,7 +9,7 @@ import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from challenge.errors import ChallengeError
-from tracks.base import Problem
+from challenge.track import Problem
 
 HEADS: dict[str, type[Head]] = {}
 

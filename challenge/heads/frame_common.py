@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracks.base import Problem
+from challenge.track import Problem
 
 FRAME_PROBLEMS = {Problem.FRAME_CLASSIFICATION, Problem.FRAME_MULTILABEL, Problem.FRAME_REGRESSION}
 
@@ -20,7 +20,8 @@ class FrameHeadMixin:
 
         torch.manual_seed(self.seed)
         self.model = self.build(train.dims)
-        best, self.history = fit_frame_model(self.model, self.problem, train, valid, self.params, score, report, self.seed, self.device)
+        best, self.history = fit_frame_model(self.model, self.problem, train, valid, self.params, score, report, self.seed, self.device,
+                                             self.n_outputs)
         return best
 
     def predict(self, data):

@@ -8,7 +8,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 
 from challenge.heads.base import Head, register_head
 from challenge.training.features import pooled
-from tracks.base import Problem
+from challenge.track import Problem
 
 CHECK_EVERY = 25  # boosting rounds between validation checks (reporting each round is slow)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from challenge.heads.base import Head, register_head
 from challenge.training.loop import fit_clip_regressor, predict_clips
-from tracks.base import Problem
+from challenge.track import Problem
 
 
 class GlobalContextLSTM(nn.Module):

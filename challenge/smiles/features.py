@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from challenge.errors import ChallengeError
+from challenge.training.normalise import Normaliser
 
 
 @dataclass
@@ -20,14 +21,18 @@ class RecordingFeatures:
     frame_index: np.ndarray | None = None  # 1-based video frame of each visual row
 
 
-def recording_features(recordings, config) -> tuple[dict[str, RecordingFeatures], dict[str, int]]:
-    """Features of every recording, and the width of each modality."""
+def recording_samples(recordings):
+    """The recordings as samples (one video carries both the faces and the voice), for the store."""
     from challenge.data.samples import Sample, Samples
-    from challenge.runner import extract_all, make_extractors
 
-    samples = Samples([Sample(r.id, r.split, video=r.video, audio=r.video) for r in recordings])
-    extractors = make_extractors(config)
-    store, extractors, digests, _ = extract_all(samples, config, extractors)
+    return Samples([Sample(r.id, r.split, video=r.video, audio=r.video) for r in recordings])
+
+
+def recording_features(recordings, config):
+    """Features of every recording, the width of each modality, and the features' cache keys."""
+    from challenge.prepare import extract_all
+
+    store, extractors, digests, keys = extract_all(recording_samples(recordings), config)
     out, widths = {}, {}
     for r in recordings:
         arrays, times, frame_index = {}, {}, None
@@ -46,7 +51,42 @@ def recording_features(recordings, config) -> tuple[dict[str, RecordingFeatures]
                 frame_index = index if modality == "visual" else frame_index
             widths[modality] = arrays[modality].shape[1]
         out[r.id] = RecordingFeatures(arrays, times, frame_index)
-    return out, widths
+    return out, widths, keys
+
+
+@dataclass
+class PooledClips:
+    """Pooled clip features of every modality side by side, with each modality's columns: the
+    data of the clip classification heads."""
+
+    raw: np.ndarray  # [clips, D]
+    blocks: dict[str, slice]  # modality -> its columns
+    targets: np.ndarray | None = None  # [clips] class index
+    normaliser: Normaliser | None = None
+
+    @classmethod
+    def of(cls, features: dict[str, RecordingFeatures], clips, modalities: list[str]) -> PooledClips:
+        parts = [pooled_clips(features, clips, m) for m in modalities]
+        edges = np.cumsum([0, *(p.shape[1] for p in parts)])
+        blocks = {m: slice(int(edges[k]), int(edges[k + 1])) for k, m in enumerate(modalities)}
+        return cls(np.concatenate(parts, 1), blocks, np.array([c.label for c in clips]))
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.normaliser(self.raw) if self.normaliser is not None else self.raw
+
+    def block(self, modality: str) -> np.ndarray:
+        return self.matrix[:, self.blocks[modality]]
+
+    def fit_normalisation(self) -> Normaliser:
+        return Normaliser.fit([self.raw])
+
+    def normalise_with(self, normaliser: Normaliser) -> PooledClips:
+        self.normaliser = normaliser
+        return self
 
 
 def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str) -> np.ndarray:
@@ -61,10 +101,3 @@ def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str) -
         window = array[inside] if inside.any() else array[[int(np.abs(times - (clip.start + clip.end) / 2).argmin())]]
         rows.append(np.concatenate([window.mean(0), window.std(0)]))
     return np.stack(rows).astype(np.float32)
-
-
-def frame_matrix(features: RecordingFeatures, n_frames: int) -> np.ndarray:
-    """[n_frames, D] visual features on the video's frame axis (nearest extracted frame)."""
-    from challenge.training.frames import visual_on_frames
-
-    return visual_on_frames(features.arrays["visual"], features.frame_index, n_frames)[0]

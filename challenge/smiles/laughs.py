@@ -17,7 +17,7 @@ from challenge.smiles.labels import CLASSES, INTENSITY_ROWS, cut_clips
 
 
 def corpus_clips(root: Path, config: RunConfig):
-    """(recordings, reference annotator, clips by split, features, widths) of one corpus."""
+    """(recordings, reference annotator, clips by split, features, widths, feature keys) of one corpus."""
     from challenge.data.elan import ElanScheme, read_smiles_corpus
     from challenge.media import video_frame_count, video_frame_rate
     from challenge.smiles.features import recording_features
@@ -27,80 +27,93 @@ def corpus_clips(root: Path, config: RunConfig):
     for r in recordings:
         duration = video_frame_count(r.video) / video_frame_rate(r.video)
         clips.setdefault(r.split, []).extend(cut_clips(r.id, r.annotations[reference], duration, config.clip_length, config.clip_hop))
-    features, widths = recording_features(recordings, config)
-    return recordings, reference, clips, features, widths
+    features, widths, keys = recording_features(recordings, config)
+    return recordings, reference, clips, features, widths, keys
 
 
-class Normaliser:
-    def __init__(self, x: np.ndarray):
-        self.mean, self.std = x.mean(0), x.std(0) + 1e-6
+def read_recordings(root: Path, on_missing: str = "error"):
+    """The corpus's recordings as samples (for `challenge features extract`)."""
+    from challenge.data.elan import read_smiles_corpus
+    from challenge.smiles.features import recording_samples
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32)
+    return recording_samples(read_smiles_corpus(Path(root))[0])
 
 
-def run_smile_laugh(config: RunConfig) -> RunResult:
+def run_smile_laugh(spec, config: RunConfig) -> RunResult:
     import mlflow
 
     from challenge import tracking
+    from challenge.features.base import resolve_device
     from challenge.finish import out_dir
+    from challenge.heads import get_head
+    from challenge.postprocess import PostProcess
+    from challenge.runner import fit_head
+    from challenge.saved_model import save_model
     from challenge.seeding import seed_everything
-    from tracks import get_track
-    from challenge.smiles.features import pooled_clips
-    from challenge.smiles.models import ClipClassifier, embed_clips, fit_clips, predict_clips
+    from challenge.smiles.features import PooledClips
+    from challenge.training.control import shuffled
+    from challenge.tuning import tuning_key
 
+    head_cls = get_head(config.head)
     seed_everything(config.seed)
-    recordings, reference, clips, features, widths = corpus_clips(Path(config.data), config)
+    recordings, reference, clips, features, widths, keys = corpus_clips(Path(config.data), config)
     for split in ("train", "valid", "test"):
         if not clips.get(split):
             raise ChallengeError(f"{config.data}/splits.csv: no {split} recordings; the track needs train, valid (early stopping) and test (held-out scores).")
     modalities = [m for m in ("audio", "visual") if m in widths]
-    y = {s: np.array([c.label for c in clips[s]]) for s in clips}
-    if config.shuffle_labels:  # control: training clips get the labels of other clips
-        y["train"] = np.random.default_rng(config.seed).permutation(y["train"])
     evaluation = {"held-out": (clips["test"], features)}
     if config.eval_data:
-        _, _, other_clips, other_features, _ = corpus_clips(Path(config.eval_data), config)
+        _, _, other_clips, other_features, _, _ = corpus_clips(Path(config.eval_data), config)
         evaluation["zero-shot"] = ([c for split in other_clips.values() for c in split], other_features)
-    params = {"epochs": config.epochs} if config.epochs else {}
-    experiment = tracking.setup(config.tracking_uri, "smile-laugh")
-    with mlflow.start_run(experiment_id=experiment, run_name=f"smile-laugh-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
-        mlflow.set_tags(tracking.run_tags("track", "smile-laugh", config, "mlp-late-fusion", reference_annotator=reference))
-        mlflow.log_params({"features": ",".join(config.features), "clip_length": config.clip_length, "clip_hop": config.clip_hop, "tune": False,
+    # every clip set's pooled features, read once: training, tuning and the reports reuse them
+    sets = {"train": (clips["train"], features), "valid": (clips["valid"], features), **evaluation}
+    data = {name: PooledClips.of(feats, cs, modalities) for name, (cs, feats) in sets.items()}
+    normaliser = data["train"].fit_normalisation()
+    for part in data.values():
+        part.normalise_with(normaliser)
+    fingerprint = _clips_fingerprint(recordings, data, config)
+    if config.shuffle_labels:  # control: each training clip takes another clip's label
+        data["train"].targets = shuffled(data["train"].targets, config.seed)
+    key = tuning_key(keys, head_cls)
+    experiment = tracking.setup(config.tracking_uri, spec.name)
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
+        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key, reference_annotator=reference))
+        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune,
+                           "clip_length": config.clip_length, "clip_hop": config.clip_hop,
                            "eval_data": config.eval_data or "", **{f"clips.{s}": len(c) for s, c in clips.items()}})
         mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
-        # every clip set's pooled features, read once: each model, the fusion and the reports reuse them
-        sets = {"train": (clips["train"], features), "valid": (clips["valid"], features), **evaluation}
-        pooled = {name: {m: pooled_clips(feats, cs, m) for m in modalities} for name, (cs, feats) in sets.items()}
-        models = {}
-        for modality in modalities:
-            normalise = Normaliser(pooled["train"][modality])
-            for name in pooled:
-                pooled[name][modality] = normalise(pooled[name][modality])
-            model = ClipClassifier(pooled["train"][modality].shape[1], len(CLASSES))
-            fit_clips(model, pooled["train"][modality], y["train"], pooled["valid"][modality], y["valid"], len(CLASSES), config.seed, params)
-            models[modality] = model
-        fused = len(modalities) == 2
-        if fused:  # late fusion: an MLP over the two trained models' last-layer latents
-            latents = {name: np.concatenate([embed_clips(models[m], x[m]) for m in modalities], 1) for name, x in pooled.items()}
-            normalise = Normaliser(latents["train"])
-            latents = {name: normalise(z) for name, z in latents.items()}
-            fusion = ClipClassifier(latents["train"].shape[1], len(CLASSES), hidden=32, latent=16)
-            fit_clips(fusion, latents["train"], y["train"], latents["valid"], y["valid"], len(CLASSES), config.seed, params)
-        out = out_dir(config, get_track("smile-laugh"), run.info.run_id)
+        fitted = fit_head(spec, config, head_cls, data["train"], data["valid"], fingerprint, key, resolve_device(config.device))
+        head = fitted.head
+        out = out_dir(config, spec, run.info.run_id)
         summary = {}
         for where, (eval_clips, _) in evaluation.items():
-            truth = np.array([c.label for c in eval_clips])
-            outputs = {m: predict_clips(models[m], pooled[where][m]) for m in modalities}
-            if fused:
-                outputs["audiovisual"] = predict_clips(fusion, latents[where])
-            summary[where] = _report(where, truth, outputs, eval_clips, latents[where] if fused else None, out, config.seed)
+            outputs = head.predict_each(data[where])
+            embeddings = head.embed(data[where]) if hasattr(head, "embed") and len(outputs) > 1 else None
+            summary[where] = _report(where, data[where].targets, outputs, eval_clips, embeddings, out, config.seed)
         (out / "scores.json").write_text(json.dumps(summary, indent=1))
+        (out / "best_params.json").write_text(json.dumps({"params": fitted.params, "provenance": fitted.provenance}, indent=1))
+        mlflow.log_params(tracking.flatten("head.", fitted.params))
+        main = summary["held-out"]
+        final = list(main)[-1]  # the fusion when there is one
+        mlflow.log_metric("score", main[final]["macro_f1"])
         mlflow.log_artifacts(str(out))
-    main = summary["held-out"]
-    best = "audiovisual" if "audiovisual" in main else modalities[0]
+        save_model(head, PostProcess.for_track(spec), normaliser, spec, config, keys)
     details = {f"{where} {m}": v["macro_f1"] for where, s in summary.items() for m, v in s.items()}
-    return RunResult(run.info.run_id, main[best]["macro_f1"], details, {}, None)
+    result = RunResult(run.info.run_id, main[final]["macro_f1"], details, fitted.params, None)
+    result.trials_run = fitted.ran
+    return result
+
+
+def _clips_fingerprint(recordings, data, config: RunConfig) -> str:
+    """The data a study tunes on: the recordings, the clip windows and the labels."""
+    import hashlib
+
+    from challenge.smiles.features import recording_samples
+
+    hasher = hashlib.sha256(f"{recording_samples(recordings).fingerprint()}/{config.clip_length}/{config.clip_hop}".encode())
+    for name in ("train", "valid"):
+        hasher.update(np.ascontiguousarray(data[name].targets, dtype=np.int64).tobytes())
+    return hasher.hexdigest()[:16]
 
 
 def _report(where: str, truth, outputs: dict, clips, embeddings, out: Path, seed: int) -> dict:

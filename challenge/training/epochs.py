@@ -6,6 +6,7 @@ import copy
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from challenge.progress import progress_bar
@@ -13,6 +14,13 @@ from challenge.progress import progress_bar
 
 def optimiser_for(model, params: dict) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
+
+
+def class_weights(labels: np.ndarray, classes: int) -> torch.Tensor:
+    """Inverse class frequency, normalised to mean 1 over the classes present (labels < 0 ignored)."""
+    counts = np.bincount(labels[labels >= 0], minlength=classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / classes, 0.0)
+    return torch.tensor(weights / max(weights[weights > 0].mean(), 1e-9), dtype=torch.float32)
 
 
 def gradient_step(model, optimiser, loss: torch.Tensor) -> float:

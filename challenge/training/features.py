@@ -11,6 +11,7 @@ import numpy as np
 
 from challenge.errors import ChallengeError, list_offenders
 from challenge.features.store import StoreEntry
+from challenge.training.normalise import Normaliser
 
 
 @dataclass
@@ -27,8 +28,7 @@ class ClipFeatures:
     entries: list[list[ModalityEntry]]
     dims: list[int]  # feature width per modality
     targets: np.ndarray | None = None  # [N, C]
-    mean: np.ndarray | None = None  # normalisation, set from the training split
-    std: np.ndarray | None = None
+    normaliser: Normaliser | None = None  # fitted on the training split
     _clip_means: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -56,9 +56,7 @@ class ClipFeatures:
             array = entry.entry.array()
             columns.append(np.asarray(array[rows[0] : rows[-1] + 1], dtype=np.float32)[rows - rows[0]])
         out = np.concatenate(columns, axis=1)
-        if self.mean is not None:
-            out = (out - self.mean) / self.std
-        return out
+        return self.normaliser(out) if self.normaliser is not None else out
 
     def clip_means(self) -> np.ndarray:
         """[N, D] mean of each whole clip (the global context), read once and kept: every epoch
@@ -67,31 +65,22 @@ class ClipFeatures:
             self._clip_means = np.stack([self.sequence(i).mean(0) for i in range(len(self))]).astype(np.float32)
         return self._clip_means
 
-    def normalise_with(self, mean: np.ndarray, std: np.ndarray) -> ClipFeatures:
-        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+    def normalise_with(self, normaliser: Normaliser) -> ClipFeatures:
+        self.normaliser = normaliser
         self._clip_means = None  # they depend on the normalisation
         return self
 
-    def fit_normalisation(self, max_clips: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and std over the steps of (a sample of) these clips."""
+    def fit_normalisation(self, max_clips: int = 2000, seed: int = 0) -> Normaliser:
+        """Fitted over the steps of (a sample of) these clips, before any normalisation."""
         order = np.random.default_rng(seed).permutation(len(self))[:max_clips]
-        total, total_sq, count = np.zeros(self.dim), np.zeros(self.dim), 0
-        saved, self.mean, self.std = (self.mean, self.std), None, None
-        for i in order:
-            sequence = self.sequence(int(i)).astype(np.float64)
-            total += sequence.sum(0)
-            total_sq += (sequence**2).sum(0)
-            count += len(sequence)
-        self.mean, self.std = saved
-        mean = total / max(count, 1)
-        std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0)) + 1e-6
-        return mean, std
+        raw = ClipFeatures(self.ids, self.entries, self.dims)
+        return Normaliser.fit(raw.sequence(int(i)) for i in order)
 
     def subset(self, indices) -> ClipFeatures:
         indices = list(indices)
         return ClipFeatures(
             [self.ids[i] for i in indices], [self.entries[i] for i in indices], self.dims,
-            None if self.targets is None else self.targets[indices], self.mean, self.std,
+            None if self.targets is None else self.targets[indices], self.normaliser,
         )
 
     @staticmethod
@@ -99,7 +88,7 @@ class ClipFeatures:
         """Several splits as one pool (fold ensembles); they must share features and normalisation."""
         first = parts[0]
         targets = None if any(p.targets is None for p in parts) else np.concatenate([p.targets for p in parts])
-        return ClipFeatures([i for p in parts for i in p.ids], [e for p in parts for e in p.entries], first.dims, targets, first.mean, first.std)
+        return ClipFeatures([i for p in parts for i in p.ids], [e for p in parts for e in p.entries], first.dims, targets, first.normaliser)
 
 
 def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]) -> ClipFeatures:

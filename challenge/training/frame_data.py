@@ -13,6 +13,7 @@ import numpy as np
 from challenge.errors import ChallengeError, list_offenders
 from challenge.features.store import StoreEntry
 from challenge.training.frames import audio_on_frames, visual_on_frames
+from challenge.training.normalise import Normaliser
 
 
 @dataclass
@@ -30,8 +31,7 @@ class FrameFeatures:
     entries: list[list[FrameEntry]]
     dims: list[int]
     labels: list[np.ndarray] | None = None  # per video [n_frames, width], invalid markers kept
-    mean: np.ndarray | None = None
-    std: np.ndarray | None = None
+    normaliser: Normaliser | None = None  # fitted on the training split
 
     @property
     def dim(self) -> int:
@@ -56,9 +56,7 @@ class FrameFeatures:
                 aligned = audio_on_frames(array, entry.step_rate, n, self.fps[i])
             columns.append(aligned)
         out = np.concatenate(columns, axis=1)
-        if self.mean is not None:
-            out = (out - self.mean) / self.std
-        return out.astype(np.float32), filled
+        return (self.normaliser(out) if self.normaliser is not None else out.astype(np.float32)), filled
 
     def filled_frames(self) -> int:
         """Frames without a face crop (their visual features come from a neighbour)."""
@@ -74,21 +72,19 @@ class FrameFeatures:
         """All videos' labels, one after another (the order of every concatenated output)."""
         return np.concatenate(self.labels)
 
-    def fit_normalisation(self, max_videos: int = 200) -> tuple[np.ndarray, np.ndarray]:
-        saved, self.mean, self.std = (self.mean, self.std), None, None
-        stacked = np.concatenate([self.video(i)[0] for i in range(min(len(self), max_videos))]).astype(np.float64)
-        self.mean, self.std = saved
-        return stacked.mean(0), stacked.std(0) + 1e-6
+    def fit_normalisation(self, max_videos: int = 200) -> Normaliser:
+        raw = FrameFeatures(self.ids, self.lengths, self.fps, self.entries, self.dims)
+        return Normaliser.fit(raw.video(i)[0] for i in range(min(len(self), max_videos)))
 
-    def normalise_with(self, mean: np.ndarray, std: np.ndarray) -> FrameFeatures:
-        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+    def normalise_with(self, normaliser: Normaliser) -> FrameFeatures:
+        self.normaliser = normaliser
         return self
 
     def subset(self, indices) -> FrameFeatures:
         indices = list(indices)
         pick = lambda values: [values[i] for i in indices]  # noqa: E731
         return FrameFeatures(pick(self.ids), pick(self.lengths), pick(self.fps), pick(self.entries), self.dims,
-                             None if self.labels is None else pick(self.labels), self.mean, self.std)
+                             None if self.labels is None else pick(self.labels), self.normaliser)
 
     @staticmethod
     def join(parts: list[FrameFeatures]) -> FrameFeatures:
@@ -96,7 +92,7 @@ class FrameFeatures:
         first = parts[0]
         labels = None if any(p.labels is None for p in parts) else [x for p in parts for x in p.labels]
         joined = lambda name: [x for p in parts for x in getattr(p, name)]  # noqa: E731
-        return FrameFeatures(joined("ids"), joined("lengths"), joined("fps"), joined("entries"), first.dims, labels, first.mean, first.std)
+        return FrameFeatures(joined("ids"), joined("lengths"), joined("fps"), joined("entries"), first.dims, labels, first.normaliser)
 
 
 def frame_features(samples, extractors, store, digests, lengths: dict[str, int], fps: dict[str, float]) -> FrameFeatures:

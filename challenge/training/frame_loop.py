@@ -7,9 +7,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from challenge.training.epochs import gradient_step, optimiser_for, train_epochs
+from challenge.training.epochs import class_weights, gradient_step, optimiser_for, train_epochs
 from challenge.training.frame_data import FrameFeatures
-from tracks.base import Problem
+from challenge.training.windows import window_starts
+from challenge.track import Problem
 
 
 def activation(problem: Problem, logits: torch.Tensor) -> torch.Tensor:
@@ -20,11 +21,13 @@ def activation(problem: Problem, logits: torch.Tensor) -> torch.Tensor:
     return logits.tanh()  # valence and arousal live in [-1, 1]
 
 
-def masked_loss(problem: Problem, logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """`present` marks real frames (not window padding); invalid labels are skipped too."""
+def masked_loss(problem: Problem, logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """`present` marks real frames (not window padding); invalid labels are skipped too.
+    `weights`: per class (classification), e.g. inverse frequency for rare smile levels."""
     if problem == Problem.FRAME_CLASSIFICATION:
         target = torch.where(present, labels[..., 0].long(), torch.full_like(labels[..., 0].long(), -1))
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-1)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), weight=weights, ignore_index=-1)
     if problem == Problem.FRAME_MULTILABEL:
         valid = present & ~(labels == -1).any(-1)
         if not valid.any():
@@ -70,12 +73,16 @@ def _train_batches(data: FrameFeatures, window: int, batch_size: int, rng):
         yield pool
 
 
-def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, params: dict, score, report, seed: int, device: str):
+def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, params: dict, score, report, seed: int, device: str,
+                    n_outputs: int | None = None):
     model.to(device)
     optimiser = optimiser_for(model, params)
     rng = np.random.default_rng(seed)
     window = params["window"]
     truth = valid.targets()
+    weights = None
+    if problem == Problem.FRAME_CLASSIFICATION and params.get("class_weighted"):
+        weights = class_weights(train.targets()[:, 0].astype(int), n_outputs).to(device)
 
     def run_epoch() -> float:
         losses = []
@@ -83,7 +90,7 @@ def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, 
             x = torch.from_numpy(_pad([b[0] for b in batch], window, 0.0)).to(device)
             y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
             present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
-            losses.append(gradient_step(model, optimiser, masked_loss(problem, model(x, present), y, present)))
+            losses.append(gradient_step(model, optimiser, masked_loss(problem, model(x, present), y, present, weights)))
         return float(np.mean(losses))
 
     evaluate = lambda: score(truth, np.concatenate(predict_frames(model, problem, valid, window, device)))  # noqa: E731
@@ -94,11 +101,11 @@ def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, 
 def predict_frames(model, problem, data: FrameFeatures, window: int, device: str) -> list[np.ndarray]:
     """Per video [n_frames, C] activations, averaged over half-overlapping windows."""
     model.eval()
-    hop, outputs = max(1, window // 2), []
+    outputs = []
     for i in range(len(data)):
         features, _ = data.video(i)
         n = len(features)
-        starts = sorted(set([*range(0, max(n - window, 0) + 1, hop), max(n - window, 0)]))
+        starts = window_starts(n, window)
         chunks = [features[s : s + window] for s in starts]
         x = torch.from_numpy(_pad(chunks, window, 0.0)).to(device)
         present = torch.from_numpy(_pad([np.ones(len(c)) for c in chunks], window, 0.0)).bool().to(device)

@@ -9,6 +9,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from challenge.training.epochs import gradient_step, optimiser_for, train_epochs
 from challenge.training.features import ClipFeatures
+from challenge.training.windows import window_starts
 
 
 class ClipBatches:
@@ -29,10 +30,7 @@ class ClipBatches:
 
     def eval_windows(self, i: int) -> list[np.ndarray]:
         """Half-overlapping windows covering the whole clip."""
-        steps, hop = self.data.steps(i), max(1, self.max_steps // 2)
-        starts = range(0, max(steps - self.max_steps, 0) + 1, hop) if steps > self.max_steps else [0]
-        starts = sorted(set([*starts, max(steps - self.max_steps, 0)]))
-        return [self.data.sequence(i, s, s + self.max_steps) for s in starts]
+        return [self.data.sequence(i, s, s + self.max_steps) for s in window_starts(self.data.steps(i), self.max_steps)]
 
     @staticmethod
     def collate(windows: list[np.ndarray], means: np.ndarray, device: str):

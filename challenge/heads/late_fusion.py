@@ -1,0 +1,99 @@
+"""Clip classifiers on pooled features (mean and std of each modality over the clip): one MLP
+per modality, then late fusion, an MLP over the modality models' last-layer latents (the
+smiles-and-laughter recipe); with one modality it is that modality's MLP."""
+
+from __future__ import annotations
+
+import numpy as np
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from challenge.heads.base import Head, register_head
+from challenge.track import Problem
+from challenge.training.normalise import Normaliser
+
+
+@register_head
+class LateFusionHead(Head):
+    name = "mlp-late-fusion"
+    problems = {Problem.CLIP_CLASSIFICATION}
+    defaults = {"hidden": 64, "latent": 32, "fusion_hidden": 32, "fusion_latent": 16, "dropout": 0.2,
+                "learning_rate": 1e-3, "weight_decay": 1e-4, "epochs": 60, "patience": 10}
+    search_space = {
+        "hidden": CategoricalDistribution([32, 64, 128]),
+        "latent": CategoricalDistribution([16, 32]),
+        "dropout": FloatDistribution(0.0, 0.5),
+        "learning_rate": FloatDistribution(1e-4, 3e-3, log=True),
+        "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
+    }
+
+    def fit(self, train, valid, score, report=None) -> float:
+        from challenge.training.clip_classifier import ClipClassifier, embed_clips, fit_clips
+
+        p, classes = self.params, self.n_outputs
+        self.modalities = list(train.blocks)
+        self.models, best, self.history = {}, float("nan"), []
+        for m in self.modalities:  # the last stage reports to the tuner, the others train quietly
+            last = len(self.modalities) == 1
+            self.models[m] = ClipClassifier(train.block(m).shape[1], classes, p["hidden"], p["latent"], p["dropout"])
+            best, history = fit_clips(self.models[m], train.block(m), train.targets, valid.block(m), valid.targets, score, self.seed, p,
+                                      report if last else None)
+            self.history += history
+        self.fusion = None
+        if len(self.modalities) > 1:
+            latents = {name: np.concatenate([embed_clips(self.models[m], d.block(m)) for m in self.modalities], 1)
+                       for name, d in (("train", train), ("valid", valid))}
+            self.latent_normaliser = Normaliser.fit([latents["train"]])
+            self.fusion = ClipClassifier(latents["train"].shape[1], classes, p["fusion_hidden"], p["fusion_latent"], p["dropout"])
+            best, history = fit_clips(self.fusion, self.latent_normaliser(latents["train"]), train.targets,
+                                      self.latent_normaliser(latents["valid"]), valid.targets, score, self.seed, p, report)
+            self.history += history
+        for step, row in enumerate(self.history):
+            row["epoch"] = step  # one step axis over the stages, as MLflow logs it
+        return best
+
+    def embed(self, data) -> np.ndarray:
+        """The fused latents (what the t-SNE plot shows), or the single modality's."""
+        from challenge.training.clip_classifier import embed_clips
+
+        latents = np.concatenate([embed_clips(self.models[m], data.block(m)) for m in self.modalities], 1)
+        return self.latent_normaliser(latents) if self.fusion is not None else latents
+
+    def predict_each(self, data) -> dict[str, np.ndarray]:
+        """Class probabilities of every modality model, and of the fusion ("audiovisual")."""
+        from challenge.training.clip_classifier import predict_clips
+
+        outputs = {m: predict_clips(self.models[m], data.block(m)) for m in self.modalities}
+        if self.fusion is not None:
+            outputs["audiovisual"] = predict_clips(self.fusion, self.embed(data))
+        return outputs
+
+    def predict(self, data) -> np.ndarray:
+        return list(self.predict_each(data).values())[-1]
+
+
+@register_head
+class LogisticHead(Head):
+    """Multinomial logistic regression on all pooled features: the linear baseline."""
+
+    name = "logistic"
+    problems = {Problem.CLIP_CLASSIFICATION}
+    defaults = {"C": 1.0}
+    search_space = {"C": FloatDistribution(1e-3, 1e2, log=True)}
+
+    def fit(self, train, valid, score, report=None) -> float:
+        from sklearn.linear_model import LogisticRegression
+
+        self.model = LogisticRegression(C=self.params["C"], max_iter=2000, class_weight="balanced").fit(train.matrix, train.targets)
+        value = score(valid.targets, self.predict(valid))
+        self.history = [{"epoch": 0, "valid_score": value}]
+        if report is not None:
+            report(0, value)
+        return value
+
+    def predict(self, data) -> np.ndarray:
+        probabilities = np.zeros((len(data), self.n_outputs))
+        probabilities[:, self.model.classes_] = self.model.predict_proba(data.matrix)
+        return probabilities
+
+    def predict_each(self, data) -> dict[str, np.ndarray]:
+        return {"+".join(data.blocks): self.predict(data)}

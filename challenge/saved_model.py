@@ -1,0 +1,123 @@
+"""A run's fitted model, saved as an MLflow model: the head (weights and parameters), the
+post-processing, the normalisation and the features it was trained on (their settings and
+cache keys). `challenge predict RUN_ID --data DIR` reloads it and writes a validated
+submission without retraining; `mlflow.pyfunc.load_model("runs:/RUN_ID/model")` gives the
+same predictions as a table."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+
+from challenge.errors import ChallengeError
+from challenge.postprocess import PostProcess
+from challenge.training.normalise import Normaliser
+
+ARTIFACT = "model"  # the run's artifact path of the model
+FEATURE_SETTINGS = ("features", "audio_model", "visual_model")
+
+
+@dataclass
+class SavedModel:
+    track: str
+    head: object  # a fitted challenge.heads.Head (or a zero-shot wrapper around one)
+    post: PostProcess
+    normaliser: Normaliser
+    features: dict  # the run's feature settings (FEATURE_SETTINGS)
+    feature_keys: dict[str, str]  # extractor label -> cache key the head was trained on
+    zero_shot: bool = False
+
+    def write(self, folder: Path) -> None:
+        import torch
+
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.head, folder / "head.pt")  # pickled with its class: load it with this project only
+        (folder / "model.json").write_text(json.dumps({
+            "track": self.track, "post_processing": self.post.state(), "normaliser": self.normaliser.state(),
+            "features": self.features, "feature_keys": self.feature_keys, "zero_shot": self.zero_shot,
+        }, indent=1))
+
+    @classmethod
+    def read(cls, folder: Path) -> SavedModel:
+        import torch
+
+        if not (folder / "model.json").is_file() or not (folder / "head.pt").is_file():
+            raise ChallengeError(f"{folder}: not a saved challenge model (model.json and head.pt expected).")
+        meta = json.loads((folder / "model.json").read_text())
+        head = torch.load(folder / "head.pt", weights_only=False, map_location="cpu")
+        return cls(meta["track"], head, PostProcess.from_state(meta["post_processing"]), Normaliser.from_state(meta["normaliser"]),
+                   meta["features"], meta["feature_keys"], meta.get("zero_shot", False))
+
+
+class ChallengeModel(mlflow.pyfunc.PythonModel):
+    """pyfunc face of a run's model: input a table with a `data` column (dataset roots), output
+    one row per test clip or video with its decided predictions (per-frame tracks: a list per video)."""
+
+    def load_context(self, context):
+        self.saved = SavedModel.read(Path(context.artifacts["model"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from challenge.registry import get_track
+
+        spec = get_track(self.saved.track)
+        rows = []
+        for root in model_input["data"]:
+            ids, decisions = predict_test(spec, self.saved, Path(root))
+            rows.extend({"data": root, "id": i, "prediction": d.tolist()} for i, d in zip(ids, decisions))
+        return pd.DataFrame(rows)
+
+
+def save_model(head, post: PostProcess, normaliser: Normaliser, spec, config, keys: dict[str, str]) -> None:
+    """Log the run's model to the active MLflow run."""
+    import mlflow
+
+    saved = SavedModel(spec.name, head, post, normaliser, {k: getattr(config, k) for k in FEATURE_SETTINGS}, keys, bool(config.zero_shot))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "state"
+        saved.write(folder)
+        mlflow.pyfunc.log_model(name=ARTIFACT, python_model=ChallengeModel(), artifacts={"model": str(folder)},
+                                pip_requirements=["challenge"])
+    mlflow.set_tag("model", f"runs:/{mlflow.active_run().info.run_id}/{ARTIFACT}")
+
+
+def load_run_model(run_id: str, tracking_uri: str | None) -> SavedModel:
+    import mlflow
+
+    from challenge import tracking
+
+    tracking.connect(tracking_uri)
+    try:
+        folder = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{ARTIFACT}/artifacts/state")
+    except Exception as error:  # noqa: BLE001  (MLflow raises several kinds for an absent run or artifact)
+        raise ChallengeError(f"run {run_id}: no saved model in {tracking_uri or 'sqlite:///mlflow/mlflow.db'} ({type(error).__name__}); "
+                             "runs log their model since this version, and control runs too: check the id with `challenge runs TRACK`.") from error
+    return SavedModel.read(Path(folder))
+
+
+def predict_test(spec, saved: SavedModel, root: Path, store: str | None = None, device: str = "auto"):
+    """(test ids, decided predictions per id) of a saved model on a dataset's test split."""
+    from challenge.config import RunConfig
+    from challenge.prepare import extract_all, split_builder
+
+    config = RunConfig(track=spec.name, data=str(root), store=store, device=device, **saved.features)
+    read = spec.zero_shot.read if saved.zero_shot else spec.read
+    samples = read(root)
+    test = samples.split("test")
+    if not test:
+        raise ChallengeError(f"{root}: no test {spec.items} found: nothing to predict.")
+    store_, extractors, digests, keys = extract_all(test, config)
+    changed = {label: (keys.get(label), key) for label, key in saved.feature_keys.items() if keys.get(label) != key}
+    if changed:
+        raise ChallengeError("the features differ from those the model was trained on (extractor: now vs then): "
+                             + ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in changed.items())
+                             + ". Pass the same models (the run's resolved_config.yaml names them).")
+    data = split_builder(spec, config, samples)(test, extractors, store_, digests).normalise_with(saved.normaliser)
+    outputs = saved.head.predict(data)
+    if spec.problem.per_frame:
+        return data.ids, [saved.post.apply(o, [len(o)]) for o in outputs]
+    return data.ids, list(saved.post.apply(outputs, [1] * len(outputs)))

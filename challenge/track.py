@@ -1,0 +1,62 @@
+"""What a track is, as data: the bottom of the framework. Tracks (the `tracks/` package, or a
+team's own package) build `TrackSpec`s on these types; runs receive one and never look one up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from challenge.metrics import Score
+
+
+class Problem(str, Enum):
+    """The head's activation and loss follow from the problem, never from the track."""
+
+    CLIP_REGRESSION = "clip-regression"  # EMI: [C] intensities per clip
+    FRAME_CLASSIFICATION = "frame-classification"  # EXPR, CE, smile intensity
+    FRAME_MULTILABEL = "frame-multilabel"  # AU
+    FRAME_REGRESSION = "frame-regression"  # VA
+    CLIP_CLASSIFICATION = "clip-classification"  # smiles / laughs / none
+
+    @property
+    def per_frame(self) -> bool:
+        return self.value.startswith("frame-")
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    """Train on another track's labels, turn its outputs into this track's (CE from EXPR)."""
+
+    source: TrackSpec  # the track whose labels the head learns
+    transform: Callable[[np.ndarray], np.ndarray]  # source outputs [frames, C_source] -> this track's [frames, C]
+    read: Callable[..., object]  # root -> this track's Samples, labels optional (the test videos have none)
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    name: str
+    title: str
+    problem: Problem
+    labels: list[str]
+    read: Callable[..., object]  # (dataset root, on_missing="error"|"skip") -> Samples
+    write_demo: Callable[..., dict]  # (root, seed=..., sizes...) -> counts per split
+    score: Callable[[np.ndarray, np.ndarray], Score] | None = None  # (truth, outputs) -> Score
+    metric: str = "score"  # how the score is named in messages
+    direction: str = "maximize"
+    # (dataset root, run folder, test ids, decided predictions) -> the written file, validated
+    write_submission: Callable[[Path, Path, list[str], object], Path] | None = None
+    # (dataset root, submission file, test ids) -> problems found (empty when valid)
+    validate_submission: Callable[[Path, Path, list[str]], list[str]] | None = None
+    # frame tracks: dataset root -> frames per test video (the organisers' sample file)
+    test_frames: Callable[[Path], dict[str, int]] | None = None
+    default_features: tuple[str, ...] = ("wav2vec2",)
+    default_head: str = "lstm"
+    items: str = "clips"  # what one sample is, in messages: clips, videos, recordings
+    zero_shot: ZeroShot | None = None
+    # a study track without a leaderboard file (the smiles tracks) runs this pipeline instead of
+    # the shared runner: (spec, RunConfig) -> RunResult; it still takes its model from the heads
+    run: Callable[..., object] | None = None
