@@ -20,6 +20,9 @@ from challenge.track import TrackSpec
 
 def run(spec: TrackSpec, config: RunConfig) -> RunResult:
     """A track's own pipeline (study tracks) or the shared leaderboard pipeline."""
+    from challenge.heads import get_head
+
+    get_head(config.head).require(spec.problem)  # before any extraction: a wrong --head fails at once
     return spec.run(spec, config) if spec.run is not None else run_track(spec, config)
 
 
@@ -97,6 +100,8 @@ def _zero_shot(spec: TrackSpec, source_head, config: RunConfig, normaliser):
 def fit_head(spec: TrackSpec, config: RunConfig, head_cls, train, valid, fingerprint: str, key: str, device: str) -> Tuned:
     """The run's head: tuned (--tune; the best trial's model is kept, not retrained) or trained
     with the head's defaults; early stopping and selection on `valid`. Logs its history."""
+    import mlflow
+
     from challenge import tracking
 
     score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
@@ -106,7 +111,9 @@ def fit_head(spec: TrackSpec, config: RunConfig, head_cls, train, valid, fingerp
         fitted = tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, key)
     if fitted.head is not None:
         say(f"the {config.head} head of trial {fitted.provenance['trial']} is the final model (same data, parameters and seed: no refit)")
+        mlflow.set_tag("final_model", f"trial {fitted.provenance['trial']}, not refitted")
     else:
+        mlflow.set_tag("final_model", "fitted after tuning" if config.tune else "fitted with the head's defaults")
         say(f"training the {config.head} head with {'tuned' if config.tune else 'default'} parameters")
         fitted.head = head_cls(fitted.params, spec.problem, len(spec.labels), seed=config.seed, device=device)
         fitted.head.fit(train, valid, score_value)

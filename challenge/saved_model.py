@@ -7,6 +7,7 @@ same predictions as a table."""
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +78,17 @@ def save_model(head, post: PostProcess, normaliser: Normaliser, spec, config, ke
     import mlflow
 
     saved = SavedModel(spec.name, head, post, normaliser, {k: getattr(config, k) for k in FEATURE_SETTINGS}, keys, bool(config.zero_shot))
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    # its two warnings (cloudpickled class, no signature from a DataFrame hint) are about the
+    # wrapper, whose state is the folder logged beside it
+    pyfunc_log.setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "state"
         saved.write(folder)
         mlflow.pyfunc.log_model(name=ARTIFACT, python_model=ChallengeModel(), artifacts={"model": str(folder)},
                                 pip_requirements=["challenge"])
+    pyfunc_log.setLevel(level)
     mlflow.set_tag("model", f"runs:/{mlflow.active_run().info.run_id}/{ARTIFACT}")
 
 

@@ -87,3 +87,16 @@ def test_same_parameters_and_seed_give_the_same_model(tmp_path):
     first, second = (head_cls({"epochs": 2, "hidden": 64}, Problem.CLIP_REGRESSION, 6, seed=5) for _ in range(2))
     first.fit(train, valid, score), second.fit(train, valid, score)
     np.testing.assert_allclose(first.predict(valid), second.predict(valid), atol=1e-6)
+
+
+def test_the_shuffled_label_control_never_leaves_an_item_its_own_labels():
+    """One control for every track: a derangement, for any number of items and any seed."""
+    from challenge.training.control import derangement, shuffled
+
+    for n in range(2, 40):
+        for seed in range(5):
+            source = derangement(n, seed)
+            assert sorted(source) == list(range(n)) and (source != np.arange(n)).all()
+    sequences = [np.full(3, 0), np.full(5, 1), np.full(2, 2)]
+    moved = shuffled(sequences, seed=0)
+    assert [len(m) for m in moved] == [3, 5, 2] and all(m[0] != k for k, m in enumerate(moved))

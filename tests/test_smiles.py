@@ -1,5 +1,7 @@
 """Smiles and laughter: ELAN parsing, clip and frame labels, agreement measures, dual matrices."""
 
+import os
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -157,3 +159,30 @@ def test_smile_intensity_track_compares_model_and_human(workdir, smiles_root, mo
     scores = json.loads((out / "scores.json").read_text())
     assert {"kappa_model_vs_reference", "kappa_human_vs_reference"} <= set(scores)
     assert (out / "recall_and_precision_matrices.png").exists() and (out / "model_vs_human.png").exists()
+
+
+def test_smiles_tracks_take_any_registered_head_and_tune(workdir, smiles_root, models):
+    """--head and --tune work on the smiles tracks as on every other: the logistic baseline
+    tuned with Optuna on smile-laugh, the transformer (an Aff-Wild2 head) on smile-intensity."""
+    import json
+
+    import mlflow
+
+    laugh = runner.invoke(app, ["track", "smile-laugh", "--data", str(smiles_root / "a"), "--features", "egemaps",
+                                "--head", "logistic", "--tune", "--trials", "3", "-q"])
+    assert laugh.exit_code == 0, laugh.output + repr(laugh.exception)
+    out = next(workdir.glob("submissions/smile-laugh/*/best_params.json")).parent
+    best = json.loads((out / "best_params.json").read_text())
+    assert best["provenance"]["source"] == "optuna" and "C" in best["params"]
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["smile-laugh"])
+    assert (runs["tags.challenge.kind"] == "trial").sum() == 3 and set(runs["tags.head"].dropna()) == {"logistic"}
+
+    frames = runner.invoke(app, ["track", "smile-intensity", "--data", str(smiles_root / "a"), "--visual-model", str(models["mae"]),
+                                 "--head", "transformer", "--epochs", "2", "-q"])
+    assert frames.exit_code == 0, frames.output + repr(frames.exception)
+    runs = mlflow.search_runs(experiment_names=["smile-intensity"])
+    assert list(runs["tags.head"]) == ["transformer"]
+
+    wrong = runner.invoke(app, ["track", "smile-laugh", "--data", str(smiles_root / "a"), "--head", "lstm", "-q"])
+    assert wrong.exit_code != 0 and "does not handle clip-classification" in str(wrong.exception)

@@ -36,11 +36,17 @@ class Head:
     defaults: ClassVar[dict]
 
     def __init__(self, params: dict, problem: Problem, n_outputs: int, seed: int = 0, device: str = "cpu"):
-        if problem not in self.problems:
-            raise ChallengeError(f"head {self.name!r} does not handle {problem.value}; it handles {sorted(p.value for p in self.problems)}")
+        self.require(problem)
         self.params = {**self.defaults, **params}
         self.problem, self.n_outputs, self.seed, self.device = problem, n_outputs, seed, device
         self.history: list[dict] = []  # per-epoch metrics of the last fit
+
+    @classmethod
+    def require(cls, problem: Problem) -> None:
+        if problem not in cls.problems:
+            others = sorted(name for name, head in HEADS.items() if problem in head.problems)
+            raise ChallengeError(f"head {cls.name!r} does not handle {problem.value}; it handles {sorted(p.value for p in cls.problems)}. "
+                                 f"Heads for {problem.value}: {', '.join(others)}")
 
     @classmethod
     def default_parameters(cls) -> dict:

@@ -1,0 +1,155 @@
+"""The layering holds (import-linter contracts), tracks come from entry points, a new track is
+one definition plus a registration, and a run's saved model predicts without retraining."""
+
+import json
+import os
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from challenge.cli import app
+from challenge.metrics import Score, pearson
+from challenge.track import Problem, TrackSpec
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_import_contracts_hold():
+    """No upward imports (ensembles > tracks > submissions > challenge, the CLI on top) and no
+    cycles: the contracts in pyproject.toml, checked with import-linter."""
+    result = subprocess.run([str(BIN / "lint-imports"), "--no-logo", "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+def test_help_loads_no_heavy_library():
+    """`challenge --help` must answer at once: no track module, torch, MLflow, pandas or
+    transformers is imported to draw it."""
+    code = ("import sys; from challenge.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "heavy = [m for m in ('torch', 'mlflow', 'pandas', 'transformers', 'optuna', 'numpy', 'tracks', 'ensembles') if m in sys.modules]; "
+            "print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_a_teams_package_adds_a_track_through_an_entry_point(tmp_path):
+    """An installed distribution with a `challenge.tracks` entry point appears in the CLI
+    without any edit here (the distribution is made on the fly: metadata plus one module)."""
+    (tmp_path / "team_track.py").write_text(
+        "from tracks.emi import TRACK as EMI\nimport dataclasses\nTRACK = dataclasses.replace(EMI, name='team-emi', title='A team track')\n")
+    info = tmp_path / "team_track-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: team-track\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[challenge.tracks]\nteam-emi = team_track:TRACK\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    listed = subprocess.run([str(BIN / "challenge"), "track", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert "team-emi" in listed.stdout, listed.stdout
+    code = "from challenge.registry import get_track; print(get_track('team-emi').title)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert loaded.stdout.strip() == "A team track", loaded.stderr
+
+
+# ---- a track defined here, in one place: two of the six EMI emotions, its own metric and file ----
+
+def _read_two(root, on_missing="error"):
+    from challenge.data.hume import read_hume
+
+    samples = read_hume(root, on_missing=on_missing)
+    for sample in samples:
+        if sample.labels is not None:
+            sample.labels = sample.labels[[1, 5]]  # Amusement, Joy
+    return samples
+
+
+def _score_two(truth, prediction) -> Score:
+    per = [pearson(truth[:, j], prediction[:, j]) for j in range(2)]
+    return Score(float(np.mean(per)), {"Amusement": per[0], "Joy": per[1]})
+
+
+def _write_two(root, out, ids, predictions) -> Path:
+    path = Path(out) / "two.json"
+    path.write_text(json.dumps({i: [round(float(v), 6) for v in row] for i, row in zip(ids, predictions)}))
+    problems = _validate_two(root, path, ids)
+    assert not problems, problems
+    return path
+
+
+def _validate_two(root, path, ids) -> list[str]:
+    rows = json.loads(Path(path).read_text())
+    return [f"missing {i}" for i in ids if i not in rows] + [f"{i}: not 2 values" for i, v in rows.items() if len(v) != 2]
+
+
+def _demo_two(root, **sizes):
+    from challenge.demo.hume import write_emi_demo
+
+    return write_emi_demo(root, **sizes)
+
+
+TWO_EMOTIONS = TrackSpec(
+    name="two-emotions", title="Amusement and Joy (mean Pearson)", problem=Problem.CLIP_REGRESSION, labels=["Amusement", "Joy"],
+    read=_read_two, write_demo=_demo_two, score=_score_two, write_submission=_write_two, validate_submission=_validate_two,
+    default_features=("egemaps",), default_head="lightgbm", metric="mean Pearson over 2 emotions",
+)
+
+
+def test_a_track_defined_in_one_place_runs_validates_and_predicts(workdir, emi_root):
+    """One TrackSpec plus `register_track`: `track` trains and writes its file, `validate` checks
+    it, `predict` reloads the run's model and writes the same predictions without training."""
+    from challenge.registry import register_track
+
+    register_track(TWO_EMOTIONS)
+    result = runner.invoke(app, ["track", "two-emotions", "--data", str(emi_root), "-q"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "validation score (mean Pearson over 2 emotions)" in result.output and "Joy" in result.output
+    written = next(workdir.glob("submissions/two-emotions/*/two.json"))
+    assert runner.invoke(app, ["validate", "two-emotions", str(written), "--data", str(emi_root)]).exit_code == 0
+    run_id = written.parent.name
+    again = runner.invoke(app, ["predict", run_id, "--data", str(emi_root), "--out", str(workdir / "again")])
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    assert "no retraining" in again.output
+    assert json.loads((workdir / "again" / "two.json").read_text()) == json.loads(written.read_text())
+
+
+def test_predict_reloads_an_emi_run_and_refuses_other_features(workdir, emi_root, tmp_path):
+    """The official EMI file from `predict` equals the run's; the saved model is an MLflow
+    pyfunc model too; the final model is the best trial's (no refit); after the model's weights
+    change, `predict` refuses and names the extractor whose features differ."""
+    import mlflow
+    import pytest
+
+    from challenge.demo.models import tiny_wav2vec2
+
+    weights = tiny_wav2vec2(tmp_path / "wav2vec2", seed=0)
+    args = ["track", "emi", "--data", str(emi_root), "--features", "wav2vec2", "--audio-model", str(weights),
+            "--head", "lstm", "--tune", "--trials", "2", "--epochs", "2", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    written = next(workdir.glob("submissions/emi/*/predictions.csv"))
+    run_id = written.parent.name
+    again = runner.invoke(app, ["predict", run_id, "--data", str(emi_root), "--out", str(workdir / "again")])
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    official = pd.read_csv(written, dtype={"Filename": str})
+    assert pd.read_csv(workdir / "again" / "predictions.csv", dtype={"Filename": str}).equals(official)
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    table = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(pd.DataFrame({"data": [str(emi_root)]}))
+    assert list(table["id"]) == list(official["Filename"])
+    assert np.allclose(np.stack(table["prediction"]), official.iloc[:, 1:].to_numpy(), atol=1e-6)
+
+    run = mlflow.get_run(run_id)
+    assert run.data.metrics["score"] == pytest.approx(run.data.metrics["tuning.best_trial_score"], rel=1e-5, abs=1e-6)
+    assert run.data.tags["final_model"] == f"trial {json.loads((written.parent / 'best_params.json').read_text())['provenance']['trial']}, not refitted"
+
+    tiny_wav2vec2(tmp_path / "wav2vec2", seed=1)  # other weights under the same path
+    refused = runner.invoke(app, ["predict", run_id, "--data", str(emi_root), "--out", str(workdir / "refused")])
+    assert refused.exit_code != 0 and "wav2vec2" in str(refused.exception) and "differ" in str(refused.exception)
+    assert not (workdir / "refused" / "predictions.csv").exists()
