@@ -9,7 +9,7 @@ from challenge.errors import ChallengeError
 from challenge.features import FeatureStore, make_extractor
 from challenge.features.extract import extract
 from challenge.features.provided import load_numpy_pickle
-from challenge.features.wav2vec2 import load_wav2vec2
+from challenge.features.wav2vec2_network import load_wav2vec2
 from challenge.media import read_audio
 
 

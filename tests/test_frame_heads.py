@@ -3,13 +3,13 @@ import pytest
 import torch
 
 from challenge.frame_metrics import classification_score
-from challenge.heads import HEADS, get_head
+from challenge.heads import get_head, load_all
 from challenge.heads.transformer import FusionTransformer
 from challenge.features.store import StoreEntry
 from challenge.training.frame_data import FrameEntry, FrameFeatures
 from challenge.track import Problem
 
-FRAME_HEADS = sorted(name for name, cls in HEADS.items() if Problem.FRAME_CLASSIFICATION in cls.problems)
+FRAME_HEADS = sorted(name for name, cls in load_all().items() if Problem.FRAME_CLASSIFICATION in cls.problems)
 
 
 def synthetic_videos(tmp_path, n_videos: int, seed: int) -> FrameFeatures:

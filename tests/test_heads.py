@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from challenge.heads import HEADS, get_head
+from challenge.heads import get_head, load_all
 from challenge.heads.lstm import GlobalContextLSTM
 from challenge.features.store import StoreEntry
 from challenge.training.features import ClipFeatures, ModalityEntry
@@ -55,7 +55,7 @@ def test_windowed_prediction_covers_long_clips(tmp_path):
         assert sum(len(w) for w in windows) >= data.steps(i) and all(len(w) <= 20 for w in windows)
 
 
-CLIP_HEADS = sorted(name for name, cls in HEADS.items() if Problem.CLIP_REGRESSION in cls.problems)
+CLIP_HEADS = sorted(name for name, cls in load_all().items() if Problem.CLIP_REGRESSION in cls.problems)
 
 
 @pytest.mark.parametrize("name", CLIP_HEADS)

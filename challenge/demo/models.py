@@ -20,7 +20,7 @@ def tiny_wav2vec2(directory: Path, emotion_head: bool = False, hidden: int = 32,
     quiet_transformers()
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from challenge.features.wav2vec2 import Wav2Vec2WithEmotionHead
+    from challenge.features.wav2vec2_network import Wav2Vec2WithEmotionHead
 
     torch.manual_seed(seed)
     config = Wav2Vec2Config(

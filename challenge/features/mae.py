@@ -3,24 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
-from challenge.errors import ChallengeError
-from challenge.features.base import Extractor, Features, register_extractor
-from challenge.features.models import load_pretrained, preprocessor_config
-from challenge.media import IMAGE_SUFFIXES, iter_video_frames, video_frame_rate
-
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def frame_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder in frame order (numeric stems sort as numbers)."""
-    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=lambda p: (int(p.stem) if p.stem.isdigit() else float("inf"), p.name))
+from challenge.features.base import Extractor, register_extractor
 
 
 @register_extractor
@@ -37,95 +21,7 @@ class MAEExtractor(Extractor):
     bf16: bool = False  # bfloat16 autocast: for GPUs and CPUs with AMX (slower without, see benchmarks)
 
     def build(self, device: str):
-        if self.backend == "timm":
-            return _TimmRunner(self, device)
-        return _MAERunner(self, device)
+        # torch, PIL and transformers (or timm) load here, when features are computed
+        from challenge.features.mae_network import MAERunner, TimmRunner
 
-
-class _MAERunner:
-    def __init__(self, config: MAEExtractor, device: str):
-        from transformers import ViTMAEModel
-
-        self.config = config
-        self.device = device
-        self.network = load_pretrained(ViTMAEModel, config.model, "--visual-model", mask_ratio=0.0).to(device).eval()
-        processor = preprocessor_config(config.model)
-        self.mean = torch.tensor(processor.get("image_mean", IMAGENET_MEAN)).view(1, 3, 1, 1)
-        self.std = torch.tensor(processor.get("image_std", IMAGENET_STD)).view(1, 3, 1, 1)
-        self.size = self.network.config.image_size
-
-    def prepare(self, source: Path):
-        source = Path(source)
-        if source.is_dir():
-            files = frame_files(source)[:: self.config.frame_step]
-            if not files:
-                raise ChallengeError(f"{source}: no face images (.jpg/.png) in this folder.")
-            index = [int(p.stem) if p.stem.isdigit() else i for i, p in enumerate(files)]
-            frames = [self._load_image(p) for p in files]
-            rate = None
-        else:
-            decoded = list(iter_video_frames(source, self.config.frame_step))
-            if not decoded:
-                raise ChallengeError(f"{source}: the video has no frames.")
-            frames = [self._resize(Image.fromarray(rgb)) for _, rgb in decoded]
-            index = [i * self.config.frame_step + 1 for i in range(len(frames))]
-            rate = video_frame_rate(source) / self.config.frame_step
-        # kept as uint8 until its batch runs: a long video's frames stay 4x smaller in memory
-        return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2), index, rate
-
-    def _normalized(self, pixels: torch.Tensor) -> torch.Tensor:
-        return ((pixels.float().div_(255) - self.mean) / self.std).to(self.device)
-
-    def _load_image(self, path: Path) -> np.ndarray:
-        try:
-            with Image.open(path) as image:
-                return self._resize(image.convert("RGB"))
-        except OSError as error:
-            raise ChallengeError(f"{path}: unreadable image ({error}). Replace or delete it.") from error
-
-    def _resize(self, image: Image.Image) -> np.ndarray:
-        return np.asarray(image.convert("RGB").resize((self.size, self.size), Image.BILINEAR))
-
-    @torch.inference_mode()
-    def forward(self, prepared) -> Features:
-        pixels, index, rate = prepared
-        patches = (self.size // self.network.config.patch_size) ** 2
-        outputs = []
-        for start in range(0, len(pixels), self.config.batch_size):
-            batch = self._normalized(pixels[start : start + self.config.batch_size])
-            # ViTMAE shuffles patches by argsort(noise) even at mask_ratio 0: a fixed ascending
-            # noise keeps the original order, so the embedding never depends on a random draw
-            noise = torch.arange(patches, device=self.device, dtype=torch.float32).expand(len(batch), -1)
-            with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.config.bf16):
-                hidden = self.network(pixel_values=batch, noise=noise).last_hidden_state
-            pooled = hidden[:, 1:].mean(1) if self.config.pooling == "mean" else hidden[:, 0]
-            outputs.append(pooled.float().cpu().numpy())
-        return Features(np.concatenate(outputs), rate, index)
-
-
-class _TimmRunner(_MAERunner):
-    """timm-format MAE checkpoints (for example face-pretrained ViTs shipped as .pth)."""
-
-    def __init__(self, config: MAEExtractor, device: str):
-        try:
-            import timm
-        except Exception as error:  # ImportError, or torchvision failing to import
-            raise ChallengeError(
-                f"the timm backend needs timm, which failed to import ({error}). Install it with "
-                "`pip install 'challenge[timm]'` on a machine where torchvision works, or use "
-                "--backend transformers with a ViTMAEModel checkpoint."
-            ) from error
-        self.config, self.device, self.size = config, device, config.image_size
-        self.network = timm.create_model(config.model, pretrained=True, num_classes=0).to(device).eval()
-        data = timm.data.resolve_data_config({}, model=self.network)
-        self.mean = torch.tensor(data["mean"]).view(1, 3, 1, 1)
-        self.std = torch.tensor(data["std"]).view(1, 3, 1, 1)
-
-    @torch.inference_mode()
-    def forward(self, prepared) -> Features:
-        pixels, index, rate = prepared
-        outputs = [
-            self.network(self._normalized(pixels[i : i + self.config.batch_size])).float().cpu().numpy()
-            for i in range(0, len(pixels), self.config.batch_size)
-        ]
-        return Features(np.concatenate(outputs), rate, index)
+        return TimmRunner(self, device) if self.backend == "timm" else MAERunner(self, device)

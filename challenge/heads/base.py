@@ -23,12 +23,6 @@ def register_head(cls):
     return cls
 
 
-def get_head(name: str) -> type[Head]:
-    if name not in HEADS:
-        raise ChallengeError(f"unknown head {name!r}; choose one of: {', '.join(sorted(HEADS))}")
-    return HEADS[name]
-
-
 class Head:
     name: ClassVar[str]
     problems: ClassVar[set[Problem]]
@@ -44,7 +38,9 @@ class Head:
     @classmethod
     def require(cls, problem: Problem) -> None:
         if problem not in cls.problems:
-            others = sorted(name for name, head in HEADS.items() if problem in head.problems)
+            from challenge.heads import load_all
+
+            others = sorted(name for name, head in load_all().items() if problem in head.problems)
             raise ChallengeError(f"head {cls.name!r} does not handle {problem.value}; it handles {sorted(p.value for p in cls.problems)}. "
                                  f"Heads for {problem.value}: {', '.join(others)}")
 
