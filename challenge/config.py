@@ -1,48 +1,99 @@
-"""A run's settings: YAML gives defaults, flags override, the resolved form is saved with the run."""
+"""A run's settings as a typed, nested schema (pydantic): the dataset's challenge.yaml gives the
+lowest layer, a --config YAML the next, flags the top; every layer is type-checked and an
+unknown or mistyped setting is an error naming the file and the setting. The resolved form is
+saved with the run as resolved_config.yaml.
+
+    features: [wav2vec2, egemaps]      # which extractors, in order
+    extractors:                        # one section per extractor, its dataclass's fields
+      wav2vec2: {model: /models/wav2vec2-base, layer: 6}
+      mae: {model: /models/mae-face, frame_step: 2}
+    head: lstm
+    smiles: {clip_length: 1.2, subtle: merge}
+
+`--audio-model` and `--visual-model` (the one spelling of the model option, in every command)
+set `extractors.wav2vec2.model` and `extractors.mae.model`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from challenge.errors import ChallengeError
 from challenge.track import TrackSpec
 
 FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "provided-wav2vec2", "provided-vit")
+MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae"}  # flag -> extractor whose `model` it sets
 
 
-@dataclass
-class RunConfig:
-    """Everything a run depends on; saved with the run as resolved_config.yaml."""
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SmilesSettings(Settings):
+    """The smiles-and-laughter tracks' own settings."""
+
+    eval_data: str | None = None  # smile-laugh: a second corpus, scored zero-shot
+    scheme: str | None = None  # ELAN tier names and level spellings (YAML); default: the corpus's elan_scheme.yaml
+    clip_length: PositiveFloat = 1.2  # smile-laugh clip windows, seconds
+    clip_hop: PositiveFloat = 0.6
+    subtle: Literal["drop", "keep", "merge"] = "drop"  # smile-intensity: the Subtle level dropped, own class, or merged into Low
+
+
+class RunConfig(Settings):
+    """Everything a run depends on."""
 
     track: str
-    data: str
+    data: str | None = None
     features: list[str] | None = None  # default: the track's default features
-    audio_model: str = "facebook/wav2vec2-base"
-    visual_model: str = "facebook/vit-mae-base"
+    extractors: dict[str, dict[str, Any]] = Field(default_factory=dict)  # extractor name -> its settings
     head: str | None = None  # default: the track's default head
     seed: int = 0
     tune: bool = False
-    trials: int = 20
-    timeout: float | None = None
+    trials: PositiveInt = 20
+    timeout: PositiveFloat | None = None
     storage: str | None = None
     tracking_uri: str | None = None
     out: str | None = None
     device: str = "auto"
-    epochs: int | None = None  # overrides the head's epoch budget (torch heads)
+    epochs: PositiveInt | None = None  # overrides the head's epoch budget (torch heads)
+    window: PositiveInt | None = None  # overrides the frames per window of per-frame heads
     shuffle_labels: bool = False  # control run: each clip or video trains on another one's labels
     skip_missing: bool = False
     store: str | None = None
-    zero_shot: bool = False  # CE only: compound scores from an EXPR model trained on the same root
-    # smiles and laughter tracks
-    eval_data: str | None = None  # a second corpus, scored zero-shot
-    scheme: str | None = None  # ELAN tier names and level spellings (YAML); default: the corpus's elan_scheme.yaml
-    clip_length: float = 1.2  # smile-laugh clip windows, seconds
-    clip_hop: float = 0.6
-    subtle: str = "drop"  # smile-intensity: drop, keep (own class) or merge (into Low) the Subtle level
-    window: int = 20  # smile-intensity: consecutive face frames per GRU window
+    zero_shot: bool = False  # tracks with a zero-shot rule (ce): train on the source track's labels
+    smiles: SmilesSettings = Field(default_factory=SmilesSettings)
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, value):
+        bad = [f for f in value or [] if f not in FEATURE_CHOICES]
+        if bad:
+            raise ValueError(f"unknown feature set(s) {bad}; choose from {', '.join(FEATURE_CHOICES)}")
+        return value
+
+    @field_validator("extractors")
+    @classmethod
+    def _extractor_sections(cls, sections):
+        """Each section must name an extractor and hold its dataclass's fields, with their types."""
+        from pydantic import TypeAdapter
+
+        from challenge.features import EXTRACTORS
+
+        for name, settings in sections.items():
+            if name not in EXTRACTORS:
+                raise ValueError(f"extractors.{name}: no such extractor; choose from {', '.join(sorted(EXTRACTORS))}")
+            try:
+                TypeAdapter(EXTRACTORS[name]).validate_python(settings)
+            except ValidationError as error:
+                raise ValueError("; ".join(f"{name}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())) from None
+        return sections
+
+    def extractor_settings(self, name: str) -> dict[str, Any]:
+        return dict(self.extractors.get(name, {}))
 
 
 @dataclass
@@ -56,7 +107,6 @@ class RunResult:
 
 
 DATASET_DEFAULTS = "challenge.yaml"  # beside a dataset: its own defaults (the demo data names its stand-in models there)
-_PATH_SETTINGS = ("audio_model", "visual_model", "scheme")
 
 
 def _read_settings(path: Path) -> dict:
@@ -66,10 +116,24 @@ def _read_settings(path: Path) -> dict:
         raise ChallengeError(f"{path}: not valid YAML ({error}).") from error
     if not isinstance(values, dict):
         raise ChallengeError(f"{path}: expected 'setting: value' lines, found {type(values).__name__}.")
-    unknown = set(values) - set(RunConfig.__dataclass_fields__)
-    if unknown:
-        raise ChallengeError(f"{path}: unknown setting(s) {sorted(unknown)}; valid: {sorted(RunConfig.__dataclass_fields__)}")
     return values
+
+
+def _merge(low: dict, high: dict) -> dict:
+    """Nested sections merge key by key; a higher layer's value wins."""
+    out = dict(low)
+    for key, value in high.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _check(values: dict, where: str) -> None:
+    """Type-check one layer on its own, so an error names the file (or flags) it came from."""
+    try:
+        RunConfig.model_validate({"track": "-", **values})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors())
+        raise ChallengeError(f"{where}: {problems}. Valid settings: {', '.join(RunConfig.model_fields)}.") from None
 
 
 def dataset_defaults(data: str | None) -> dict:
@@ -79,29 +143,50 @@ def dataset_defaults(data: str | None) -> dict:
     if path is None or not path.is_file():
         return {}
     values = {k: v for k, v in _read_settings(path).items() if k not in ("track", "data")}
-    for key in _PATH_SETTINGS:
-        if isinstance(values.get(key), str) and (path.parent / values[key]).exists():
-            values[key] = str((path.parent / values[key]).resolve())
+    _check(values, str(path))
+    for section in values.get("extractors", {}).values():
+        if isinstance(section.get("model"), str) and (path.parent / section["model"]).exists():
+            section["model"] = str((path.parent / section["model"]).resolve())
+    smiles = values.get("smiles", {})
+    if isinstance(smiles.get("scheme"), str) and (path.parent / smiles["scheme"]).exists():
+        smiles["scheme"] = str((path.parent / smiles["scheme"]).resolve())
     from challenge.progress import say
 
-    say(f"[dim]dataset defaults from {path}: {', '.join(f'{k}={v}' for k, v in values.items())}[/]")
+    say(f"[dim]dataset defaults from {path}: {yaml.safe_dump(values, default_flow_style=True, width=1000).strip()}[/]")
+    return values
+
+
+def flag_values(flags: dict) -> dict:
+    """CLI flags (None = not given) in the schema's shape: the model flags fill extractor
+    sections, the smiles flags the smiles section."""
+    values = {k: v for k, v in flags.items() if v is not None}
+    for flag, extractor in MODEL_FLAGS.items():
+        if flag in values:
+            values.setdefault("extractors", {}).setdefault(extractor, {})["model"] = values.pop(flag)
+    for key in SmilesSettings.model_fields:
+        if key in values:
+            values.setdefault("smiles", {})[key] = values.pop(key)
     return values
 
 
 def load_config(path: Path | None, flags: dict, spec: TrackSpec) -> RunConfig:
-    """Lowest to highest: RunConfig's defaults, the dataset's challenge.yaml, the --config YAML,
-    flags (those not None); the track's default features and head fill what is left."""
-    values = {}
+    """Lowest to highest: the schema's defaults, the dataset's challenge.yaml, the --config YAML,
+    flags; the track's default features and head fill what is left."""
+    from_file = {}
     if path is not None:
         if not Path(path).exists():
             raise ChallengeError(f"{path}: config file not found.")
-        values = _read_settings(Path(path))
-    values.update({k: v for k, v in flags.items() if v is not None})
-    values = dataset_defaults(values.get("data")) | values
-    config = RunConfig(**values)
+        from_file = _read_settings(Path(path))
+        _check(from_file, str(path))
+    from_flags = flag_values(flags)
+    _check(from_flags, "flags")
+    data = from_flags.get("data", from_file.get("data"))
+    values = _merge(_merge(dataset_defaults(data), from_file), from_flags)
+    config = RunConfig.model_validate(values)
     config.features = config.features or list(spec.default_features)
     config.head = config.head or spec.default_head
-    bad = [f for f in config.features if f not in FEATURE_CHOICES]
-    if bad:
-        raise ChallengeError(f"unknown feature set(s) {bad}; choose from {', '.join(FEATURE_CHOICES)}")
     return config
+
+
+def resolved_yaml(config: RunConfig, **sections) -> str:
+    return yaml.safe_dump({**config.model_dump(), **sections} if sections else config.model_dump(), sort_keys=False)

@@ -17,14 +17,10 @@ def make_extractors(config: RunConfig):
 
     built = []
     for name in config.features:
-        if name == "wav2vec2":
-            built.append(make_extractor("wav2vec2", model=config.audio_model))
-        elif name == "mae":
-            built.append(make_extractor("mae", model=config.visual_model))
-        elif name.startswith("provided-"):
-            built.append(make_extractor("provided", kind=name.removeprefix("provided-")))
+        if name.startswith("provided-"):  # the organisers' two feature sets: one extractor, two kinds
+            built.append(make_extractor("provided", **{**config.extractor_settings("provided"), "kind": name.removeprefix("provided-")}))
         else:
-            built.append(make_extractor(name))
+            built.append(make_extractor(name, **config.extractor_settings(name)))
     return built
 
 

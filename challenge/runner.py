@@ -6,12 +6,10 @@ The run receives its track spec; nothing here knows a track by name."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
-import yaml
 
-from challenge.config import RunConfig, RunResult
+from challenge.config import RunConfig, RunResult, resolved_yaml
 from challenge.errors import ChallengeError
 from challenge.prepare import extract_all, prepare_features, split_builder
 from challenge.progress import say
@@ -55,7 +53,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     with mlflow.start_run(experiment_id=experiment, run_name=run_name) as active:
         mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune})
-        mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
+        mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
         if samples.skipped:
             mlflow.log_text("\n".join(samples.skipped), "skipped.txt")
         fitted = fit_head(train_spec, config, head_cls, train, valid, fingerprint, key, device)
@@ -105,7 +103,7 @@ def fit_head(spec: TrackSpec, config: RunConfig, head_cls, train, valid, fingerp
     from challenge import tracking
 
     score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
-    overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
+    overrides = head_overrides(config, head_cls)
     fitted = Tuned(head_cls.default_parameters() | overrides, 0, {"source": "defaults"}, None)
     if config.tune:
         fitted = tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, key)
@@ -119,6 +117,13 @@ def fit_head(spec: TrackSpec, config: RunConfig, head_cls, train, valid, fingerp
         fitted.head.fit(train, valid, score_value)
     tracking.log_history(fitted.head.history)
     return fitted
+
+
+def head_overrides(config: RunConfig, head_cls) -> dict:
+    """Head parameters the run fixes (--epochs, --window), for heads that have them; tuning
+    never changes them."""
+    given = {"epochs": config.epochs, "window": config.window}
+    return {k: v for k, v in given.items() if v is not None and k in head_cls.defaults}
 
 
 class Tuned:

@@ -20,7 +20,7 @@ from challenge.postprocess import PostProcess
 from challenge.training.normalise import Normaliser
 
 ARTIFACT = "model"  # the run's artifact path of the model
-FEATURE_SETTINGS = ("features", "audio_model", "visual_model")
+FEATURE_SETTINGS = ("features", "extractors")
 
 
 @dataclass

@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from challenge.config import RunConfig
+from challenge.config import RunConfig, resolved_yaml
 from challenge.errors import ChallengeError
 from challenge.postprocess import PostProcess
 from challenge.progress import say
@@ -55,7 +54,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     from challenge.features.base import resolve_device
     from challenge.heads import get_head
     from challenge.prepare import prepare_features, read_samples
-    from challenge.runner import tune_head
+    from challenge.runner import head_overrides, tune_head
     from challenge.seeding import seed_everything
 
     if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
@@ -77,12 +76,12 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     fingerprint = samples.fingerprint()
     experiment = tracking.setup(config.tracking_uri, spec.name)
     score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
-    overrides = {"epochs": config.epochs} if config.epochs and "epochs" in head_cls.defaults else {}
+    overrides = head_overrides(config, head_cls)
     with mlflow.start_run(experiment_id=experiment, run_name=f"ensemble-{options.split}-{config.head}-{'+'.join(config.features)}") as run:
         mlflow.set_tags(tracking.run_tags("ensemble", spec.name, config, config.head, fingerprint, feature_keys, **{"ensemble.split": options.split}))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune,
                            **{f"ensemble.{k}": v for k, v in asdict(options).items()}, "ensemble.members_trained": len(members)})
-        mlflow.log_text(yaml.safe_dump({"run": asdict(config), "ensemble": asdict(options)}, sort_keys=False), "resolved_config.yaml")
+        mlflow.log_text(resolved_yaml(config, ensemble=asdict(options)), "resolved_config.yaml")
         if clustering is not None:
             mlflow.log_metrics({"background.k": clustering.k, **{f"background.silhouette_k{k}": v for k, v in clustering.silhouettes.items()}})
         params, provenance = _head_parameters(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, tune_head)

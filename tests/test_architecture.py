@@ -152,3 +152,43 @@ def test_predict_reloads_an_emi_run_and_refuses_other_features(workdir, emi_root
     refused = runner.invoke(app, ["predict", run_id, "--data", str(emi_root), "--out", str(workdir / "refused")])
     assert refused.exit_code != 0 and "wav2vec2" in str(refused.exception) and "differ" in str(refused.exception)
     assert not (workdir / "refused" / "predictions.csv").exists()
+
+
+def test_config_is_typed_nested_and_layered(tmp_path, emi_root):
+    """YAML sections map onto the extractor dataclasses; layers merge key by key; a mistyped or
+    unknown setting is refused with the file and the setting named; the model flags are the one
+    spelling of the model and land in the extractor sections."""
+    import shutil
+
+    import pytest
+    import yaml
+
+    from challenge.config import load_config
+    from challenge.errors import ChallengeError
+    from challenge.prepare import make_extractors
+    from challenge.registry import get_track
+
+    emi = get_track("emi")
+    root = shutil.copytree(emi_root, tmp_path / "emi")
+    (root / "challenge.yaml").write_text(yaml.safe_dump({"extractors": {"wav2vec2": {"model": "models/w2v", "layer": 3}}}))
+    (root / "models" / "w2v").mkdir(parents=True)
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump({"features": ["wav2vec2"], "extractors": {"wav2vec2": {"average_layers": True}}, "trials": 7}))
+    config = load_config(run_file, {"track": "emi", "data": str(root), "audio_model": "/models/other", "trials": None}, emi)
+    (extractor,) = make_extractors(config)
+    assert (extractor.model, extractor.layer, extractor.average_layers) == ("/models/other", 3, True)  # three layers merged
+    assert config.trials == 7 and config.head == "lstm" and config.smiles.clip_length == 1.2
+
+    run_file.write_text(yaml.safe_dump({"extractors": {"wav2vec2": {"layer": "last"}}}))
+    with pytest.raises(ChallengeError, match=r"run.yaml: extractors: Value error, wav2vec2.layer: Input should be a valid integer"):
+        load_config(run_file, {"track": "emi", "data": str(root)}, emi)
+    run_file.write_text(yaml.safe_dump({"extractors": {"wav2vec3": {}}}))
+    with pytest.raises(ChallengeError, match="wav2vec3: no such extractor"):
+        load_config(run_file, {"track": "emi", "data": str(root)}, emi)
+    run_file.write_text(yaml.safe_dump({"smiles": {"subtle": "maybe"}, "trials": 0}))
+    with pytest.raises(ChallengeError, match=r"smiles.subtle.*trials"):
+        load_config(run_file, {"track": "emi", "data": str(root)}, emi)
+    run_file.write_text(yaml.safe_dump({"audio_model": "/models/x"}))  # the old flat spelling
+    with pytest.raises(ChallengeError, match="audio_model: Extra inputs are not permitted"):
+        load_config(run_file, {"track": "emi", "data": str(root)}, emi)
+    assert runner.invoke(app, ["features", "extract", "--help"]).output.count("--model ") == 0

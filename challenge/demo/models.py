@@ -72,7 +72,8 @@ def write_stand_ins(directory: Path, dataset_roots: list[Path]) -> dict[str, Pat
     if not (paths["visual_model"] / "config.json").exists():
         tiny_mae(paths["visual_model"])
     for root in dataset_roots:
-        settings = {key: os.path.relpath(path, root) for key, path in paths.items()}
+        settings = {"extractors": {"wav2vec2": {"model": os.path.relpath(paths["audio_model"], root)},
+                                   "mae": {"model": os.path.relpath(paths["visual_model"], root)}}}
         text = ("# Demo dataset: its runs use random-weight stand-in models, since none can be downloaded here.\n"
                 "# Flags (--audio-model, --visual-model) override these; real datasets need no such file.\n")
         (Path(root) / "challenge.yaml").write_text(text + yaml.safe_dump(settings, sort_keys=True))

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from challenge.config import RunConfig, RunResult
+from challenge.config import RunConfig, RunResult, resolved_yaml
 from challenge.errors import ChallengeError
 from challenge.progress import say
 from challenge.smiles.labels import SUBTLE_MODES, frame_intensities, intensity_names
@@ -28,11 +26,11 @@ def intensity_samples(root: Path, config: RunConfig):
     from challenge.data.samples import Sample, Samples
     from challenge.media import video_frame_count, video_frame_rate
 
-    recordings, reference = read_smiles_corpus(root, ElanScheme.load(Path(config.scheme)) if config.scheme else None)
+    recordings, reference = read_smiles_corpus(root, ElanScheme.load(Path(config.smiles.scheme)) if config.smiles.scheme else None)
     samples, annotators = Samples(), {}
     for r in recordings:
         n, fps = video_frame_count(r.video), video_frame_rate(r.video)
-        annotators[r.id] = {who: frame_intensities(a, n, fps, config.subtle) for who, a in r.annotations.items()}
+        annotators[r.id] = {who: frame_intensities(a, n, fps, config.smiles.subtle) for who, a in r.annotations.items()}
         samples.append(Sample(r.id, r.split, video=r.video, audio=r.video, labels=annotators[r.id][reference][:, None].astype(np.float32)))
     return samples, annotators, reference
 
@@ -54,9 +52,9 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
     from challenge.smiles.reports import classification_table, matrices_plot, model_vs_human_plot, recall_and_precision_matrices
     from challenge.tuning import tuning_key
 
-    if config.subtle not in SUBTLE_MODES:
-        raise ChallengeError(f"--subtle must be one of {', '.join(SUBTLE_MODES)}, not {config.subtle!r}")
-    names = intensity_names(config.subtle)
+    if config.smiles.subtle not in SUBTLE_MODES:
+        raise ChallengeError(f"--subtle must be one of {', '.join(SUBTLE_MODES)}, not {config.smiles.subtle!r}")
+    names = intensity_names(config.smiles.subtle)
     spec = dataclasses.replace(spec, labels=names, score=partial(classification_score, names=names))  # --subtle keep adds a class
     head_cls = get_head(config.head)
     seed_everything(config.seed)
@@ -72,8 +70,8 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
     experiment = tracking.setup(config.tracking_uri, spec.name)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
         mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key, reference_annotator=reference))
-        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune, "subtle": config.subtle})
-        mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
+        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune, "subtle": config.smiles.subtle})
+        mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
         fitted = fit_head(spec, config, head_cls, train, valid, fingerprint, key, resolve_device(config.device))
         head = fitted.head
         post = PostProcess.for_track(spec)

@@ -4,13 +4,11 @@ fusion of the two, trained on one corpus, scored on its held-out part and zero-s
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from challenge.config import RunConfig, RunResult
+from challenge.config import RunConfig, RunResult, resolved_yaml
 from challenge.errors import ChallengeError
 from challenge.progress import say
 from challenge.smiles.labels import CLASSES, INTENSITY_ROWS, cut_clips
@@ -22,11 +20,11 @@ def corpus_clips(root: Path, config: RunConfig):
     from challenge.media import video_frame_count, video_frame_rate
     from challenge.smiles.features import recording_features
 
-    recordings, reference = read_smiles_corpus(root, ElanScheme.load(Path(config.scheme)) if config.scheme else None)
+    recordings, reference = read_smiles_corpus(root, ElanScheme.load(Path(config.smiles.scheme)) if config.smiles.scheme else None)
     clips = {}
     for r in recordings:
         duration = video_frame_count(r.video) / video_frame_rate(r.video)
-        clips.setdefault(r.split, []).extend(cut_clips(r.id, r.annotations[reference], duration, config.clip_length, config.clip_hop))
+        clips.setdefault(r.split, []).extend(cut_clips(r.id, r.annotations[reference], duration, config.smiles.clip_length, config.smiles.clip_hop))
     features, widths, keys = recording_features(recordings, config)
     return recordings, reference, clips, features, widths, keys
 
@@ -62,8 +60,8 @@ def run_smile_laugh(spec, config: RunConfig) -> RunResult:
             raise ChallengeError(f"{config.data}/splits.csv: no {split} recordings; the track needs train, valid (early stopping) and test (held-out scores).")
     modalities = [m for m in ("audio", "visual") if m in widths]
     evaluation = {"held-out": (clips["test"], features)}
-    if config.eval_data:
-        _, _, other_clips, other_features, _, _ = corpus_clips(Path(config.eval_data), config)
+    if config.smiles.eval_data:
+        _, _, other_clips, other_features, _, _ = corpus_clips(Path(config.smiles.eval_data), config)
         evaluation["zero-shot"] = ([c for split in other_clips.values() for c in split], other_features)
     # every clip set's pooled features, read once: training, tuning and the reports reuse them
     sets = {"train": (clips["train"], features), "valid": (clips["valid"], features), **evaluation}
@@ -79,9 +77,9 @@ def run_smile_laugh(spec, config: RunConfig) -> RunResult:
     with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
         mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key, reference_annotator=reference))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune,
-                           "clip_length": config.clip_length, "clip_hop": config.clip_hop,
-                           "eval_data": config.eval_data or "", **{f"clips.{s}": len(c) for s, c in clips.items()}})
-        mlflow.log_text(yaml.safe_dump(asdict(config), sort_keys=False), "resolved_config.yaml")
+                           "clip_length": config.smiles.clip_length, "clip_hop": config.smiles.clip_hop,
+                           "eval_data": config.smiles.eval_data or "", **{f"clips.{s}": len(c) for s, c in clips.items()}})
+        mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
         fitted = fit_head(spec, config, head_cls, data["train"], data["valid"], fingerprint, key, resolve_device(config.device))
         head = fitted.head
         out = out_dir(config, spec, run.info.run_id)
@@ -110,7 +108,7 @@ def _clips_fingerprint(recordings, data, config: RunConfig) -> str:
 
     from challenge.smiles.features import recording_samples
 
-    hasher = hashlib.sha256(f"{recording_samples(recordings).fingerprint()}/{config.clip_length}/{config.clip_hop}".encode())
+    hasher = hashlib.sha256(f"{recording_samples(recordings).fingerprint()}/{config.smiles.clip_length}/{config.smiles.clip_hop}".encode())
     for name in ("train", "valid"):
         hasher.update(np.ascontiguousarray(data[name].targets, dtype=np.int64).tobytes())
     return hasher.hexdigest()[:16]
