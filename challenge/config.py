@@ -129,6 +129,11 @@ def _merge(low: dict, high: dict) -> dict:
 
 def _check(values: dict, where: str) -> None:
     """Type-check one layer on its own, so an error names the file (or flags) it came from."""
+    old = [key for key in MODEL_FLAGS if key in values and where != "flags"]
+    if old:  # the flat spelling of earlier versions
+        raise ChallengeError(f"{where}: {', '.join(old)} is now written as a model inside its extractor's section: "
+                             + "; ".join(f"extractors: {{{MODEL_FLAGS[k]}: {{model: {values[k]}}}}}" for k in old)
+                             + " (demo data: run `challenge demo-data` again to rewrite the file).")
     try:
         RunConfig.model_validate({"track": "-", **values})
     except ValidationError as error:

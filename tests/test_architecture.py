@@ -189,6 +189,6 @@ def test_config_is_typed_nested_and_layered(tmp_path, emi_root):
     with pytest.raises(ChallengeError, match=r"smiles.subtle.*trials"):
         load_config(run_file, {"track": "emi", "data": str(root)}, emi)
     run_file.write_text(yaml.safe_dump({"audio_model": "/models/x"}))  # the old flat spelling
-    with pytest.raises(ChallengeError, match="audio_model: Extra inputs are not permitted"):
+    with pytest.raises(ChallengeError, match=r"audio_model is now written as .*extractors: \{wav2vec2: \{model: /models/x\}\}"):
         load_config(run_file, {"track": "emi", "data": str(root)}, emi)
     assert runner.invoke(app, ["features", "extract", "--help"]).output.count("--model ") == 0
