@@ -193,6 +193,7 @@ def track_command(
     visual_model: VisualModelOption = None,
     head: Annotated[Optional[str], typer.Option(help="EMI: lstm (default) or lightgbm; frame tracks: transformer (default) or lstm-frames.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seeds Python, NumPy, torch and the sampler.")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="smiles tracks: repeat with seeds SEED..SEED+S-1 and report mean ± sd (default 3).")] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Tune the head with Optuna before the final fit.")] = False,
     trials: TrialsOption = None,
     timeout: TimeoutOption = None,
@@ -205,6 +206,8 @@ def track_command(
     skip_missing: SkipMissingOption = False,
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="ce: compound scores from an EXPR model (product of its two basic emotions).")] = False,
     eval_data: Annotated[Optional[Path], typer.Option(help="smile-laugh: a second corpus, scored zero-shot.")] = None,
+    both_ways: Annotated[bool, typer.Option("--both-ways", help="smile-laugh with --eval-data: also train on that corpus and score zero-shot on --data.")] = False,
+    folds: Annotated[Optional[int], typer.Option(help="smile-laugh: grouped cross-validation folds over recordings (speakers), for early stopping and selection (default 5).")] = None,
     scheme: Annotated[Optional[Path], typer.Option(help="smiles tracks: ELAN tier names and level spellings (YAML; default the corpus's elan_scheme.yaml).")] = None,
     clip_length: Annotated[Optional[float], typer.Option(help="smile-laugh: clip length in seconds (default 1.2).")] = None,
     clip_hop: Annotated[Optional[float], typer.Option(help="smile-laugh: seconds between clip starts (default 0.6).")] = None,
@@ -242,6 +245,7 @@ def track_command(
         "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
         "epochs": epochs, "device": device, "shuffle_labels": shuffle_labels or None, "skip_missing": skip_missing or None,
         "store": str(store) if store else None, "zero_shot": zero_shot or None, "eval_data": str(eval_data) if eval_data else None,
+        "seeds": seeds, "folds": folds, "both_ways": both_ways or None,
         "scheme": str(scheme) if scheme else None, "clip_length": clip_length, "clip_hop": clip_hop, "subtle": subtle, "window": window,
     }
     spec = get_track(track)

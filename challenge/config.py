@@ -41,6 +41,9 @@ class SmilesSettings(Settings):
     clip_length: PositiveFloat = 1.2  # smile-laugh clip windows, seconds
     clip_hop: PositiveFloat = 0.6
     subtle: Literal["drop", "keep", "merge"] = "drop"  # smile-intensity: the Subtle level dropped, own class, or merged into Low
+    folds: PositiveInt = 5  # smile-laugh: grouped cross-validation folds over the training corpus's recordings (speakers)
+    both_ways: bool = False  # smile-laugh: also train on eval_data and score zero-shot on data
+    corpus_norm: bool = True  # smile-laugh: standardise the zero-shot corpus's features with its own statistics
 
 
 class RunConfig(Settings):
@@ -52,6 +55,7 @@ class RunConfig(Settings):
     extractors: dict[str, dict[str, Any]] = Field(default_factory=dict)  # extractor name -> its settings
     head: str | None = None  # default: the track's default head
     seed: int = 0
+    seeds: PositiveInt | None = None  # repeats with seeds seed, seed+1, ...; mean ± sd of every figure (default: the track's)
     tune: bool = False
     trials: PositiveInt = 20
     timeout: PositiveFloat | None = None
@@ -190,6 +194,7 @@ def load_config(path: Path | None, flags: dict, spec: TrackSpec) -> RunConfig:
     config = RunConfig.model_validate(values)
     config.features = config.features or list(spec.default_features)
     config.head = config.head or spec.default_head
+    config.seeds = config.seeds or spec.default_seeds
     return config
 
 

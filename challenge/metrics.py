@@ -41,6 +41,31 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
 
 
+def present_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Macro F1 over the classes present in the truth of this set (the field's convention): a
+    class with no example and no prediction does not count as a 0 that caps the score."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0)) if len(y_true) else float("nan")
+
+
+def classification_figures(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """The figures a class report gives: macro F1 over the classes present (the headline), macro
+    F1 over all classes (what some papers compare with: labelled as such), micro F1 and Cohen's kappa."""
+    from sklearn.metrics import cohen_kappa_score, f1_score
+
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    agree = len(np.unique(np.concatenate([y_true, y_pred]))) > 1
+    return {
+        "macro_f1": present_macro_f1(y_true, y_pred),
+        "macro_f1_all_classes": macro_f1(y_true, y_pred, n_classes),
+        "micro_f1": float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="micro", zero_division=0)),
+        # kappa is undefined when truth and prediction hold one class between them
+        "kappa": float(cohen_kappa_score(y_true, y_pred)) if agree else 0.0,
+        "classes_present": float(len(np.unique(y_true))),
+    }
+
+
 def mean_binary_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, list[float]]:
     from sklearn.metrics import f1_score
 

@@ -28,8 +28,9 @@ def predicted_vs_true(truth: np.ndarray, prediction: np.ndarray, labels: list[st
     return path
 
 
-def confusion_matrix_plot(truth: np.ndarray, decisions: np.ndarray, labels: list[str], path: Path) -> Path:
-    """Row-normalised confusion matrix (recall per true class), counts in each cell's label."""
+def confusion_matrix_plot(truth: np.ndarray, decisions: np.ndarray, labels: list[str], path: Path, title: str | None = None) -> Path:
+    """Row-normalised confusion matrix (recall per true class), counts in each cell's label,
+    with a title saying what it shows (modality, split, corpus, n) at a readable size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,16 +39,23 @@ def confusion_matrix_plot(truth: np.ndarray, decisions: np.ndarray, labels: list
 
     counts = confusion_matrix(truth, decisions, labels=list(range(len(labels))))
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    figure, axis = plt.subplots(figsize=(1 + 0.8 * len(labels), 0.8 * len(labels)))
+    side = max(4.5, 1.5 + 0.9 * len(labels))
+    figure, axis = plt.subplots(figsize=(side, side * 0.9))
     axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            axis.text(j, i, f"{100 * share[i, j]:.0f}%\n{counts[i, j]}", ha="center", va="center", fontsize=7,
+            axis.text(j, i, f"{100 * share[i, j]:.0f}%\n{counts[i, j]}", ha="center", va="center", fontsize=10,
                       color="white" if share[i, j] > 0.5 else "black")
-    axis.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true")
-    axis.set_xticklabels(labels, rotation=45, ha="right")
-    axis.set_yticklabels(labels)
+    axis.set(xticks=range(len(labels)), yticks=range(len(labels)))
+    axis.set_xlabel("predicted", fontsize=11)
+    axis.set_ylabel("true", fontsize=11)
+    axis.set_xticklabels(labels, rotation=45 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center", fontsize=10)
+    axis.set_yticklabels(labels, fontsize=10)
+    if title:
+        import textwrap
+
+        axis.set_title("\n".join(textwrap.wrap(title, 48)), fontsize=11)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

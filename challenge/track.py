@@ -59,6 +59,7 @@ class TrackSpec:
     default_head: str = "lstm"
     items: str = "clips"  # what one sample is, in messages: clips, videos, recordings
     zero_shot: ZeroShot | None = None
+    default_seeds: int = 1  # --seeds when not given: small study tracks repeat their runs (mean ± sd)
     # a study track without a leaderboard file (the smiles tracks) runs this pipeline instead of
     # the shared runner: (spec, RunConfig) -> RunResult; it still takes its model from the heads
     run: Callable[..., object] | None = None

@@ -54,7 +54,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     from challenge.features.base import resolve_device
     from challenge.heads import get_head
     from challenge.prepare import prepare_features, read_samples
-    from challenge.runner import head_overrides, tune_head
+    from challenge.runner import head_overrides, train_once, tune_head
     from challenge.seeding import seed_everything
 
     if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
@@ -84,7 +84,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
         mlflow.log_text(resolved_yaml(config, ensemble=asdict(options)), "resolved_config.yaml")
         if clustering is not None:
             mlflow.log_metrics({"background.k": clustering.k, **{f"background.silhouette_k{k}": v for k, v in clustering.silhouettes.items()}})
-        params, provenance = _head_parameters(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, tune_head)
+        params, provenance = _head_parameters(spec, config, head_cls, train_once(spec, config, head_cls, train, valid, device), fingerprint, overrides, tune_head)
         mlflow.log_params(tracking.flatten("head.", params))
         say(f"{len(members)} member(s), split {options.split}, head {config.head} ({provenance['source']} parameters)")
         member_scores, heldout, test_outputs = {}, {}, {}
@@ -132,7 +132,7 @@ def _descriptors(samples, extractor, digests, store) -> dict[str, np.ndarray]:
     return {s.id: np.asarray(store.require(extractor, digests[s.id], s.id).array()[0]) for s in samples}
 
 
-def _head_parameters(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, tune_head):
+def _head_parameters(spec, config, head_cls, fit, fingerprint, overrides, tune_head):
     """Tuned here (--tune), else the best tuned `challenge track` run on this data, else defaults."""
     from challenge.reports import best_tuned_parameters
 
@@ -141,7 +141,7 @@ def _head_parameters(spec, config, head_cls, train, valid, fingerprint, override
 
     key = tuning_key(feature_keys(make_extractors(config)), head_cls)
     if config.tune:
-        tuned = tune_head(spec, config, head_cls, train, valid, fingerprint, overrides, device, score_value, key)
+        tuned = tune_head(spec, config, head_cls, fit, fingerprint, overrides, key)
         return tuned.params, tuned.provenance
     found = best_tuned_parameters(spec.name, key, fingerprint, config.tracking_uri)
     if found is not None:

@@ -187,6 +187,7 @@ class Recording:
     split: str
     video: Path
     annotations: dict[str, ElanAnnotation]  # annotator -> annotation
+    speaker: str = ""  # splits.csv's optional third column: cross-validation keeps a speaker in one fold
 
 
 def read_smiles_corpus(root: Path, scheme: ElanScheme | None = None, reference: str | None = None) -> tuple[list[Recording], str]:
@@ -205,7 +206,7 @@ def read_smiles_corpus(root: Path, scheme: ElanScheme | None = None, reference: 
     reference = reference or folders[0].name
     if reference not in {f.name for f in folders}:
         raise ChallengeError(f"{root}: no annotator {reference!r}; annotators: {[f.name for f in folders]}")
-    splits = _read_splits(root / "splits.csv")
+    splits, speakers = _read_splits(root / "splits.csv")
     files = sorted((root / "annotations" / reference).glob("*.eaf"))
     _check_split_coverage(root, reference, splits, [f.stem for f in files])
     recordings, notes = [], []
@@ -221,7 +222,7 @@ def read_smiles_corpus(root: Path, scheme: ElanScheme | None = None, reference: 
                 clip_to_media(annotation, duration)
                 notes.extend(f"{folder.name}/{note}" for note in annotation.notes)
                 annotations[folder.name] = annotation
-        recordings.append(Recording(eaf.stem, splits.get(eaf.stem, "train"), video, annotations))
+        recordings.append(Recording(eaf.stem, splits.get(eaf.stem, "train"), video, annotations, speakers.get(eaf.stem, "")))
     if not recordings:
         raise ChallengeError(f"{root / 'annotations' / reference}: no .eaf files.")
     if notes:
@@ -243,21 +244,25 @@ def _check_split_coverage(root: Path, reference: str, splits: dict[str, str], an
                              "Add the missing rows to splits.csv, or the missing .eaf files (or remove the rows).")
 
 
-def _read_splits(path: Path) -> dict[str, str]:
+def _read_splits(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """recording -> split, and recording -> speaker where the optional third column names one."""
     if not path.exists():
-        return {}
+        return {}, {}
     rows = [row for row in csv.reader(read_lines(path)) if any(cell.strip() for cell in row)]
-    if not rows or [c.strip() for c in rows[0]] != ["recording", "split"]:
-        raise ChallengeError(f"{path} line 1: header must be 'recording,split'.")
-    bad = [f"line {i}: {row}" for i, row in enumerate(rows[1:], start=2) if len(row) != 2 or row[1].strip() not in ("train", "valid", "test")]
+    header = [c.strip() for c in rows[0]] if rows else []
+    if header not in (["recording", "split"], ["recording", "split", "speaker"]):
+        raise ChallengeError(f"{path} line 1: header must be 'recording,split' or 'recording,split,speaker'.")
+    bad = [f"line {i}: {row}" for i, row in enumerate(rows[1:], start=2) if len(row) != len(header) or row[1].strip() not in ("train", "valid", "test")]
     if bad:
-        raise ChallengeError(f"{path}: each row must be 'recording,train|valid|test':\n" + list_offenders(bad))
-    splits, twice = {}, []
-    for number, (recording, split) in enumerate(rows[1:], start=2):
-        recording, split = recording.strip(), split.strip()
+        raise ChallengeError(f"{path}: each row must be '{','.join(header).replace('split', 'train|valid|test')}':\n" + list_offenders(bad))
+    splits, speakers, twice = {}, {}, []
+    for number, row in enumerate(rows[1:], start=2):
+        recording, split = row[0].strip(), row[1].strip()
         if recording in splits and splits[recording] != split:
             twice.append(f"line {number}: {recording} is {split}, but {splits[recording]} on an earlier line")
         splits[recording] = split
+        if len(row) > 2 and row[2].strip():
+            speakers[recording] = row[2].strip()
     if twice:
         raise ChallengeError(f"{path}: recording(s) listed in two splits (train/test leakage):\n{list_offenders(twice)}")
-    return splits
+    return splits, speakers

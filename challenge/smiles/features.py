@@ -63,6 +63,9 @@ class PooledClips:
     blocks: dict[str, slice]  # modality -> its columns
     targets: np.ndarray | None = None  # [clips] class index
     normaliser: Normaliser | None = None
+    # a corpus scored zero-shot with its own feature statistics (--corpus-norm): fitted on its
+    # features alone, never its labels; models then use it instead of their training statistics
+    own_normaliser: Normaliser | None = None
 
     @classmethod
     def of(cls, features: dict[str, RecordingFeatures], clips, modalities: list[str]) -> PooledClips:
@@ -87,6 +90,18 @@ class PooledClips:
     def normalise_with(self, normaliser: Normaliser) -> PooledClips:
         self.normaliser = normaliser
         return self
+
+    def take(self, rows: np.ndarray, normaliser: Normaliser | None = None) -> PooledClips:
+        """The given rows (a mask or indices) as their own set, normalised with `normaliser`."""
+        return PooledClips(self.raw[rows], self.blocks, None if self.targets is None else self.targets[rows], normaliser)
+
+    def only(self, modalities: list[str]) -> PooledClips:
+        """The same clips with only these modalities' columns."""
+        columns = np.concatenate([np.arange(self.raw.shape[1])[self.blocks[m]] for m in modalities])
+        edges = np.cumsum([0, *(self.blocks[m].stop - self.blocks[m].start for m in modalities)])
+        blocks = {m: slice(int(edges[k]), int(edges[k + 1])) for k, m in enumerate(modalities)}
+        own = None if self.own_normaliser is None else Normaliser(self.own_normaliser.mean[columns], self.own_normaliser.std[columns])
+        return PooledClips(self.raw[:, columns], blocks, self.targets, None, own)
 
 
 def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str) -> np.ndarray:

@@ -46,7 +46,7 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
     from challenge.heads import get_head
     from challenge.postprocess import PostProcess
     from challenge.prepare import prepare_features
-    from challenge.runner import fit_head
+    from challenge.runner import fit_head, train_once
     from challenge.saved_model import save_model
     from challenge.seeding import seed_everything
     from challenge.smiles.reports import classification_table, matrices_plot, model_vs_human_plot, recall_and_precision_matrices
@@ -72,7 +72,7 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
         mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key, reference_annotator=reference))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune, "subtle": config.smiles.subtle})
         mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
-        fitted = fit_head(spec, config, head_cls, train, valid, fingerprint, key, resolve_device(config.device))
+        fitted = fit_head(spec, config, head_cls, train_once(spec, config, head_cls, train, valid, resolve_device(config.device)), fingerprint, key)
         head = fitted.head
         post = PostProcess.for_track(spec)
         valid_outputs = np.concatenate(head.predict(valid))

@@ -1,21 +1,49 @@
 """Track smile-laugh: Laughs / Smiles / None per 1.2 s clip, audio-only, visual-only and late
-fusion of the two, trained on one corpus, scored on its held-out part and zero-shot on another."""
+fusion of the two. Model selection and early stopping use grouped K-fold cross-validation over
+the training corpus's recordings (speakers); every run repeats over seeds and reports mean ± sd,
+beside a logistic-regression baseline fitted on the same folds: cross-validated on the training
+corpus, on its held-out test recordings, and zero-shot on a second corpus (both ways on request)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from challenge.config import RunConfig, RunResult, resolved_yaml
 from challenge.errors import ChallengeError
 from challenge.progress import say
 from challenge.smiles.labels import CLASSES, INTENSITY_ROWS, cut_clips
 
+CROSS_VALIDATED, HELD_OUT, ZERO_SHOT = "cross-validated", "held-out", "zero-shot"
+BASELINE = "logistic regression, C=1, balanced classes"
 
-def corpus_clips(root: Path, config: RunConfig):
-    """(recordings, reference annotator, clips by split, features, widths, feature keys) of one corpus."""
+
+@dataclass
+class Corpus:
+    root: Path
+    recordings: list
+    reference: str  # the annotator whose labels are the truth
+    clips: dict[str, list]  # split -> clips
+    features: dict  # recording -> RecordingFeatures
+    widths: dict[str, int]  # modality -> feature width
+    keys: dict[str, str]  # feature cache keys
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def groups(self, clips) -> list[str]:
+        """Each clip's cross-validation group: its recording's speaker where splits.csv names one."""
+        speaker = {r.id: r.speaker or r.id for r in self.recordings}
+        return [speaker[c.recording] for c in clips]
+
+
+def read_corpus(root: Path, config: RunConfig) -> Corpus:
+    """A corpus's recordings, reference annotator, clips by split and features."""
     from challenge.data.elan import ElanScheme, read_smiles_corpus
     from challenge.media import video_frame_count, video_frame_rate
     from challenge.smiles.features import recording_features
@@ -26,7 +54,7 @@ def corpus_clips(root: Path, config: RunConfig):
         duration = video_frame_count(r.video) / video_frame_rate(r.video)
         clips.setdefault(r.split, []).extend(cut_clips(r.id, r.annotations[reference], duration, config.smiles.clip_length, config.smiles.clip_hop))
     features, widths, keys = recording_features(recordings, config)
-    return recordings, reference, clips, features, widths, keys
+    return Corpus(Path(root), recordings, reference, clips, features, widths, keys)
 
 
 def read_recordings(root: Path, on_missing: str = "error"):
@@ -38,6 +66,25 @@ def read_recordings(root: Path, on_missing: str = "error"):
 
 
 def run_smile_laugh(spec, config: RunConfig) -> RunResult:
+    """One direction, or with --both-ways both: train on --data and score zero-shot on
+    --eval-data, then the reverse."""
+    if not config.smiles.both_ways:
+        return _run_one_way(spec, config)
+    if not config.smiles.eval_data:
+        raise ChallengeError("--both-ways needs --eval-data B: it trains on each corpus and scores zero-shot on the other.")
+    forward = _run_one_way(spec, config)
+    reverse = config.model_copy(update={"data": config.smiles.eval_data,
+                                        "smiles": config.smiles.model_copy(update={"eval_data": config.data, "both_ways": False})})
+    say(f"the other way: training on {reverse.data}, zero-shot on {reverse.smiles.eval_data}")
+    backward = _run_one_way(spec, reverse)
+    a, b = Path(config.data).name, Path(config.smiles.eval_data).name
+    details = {f"{a}->{b} {k}": v for k, v in forward.details.items()} | {f"{b}->{a} {k}": v for k, v in backward.details.items()}
+    result = RunResult(forward.run_id, forward.score, details, forward.params, None)
+    result.trials_run = forward.trials_run + backward.trials_run
+    return result
+
+
+def _run_one_way(spec, config: RunConfig) -> RunResult:
     import mlflow
 
     from challenge import tracking
@@ -48,93 +95,225 @@ def run_smile_laugh(spec, config: RunConfig) -> RunResult:
     from challenge.runner import fit_head
     from challenge.saved_model import save_model
     from challenge.seeding import seed_everything
+    from challenge.smiles.cross_validation import cross_validate
     from challenge.smiles.features import PooledClips
     from challenge.training.control import shuffled
+    from challenge.training.grouped_folds import grouped_folds
+    from challenge.training.normalise import Normaliser
     from challenge.tuning import tuning_key
 
     head_cls = get_head(config.head)
     seed_everything(config.seed)
-    recordings, reference, clips, features, widths, keys = corpus_clips(Path(config.data), config)
-    for split in ("train", "valid", "test"):
-        if not clips.get(split):
-            raise ChallengeError(f"{config.data}/splits.csv: no {split} recordings; the track needs train, valid (early stopping) and test (held-out scores).")
-    modalities = [m for m in ("audio", "visual") if m in widths]
-    evaluation = {"held-out": (clips["test"], features)}
+    device = resolve_device(config.device)
+    corpus = read_corpus(Path(config.data), config)
+    dev_clips = corpus.clips.get("train", []) + corpus.clips.get("valid", [])
+    if not dev_clips:
+        raise ChallengeError(f"{corpus.root}/splits.csv: no train or valid recordings to cross-validate on.")
+    modalities = [m for m in ("audio", "visual") if m in corpus.widths]
+    sets = {CROSS_VALIDATED: (corpus, dev_clips)}  # every clip set's pooled features, read once
+    if corpus.clips.get("test"):
+        sets[HELD_OUT] = (corpus, corpus.clips["test"])
     if config.smiles.eval_data:
-        _, _, other_clips, other_features, _, _ = corpus_clips(Path(config.smiles.eval_data), config)
-        evaluation["zero-shot"] = ([c for split in other_clips.values() for c in split], other_features)
-    # every clip set's pooled features, read once: training, tuning and the reports reuse them
-    sets = {"train": (clips["train"], features), "valid": (clips["valid"], features), **evaluation}
-    data = {name: PooledClips.of(feats, cs, modalities) for name, (cs, feats) in sets.items()}
-    normaliser = data["train"].fit_normalisation()
-    for part in data.values():
-        part.normalise_with(normaliser)
-    fingerprint = _clips_fingerprint(recordings, data, config)
-    if config.shuffle_labels:  # control: each training clip takes another clip's label
-        data["train"].targets = shuffled(data["train"].targets, config.seed)
-    key = tuning_key(keys, head_cls)
+        other = read_corpus(Path(config.smiles.eval_data), config)
+        sets[ZERO_SHOT] = (other, [c for split in other.clips.values() for c in split])
+    data = {name: PooledClips.of(c.features, clips, modalities) for name, (c, clips) in sets.items()}
+    baseline = _baseline_sets(config, sets, data)
+    if config.smiles.corpus_norm and ZERO_SHOT in data:  # the other corpus standardised with its own statistics (no labels used)
+        for part in (data[ZERO_SHOT], baseline[ZERO_SHOT]):
+            part.own_normaliser = part.fit_normalisation()
+    groups = corpus.groups(dev_clips)
+    what = "speakers" if any(r.speaker for r in corpus.recordings) else "recordings"
+    seeds = [config.seed + i for i in range(config.seeds or 1)]
+    score = present_macro_f1_of_probabilities
+    fingerprint = _clips_fingerprint(corpus, data[CROSS_VALIDATED], config)
+    key = tuning_key(corpus.keys, head_cls)
     experiment = tracking.setup(config.tracking_uri, spec.name)
+    rows = []
     with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
-        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key, reference_annotator=reference))
-        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune,
-                           "clip_length": config.smiles.clip_length, "clip_hop": config.smiles.clip_hop,
-                           "eval_data": config.smiles.eval_data or "", **{f"clips.{s}": len(c) for s, c in clips.items()}})
+        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, corpus.keys, tuning_key=key, reference_annotator=corpus.reference))
+        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "seeds": len(seeds), "tune": config.tune,
+                           "folds": config.smiles.folds, "fold_groups": what, "clip_length": config.smiles.clip_length, "clip_hop": config.smiles.clip_hop,
+                           "eval_data": config.smiles.eval_data or "", **{f"clips.{name}": len(d) for name, d in data.items()}})
         mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
-        fitted = fit_head(spec, config, head_cls, data["train"], data["valid"], fingerprint, key, resolve_device(config.device))
-        head = fitted.head
         out = out_dir(config, spec, run.info.run_id)
-        summary = {}
-        for where, (eval_clips, _) in evaluation.items():
-            outputs = head.predict_each(data[where])
-            embeddings = head.embed(data[where]) if hasattr(head, "embed") and len(outputs) > 1 else None
-            summary[where] = _report(where, data[where].targets, outputs, eval_clips, embeddings, out, config.seed)
-        (out / "scores.json").write_text(json.dumps(summary, indent=1))
+        say(f"{len(dev_clips)} clips of {len(set(groups))} {what} in {config.smiles.folds} grouped folds; {len(seeds)} seed(s): {seeds}")
+        fitted = None
+        for seed in seeds:
+            folds = grouped_folds(groups, data[CROSS_VALIDATED].targets, config.smiles.folds, seed, what)
+            # control: each training clip learns another clip's label; every score uses the truth
+            fit_targets = shuffled(data[CROSS_VALIDATED].targets, seed) if config.shuffle_labels else None
+
+            def fit(params, report=None, seed=seed, folds=folds, fit_targets=fit_targets):
+                return cross_validate(head_cls, params, data[CROSS_VALIDATED], folds, seed, score, len(CLASSES), device, fit_targets, report)
+
+            if fitted is None:  # tuned (or defaults) on the first seed's folds, then repeated with the same parameters
+                fitted = fit_head(spec, config, head_cls, fit, fingerprint, key)
+                model = fitted.head
+            else:
+                model = fit(fitted.params)[1]
+            rows += _figures("model", model, data, seed)
+            for modality_set in _baseline_modalities(modalities):
+                rows += _figures("baseline", cross_validate(get_head("logistic"), {"C": 1.0}, baseline[CROSS_VALIDATED].only(modality_set), folds, seed,
+                                                            score, len(CLASSES))[1], {n: d.only(modality_set) for n, d in baseline.items()}, seed)
+            if seed == seeds[0]:
+                _reports(model, data, sets, out, seed)
+        table = pd.DataFrame(rows)
+        table.to_csv(out / "seeds.csv", index=False)
+        summary = _summarise(table)
+        summary.to_csv(out / "summary.csv", index=False)
+        gains = _gains(table)
+        gains.to_csv(out / "gain_over_baseline.csv", index=False)
+        _print_summary(summary, gains, data, corpus, config, len(seeds), what)
+        headline_set = HELD_OUT if HELD_OUT in data else CROSS_VALIDATED
+        headline_modality = gains[gains["set"] == headline_set]["modality"].iloc[-1]
+        headline = gains[(gains["set"] == headline_set) & (gains["modality"] == headline_modality)].iloc[0]
+        for _, row in summary.iterrows():
+            stem = f"{row['set'].replace('-', '_')}.{row['modality']}.{'' if row['who'] == 'model' else 'baseline.'}{row['figure']}"
+            mlflow.log_metrics({f"{stem}.mean": row["mean"], f"{stem}.sd": row["sd"]})
+        for _, row in gains.iterrows():
+            mlflow.log_metrics({f"gain_over_baseline.{row['set'].replace('-', '_')}.{row['modality']}.mean": row["gain"],
+                                f"gain_over_baseline.{row['set'].replace('-', '_')}.{row['modality']}.sd": row["gain_sd"]})
+        mlflow.log_metrics({"score": headline["model"], "score.sd": headline["model_sd"], "baseline.score": headline["baseline"],
+                            "gain_over_baseline": headline["gain"], "gain_over_baseline.sd": headline["gain_sd"]})
+        (out / "scores.json").write_text(json.dumps({"trained_on": str(corpus.root), "zero_shot_on": config.smiles.eval_data, "headline": {"set": headline_set, "modality": headline_modality, **headline.drop(["set", "modality"]).to_dict()},
+                                                     "summary": summary.to_dict("records"), "gains": gains.to_dict("records")}, indent=1, default=float))
         (out / "best_params.json").write_text(json.dumps({"params": fitted.params, "provenance": fitted.provenance}, indent=1))
         mlflow.log_params(tracking.flatten("head.", fitted.params))
-        main = summary["held-out"]
-        final = list(main)[-1]  # the fusion when there is one
-        mlflow.log_metric("score", main[final]["macro_f1"])
         mlflow.log_artifacts(str(out))
-        save_model(head, PostProcess.for_track(spec), normaliser, spec, config, keys)
-    details = {f"{where} {m}": v["macro_f1"] for where, s in summary.items() for m, v in s.items()}
-    result = RunResult(run.info.run_id, main[final]["macro_f1"], details, fitted.params, None)
+        width = data[CROSS_VALIDATED].raw.shape[1]  # each fold model carries its own normaliser
+        save_model(fitted.head, PostProcess.for_track(spec), Normaliser(np.zeros(width, np.float32), np.ones(width, np.float32)), spec, config, corpus.keys)
+    say(f"reports: {out.resolve()} (summary.csv, seeds.csv, gain_over_baseline.csv, per-class tables, confusion matrices, heatmaps, t-SNE)")
+    details = {f"{r['set']} {r['modality']}": r["model"] for _, r in gains.iterrows()}
+    details |= {f"{r['set']} {r['modality']} baseline": r["baseline"] for _, r in gains.iterrows()}
+    result = RunResult(run.info.run_id, float(headline["model"]), details, fitted.params, None)
     result.trials_run = fitted.ran
     return result
 
 
-def _clips_fingerprint(recordings, data, config: RunConfig) -> str:
-    """The data a study tunes on: the recordings, the clip windows and the labels."""
+def present_macro_f1_of_probabilities(truth: np.ndarray, probabilities: np.ndarray) -> float:
+    """The selection score: macro F1 over the classes present in this truth."""
+    from challenge.metrics import present_macro_f1
+
+    return present_macro_f1(np.asarray(truth, int), probabilities.argmax(1))
+
+
+def _baseline_sets(config: RunConfig, sets: dict, data: dict) -> dict:
+    """The baseline's clip sets: pooled eGeMAPS for the voice (extracted for the baseline when the
+    run does not use it) and the run's own pooled visual features, on the same clips."""
+    from challenge.smiles.features import PooledClips, recording_features
+
+    egemaps_config = config.model_copy(update={"features": ["egemaps"]})
+    egemaps = {}
+    out = {}
+    for name, (corpus, clips) in sets.items():
+        if corpus.root not in egemaps:
+            egemaps[corpus.root] = recording_features(corpus.recordings, egemaps_config)[0]
+        audio = PooledClips.of(egemaps[corpus.root], clips, ["audio"])
+        if "visual" in data[name].blocks:
+            visual = data[name].only(["visual"])
+            width = audio.raw.shape[1]
+            audio = PooledClips(np.concatenate([audio.raw, visual.raw], 1), {"audio": slice(0, width), "visual": slice(width, width + visual.raw.shape[1])},
+                                audio.targets)
+        out[name] = audio
+    return out
+
+
+def _baseline_modalities(modalities: list[str]) -> list[list[str]]:
+    """audio (eGeMAPS), visual, and both together when the run has both."""
+    sets = [["audio"]] + ([["visual"]] if "visual" in modalities else [])
+    return sets + ([["audio", "visual"]] if "visual" in modalities and "audio" in modalities else [])
+
+
+def _modality_name(name: str) -> str:
+    return "audiovisual" if name in ("audio+visual", "visual+audio") else name
+
+
+def _figures(who: str, model, data: dict, seed: int) -> list[dict]:
+    """Rows (set, modality, who, figure, seed, value) for every clip set and modality output:
+    cross-validated from the out-of-fold predictions, the others from the fold models' average."""
+    from challenge.metrics import classification_figures
+
+    rows = []
+    for name, part in data.items():
+        outputs = model.out_of_fold if name == CROSS_VALIDATED else model.predict_each(part)
+        for modality, probabilities in outputs.items():
+            for figure, value in classification_figures(part.targets, probabilities.argmax(1), len(CLASSES)).items():
+                rows.append({"set": name, "modality": _modality_name(modality), "who": who, "figure": figure, "seed": seed, "value": value})
+    return rows
+
+
+def _summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sd (ddof=1; 0 with one seed) and count of every figure over the seeds."""
+    grouped = table.groupby(["set", "modality", "who", "figure"], sort=False)["value"]
+    return grouped.agg(mean="mean", sd=lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0, seeds="count").reset_index()
+
+
+def _gains(table: pd.DataFrame) -> pd.DataFrame:
+    """Per clip set and modality: the model's and the baseline's macro F1 (present classes), and
+    the gain of the model over the baseline seed by seed (same folds), as mean ± sd."""
+    macro = table[table["figure"] == "macro_f1"].pivot_table(index=["set", "modality", "seed"], columns="who", values="value", sort=False).dropna()
+    macro["gain"] = macro["model"] - macro["baseline"]
+    grouped = macro.groupby(level=["set", "modality"], sort=False)
+    sd = lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
+    out = pd.DataFrame({"model": grouped["model"].mean(), "model_sd": grouped["model"].agg(sd), "baseline": grouped["baseline"].mean(),
+                        "baseline_sd": grouped["baseline"].agg(sd), "gain": grouped["gain"].mean(), "gain_sd": grouped["gain"].agg(sd)}).reset_index()
+    several = grouped["gain"].count().to_numpy() > 1
+    out["verdict"] = np.where(out["gain"] <= 0, "DOES NOT BEAT the baseline",
+                              np.where(~several, "above the baseline (one seed: no spread, use --seeds 3 or more)",
+                                       np.where(out["gain"] > out["gain_sd"], "beats the baseline by more than one sd",
+                                                "above the baseline, within one sd")))
+    return out
+
+
+def _print_summary(summary: pd.DataFrame, gains: pd.DataFrame, data: dict, corpus: Corpus, config: RunConfig, seeds: int, what: str) -> None:
+    figure = summary.set_index(["set", "modality", "who", "figure"])
+    control = "  CONTROL RUN (shuffled training labels)" if config.shuffle_labels else ""
+    say(f"macro F1 over the classes present, mean ± sd over {seeds} seed(s); baseline: {BASELINE} on pooled eGeMAPS (audio) "
+        f"and pooled visual features, same folds{control}")
+    for name in data:
+        where = {CROSS_VALIDATED: f"{corpus.name}, out-of-fold over {config.smiles.folds} folds of {what}", HELD_OUT: f"{corpus.name} test recordings",
+                 ZERO_SHOT: f"{Path(config.smiles.eval_data or '').name}, every recording"}[name]
+        present = int(figure.loc[(name, gains[gains["set"] == name]["modality"].iloc[0], "model", "classes_present"), "mean"])
+        say(f"{name} ({where}; {len(data[name])} clips, {present} of {len(CLASSES)} classes present):")
+        for _, g in gains[gains["set"] == name].iterrows():
+            f = lambda key: figure.loc[(name, g["modality"], "model", key)]  # noqa: E731
+            say(f"  {g['modality']:<12} model {g['model']:.4f} ± {g['model_sd']:.4f}  baseline {g['baseline']:.4f} ± {g['baseline_sd']:.4f}  "
+                f"gain {g['gain']:+.4f} ± {g['gain_sd']:.4f}: {g['verdict']}  "
+                f"(micro F1 {f('micro_f1')['mean']:.4f}, kappa {f('kappa')['mean']:.4f}, 3-class macro F1 {f('macro_f1_all_classes')['mean']:.4f})")
+
+
+def _clips_fingerprint(corpus: Corpus, dev, config: RunConfig) -> str:
+    """The data a study tunes on: the recordings, the clip windows, the labels and the folds."""
     import hashlib
 
     from challenge.smiles.features import recording_samples
 
-    hasher = hashlib.sha256(f"{recording_samples(recordings).fingerprint()}/{config.smiles.clip_length}/{config.smiles.clip_hop}".encode())
-    for name in ("train", "valid"):
-        hasher.update(np.ascontiguousarray(data[name].targets, dtype=np.int64).tobytes())
+    hasher = hashlib.sha256(f"{recording_samples(corpus.recordings).fingerprint()}/{config.smiles.clip_length}/{config.smiles.clip_hop}/"
+                            f"folds{config.smiles.folds}".encode())
+    hasher.update(np.ascontiguousarray(dev.targets, dtype=np.int64).tobytes())
     return hasher.hexdigest()[:16]
 
 
-def _report(where: str, truth, outputs: dict, clips, embeddings, out: Path, seed: int) -> dict:
-    import mlflow
-
+def _reports(model, data: dict, sets: dict, out: Path, seed: int) -> None:
+    """The first seed's per-class tables, titled confusion matrices (every modality), intensity
+    heatmap and t-SNE of every clip set."""
     from challenge.plots import confusion_matrix_plot
     from challenge.smiles.reports import classification_table, intensity_heatmap, tsne_plot
 
-    scores = {}
-    tag = where.replace("-", "_")
-    for modality, probabilities in outputs.items():
-        decided = probabilities.argmax(1)
-        table = classification_table(truth, decided, CLASSES)
-        table.to_csv(out / f"{tag}_{modality}_scores.csv", index=False)
-        macro, micro = table.set_index("class").loc["macro", "f1"], table.set_index("class").loc["micro", "f1"]
-        scores[modality] = {"macro_f1": float(macro), "micro_f1": float(micro)}
-        mlflow.log_metrics({f"{tag}.{modality}.macro_f1": macro, f"{tag}.{modality}.micro_f1": micro})
-        say(f"{where} {modality:<12} macro F1 {macro:.4f}  micro F1 {micro:.4f}  ({len(truth)} clips)")
-    final = "audiovisual" if "audiovisual" in outputs else next(iter(outputs))
-    decided = outputs[final].argmax(1)
-    confusion_matrix_plot(truth, decided, CLASSES, out / f"{tag}_{final}_confusion.png")
-    intensities = [c.intensity for c in clips]
-    intensity_heatmap(intensities, decided, INTENSITY_ROWS, CLASSES, out / f"{tag}_{final}_intensity_heatmap.png").to_csv(out / f"{tag}_{final}_intensity_heatmap.csv")
-    if embeddings is not None:
-        tsne_plot(embeddings, intensities, out / f"{tag}_tsne.png", seed)
-    return scores
+    for name, part in data.items():
+        corpus, clips = sets[name]
+        tag = name.replace("-", "_")
+        outputs = model.out_of_fold if name == CROSS_VALIDATED else model.predict_each(part)
+        for modality, probabilities in outputs.items():
+            decided = probabilities.argmax(1)
+            classification_table(part.targets, decided, CLASSES).to_csv(out / f"{tag}_{modality}_scores.csv", index=False)
+            confusion_matrix_plot(part.targets, decided, CLASSES, out / f"{tag}_{modality}_confusion.png",
+                                  title=f"{modality}, {name}, corpus {corpus.name}, n={len(part)} clips, seed {seed}")
+        final = list(outputs)[-1]
+        decided = outputs[final].argmax(1)
+        intensities = [c.intensity for c in clips]
+        intensity_heatmap(intensities, decided, INTENSITY_ROWS, CLASSES, out / f"{tag}_{final}_intensity_heatmap.png",
+                          title=f"{final}, {name}, corpus {corpus.name}: prediction by intensity (row %)").to_csv(out / f"{tag}_{final}_intensity_heatmap.csv")
+        embeddings = model.embed(part)
+        if embeddings is not None and len(part) > 5:
+            tsne_plot(embeddings, intensities, out / f"{tag}_tsne.png", seed, title=f"t-SNE of {final} clip embeddings, {name}, corpus {corpus.name}")

@@ -18,15 +18,25 @@ def _pyplot():
 
 
 def classification_table(truth: np.ndarray, decided: np.ndarray, names: list[str]) -> pd.DataFrame:
-    """Precision, recall and F1 per class, then micro and macro rows."""
+    """Precision, recall and F1 per class (with whether the class occurs in this truth), then the
+    summary rows: macro (over the classes present: the headline), macro_all_classes (every class,
+    absent ones scoring 0: kept for comparison with papers that report it), micro, and kappa
+    (Cohen's, in the f1 column)."""
     from sklearn.metrics import precision_recall_fscore_support
+
+    from challenge.metrics import classification_figures
 
     labels = list(range(len(names)))
     p, r, f, support = precision_recall_fscore_support(truth, decided, labels=labels, zero_division=0)
-    table = pd.DataFrame({"class": names, "precision": p, "recall": r, "f1": f, "support": support})
-    for average in ("micro", "macro"):
-        p, r, f, _ = precision_recall_fscore_support(truth, decided, labels=labels, average=average, zero_division=0)
-        table.loc[len(table)] = [average, p, r, f, int(len(truth))]
+    table = pd.DataFrame({"class": names, "precision": p, "recall": r, "f1": f, "support": support, "present": support > 0})
+    figures = classification_figures(truth, decided, len(names))
+    present = table["present"].to_numpy()
+    macro_p, macro_r = (float(p[present].mean()), float(r[present].mean())) if present.any() else (np.nan, np.nan)
+    micro_p, micro_r, _, _ = precision_recall_fscore_support(truth, decided, labels=labels, average="micro", zero_division=0)
+    table.loc[len(table)] = ["macro", macro_p, macro_r, figures["macro_f1"], int(len(truth)), True]
+    table.loc[len(table)] = ["macro_all_classes", float(p.mean()), float(r.mean()), figures["macro_f1_all_classes"], int(len(truth)), True]
+    table.loc[len(table)] = ["micro", micro_p, micro_r, figures["micro_f1"], int(len(truth)), True]
+    table.loc[len(table)] = ["kappa", np.nan, np.nan, figures["kappa"], int(len(truth)), True]
     return table
 
 
@@ -41,7 +51,8 @@ def recall_and_precision_matrices(truth: np.ndarray, decided: np.ndarray, classe
     return recall, precision
 
 
-def intensity_heatmap(intensities: list[str], decided: np.ndarray, rows: list[str], columns: list[str], path: Path) -> pd.DataFrame:
+def intensity_heatmap(intensities: list[str], decided: np.ndarray, rows: list[str], columns: list[str], path: Path,
+                      title: str = "prediction by intensity (row %)") -> pd.DataFrame:
     """Rows expression/intensity, columns predicted class, each row in percent (sums to 100)."""
     present = [r for r in rows if r in set(intensities)]
     table = pd.DataFrame(0.0, index=present, columns=columns)
@@ -50,22 +61,27 @@ def intensity_heatmap(intensities: list[str], decided: np.ndarray, rows: list[st
         table.loc[row, columns[column]] += 1
     table = table.div(table.sum(axis=1), axis=0) * 100
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.5, 0.45 * len(present) + 1.2))
-    axis.imshow(table.to_numpy(), cmap="Blues", vmin=0, vmax=100)
+    # cells wide and tall enough for their labels: the row names sit in a margin of their own
+    figure, axis = plt.subplots(figsize=(3.2 + 1.3 * len(columns), 0.55 * len(present) + 1.8))
+    axis.imshow(table.to_numpy(), cmap="Blues", vmin=0, vmax=100, aspect="auto")
     for i, row in enumerate(present):
         for j in range(len(columns)):
             value = table.iloc[i, j]
-            axis.text(j, i, f"{value:.0f}%", ha="center", va="center", fontsize=8, color="white" if value > 50 else "black")
-    axis.set(xticks=range(len(columns)), yticks=range(len(present)), xlabel="predicted", title="prediction by intensity (row %)")
-    axis.set_xticklabels(columns)
-    axis.set_yticklabels([f"{r} (n={counts[r]})" for r in present])
+            axis.text(j, i, f"{value:.0f}%", ha="center", va="center", fontsize=10, color="white" if value > 50 else "black")
+    axis.set(xticks=range(len(columns)), yticks=range(len(present)))
+    axis.set_xlabel("predicted", fontsize=11)
+    import textwrap
+
+    axis.set_title("\n".join(textwrap.wrap(title, 56)), fontsize=11)
+    axis.set_xticklabels(columns, fontsize=10)
+    axis.set_yticklabels([f"{r} (n={counts[r]})" for r in present], fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return table
 
 
-def tsne_plot(embeddings: np.ndarray, intensities: list[str], path: Path, seed: int = 0) -> np.ndarray:
+def tsne_plot(embeddings: np.ndarray, intensities: list[str], path: Path, seed: int = 0, title: str = "t-SNE of clip embeddings") -> np.ndarray:
     """2-D t-SNE of clip embeddings, hue by expression, shade by intensity (darker = stronger)."""
     from sklearn.manifold import TSNE
 
@@ -73,14 +89,17 @@ def tsne_plot(embeddings: np.ndarray, intensities: list[str], path: Path, seed: 
     hues = {"Laughs": "Reds", "Smiles": "Blues", "None": "Greys"}
     strength = {"high": 0.95, "medium": 0.75, "low": 0.55, "subtle": 0.4}
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 5))
+    figure, axis = plt.subplots(figsize=(7, 6))
     for label in sorted(set(intensities), key=lambda r: ("Laughs" not in r, "Smiles" not in r, r)):
         expression, _, level = label.partition(" ")
         colour = plt.get_cmap(hues[expression])(strength.get(level, 0.5))
         keep = np.array([i == label for i in intensities])
         axis.scatter(points[keep, 0], points[keep, 1], s=10, color=colour, label=label, alpha=0.8)
     axis.legend(fontsize=7, markerscale=1.5)
-    axis.set(title="t-SNE of clip embeddings", xticks=[], yticks=[])
+    import textwrap
+
+    axis.set(xticks=[], yticks=[])
+    axis.set_title("\n".join(textwrap.wrap(title, 56)), fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

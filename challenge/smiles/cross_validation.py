@@ -1,0 +1,74 @@
+"""Grouped K-fold training of a clip head: each fold's model trains on the other folds and stops
+early on its own fold, so selection never rests on one recording. The K models together are the
+run's model (their probabilities averaged), and their held-out predictions give the
+cross-validated score of every clip of the training corpus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from challenge.smiles.features import PooledClips
+from challenge.track import Problem
+from challenge.training.normalise import Normaliser
+
+
+@dataclass
+class FoldModel:
+    head: object
+    normaliser: Normaliser
+
+    def predict_each(self, data: PooledClips) -> dict[str, np.ndarray]:
+        return self.head.predict_each(data.take(slice(None), data.own_normaliser or self.normaliser))
+
+
+@dataclass
+class FoldEnsemble:
+    """The fold models of one seed. Predictions average the folds' probabilities; `out_of_fold`
+    holds each training clip's prediction by the model that did not train on it."""
+
+    models: list[FoldModel]
+    out_of_fold: dict[str, np.ndarray]  # modality -> [clips, classes]
+    history: list[dict] = field(default_factory=list)  # one row per fold: its validation score
+
+    def predict_each(self, data: PooledClips) -> dict[str, np.ndarray]:
+        each = [m.predict_each(data) for m in self.models]
+        return {name: np.mean([outputs[name] for outputs in each], 0) for name in each[0]}
+
+    def predict(self, data: PooledClips) -> np.ndarray:
+        return list(self.predict_each(data).values())[-1]
+
+    def embed(self, data: PooledClips) -> np.ndarray | None:
+        """The first fold model's latents (each fold learns its own latent space, so they are
+        not averaged)."""
+        first = self.models[0]
+        return first.head.embed(data.take(slice(None), first.normaliser)) if hasattr(first.head, "embed") else None
+
+
+def cross_validate(head_cls, params: dict, dev: PooledClips, folds: np.ndarray, seed: int, score, n_classes: int,
+                   device: str = "cpu", fit_targets: np.ndarray | None = None, report=None) -> tuple[float, FoldEnsemble]:
+    """(score of the pooled out-of-fold predictions, the fold models). `fit_targets` replaces
+    the labels the models learn from (a shuffled-label control) while scores use the truth.
+    After each fold, `report(fold, score so far)` lets the tuner prune."""
+    targets = dev.targets if fit_targets is None else fit_targets
+    out_of_fold: dict[str, np.ndarray] = {}
+    models, history, done = [], [], np.zeros(len(dev), bool)
+    for fold in range(int(folds.max()) + 1):
+        held = folds == fold
+        train = dev.take(~held)
+        train.targets = targets[~held]
+        normaliser = train.fit_normalisation()
+        train.normalise_with(normaliser)
+        stop = dev.take(held, normaliser)
+        head = head_cls(params, Problem.CLIP_CLASSIFICATION, n_classes, seed=seed + fold, device=device)
+        fold_score = head.fit(train, stop, score)
+        for name, probabilities in head.predict_each(stop).items():
+            out_of_fold.setdefault(name, np.zeros((len(dev), n_classes), np.float32))[held] = probabilities
+        models.append(FoldModel(head, normaliser))
+        history.append({"epoch": fold, "fold_valid_score": float(fold_score)})
+        done |= held
+        if report is not None:
+            report(fold, score(dev.targets[done], list(out_of_fold.values())[-1][done]))
+    final = list(out_of_fold.values())[-1]
+    return score(dev.targets, final), FoldEnsemble(models, out_of_fold, history)
