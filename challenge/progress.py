@@ -27,12 +27,13 @@ def warn(message: str) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int):
-    """Yields an `advance(n=1)` callable."""
+def progress_bar(description: str, total: int, transient: bool = False):
+    """Yields an `advance(n=1)` callable. A transient bar (one model's epochs, of which a run
+    with folds and seeds fits hundreds) disappears when done and prints nothing to a log file."""
     if QUIET or total == 0:
         yield lambda n=1: None
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=transient) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)

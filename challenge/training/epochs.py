@@ -38,7 +38,7 @@ def train_epochs(model, params: dict, run_epoch: Callable[[], float], evaluate: 
     # LSTM gradients decay into denormal floats, which are ~10x slower on x86 CPUs
     torch.set_flush_denormal(True)
     best, best_state, history, stale = -math.inf, None, [], 0
-    with progress_bar("train epochs", params["epochs"]) as advance:
+    with progress_bar("train epochs", params["epochs"], transient=True) as advance:
         for epoch in range(params["epochs"]):
             model.train()
             loss = run_epoch()
