@@ -69,10 +69,14 @@ class PooledClips:
 
     @classmethod
     def of(cls, features: dict[str, RecordingFeatures], clips, modalities: list[str]) -> PooledClips:
-        parts = [pooled_clips(features, clips, m) for m in modalities]
-        edges = np.cumsum([0, *(p.shape[1] for p in parts)])
-        blocks = {m: slice(int(edges[k]), int(edges[k + 1])) for k, m in enumerate(modalities)}
-        return cls(np.concatenate(parts, 1), blocks, np.array([c.label for c in clips]))
+        return cls.side_by_side({m: pooled_clips(features, clips, m) for m in modalities}, np.array([c.label for c in clips]))
+
+    @classmethod
+    def side_by_side(cls, parts: dict[str, np.ndarray], targets: np.ndarray | None, own: Normaliser | None = None) -> PooledClips:
+        """Each modality's [clips, D_m] columns, in the given order, as one set."""
+        edges = np.cumsum([0, *(p.shape[1] for p in parts.values())])
+        blocks = {m: slice(int(edges[k]), int(edges[k + 1])) for k, m in enumerate(parts)}
+        return cls(np.concatenate(list(parts.values()), 1), blocks, targets, None, own)
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -98,10 +102,8 @@ class PooledClips:
     def only(self, modalities: list[str]) -> PooledClips:
         """The same clips with only these modalities' columns."""
         columns = np.concatenate([np.arange(self.raw.shape[1])[self.blocks[m]] for m in modalities])
-        edges = np.cumsum([0, *(self.blocks[m].stop - self.blocks[m].start for m in modalities)])
-        blocks = {m: slice(int(edges[k]), int(edges[k + 1])) for k, m in enumerate(modalities)}
         own = None if self.own_normaliser is None else Normaliser(self.own_normaliser.mean[columns], self.own_normaliser.std[columns])
-        return PooledClips(self.raw[:, columns], blocks, self.targets, None, own)
+        return PooledClips.side_by_side({m: self.raw[:, self.blocks[m]] for m in modalities}, self.targets, own)
 
 
 def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str) -> np.ndarray:

@@ -151,12 +151,14 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
                 model = fitted.head
             else:
                 model = fit(fitted.params)[1]
-            rows += _figures("model", model, data, seed)
+            outputs = _outputs(model, data)
+            rows += _figures("model", outputs, data, seed)
             for modality_set in _baseline_modalities(modalities):
-                rows += _figures("baseline", cross_validate(get_head("logistic"), {"C": 1.0}, baseline[CROSS_VALIDATED].only(modality_set), folds, seed,
-                                                            score, len(CLASSES))[1], {n: d.only(modality_set) for n, d in baseline.items()}, seed)
+                parts = {n: d.only(modality_set) for n, d in baseline.items()}
+                fitted_baseline = cross_validate(get_head("logistic"), {"C": 1.0}, parts[CROSS_VALIDATED], folds, seed, score, len(CLASSES))[1]
+                rows += _figures("baseline", _outputs(fitted_baseline, parts), parts, seed)
             if seed == seeds[0]:
-                _reports(model, data, sets, out, seed)
+                _reports(model, outputs, data, sets, out, seed)
         table = pd.DataFrame(rows)
         table.to_csv(out / "seeds.csv", index=False)
         summary = _summarise(table)
@@ -200,7 +202,7 @@ def present_macro_f1_of_probabilities(truth: np.ndarray, probabilities: np.ndarr
 def _baseline_sets(config: RunConfig, sets: dict, data: dict) -> dict:
     """The baseline's clip sets: pooled eGeMAPS for the voice (extracted for the baseline when the
     run does not use it) and the run's own pooled visual features, on the same clips."""
-    from challenge.smiles.features import PooledClips, recording_features
+    from challenge.smiles.features import PooledClips, pooled_clips, recording_features
 
     egemaps_config = config.model_copy(update={"features": ["egemaps"]})
     egemaps = {}
@@ -208,13 +210,10 @@ def _baseline_sets(config: RunConfig, sets: dict, data: dict) -> dict:
     for name, (corpus, clips) in sets.items():
         if corpus.root not in egemaps:
             egemaps[corpus.root] = recording_features(corpus.recordings, egemaps_config)[0]
-        audio = PooledClips.of(egemaps[corpus.root], clips, ["audio"])
+        parts = {"audio": pooled_clips(egemaps[corpus.root], clips, "audio")}
         if "visual" in data[name].blocks:
-            visual = data[name].only(["visual"])
-            width = audio.raw.shape[1]
-            audio = PooledClips(np.concatenate([audio.raw, visual.raw], 1), {"audio": slice(0, width), "visual": slice(width, width + visual.raw.shape[1])},
-                                audio.targets)
-        out[name] = audio
+            parts["visual"] = data[name].raw[:, data[name].blocks["visual"]]
+        out[name] = PooledClips.side_by_side(parts, data[name].targets)
     return out
 
 
@@ -228,15 +227,19 @@ def _modality_name(name: str) -> str:
     return "audiovisual" if name in ("audio+visual", "visual+audio") else name
 
 
-def _figures(who: str, model, data: dict, seed: int) -> list[dict]:
-    """Rows (set, modality, who, figure, seed, value) for every clip set and modality output:
-    cross-validated from the out-of-fold predictions, the others from the fold models' average."""
+def _outputs(model, data: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Per clip set, each modality output's probabilities: cross-validated from the out-of-fold
+    predictions, the others from the fold models' average."""
+    return {name: model.out_of_fold if name == CROSS_VALIDATED else model.predict_each(part) for name, part in data.items()}
+
+
+def _figures(who: str, outputs: dict, data: dict, seed: int) -> list[dict]:
+    """Rows (set, modality, who, figure, seed, value) for every clip set and modality output."""
     from challenge.metrics import classification_figures
 
     rows = []
     for name, part in data.items():
-        outputs = model.out_of_fold if name == CROSS_VALIDATED else model.predict_each(part)
-        for modality, probabilities in outputs.items():
+        for modality, probabilities in outputs[name].items():
             for figure, value in classification_figures(part.targets, probabilities.argmax(1), len(CLASSES)).items():
                 rows.append({"set": name, "modality": _modality_name(modality), "who": who, "figure": figure, "seed": seed, "value": value})
     return rows
@@ -294,7 +297,7 @@ def _clips_fingerprint(corpus: Corpus, dev, config: RunConfig) -> str:
     return hasher.hexdigest()[:16]
 
 
-def _reports(model, data: dict, sets: dict, out: Path, seed: int) -> None:
+def _reports(model, set_outputs: dict, data: dict, sets: dict, out: Path, seed: int) -> None:
     """The first seed's per-class tables, titled confusion matrices (every modality), intensity
     heatmap and t-SNE of every clip set."""
     from challenge.plots import confusion_matrix_plot
@@ -303,7 +306,7 @@ def _reports(model, data: dict, sets: dict, out: Path, seed: int) -> None:
     for name, part in data.items():
         corpus, clips = sets[name]
         tag = name.replace("-", "_")
-        outputs = model.out_of_fold if name == CROSS_VALIDATED else model.predict_each(part)
+        outputs = set_outputs[name]
         for modality, probabilities in outputs.items():
             decided = probabilities.argmax(1)
             classification_table(part.targets, decided, CLASSES).to_csv(out / f"{tag}_{modality}_scores.csv", index=False)
