@@ -191,7 +191,7 @@ def track_command(
     features: Annotated[Optional[str], typer.Option(help="Comma-separated: wav2vec2, mae, egemaps, provided-wav2vec2, provided-vit.")] = None,
     audio_model: AudioModelOption = None,
     visual_model: VisualModelOption = None,
-    head: Annotated[Optional[str], typer.Option(help="EMI: lstm (default) or lightgbm; frame tracks: transformer (default) or lstm-frames.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="EMI: lstm (default), lightgbm or ridge; frame tracks: transformer (default), lstm-frames, ridge (VA) or logistic (EXPR, AU, CE).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seeds Python, NumPy, torch and the sampler.")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="smiles tracks: repeat with seeds SEED..SEED+S-1 and report mean ± sd (default 3).")] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Tune the head with Optuna before the final fit.")] = False,
@@ -257,6 +257,10 @@ def track_command(
     typer.echo(f"validation score ({spec.metric}): {result.score:.4f}{control}")
     for label, value in result.details.items():
         typer.echo(f"  {label:<14} {value:+.4f}")
+    if result.baseline is not None:
+        verdict = "" if result.baseline.beaten else " -- the head does NOT beat the linear baseline"
+        typer.echo(f"linear baseline ({result.baseline.head}, same split and features): {result.baseline.score:.4f}; "
+                   f"gain over it {result.baseline.gain:+.4f}{verdict}")
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
     typer.echo(f"MLflow run {result.run_id}; browse with: mlflow ui --backend-store-uri {resolved.tracking_uri or 'sqlite:///mlflow/mlflow.db'}")

@@ -108,6 +108,7 @@ class RunResult:
     params: dict
     submission: Path | None
     trials_run: int = 0
+    baseline: object | None = None  # challenge.baseline.Baseline: the linear model on the same split and features
 
 
 DATASET_DEFAULTS = "challenge.yaml"  # beside a dataset: its own defaults (the demo data names its stand-in models there)

@@ -32,6 +32,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     import mlflow
 
     from challenge import tracking
+    from challenge.baseline import linear_baseline
     from challenge.features.base import resolve_device
     from challenge.finish import finish
     from challenge.heads import get_head
@@ -69,6 +70,8 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         result.trials_run = trials_run
         mlflow.log_params(tracking.flatten("head.", params))
         save_model(head, post, train.normaliser, spec, config, keys)
+        if not config.zero_shot:
+            result.baseline = linear_baseline(spec, config.head, result.score, train, valid, config.seed)
     return result
 
 
@@ -120,7 +123,9 @@ def fit_head(spec: TrackSpec, config: RunConfig, head_cls, fit, fingerprint: str
 
     overrides = head_overrides(config, head_cls)
     fitted = Tuned(head_cls.default_parameters() | overrides, 0, {"source": "defaults"}, None)
-    if config.tune:
+    if config.tune and not head_cls.search_space:
+        say(f"[yellow]the {config.head} head has nothing to tune (it chooses its penalty inside the fit): fitting it once[/]")
+    elif config.tune:
         fitted = tune_head(spec, config, head_cls, fit, fingerprint, overrides, key)
     if fitted.head is not None:
         say(f"the {config.head} head of trial {fitted.provenance['trial']} is the final model (same data, parameters and seed: no refit)")

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
-ARTIFACT_ROOT = Path("mlflow/artifacts")
 
 
 def connect(tracking_uri: str | None) -> str:
@@ -36,7 +35,7 @@ def setup(tracking_uri: str | None, track: str) -> str:
     uri = connect(tracking_uri)
     experiment = mlflow.get_experiment_by_name(track)
     if experiment is None:
-        location = (ARTIFACT_ROOT / track).resolve().as_uri() if uri == DEFAULT_TRACKING_URI else None
+        location = _artifact_location(uri, track)
         experiment_id = mlflow.create_experiment(track, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
@@ -48,6 +47,15 @@ def setup(tracking_uri: str | None, track: str) -> str:
 
 
 _SWEPT: set[str] = set()
+
+
+def _artifact_location(uri: str, track: str) -> str | None:
+    """A sqlite store keeps its artifacts beside the database (mlflow/artifacts/<track> for the
+    default store); MLflow's own default would be ./mlruns in whatever folder the command ran
+    from. A tracking server decides for itself (None)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / track).resolve().as_uri()
 
 
 def _process_start(pid: int) -> str | None:

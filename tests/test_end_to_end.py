@@ -32,6 +32,9 @@ def test_track_emi_tunes_writes_validates_and_tracks(workdir, emi_root, models):
     assert (runs["tags.challenge.kind"] == "track").sum() == 1 and (runs["tags.challenge.kind"] == "trial").sum() == 2
     parent = runs[runs["tags.challenge.kind"] == "track"].iloc[0]
     assert parent["tags.feature_key.wav2vec2"] and parent["tags.data_fingerprint"] and np.isfinite(parent["metrics.score"])
+    # the linear baseline on the same split and features, beside the head's score
+    assert "linear baseline (ridge, same split and features)" in result.output and parent["tags.baseline.head"] == "ridge"
+    assert parent["metrics.gain_over_baseline"] == pytest.approx(parent["metrics.score"] - parent["metrics.baseline.score"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent["run_id"])}
     assert {"predictions.csv", "resolved_config.yaml", "best_params.json", "predicted_vs_true.png"} <= artifacts
 
@@ -99,6 +102,8 @@ def test_track_expr_tunes_smooths_and_writes_the_official_file(workdir, frame_ar
 def test_va_and_au_tracks(workdir, frame_args, track):
     result = runner.invoke(app, ["track", track, *frame_args, "--epochs", "2", "--head", "lstm-frames"])
     assert result.exit_code == 0, result.output + repr(result.exception)
+    baseline = {"va": "ridge", "au": "logistic"}[track]
+    assert f"linear baseline ({baseline}, same split and features)" in result.output, result.output
     post = json.loads(next(workdir.glob(f"submissions/{track}/*/post_processing.json")).read_text())
     assert (post["thresholds"] is not None) == (track == "au") and post["sigma"] in map(float, post["scores_by_sigma"])
 

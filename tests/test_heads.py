@@ -36,10 +36,10 @@ def test_final_state_ignores_padding_and_equals_packed_state():
     x_dirty = x.clone()
     x_dirty[1, 7:] = 100.0  # garbage in the padding must not change anything
     x_dirty[2, 3:] = -100.0
-    means = torch.randn(3, 5)
-    torch.testing.assert_close(model(x, lengths, means), model(x_dirty, lengths, means))
-    alone = model(x[1:2, :7], torch.tensor([7]), means[1:2])
-    torch.testing.assert_close(model(x, lengths, means)[1:2], alone)
+    context = torch.randn(3, 10)  # the clip's mean and std
+    torch.testing.assert_close(model(x, lengths, context), model(x_dirty, lengths, context))
+    alone = model(x[1:2, :7], torch.tensor([7]), context[1:2])
+    torch.testing.assert_close(model(x, lengths, context)[1:2], alone)
     _, (h_n, _) = model.lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
     outputs, _ = model.lstm(x)
     torch.testing.assert_close(outputs[torch.arange(3), lengths - 1], h_n[-1])
@@ -100,3 +100,24 @@ def test_the_shuffled_label_control_never_leaves_an_item_its_own_labels():
     sequences = [np.full(3, 0), np.full(5, 1), np.full(2, 2)]
     moved = shuffled(sequences, seed=0)
     assert [len(m) for m in moved] == [3, 5, 2] and all(m[0] != k for k, m in enumerate(moved))
+
+
+def test_ridge_chooses_alpha_per_emotion_and_the_lstm_starts_from_it(tmp_path):
+    """Ridge picks one penalty per output (a pure-noise output gets a heavier one than a clean
+    one), and the LSTM's linear path, before any training, predicts exactly what ridge predicts."""
+    from challenge.heads.linear import RidgeHead
+    from challenge.heads.lstm import ridge_weights
+
+    train, valid = synthetic_clips(tmp_path, 60, seed=1), synthetic_clips(tmp_path, 30, seed=2)
+    normaliser = train.fit_normalisation()
+    train.normalise_with(normaliser), valid.normalise_with(normaliser)
+    train.targets[:, 3] = np.random.default_rng(0).uniform(size=len(train))  # one emotion without signal
+    ridge = RidgeHead({}, Problem.CLIP_REGRESSION, 6)
+    ridge.fit(train, valid, lambda t, p: emi_score(t, p).value)
+    assert ridge.alphas[3] > ridge.alphas[0], ridge.alphas
+
+    model = GlobalContextLSTM(train.dim, 16, 1, 0.0, 8, 6, linear_path=True)
+    model.start_from(*ridge_weights(train))
+    from challenge.training.loop import predict_clips
+
+    np.testing.assert_allclose(predict_clips(model, valid, 300, "cpu"), ridge.predict(valid), atol=1e-4)

@@ -158,6 +158,9 @@ def test_smile_intensity_track_compares_model_and_human(workdir, smiles_root, mo
 
     scores = json.loads((out / "scores.json").read_text())
     assert {"kappa_model_vs_reference", "kappa_human_vs_reference"} <= set(scores)
+    # the logistic baseline on the same frames and test recordings, beside the head's figure
+    assert "linear baseline (logistic" in result.output
+    assert scores["gain_over_baseline"] == pytest.approx(scores["macro_f1"] - scores["baseline_macro_f1"])
     assert (out / "recall_and_precision_matrices.png").exists() and (out / "model_vs_human.png").exists()
 
 

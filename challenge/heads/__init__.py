@@ -15,7 +15,8 @@ HEAD_MODULES = {
     "lstm-frames": "challenge.heads.frame_lstm",
     "gru": "challenge.heads.gru",
     "mlp-late-fusion": "challenge.heads.late_fusion",
-    "logistic": "challenge.heads.late_fusion",
+    "logistic": "challenge.heads.linear",
+    "ridge": "challenge.heads.linear",
 }
 
 

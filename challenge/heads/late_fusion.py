@@ -69,31 +69,3 @@ class LateFusionHead(Head):
 
     def predict(self, data) -> np.ndarray:
         return list(self.predict_each(data).values())[-1]
-
-
-@register_head
-class LogisticHead(Head):
-    """Multinomial logistic regression on all pooled features: the linear baseline."""
-
-    name = "logistic"
-    problems = {Problem.CLIP_CLASSIFICATION}
-    defaults = {"C": 1.0}
-    search_space = {"C": FloatDistribution(1e-3, 1e2, log=True)}
-
-    def fit(self, train, valid, score, report=None) -> float:
-        from sklearn.linear_model import LogisticRegression
-
-        self.model = LogisticRegression(C=self.params["C"], max_iter=2000, class_weight="balanced").fit(train.matrix, train.targets)
-        value = score(valid.targets, self.predict(valid))
-        self.history = [{"epoch": 0, "valid_score": value}]
-        if report is not None:
-            report(0, value)
-        return value
-
-    def predict(self, data) -> np.ndarray:
-        probabilities = np.zeros((len(data), self.n_outputs))
-        probabilities[:, self.model.classes_] = self.model.predict_proba(data.matrix)
-        return probabilities
-
-    def predict_each(self, data) -> dict[str, np.ndarray]:
-        return {"+".join(data.blocks): self.predict(data)}

@@ -1,8 +1,15 @@
 """LSTM with global context (Hallmen et al., ABAW6): the final state of an LSTM over the
-per-step features, concatenated with the mean of the input over the whole clip, into an MLP."""
+per-step features, concatenated with the mean and std of the input over the whole clip, into
+an MLP.
+
+With `linear_path` (the default) the MLP learns a residual on top of a linear map of the
+pooled mean and std that starts as the ridge baseline's fit (alpha per emotion), so training
+starts where the linear baseline ends and early stopping keeps the better of the two. Without
+it the head is the original sigmoid MLP."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
@@ -13,20 +20,36 @@ from challenge.track import Problem
 
 
 class GlobalContextLSTM(nn.Module):
-    def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float, mlp_hidden: int, outputs: int):
+    def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float, mlp_hidden: int, outputs: int,
+                 linear_path: bool = False):
         super().__init__()
         self.lstm = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.mlp = nn.Sequential(
-            nn.Linear(hidden + input_dim, mlp_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_hidden, outputs),
+            nn.Linear(hidden + 2 * input_dim, mlp_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_hidden, outputs),
         )
+        self.linear = nn.Linear(2 * input_dim, outputs) if linear_path else None
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, clip_mean: torch.Tensor) -> torch.Tensor:
+    def start_from(self, weights: np.ndarray, bias: np.ndarray) -> None:
+        """The linear path takes a fitted linear model; the MLP's last layer starts at zero, so
+        the untrained model predicts exactly what that linear model predicts."""
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.from_numpy(weights))
+            self.linear.bias.copy_(torch.from_numpy(bias))
+            self.mlp[-1].weight.zero_()
+            self.mlp[-1].bias.zero_()
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         # padding sits after each clip's last step, so the output there is the clip's own final
         # state: padding never reaches it (equal to a packed sequence's h_n, and on CPU the
         # backward pass is 2x faster than through a PackedSequence)
         outputs, _ = self.lstm(x)
         final = outputs[torch.arange(len(x), device=x.device), lengths.to(x.device) - 1]
-        return torch.sigmoid(self.mlp(torch.cat([final, clip_mean], dim=-1)))  # intensities in [0, 1]
+        residual = self.mlp(torch.cat([final, context], dim=-1))
+        if self.linear is None:
+            return torch.sigmoid(residual)  # intensities in [0, 1]
+        values = self.linear(context) + residual
+        # trained unclipped (a clamp has no gradient outside [0, 1]); predicts within the range
+        return values if self.training else values.clamp(0, 1)
 
 
 @register_head
@@ -36,6 +59,7 @@ class LSTMHead(Head):
     defaults = {
         "hidden": 256, "layers": 1, "dropout": 0.2, "mlp_hidden": 128, "learning_rate": 1e-3,
         "weight_decay": 1e-4, "batch_size": 32, "max_steps": 300, "pearson_weight": 0.0, "epochs": 30, "patience": 8,
+        "linear_path": True,
     }
     search_space = {
         "hidden": CategoricalDistribution([64, 128, 256, 512]),
@@ -46,14 +70,26 @@ class LSTMHead(Head):
         "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
         "max_steps": CategoricalDistribution([100, 200, 300, 500]),
         "pearson_weight": FloatDistribution(0.0, 1.0),
+        "linear_path": CategoricalDistribution([True, False]),
     }
 
     def fit(self, train, valid, score, report=None) -> float:
         p = self.params
         torch.manual_seed(self.seed)  # the same parameters and seed give the same model
-        self.model = GlobalContextLSTM(train.dim, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs)
+        self.model = GlobalContextLSTM(train.dim, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs, p["linear_path"])
+        if p["linear_path"]:
+            self.model.start_from(*ridge_weights(train))
         best, self.history = fit_clip_regressor(self.model, train, valid, p, score, report, self.seed, self.device)
         return best
 
     def predict(self, data):
         return predict_clips(self.model, data, self.params["max_steps"], self.device)
+
+
+def ridge_weights(train) -> tuple[np.ndarray, np.ndarray]:
+    """[C, 2D] weights and [C] biases of the ridge baseline on the clips' pooled mean and std
+    (alpha per output by leave-one-out), as float32 for the linear path."""
+    from challenge.heads.linear import ridge_per_output
+
+    models = ridge_per_output(train.clip_context(), train.targets)
+    return (np.stack([m.coef_ for m in models]).astype(np.float32), np.array([m.intercept_ for m in models], np.float32))

@@ -110,6 +110,9 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
             summary |= {"human": human, "frames_compared": int(scored.sum()),
                         "kappa_model_vs_reference_same_frames": float(cohen_kappa_score(ref[scored], mod[scored])),
                         "kappa_human_vs_reference": float(cohen_kappa_score(ref[scored], hum[scored]))}
+        baseline = _baseline_on_test(spec, config, macro, train, valid, test, truth[keep], keep, names)
+        if baseline is not None:
+            summary |= {"baseline_macro_f1": baseline.score, "gain_over_baseline": baseline.gain}
         mlflow.log_metrics({"score": macro, **{k: v for k, v in summary.items() if isinstance(v, float)}})
         mlflow.log_params(tracking.flatten("head.", fitted.params))
         (out / "scores.json").write_text(json.dumps(summary, indent=1))
@@ -120,5 +123,20 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
     say(f"test frames: macro F1 {macro:.4f}, kappa model-vs-reference {kappa_model:.4f}"
         + (f", human-vs-reference {summary['kappa_human_vs_reference']:.4f} ({summary['human']}, {summary['frames_compared']} frames)" if "human" in summary else ""))
     result = RunResult(run.info.run_id, macro, {k: v for k, v in summary.items() if isinstance(v, float)}, fitted.params, None)
-    result.trials_run = fitted.ran
+    result.trials_run, result.baseline = fitted.ran, baseline
     return result
+
+
+def _baseline_on_test(spec, config: RunConfig, head_macro: float, train, valid, test, truth: np.ndarray, keep: np.ndarray, names: list[str]):
+    """Logistic regression on the same frame features, fitted on train, post-processed as the
+    head is (on valid), scored on the same test frames; None when the head is that baseline."""
+    from challenge.baseline import fit_baseline, record_baseline
+    from challenge.smiles.reports import classification_table
+
+    if config.head == "logistic":
+        return None
+    head, post, _ = fit_baseline(spec, train, valid, config.seed)
+    decided = np.concatenate([post.apply(o, [len(o)]) for o in head.predict(test)])
+    macro = float(classification_table(truth, decided[keep], names).set_index("class").loc["macro", "f1"])
+    return record_baseline(config.head, "logistic", head_macro, macro)
+

@@ -29,7 +29,7 @@ class ClipFeatures:
     dims: list[int]  # feature width per modality
     targets: np.ndarray | None = None  # [N, C]
     normaliser: Normaliser | None = None  # fitted on the training split
-    _clip_means: np.ndarray | None = field(default=None, repr=False)
+    _clip_context: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def dim(self) -> int:
@@ -58,16 +58,20 @@ class ClipFeatures:
         out = np.concatenate(columns, axis=1)
         return self.normaliser(out) if self.normaliser is not None else out
 
-    def clip_means(self) -> np.ndarray:
-        """[N, D] mean of each whole clip (the global context), read once and kept: every epoch
-        and every trial reuses it."""
-        if self._clip_means is None:
-            self._clip_means = np.stack([self.sequence(i).mean(0) for i in range(len(self))]).astype(np.float32)
-        return self._clip_means
+    def clip_context(self) -> np.ndarray:
+        """[N, 2D] mean and std of each whole clip over time (the global context, and what the
+        pooled heads see), read once and kept: every epoch and every trial reuses it."""
+        if self._clip_context is None:
+            rows = []
+            for i in range(len(self)):
+                sequence = self.sequence(i)
+                rows.append(np.concatenate([sequence.mean(0), sequence.std(0)]))
+            self._clip_context = np.stack(rows).astype(np.float32)
+        return self._clip_context
 
     def normalise_with(self, normaliser: Normaliser) -> ClipFeatures:
         self.normaliser = normaliser
-        self._clip_means = None  # they depend on the normalisation
+        self._clip_context = None  # it depends on the normalisation
         return self
 
     def fit_normalisation(self, max_clips: int = 2000, seed: int = 0) -> Normaliser:
@@ -132,8 +136,4 @@ def _width(found: dict, extractor, samples) -> int:
 
 def pooled(data: ClipFeatures) -> np.ndarray:
     """[N, 2D] mean and std over time per clip, for heads on pooled features."""
-    rows = []
-    for i in range(len(data)):
-        sequence = data.sequence(i)
-        rows.append(np.concatenate([sequence.mean(0), sequence.std(0)]))
-    return np.stack(rows)
+    return data.clip_context()

@@ -13,15 +13,15 @@ from challenge.training.windows import window_starts
 
 
 class ClipBatches:
-    """Padded windows of clips plus each clip's whole-clip mean (the global context)."""
+    """Padded windows of clips plus each clip's whole-clip mean and std (the global context)."""
 
     def __init__(self, data: ClipFeatures, max_steps: int, seed: int):
         self.data, self.max_steps = data, max_steps
         self.rng = np.random.default_rng(seed)
 
     @property
-    def means(self) -> np.ndarray:
-        return self.data.clip_means()
+    def context(self) -> np.ndarray:
+        return self.data.clip_context()
 
     def train_window(self, i: int) -> np.ndarray:
         steps = self.data.steps(i)
@@ -33,10 +33,10 @@ class ClipBatches:
         return [self.data.sequence(i, s, s + self.max_steps) for s in window_starts(self.data.steps(i), self.max_steps)]
 
     @staticmethod
-    def collate(windows: list[np.ndarray], means: np.ndarray, device: str):
+    def collate(windows: list[np.ndarray], context: np.ndarray, device: str):
         lengths = torch.tensor([len(w) for w in windows])
         padded = pad_sequence([torch.from_numpy(w) for w in windows], batch_first=True)
-        return padded.to(device), lengths, torch.from_numpy(means).to(device)
+        return padded.to(device), lengths, torch.from_numpy(context).to(device)
 
 
 def pearson_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,8 +58,8 @@ def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: 
         losses = []
         for start in range(0, len(order), params["batch_size"]):
             index = order[start : start + params["batch_size"]]
-            x, lengths, means = ClipBatches.collate([batches.train_window(i) for i in index], batches.means[index], device)
-            prediction = model(x, lengths, means)
+            x, lengths, context = ClipBatches.collate([batches.train_window(i) for i in index], batches.context[index], device)
+            prediction = model(x, lengths, context)
             y = targets[index].to(device)
             loss = torch.nn.functional.mse_loss(prediction, y)
             if params.get("pearson_weight", 0) > 0 and len(index) > 2:
@@ -77,7 +77,7 @@ def predict_clips(model, data: ClipFeatures, max_steps: int, device: str, clips_
     read a batch at a time so memory stays bounded on a full-size split."""
     model.eval()
     batches = ClipBatches(data, max_steps, 0)
-    means = batches.means
+    context = batches.context
     result = []
     for first in range(0, len(data), clips_per_batch):
         clips = range(first, min(first + clips_per_batch, len(data)))
@@ -87,7 +87,7 @@ def predict_clips(model, data: ClipFeatures, max_steps: int, device: str, clips_
             windows.extend(clip_windows)
             owners.extend([i - first] * len(clip_windows))
         owners = np.array(owners)
-        x, lengths, m = ClipBatches.collate(windows, means[owners + first], device)
+        x, lengths, m = ClipBatches.collate(windows, context[owners + first], device)
         per_window = model(x, lengths, m).float().cpu().numpy()
         summed = np.zeros((len(clips), per_window.shape[1]), np.float32)
         np.add.at(summed, owners, per_window)

@@ -1,0 +1,63 @@
+"""The linear baseline beside every run's score: ridge (values) or logistic regression (classes,
+AUs) on the run's own features, split and post-processing. A head that does not beat it is
+told so, in the console and in MLflow (`baseline.score`, `gain_over_baseline`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from challenge.postprocess import PostProcess
+from challenge.track import TrackSpec
+
+
+@dataclass
+class Baseline:
+    head: str
+    score: float
+    gain: float  # the run's score minus the baseline's (the sign follows the track's direction)
+
+    @property
+    def beaten(self) -> bool:
+        return self.gain > 0
+
+
+def fit_baseline(spec: TrackSpec, train, valid, seed: int):
+    """The problem's linear model fitted on `train`, its post-processing fitted on `valid`
+    exactly as a head's is (frame tracks: smoothing and AU thresholds). Returns (head, post,
+    validation score)."""
+    from challenge.heads import get_head
+    from challenge.heads.linear import baseline_head_name
+
+    head = get_head(baseline_head_name(spec.problem))({}, spec.problem, len(spec.labels), seed=seed)
+    head.fit(train, valid, lambda truth, outputs: spec.score(truth, outputs).value)
+    post = PostProcess.for_track(spec)
+    if spec.problem.per_frame:
+        value = post.fit(spec, valid.targets(), np.concatenate(head.predict(valid)), valid.lengths).value
+    else:
+        value = spec.score(valid.targets, head.predict(valid)).value
+    return head, post, float(value)
+
+
+def record_baseline(head_name: str, baseline_head: str, head_score: float, baseline_score: float, direction: str = "maximize") -> Baseline:
+    """The comparison, logged in the active MLflow run."""
+    import mlflow
+
+    gain = (head_score - baseline_score) * (1 if direction == "maximize" else -1)
+    result = Baseline(baseline_head, float(baseline_score), float(gain))
+    mlflow.log_metrics({"baseline.score": result.score, "gain_over_baseline": result.gain})
+    mlflow.set_tag("baseline.head", baseline_head)
+    return result
+
+
+def linear_baseline(spec: TrackSpec, head_name: str, head_score: float, train, valid, seed: int) -> Baseline | None:
+    """The baseline scored on `valid` beside the head's validation score; None when the head
+    is the baseline itself or there is no labelled validation."""
+    from challenge.heads.linear import baseline_head_name
+
+    name = baseline_head_name(spec.problem)
+    if head_name == name or valid is None or not np.isfinite(head_score):
+        return None
+    _, _, value = fit_baseline(spec, train, valid, seed)
+    return record_baseline(head_name, name, head_score, value, spec.direction)

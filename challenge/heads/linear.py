@@ -1,0 +1,160 @@
+"""Linear heads: the baseline every run is compared with, and heads of their own (`--head ridge`,
+`--head logistic`). Clips are pooled to mean and std over time; frames get their own features
+plus the mean and std over a centred window of `context` frames, so a linear model sees some
+temporal context too.
+
+Ridge chooses its penalty per output by efficient leave-one-out on the training rows (one alpha
+per emotion), so it has nothing left to tune; logistic regression tunes C."""
+
+from __future__ import annotations
+
+import numpy as np
+from optuna.distributions import FloatDistribution
+
+from challenge.heads.base import Head, register_head
+from challenge.track import Problem
+
+ALPHAS = np.logspace(-2, 5, 15)  # ridge penalties tried per output (features are standardised)
+MISSING = {Problem.FRAME_REGRESSION: -5, Problem.FRAME_CLASSIFICATION: -1, Problem.FRAME_MULTILABEL: -1}  # invalid-frame markers
+
+
+def baseline_head_name(problem: Problem) -> str:
+    """The linear baseline of a problem: ridge for values, logistic regression for classes and AUs."""
+    return "ridge" if problem in (Problem.CLIP_REGRESSION, Problem.FRAME_REGRESSION) else "logistic"
+
+
+def ridge_per_output(x: np.ndarray, y: np.ndarray, missing: float | None = None) -> list:
+    """One RidgeCV per output column, alpha chosen by efficient leave-one-out on the rows
+    annotated in that column (`missing` marks the others)."""
+    from sklearn.linear_model import RidgeCV
+
+    rows = lambda j: slice(None) if missing is None else y[:, j] != missing  # noqa: E731
+    return [RidgeCV(alphas=ALPHAS).fit(x[rows(j)], y[rows(j), j]) for j in range(y.shape[1])]
+
+
+def pooled_rows(data) -> np.ndarray:
+    """Per clip [mean, std] over time (ClipFeatures), or the pooled matrix of smiles clip sets."""
+    if hasattr(data, "matrix"):
+        return data.matrix
+    from challenge.training.features import pooled
+
+    return pooled(data)
+
+
+def frame_rows(features: np.ndarray, context: int) -> np.ndarray:
+    """[frames, 3D]: each frame's features, then their mean and std over a centred window."""
+    if context <= 1:
+        return features
+    from scipy.ndimage import uniform_filter1d
+
+    mean = uniform_filter1d(features, size=context, axis=0, mode="nearest")
+    square = uniform_filter1d(features * features, size=context, axis=0, mode="nearest")
+    return np.concatenate([features, mean, np.sqrt(np.maximum(square - mean * mean, 0))], axis=1)
+
+
+def frame_training_rows(data, context: int, max_frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and labels of (a seeded sample of at most `max_frames` of) the training frames: a
+    linear fit needs far fewer frames than Aff-Wild2 holds, and memory stays bounded."""
+    counts = np.asarray(data.lengths)
+    total = int(counts.sum())
+    keep = np.sort(np.random.default_rng(seed).choice(total, size=min(max_frames, total), replace=False))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rows, labels = [], []
+    for i in range(len(data)):
+        local = keep[(keep >= starts[i]) & (keep < starts[i] + counts[i])] - starts[i]
+        if len(local):
+            rows.append(frame_rows(data.video(i)[0], context)[local])
+            labels.append(data.labels[i][local])
+    return np.concatenate(rows), np.concatenate(labels)
+
+
+class LinearHead(Head):
+    """What the linear heads share: the design matrix of clips or frames, and per-video outputs."""
+
+    def design(self, data) -> list[np.ndarray]:
+        if self.problem.per_frame:
+            return [frame_rows(data.video(i)[0], self.params["context"]) for i in range(len(data))]
+        return [pooled_rows(data)]
+
+    def training_rows(self, data) -> tuple[np.ndarray, np.ndarray]:
+        if self.problem.per_frame:
+            return frame_training_rows(data, self.params["context"], self.params["max_frames"], self.seed)
+        return pooled_rows(data), data.targets
+
+    def fit(self, train, valid, score, report=None) -> float:
+        x, y = self.training_rows(train)
+        self.fit_rows(x, y)
+        truth = valid.targets() if self.problem.per_frame else valid.targets
+        outputs = self.predict(valid)
+        value = score(truth, np.concatenate(outputs) if self.problem.per_frame else outputs)
+        self.history = [{"epoch": 0, "valid_score": value}]
+        if report is not None:
+            report(0, value)
+        return value
+
+    def predict(self, data):
+        outputs = [self.predict_rows(x) for x in self.design(data)]
+        return outputs if self.problem.per_frame else outputs[0]
+
+    def fit_rows(self, x: np.ndarray, y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def predict_rows(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@register_head
+class RidgeHead(LinearHead):
+    """Ridge regression on pooled features, one alpha per output chosen by leave-one-out."""
+
+    name = "ridge"
+    problems = {Problem.CLIP_REGRESSION, Problem.FRAME_REGRESSION}
+    defaults = {"context": 31, "max_frames": 20000}
+    search_space: dict = {}  # alpha is chosen per output inside the fit
+
+    def fit_rows(self, x, y) -> None:
+        self.low, self.high = (0.0, 1.0) if self.problem == Problem.CLIP_REGRESSION else (-1.0, 1.0)
+        self.models = ridge_per_output(x, y, MISSING.get(self.problem))  # VA marks a missing value -5
+        self.alphas = [float(m.alpha_) for m in self.models]
+
+    def predict_rows(self, x) -> np.ndarray:
+        return np.clip(np.stack([m.predict(x) for m in self.models], axis=1), self.low, self.high)
+
+
+@register_head
+class LogisticHead(LinearHead):
+    """Logistic regression (balanced class weights): multinomial for classes, one per AU."""
+
+    name = "logistic"
+    problems = {Problem.CLIP_CLASSIFICATION, Problem.FRAME_CLASSIFICATION, Problem.FRAME_MULTILABEL}
+    defaults = {"C": 1.0, "context": 31, "max_frames": 20000}
+    search_space = {"C": FloatDistribution(1e-3, 1e2, log=True)}
+
+    def _model(self):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=self.params["C"], max_iter=2000, class_weight="balanced")
+
+    def fit_rows(self, x, y) -> None:
+        if self.problem == Problem.FRAME_MULTILABEL:
+            rows = ~(y == -1).any(1)
+            self.models = [self._fit_or_constant(x[rows], y[rows, j].astype(int)) for j in range(y.shape[1])]
+            return
+        labels = y[:, 0].astype(int) if y.ndim == 2 else y.astype(int)
+        rows = labels >= 0
+        self.model = self._model().fit(x[rows], labels[rows])
+
+    def _fit_or_constant(self, x, labels):
+        """An AU with one value in the training frames gets that value's rate, not an error."""
+        return self._model().fit(x, labels) if len(np.unique(labels)) > 1 else float(labels.mean() if len(labels) else 0.0)
+
+    def predict_rows(self, x) -> np.ndarray:
+        if self.problem == Problem.FRAME_MULTILABEL:
+            return np.stack([np.full(len(x), m) if isinstance(m, float) else m.predict_proba(x)[:, 1] for m in self.models], axis=1)
+        probabilities = np.zeros((len(x), self.n_outputs))
+        probabilities[:, self.model.classes_] = self.model.predict_proba(x)
+        return probabilities
+
+    def predict_each(self, data) -> dict[str, np.ndarray]:
+        """The smiles reports ask every clip classifier for its outputs by modality."""
+        return {"+".join(data.blocks): self.predict(data)}
