@@ -184,6 +184,38 @@ def features_ls(store: StoreOption = None):
     Console().print(table)
 
 
+def run_workers(count: int, first: int) -> int:
+    """The same command in `count` processes, worker indices first..first+count-1, on one study.
+    Each is a full run of its own (its MLflow parent run with its trials nested, its submission);
+    returns the first non-zero exit status, or 0."""
+    import subprocess
+
+    argv = _without_option(sys.argv[1:], "--workers")
+    argv = _without_option(argv, "--worker")
+    say(f"starting {count} workers on one study (worker indices {first}..{first + count - 1})")
+    processes = [subprocess.Popen([sys.executable, "-c", "from challenge.cli import main; main()", *argv, "--worker", str(first + k)])
+                 for k in range(count)]
+    codes = [p.wait() for p in processes]
+    failed = [(first + k, code) for k, code in enumerate(codes) if code]
+    for index, code in failed:
+        typer.echo(f"worker {index} exited with status {code}", err=True)
+    typer.echo(f"{count - len(failed)} of {count} workers finished")
+    return failed[0][1] if failed else 0
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """argv without `name VALUE` / `name=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
 @app.command("track")
 def track_command(
     track: TrackName,
@@ -198,6 +230,8 @@ def track_command(
     trials: TrialsOption = None,
     timeout: TimeoutOption = None,
     storage: StorageOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="With --tune: run K local worker processes on one study (--trials counts the study's trials, all workers together).")] = 1,
+    worker: Annotated[Optional[int], typer.Option(min=0, help="This worker's index when several share a study (its sampler seed); give each machine its own.")] = None,
     tracking_uri: TrackingOption = None,
     out: OutOption = None,
     epochs: EpochsOption = None,
@@ -247,11 +281,16 @@ def track_command(
         "store": str(store) if store else None, "zero_shot": zero_shot or None, "eval_data": str(eval_data) if eval_data else None,
         "seeds": seeds, "folds": folds, "both_ways": both_ways or None,
         "scheme": str(scheme) if scheme else None, "clip_length": clip_length, "clip_hop": clip_hop, "subtle": subtle, "window": window,
+        "worker": worker,
     }
     spec = get_track(track)
     resolved = load_config(config, flags, spec)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+    if workers > 1:
+        if not resolved.tune:
+            raise ChallengeError("--workers K shares one Optuna study between K processes: add --tune.")
+        raise typer.Exit(run_workers(workers, resolved.worker))
     result = run(spec, resolved)
     control = " -- CONTROL RUN, shuffled labels: chance level, not a result" if resolved.shuffle_labels else ""
     typer.echo(f"validation score ({spec.metric}): {result.score:.4f}{control}")

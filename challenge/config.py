@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from challenge.errors import ChallengeError
 from challenge.track import TrackSpec
@@ -60,6 +60,7 @@ class RunConfig(Settings):
     trials: PositiveInt = 20
     timeout: PositiveFloat | None = None
     storage: str | None = None
+    worker: NonNegativeInt = 0  # this process's index among the workers sharing the study (its sampler seed)
     tracking_uri: str | None = None
     out: str | None = None
     device: str = "auto"

@@ -163,7 +163,7 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
 
     name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}-{key}{'-shuffled' if config.shuffle_labels else ''}"
     defaults = {k: v for k, v in head_cls.default_parameters().items() if k in head_cls.search_space}
-    study = open_study(name, config.storage, config.seed, defaults, spec.direction)
+    study = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker)
     done = finished_trials(study)
     say(f"study {name}: {done} finished trial(s) stored, running until {config.trials}")
     fitted = {}  # trial number -> head, the best one only

@@ -32,13 +32,15 @@ def setup(tracking_uri: str | None, track: str) -> str:
     """Point MLflow at the store and return the experiment id for `track`."""
     import mlflow
 
+    from challenge.schema_lock import schema_lock
+
     uri = connect(tracking_uri)
-    experiment = mlflow.get_experiment_by_name(track)
-    if experiment is None:
-        location = _artifact_location(uri, track)
-        experiment_id = mlflow.create_experiment(track, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+    with schema_lock(uri):  # the first use creates and migrates the tables: one process at a time
+        experiment = mlflow.get_experiment_by_name(track)
+        if experiment is None:
+            experiment_id = mlflow.create_experiment(track, artifact_location=_artifact_location(uri, track))
+        else:
+            experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)  # nested trial runs land in it too
     if uri not in _SWEPT:  # one search per command and store, however often a command sets up
         _SWEPT.add(uri)

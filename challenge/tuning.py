@@ -38,19 +38,31 @@ def storage_for(url: str | None):
         )
 
 
-def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, direction: str = "maximize") -> optuna.Study:
+def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, direction: str = "maximize",
+               worker: int = 0) -> optuna.Study:
+    """`worker`: this process's index among the workers sharing the study (--worker, or the
+    k of --workers K). Each worker's sampler gets its own seed, so workers started together
+    never propose the same parameters, and a worker's proposals stay reproducible."""
+    from challenge.schema_lock import schema_lock
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=name, storage=storage_for(storage_url), direction=direction, load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3),
-    )
-    if not study.trials:
-        study.enqueue_trial(defaults, skip_if_exists=True)  # known-good parameters first
+    url = storage_url or DEFAULT_STORAGE
+    with schema_lock(url):  # table creation and the defaults' enqueueing: one process at a time
+        study = optuna.create_study(
+            study_name=name, storage=storage_for(url), direction=direction, load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3),
+        )
+        if not study.trials:
+            study.enqueue_trial(defaults, skip_if_exists=True)  # known-good parameters first
+        stored = len(study.trials)
     # a resumed study must not replay the proposals of the first session: the sampler's seed
     # moves on with the number of trials already stored (still reproducible from the same state)
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    study.sampler = optuna.samplers.TPESampler(seed=seed + WORKER_SEED_STRIDE * worker + stored)
     return study
+
+
+WORKER_SEED_STRIDE = 100_003  # a prime far above any study's trial count: worker seeds never meet
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -64,5 +76,8 @@ def optimise(study: optuna.Study, objective: Callable, n_trials: int | None, tim
     remaining = None if n_trials is None else max(n_trials - before, 0)
     if remaining == 0:
         return 0
-    study.optimize(objective, n_trials=remaining, timeout=timeout, catch=())
+    # other workers fill the same study: stop once finished plus running trials reach n_trials
+    # (the running ones are somebody's and will finish), so the study ends with n_trials
+    callbacks = [] if n_trials is None else [optuna.study.MaxTrialsCallback(n_trials, states=(*FINISHED, optuna.trial.TrialState.RUNNING))]
+    study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(), callbacks=callbacks)
     return finished_trials(study) - before

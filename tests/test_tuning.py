@@ -105,3 +105,41 @@ def test_studies_and_tuned_lookup_are_keyed_by_model_content_not_feature_names(e
     assert best_tuned_parameters("emi", key(b), fingerprint, None) is None  # B must not inherit A's "best"
     names = optuna.study.get_all_study_names("sqlite:///optuna/studies.db")
     assert [n for n in names if key(a) in n] and not [n for n in names if key(b) in n]
+
+
+SHARED_STUDY_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from challenge import tracking
+    from challenge.tuning import open_study, optimise
+
+    workdir, worker, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    time.sleep(max(0.0, start - time.time()))  # both processes reach the fresh stores together
+    tracking.setup(f"sqlite:///{workdir}/mlflow/mlflow.db", "emi")
+    study = open_study("shared", f"sqlite:///{workdir}/optuna/studies.db", seed=0, defaults={"x": 0.5}, worker=worker)
+
+    def objective(trial):
+        x = trial.suggest_float("x", -3, 3)
+        time.sleep(0.2)  # the two workers' trials overlap
+        return -x * x
+
+    optimise(study, objective, n_trials=7, timeout=None)
+    """
+)
+
+
+def test_two_workers_started_together_share_one_study_without_duplicates(tmp_path):
+    """Two processes on fresh sqlite stores: the schema creation is serialised (neither dies in
+    MLflow's or Optuna's migrations), the study ends with exactly --trials finished trials, and
+    the workers' samplers, seeded per worker, never propose the same parameters."""
+    script = tmp_path / "worker.py"
+    script.write_text(SHARED_STUDY_WORKER)
+    start = time.time() + 4  # after both interpreters have imported MLflow
+    workers = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(k), str(start)], stderr=subprocess.PIPE, text=True)
+               for k in range(2)]
+    errors = [w.communicate(timeout=180)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], errors
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path}/optuna/studies.db")
+    assert finished_trials(study) == 7, [t.state for t in study.trials]
+    proposals = [t.params["x"] for t in study.trials]
+    assert len(set(proposals)) == len(proposals), proposals
