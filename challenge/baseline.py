@@ -22,6 +22,10 @@ class Baseline:
     def beaten(self) -> bool:
         return self.gain > 0
 
+    def describe(self) -> str:
+        verdict = "" if self.beaten else " -- the head does NOT beat the linear baseline"
+        return f"linear baseline ({self.head}, same split and features): {self.score:.4f}; gain over it {self.gain:+.4f}{verdict}"
+
 
 def fit_baseline(spec: TrackSpec, train, valid, seed: int):
     """The problem's linear model fitted on `train`, its post-processing fitted on `valid`
@@ -31,16 +35,16 @@ def fit_baseline(spec: TrackSpec, train, valid, seed: int):
     from challenge.heads.linear import baseline_head_name
 
     head = get_head(baseline_head_name(spec.problem))({}, spec.problem, len(spec.labels), seed=seed)
-    head.fit(train, valid, lambda truth, outputs: spec.score(truth, outputs).value)
-    post = PostProcess.for_track(spec)
+    head.fit_training(train)
+    post, outputs = PostProcess.for_track(spec), head.predict(valid)
     if spec.problem.per_frame:
-        value = post.fit(spec, valid.targets(), np.concatenate(head.predict(valid)), valid.lengths).value
+        value = post.fit(spec, valid.targets(), np.concatenate(outputs), valid.lengths).value
     else:
-        value = spec.score(valid.targets, head.predict(valid)).value
+        value = spec.score(valid.targets, outputs).value
     return head, post, float(value)
 
 
-def record_baseline(head_name: str, baseline_head: str, head_score: float, baseline_score: float, direction: str = "maximize") -> Baseline:
+def record_baseline(baseline_head: str, head_score: float, baseline_score: float, direction: str = "maximize") -> Baseline:
     """The comparison, logged in the active MLflow run."""
     import mlflow
 
@@ -60,4 +64,4 @@ def linear_baseline(spec: TrackSpec, head_name: str, head_score: float, train, v
     if head_name == name or valid is None or not np.isfinite(head_score):
         return None
     _, _, value = fit_baseline(spec, train, valid, seed)
-    return record_baseline(head_name, name, head_score, value, spec.direction)
+    return record_baseline(name, head_score, value, spec.direction)

@@ -297,9 +297,7 @@ def track_command(
     for label, value in result.details.items():
         typer.echo(f"  {label:<14} {value:+.4f}")
     if result.baseline is not None:
-        verdict = "" if result.baseline.beaten else " -- the head does NOT beat the linear baseline"
-        typer.echo(f"linear baseline ({result.baseline.head}, same split and features): {result.baseline.score:.4f}; "
-                   f"gain over it {result.baseline.gain:+.4f}{verdict}")
+        typer.echo(result.baseline.describe())
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
     typer.echo(f"MLflow run {result.run_id}; browse with: mlflow ui --backend-store-uri {resolved.tracking_uri or 'sqlite:///mlflow/mlflow.db'}")

@@ -7,6 +7,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+from challenge.schema_lock import schema_lock, sqlite_path
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 
 
@@ -22,8 +24,8 @@ def connect(tracking_uri: str | None) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (database := sqlite_path(uri)) is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -31,8 +33,6 @@ def connect(tracking_uri: str | None) -> str:
 def setup(tracking_uri: str | None, track: str) -> str:
     """Point MLflow at the store and return the experiment id for `track`."""
     import mlflow
-
-    from challenge.schema_lock import schema_lock
 
     uri = connect(tracking_uri)
     with schema_lock(uri):  # the first use creates and migrates the tables: one process at a time
@@ -55,9 +55,8 @@ def _artifact_location(uri: str, track: str) -> str | None:
     """A sqlite store keeps its artifacts beside the database (mlflow/artifacts/<track> for the
     default store); MLflow's own default would be ./mlruns in whatever folder the command ran
     from. A tracking server decides for itself (None)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / track).resolve().as_uri()
+    database = sqlite_path(uri)
+    return None if database is None else (database.parent / "artifacts" / track).resolve().as_uri()
 
 
 def _process_start(pid: int) -> str | None:

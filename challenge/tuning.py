@@ -7,9 +7,10 @@ import hashlib
 import json
 from collections.abc import Callable
 import warnings
-from pathlib import Path
 
 import optuna
+
+from challenge.schema_lock import schema_lock, sqlite_path
 
 DEFAULT_STORAGE = "sqlite:///optuna/studies.db"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -26,8 +27,8 @@ def tuning_key(feature_keys: dict[str, str], head_cls) -> str:
 
 def storage_for(url: str | None):
     url = url or DEFAULT_STORAGE
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (database := sqlite_path(url)) is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     # the heartbeat marks trials of a killed process as failed; the callback re-queues their
     # parameters, so a resumed study finishes what the killed one started
     with warnings.catch_warnings():  # the heartbeat API is marked experimental
@@ -43,8 +44,6 @@ def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, di
     """`worker`: this process's index among the workers sharing the study (--worker, or the
     k of --workers K). Each worker's sampler gets its own seed, so workers started together
     never propose the same parameters, and a worker's proposals stay reproducible."""
-    from challenge.schema_lock import schema_lock
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url or DEFAULT_STORAGE
     with schema_lock(url):  # table creation and the defaults' enqueueing: one process at a time

@@ -32,8 +32,7 @@ def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
     for label, value in result.details.items():
         print(f"  {label:<14} r = {value:+.4f}")
     if result.baseline is not None:
-        print(f"linear baseline ({result.baseline.head}, alpha per emotion, same split and features): {result.baseline.score:.4f}; "
-              f"gain {result.baseline.gain:+.4f}{'' if result.baseline.beaten else ' -- the head does NOT beat it'}")
+        print(result.baseline.describe())
     print(f"submission (validated): {result.submission}")
     print(f"trials run now: {result.trials_run} (the study is kept in optuna/studies.db: running the demo again resumes it)")
     print("browse the runs:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db")

@@ -23,13 +23,17 @@ def baseline_head_name(problem: Problem) -> str:
     return "ridge" if problem in (Problem.CLIP_REGRESSION, Problem.FRAME_REGRESSION) else "logistic"
 
 
-def ridge_per_output(x: np.ndarray, y: np.ndarray, missing: float | None = None) -> list:
-    """One RidgeCV per output column, alpha chosen by efficient leave-one-out on the rows
-    annotated in that column (`missing` marks the others)."""
+def fit_ridge(x: np.ndarray, y: np.ndarray, missing: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge with one alpha per output column, chosen by efficient leave-one-out; returns
+    ([C, D] weights, [C] biases, [C] alphas). Without missing values every column is fitted
+    from one decomposition of `x`; otherwise each column on the rows annotated in it."""
     from sklearn.linear_model import RidgeCV
 
-    rows = lambda j: slice(None) if missing is None else y[:, j] != missing  # noqa: E731
-    return [RidgeCV(alphas=ALPHAS).fit(x[rows(j)], y[rows(j), j]) for j in range(y.shape[1])]
+    if missing is None or not (y == missing).any():
+        model = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x, y)
+        return np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_), np.atleast_1d(model.alpha_)
+    models = [RidgeCV(alphas=ALPHAS).fit(x[y[:, j] != missing], y[y[:, j] != missing, j]) for j in range(y.shape[1])]
+    return np.stack([m.coef_ for m in models]), np.array([m.intercept_ for m in models]), np.array([m.alpha_ for m in models])
 
 
 def pooled_rows(data) -> np.ndarray:
@@ -82,8 +86,7 @@ class LinearHead(Head):
         return pooled_rows(data), data.targets
 
     def fit(self, train, valid, score, report=None) -> float:
-        x, y = self.training_rows(train)
-        self.fit_rows(x, y)
+        self.fit_training(train)
         truth = valid.targets() if self.problem.per_frame else valid.targets
         outputs = self.predict(valid)
         value = score(truth, np.concatenate(outputs) if self.problem.per_frame else outputs)
@@ -91,6 +94,10 @@ class LinearHead(Head):
         if report is not None:
             report(0, value)
         return value
+
+    def fit_training(self, train) -> None:
+        """The fit itself: nothing is selected on validation."""
+        self.fit_rows(*self.training_rows(train))
 
     def predict(self, data):
         outputs = [self.predict_rows(x) for x in self.design(data)]
@@ -114,11 +121,10 @@ class RidgeHead(LinearHead):
 
     def fit_rows(self, x, y) -> None:
         self.low, self.high = (0.0, 1.0) if self.problem == Problem.CLIP_REGRESSION else (-1.0, 1.0)
-        self.models = ridge_per_output(x, y, MISSING.get(self.problem))  # VA marks a missing value -5
-        self.alphas = [float(m.alpha_) for m in self.models]
+        self.weights, self.biases, self.alphas = fit_ridge(x, y, MISSING.get(self.problem))  # VA marks a missing value -5
 
     def predict_rows(self, x) -> np.ndarray:
-        return np.clip(np.stack([m.predict(x) for m in self.models], axis=1), self.low, self.high)
+        return np.clip(x @ self.weights.T + self.biases, self.low, self.high)
 
 
 @register_head

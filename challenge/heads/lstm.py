@@ -89,7 +89,7 @@ class LSTMHead(Head):
 def ridge_weights(train) -> tuple[np.ndarray, np.ndarray]:
     """[C, 2D] weights and [C] biases of the ridge baseline on the clips' pooled mean and std
     (alpha per output by leave-one-out), as float32 for the linear path."""
-    from challenge.heads.linear import ridge_per_output
+    from challenge.heads.linear import fit_ridge
 
-    models = ridge_per_output(train.clip_context(), train.targets)
-    return (np.stack([m.coef_ for m in models]).astype(np.float32), np.array([m.intercept_ for m in models], np.float32))
+    weights, biases, _ = fit_ridge(train.clip_context(), train.targets)
+    return weights.astype(np.float32), biases.astype(np.float32)

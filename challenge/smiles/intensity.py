@@ -138,5 +138,5 @@ def _baseline_on_test(spec, config: RunConfig, head_macro: float, train, valid, 
     head, post, _ = fit_baseline(spec, train, valid, config.seed)
     decided = np.concatenate([post.apply(o, [len(o)]) for o in head.predict(test)])
     macro = float(classification_table(truth, decided[keep], names).set_index("class").loc["macro", "f1"])
-    return record_baseline(config.head, "logistic", head_macro, macro)
+    return record_baseline("logistic", head_macro, macro)
 
