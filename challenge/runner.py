@@ -170,6 +170,7 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
 
     def objective(trial: optuna.Trial) -> float:
         params = head_cls.default_parameters() | suggest(trial, head_cls.search_space) | overrides
+        trial.set_user_attr("worker", config.worker)  # which process ran it, when several share the study
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.set_tags({"challenge.kind": "trial", "study": name, "trial": trial.number, **tracking.process_tags()})
             mlflow.log_params(params)

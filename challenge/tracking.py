@@ -37,10 +37,7 @@ def setup(tracking_uri: str | None, track: str) -> str:
     uri = connect(tracking_uri)
     with schema_lock(uri):  # the first use creates and migrates the tables: one process at a time
         experiment = mlflow.get_experiment_by_name(track)
-        if experiment is None:
-            experiment_id = mlflow.create_experiment(track, artifact_location=_artifact_location(uri, track))
-        else:
-            experiment_id = experiment.experiment_id
+        experiment_id = experiment.experiment_id if experiment is not None else _create_experiment(track, uri)
     mlflow.set_experiment(experiment_id=experiment_id)  # nested trial runs land in it too
     if uri not in _SWEPT:  # one search per command and store, however often a command sets up
         _SWEPT.add(uri)
@@ -49,6 +46,19 @@ def setup(tracking_uri: str | None, track: str) -> str:
 
 
 _SWEPT: set[str] = set()
+
+
+def _create_experiment(track: str, uri: str) -> str:
+    """A tracking server shared by workers: another worker may create the experiment first."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.create_experiment(track, artifact_location=_artifact_location(uri, track))
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.get_experiment_by_name(track).experiment_id
 
 
 def _artifact_location(uri: str, track: str) -> str | None:

