@@ -537,6 +537,27 @@ def runs_command(
     Console(width=160).print(table)
 
 
+@app.command("serve")
+def serve_command(
+    tracking_uri: TrackingOption = None,
+    storage: StorageOption = None,
+    host: Annotated[str, typer.Option(help="Address both servers bind to; 0.0.0.0 exposes the runs to the network.")] = "127.0.0.1",
+    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    dashboard_port: Annotated[int, typer.Option(help="Port of optuna-dashboard.")] = 8080,
+):
+    """Browse the runs (MLflow UI) and the studies (optuna-dashboard) until Ctrl-C.
+
+    Examples:
+
+        challenge serve
+
+        challenge serve --storage postgresql+psycopg2://user@db-host/optuna --tracking-uri http://tracking-host:5000
+    """
+    from challenge.serve import serve
+
+    serve(tracking_uri, storage, host, mlflow_port, dashboard_port)
+
+
 @app.command("demo")
 def demo_command(
     directory: Annotated[Path, typer.Option(help="Where the demo dataset and its stand-in model live.")] = Path("demo_data"),

@@ -97,3 +97,38 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_completes(s
     assert failed.user_attrs["worker"] == 1
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed.number]
     assert len(retried) == 1 and retried[0].state in FINISHED and retried[0].params == failed.params
+
+
+def test_serve_shows_the_runs_and_the_studies_on_localhost(tmp_path):
+    """`challenge serve` starts the MLflow UI and optuna-dashboard on 127.0.0.1; both answer with
+    the stores' contents, and Ctrl-C stops both."""
+    import json
+    import urllib.request
+
+    from challenge import tracking
+    from tests.fixtures.servers import free_port
+
+    storage, tracking_uri = f"sqlite:///{tmp_path}/optuna/studies.db", f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    (tmp_path / "optuna").mkdir()
+    optuna.create_study(study_name="served-study", storage=storage).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    tracking.setup(tracking_uri, "emi")
+    mlflow_port, dashboard_port = free_port(), free_port()
+    process = subprocess.Popen([str(BIN), "serve", "--storage", storage, "--tracking-uri", tracking_uri, "--mlflow-port", str(mlflow_port),
+                                "--dashboard-port", str(dashboard_port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in process.stdout:  # both servers answer before this line is printed
+            lines.append(line)
+            if "Ctrl-C stops both" in line:
+                break
+        assert process.poll() is None, "".join(lines)
+        studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/api/studies", timeout=10))
+        assert [s["study_name"] for s in studies["study_summaries"]] == ["served-study"]
+        url = f"http://127.0.0.1:{mlflow_port}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name=emi"
+        assert json.load(urllib.request.urlopen(url, timeout=10))["experiment"]["name"] == "emi"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+    assert process.returncode == 0
+    with pytest.raises(OSError):  # nothing is left listening
+        urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/api/studies", timeout=3)
