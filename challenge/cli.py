@@ -97,17 +97,33 @@ def features_extract(
     device: DeviceOption = "auto",
     skip_missing: SkipMissingOption = False,
     store: StoreOption = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Processes, each extracting one shard (default 1, or one per device in --device).")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: extract only shard I of N (0-based), e.g. from a cluster array job; shards share one store.")] = None,
     quiet: Quiet = False,
 ):
     """Fill the shared feature store; entries already there are reused, damaged ones computed again.
+    Any number of processes and machines can fill one store: each entry is computed once and
+    written atomically.
 
     Examples:
 
         challenge features extract --data demo_data/emi --track emi --extractor egemaps
 
         challenge features extract --data /data/hume --track emi --extractor wav2vec2 --audio-model /models/wav2vec2-base
+
+        challenge features extract --data /data/hume --track emi --extractor wav2vec2 --device cuda:0,cuda:1
+
+        challenge features extract --data /data/hume --track emi --extractor mae --shard $SLURM_ARRAY_TASK_ID/16
     """
     set_quiet(quiet)
+    devices = device.split(",")
+    count = workers or len(devices)
+    if count > 1:
+        if shard is not None:
+            raise ChallengeError("--workers splits the samples into shards itself: pass --workers or --shard, not both.")
+        say(f"starting {count} extraction workers (shards 0..{count - 1} of {count}, devices {', '.join(devices)})")
+        own = [["--shard", f"{k}/{count}", "--device", devices[k % len(devices)]] for k in range(count)]
+        raise typer.Exit(run_workers(own, ("--workers", "--shard", "--device")))
     from challenge.features import EXTRACTORS, FeatureStore, make_extractor
     from challenge.features.extract import extract
 
@@ -115,6 +131,8 @@ def features_extract(
         raise ChallengeError(f"unknown extractor {extractor!r}; choose one of: {', '.join(sorted(EXTRACTORS))}")
     chosen = {"audio": audio_model, "visual": visual_model}.get(EXTRACTORS[extractor].modality)
     samples = get_track(track).read(data, on_missing="skip" if skip_missing else "error")
+    if shard is not None:
+        samples = samples.shard(*_shard(shard))
     if samples.skipped:
         say(f"[yellow]skipped {len(samples.skipped)} sample(s) without media:[/]\n" + "\n".join(f"  - {s}" for s in samples.skipped[:10]))
     options = {"model": chosen, "layer": layer, "kind": kind}
@@ -184,23 +202,33 @@ def features_ls(store: StoreOption = None):
     Console().print(table)
 
 
-def run_workers(count: int, first: int) -> int:
-    """The same command in `count` processes, worker indices first..first+count-1, on one study.
-    Each is a full run of its own (its MLflow parent run with its trials nested, its submission);
-    returns the first non-zero exit status, or 0."""
+def run_workers(own_options: list[list[str]], replaced: tuple[str, ...]) -> int:
+    """This command again in one process per entry of `own_options`: the command line without
+    the options in `replaced`, plus that process's own options. Returns the first non-zero exit
+    status, or 0."""
     import subprocess
 
-    argv = _without_option(sys.argv[1:], "--workers")
-    argv = _without_option(argv, "--worker")
-    say(f"starting {count} workers on one study (worker indices {first}..{first + count - 1})")
-    processes = [subprocess.Popen([sys.executable, "-c", "from challenge.cli import main; main()", *argv, "--worker", str(first + k)])
-                 for k in range(count)]
+    argv = sys.argv[1:]
+    for name in replaced:
+        argv = _without_option(argv, name)
+    processes = [subprocess.Popen([sys.executable, "-c", "from challenge.cli import main; main()", *argv, *own])
+                 for own in own_options]
     codes = [p.wait() for p in processes]
-    failed = [(first + k, code) for k, code in enumerate(codes) if code]
-    for index, code in failed:
-        typer.echo(f"worker {index} exited with status {code}", err=True)
-    typer.echo(f"{count - len(failed)} of {count} workers finished")
+    failed = [(k, code) for k, code in enumerate(codes) if code]
+    for k, code in failed:
+        typer.echo(f"worker {k} ({' '.join(own_options[k])}) exited with status {code}", err=True)
+    typer.echo(f"{len(codes) - len(failed)} of {len(codes)} workers finished")
     return failed[0][1] if failed else 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise ChallengeError(f"--shard {text}: expected I/N with 0 <= I < N, for example 0/4.")
+    return index, count
 
 
 def _without_option(argv: list[str], name: str) -> list[str]:
@@ -290,7 +318,9 @@ def track_command(
     if workers > 1:
         if not resolved.tune:
             raise ChallengeError("--workers K shares one Optuna study between K processes: add --tune.")
-        raise typer.Exit(run_workers(workers, resolved.worker))
+        first = resolved.worker
+        say(f"starting {workers} workers on one study (worker indices {first}..{first + workers - 1})")
+        raise typer.Exit(run_workers([["--worker", str(first + k)] for k in range(workers)], ("--workers", "--worker")))
     result = run(spec, resolved)
     control = " -- CONTROL RUN, shuffled labels: chance level, not a result" if resolved.shuffle_labels else ""
     typer.echo(f"validation score ({spec.metric}): {result.score:.4f}{control}")

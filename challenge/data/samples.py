@@ -34,6 +34,12 @@ class Samples(list):
     def split(self, name: str) -> Samples:
         return Samples([s for s in self if s.split == name])
 
+    def shard(self, index: int, count: int) -> Samples:
+        """Every count-th sample in id order, starting at `index`: shards 0..count-1 of the same
+        samples cover each one exactly once, whatever the order the reader listed them in."""
+        ordered = sorted(self, key=lambda s: (s.id, s.split))
+        return Samples(ordered[index::count], self.skipped)
+
     def counts(self) -> dict[str, int]:
         return {name: sum(s.split == name for s in self) for name in ("train", "valid", "test")}
 
