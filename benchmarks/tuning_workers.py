@@ -54,7 +54,7 @@ def main() -> None:
             rates[count] = len(trials) / span * 60
             print(f"{count} worker(s): {len(trials)} trials in {span:.1f} s of tuning ({wall:.1f} s wall with start-up and final fits): "
                   f"{rates[count]:.1f} trials/min, {rates[count] / rates[min(rates)]:.2f}x one worker", flush=True)
-    print(f"machine: {os.cpu_count()} cores; each worker trains with torch on the same cores")
+    print(f"machine: {os.cpu_count()} cores; --workers K gives each worker cores // K threads (one worker: torch's default)")
 
 
 if __name__ == "__main__":
