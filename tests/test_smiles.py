@@ -161,6 +161,15 @@ def test_smile_intensity_track_compares_model_and_human(workdir, smiles_root, mo
     # the logistic baseline on the same frames and test recordings, beside the head's figure
     assert "linear baseline (logistic" in result.output
     assert scores["gain_over_baseline"] == pytest.approx(scores["macro_f1"] - scores["baseline_macro_f1"])
+    # three seeds by default: every figure as mean ± sd, over the seeds' own figures
+    import pandas as pd
+
+    seeds = pd.read_csv(next(workdir.glob("submissions/smile-intensity/*/seeds.csv")))
+    summary = pd.read_csv(next(workdir.glob("submissions/smile-intensity/*/summary.csv")), index_col="figure")
+    assert list(seeds["seed"]) == [0, 1, 2]
+    assert summary.loc["macro_f1", "mean"] == pytest.approx(seeds["macro_f1"].mean())
+    assert summary.loc["macro_f1", "sd"] == pytest.approx(seeds["macro_f1"].std(ddof=1))
+    assert "macro_f1 mean" in result.output and "macro_f1 sd" in result.output
     assert (out / "recall_and_precision_matrices.png").exists() and (out / "model_vs_human.png").exists()
 
 
@@ -182,7 +191,7 @@ def test_smiles_tracks_take_any_registered_head_and_tune(workdir, smiles_root, m
     assert (runs["tags.challenge.kind"] == "trial").sum() == 3 and set(runs["tags.head"].dropna()) == {"logistic"}
 
     frames = runner.invoke(app, ["track", "smile-intensity", "--data", str(smiles_root / "a"), "--visual-model", str(models["mae"]),
-                                 "--head", "transformer", "--epochs", "2", "-q"])
+                                 "--head", "transformer", "--epochs", "2", "--seeds", "1", "-q"])
     assert frames.exit_code == 0, frames.output + repr(frames.exception)
     runs = mlflow.search_runs(experiment_names=["smile-intensity"])
     assert list(runs["tags.head"]) == ["transformer"]

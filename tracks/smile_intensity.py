@@ -28,5 +28,6 @@ TRACK = TrackSpec(
     default_head="gru",
     metric="macro F1 over intensity classes, held-out recordings",
     items="recordings",
+    default_seeds=3,
     run=run_smile_intensity,
 )

@@ -36,6 +36,42 @@ def intensity_samples(root: Path, config: RunConfig):
 
 
 def run_smile_intensity(spec, config: RunConfig) -> RunResult:
+    """The run repeated over --seeds (default 3): one nested MLflow run per seed, and a parent run
+    holding mean ± sd of every figure (`<figure>.mean`, `<figure>.sd`, seeds.csv, summary.csv)."""
+    import mlflow
+
+    from challenge import tracking
+    from challenge.baseline import Baseline
+    from challenge.finish import out_dir
+
+    seeds = [config.seed + i for i in range(config.seeds or 1)]
+    if len(seeds) == 1:
+        return _run_seed(spec, config)
+    experiment = tracking.setup(config.tracking_uri, spec.name)
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{config.head}-{len(seeds)}-seeds") as parent:
+        mlflow.set_tags({"challenge.kind": "seeds", "track": spec.name, "head": config.head, "seeds": ",".join(map(str, seeds))})
+        results = [_run_seed(spec, config.model_copy(update={"seed": seed, "seeds": 1})) for seed in seeds]
+        table = pd.DataFrame([{"seed": seed, "macro_f1": r.score, **r.details} for seed, r in zip(seeds, results)])
+        figures = table.drop(columns="seed")
+        summary = pd.DataFrame({"mean": figures.mean(), "sd": figures.std(ddof=1), "seeds": figures.count()})
+        out = out_dir(config, spec, parent.info.run_id)
+        table.to_csv(out / "seeds.csv", index=False)
+        summary.rename_axis("figure").to_csv(out / "summary.csv")
+        mlflow.log_metrics({f"{figure}.{what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")})
+        mlflow.log_metric("score", float(summary.loc["macro_f1", "mean"]))
+        mlflow.log_artifacts(str(out))
+    say(f"test frames, mean ± sd over {len(seeds)} seeds ({', '.join(map(str, seeds))}):\n"
+        + "\n".join(f"  {figure:<38} {row['mean']:.4f} ± {row['sd']:.4f}" for figure, row in summary.iterrows())
+        + f"\nreports: {out.resolve()} (seeds.csv, summary.csv; each seed's run has its own folder)")
+    details = {f"{figure} {what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")}
+    result = RunResult(parent.info.run_id, float(summary.loc["macro_f1", "mean"]), details, results[0].params, None)
+    result.trials_run = sum(r.trials_run for r in results)
+    if "baseline_macro_f1" in summary.index:
+        result.baseline = Baseline("logistic", float(summary.loc["baseline_macro_f1", "mean"]), float(summary.loc["gain_over_baseline", "mean"]))
+    return result
+
+
+def _run_seed(spec, config: RunConfig) -> RunResult:
     import mlflow
     from sklearn.metrics import cohen_kappa_score
 
@@ -68,7 +104,8 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     fingerprint, key = samples.fingerprint(), tuning_key(keys, head_cls)
     experiment = tracking.setup(config.tracking_uri, spec.name)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
+    run_name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-seed{config.seed}{'-shuffled' if config.shuffle_labels else ''}"
+    with mlflow.start_run(experiment_id=experiment, run_name=run_name, nested=mlflow.active_run() is not None) as run:
         mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key, reference_annotator=reference))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune, "subtle": config.smiles.subtle})
         mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
