@@ -593,6 +593,55 @@ def serve_command(
     serve(tracking_uri, storage, host, mlflow_port, dashboard_port)
 
 
+@app.command("live")
+def live_command(
+    source: Annotated[str, typer.Argument(help="A webcam index (0), a video file, or an rtsp/http URL.")],
+    model: Annotated[Optional[str], typer.Option(help="MLflow run id of a cnn-gru run (challenge track smile-intensity --head cnn-gru).")] = None,
+    untrained: Annotated[bool, typer.Option("--untrained", help="Random cnn-gru weights instead of --model: checks the pipeline and its speed, never a result.")] = False,
+    port: Annotated[Optional[int], typer.Option(help="Serve the live view on this port (default 8000 for cameras and URLs; a file with --out and no --port runs offline).")] = None,
+    host: Annotated[str, typer.Option(help="Address of the live view; 0.0.0.0 shows it to the network.")] = "127.0.0.1",
+    out: Annotated[Optional[Path], typer.Option(help="CSV of every face reading: frame, time, track id, box, class probabilities, intensity.")] = None,
+    detector: Annotated[Optional[str], typer.Option(help="Face detector (default: the one the model's crops were made with, centerface).")] = None,
+    detect_every: Annotated[Optional[int], typer.Option(min=1, help="Frames between detections; the tracker follows faces in between (default: the run's, 10).")] = None,
+    reference: Annotated[Optional[Path], typer.Option(help="Offline: an ELAN annotation of this video to score the CSV against (the face seen on most frames).")] = None,
+    subtle: Annotated[str, typer.Option(help="With --reference: how the Subtle level is read (drop, keep, merge), as in the run.")] = "drop",
+    sequential: Annotated[bool, typer.Option("--sequential", help="One model call per face instead of one per frame (for comparison).")] = False,
+    tracking_uri: TrackingOption = None,
+    quiet: Quiet = False,
+):
+    """Every face of a camera, stream or video with its smile intensity (Neutral/Low/Medium/High):
+    a web view on 127.0.0.1 and/or a per-face CSV.
+
+    Examples:
+
+        challenge live 0 --model RUN_ID                       # webcam 0, page on http://127.0.0.1:8000/
+
+        challenge live session.mp4 --model RUN_ID --out faces.csv --reference session.eaf
+
+        challenge live rtsp://camera.local/stream --model RUN_ID --port 8080 --out faces.csv
+    """
+    set_quiet(quiet)
+    from challenge.live.model import LiveModel
+    from challenge.live.run import run_live
+
+    if (model is None) == (not untrained):
+        raise ChallengeError("pass --model RUN_ID (a cnn-gru run), or --untrained to check the pipeline with random weights.")
+    if out is None and port is None and not source.isdigit() and "://" not in source:
+        port = 8000  # a file without --out: show it
+    live_model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"]) if untrained else LiveModel.from_run(model, tracking_uri)
+    summary = run_live(source, live_model, out, port, host, detect_every, detector, not sequential)
+    typer.echo(summary.describe())
+    if out is not None:
+        typer.echo(f"faces: {out}")
+    if reference is not None:
+        if out is None:
+            raise ChallengeError("--reference scores the CSV: add --out faces.csv.")
+        from challenge.live.score import score_csv
+        from challenge.media import video_frame_count, video_frame_rate
+
+        typer.echo(score_csv(out, reference, video_frame_count(Path(source)), video_frame_rate(Path(source)), subtle=subtle).describe())
+
+
 @app.command("demo")
 def demo_command(
     directory: Annotated[Path, typer.Option(help="Where the demo dataset and its stand-in model live.")] = Path("demo_data"),

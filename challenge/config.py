@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from challenge.errors import ChallengeError
 from challenge.track import TrackSpec
 
-FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "provided-wav2vec2", "provided-vit")
+FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "face-crops", "provided-wav2vec2", "provided-vit")
 MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae"}  # flag -> extractor whose `model` it sets
 
 
@@ -194,8 +194,11 @@ def load_config(path: Path | None, flags: dict, spec: TrackSpec) -> RunConfig:
     data = from_flags.get("data", from_file.get("data"))
     values = _merge(_merge(dataset_defaults(data), from_file), from_flags)
     config = RunConfig.model_validate(values)
-    config.features = config.features or list(spec.default_features)
     config.head = config.head or spec.default_head
+    if not config.features:  # a head that reads its own kind of features (cnn-gru: face crops) names them
+        from challenge.heads import get_head
+
+        config.features = list(get_head(config.head).features or spec.default_features)
     config.seeds = config.seeds or spec.default_seeds
     return config
 

@@ -14,6 +14,7 @@ HEAD_MODULES = {
     "transformer": "challenge.heads.transformer",
     "lstm-frames": "challenge.heads.frame_lstm",
     "gru": "challenge.heads.gru",
+    "cnn-gru": "challenge.heads.cnn_gru",
     "mlp-late-fusion": "challenge.heads.late_fusion",
     "logistic": "challenge.heads.linear",
     "ridge": "challenge.heads.linear",

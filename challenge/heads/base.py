@@ -28,6 +28,7 @@ class Head:
     problems: ClassVar[set[Problem]]
     search_space: ClassVar[dict[str, BaseDistribution]]
     defaults: ClassVar[dict]
+    features: ClassVar[tuple[str, ...]] = ()  # the feature sets a run uses when --features is not given (else the track's)
 
     def __init__(self, params: dict, problem: Problem, n_outputs: int, seed: int = 0, device: str = "cpu"):
         self.require(problem)

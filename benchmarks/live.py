@@ -1,0 +1,121 @@
+"""Live pipeline throughput: faces per second end to end (decode -> detect -> track -> crop ->
+batched model -> CSV row) for 1, 2, 4, 8 and 16 faces, one model call per frame (batched) against
+one per face (sequential), with p50 and p95 processing time per frame and where the time goes.
+
+The video is made of real photographs (tests/fixtures/face_video.py's Grace Hopper and Eileen
+Collins) tiled over a 640x480 frame, drifting slowly, 30 fps; the cnn-gru has random weights
+(`LiveModel.untrained`): its cost does not depend on them. The target on a 2-core CPU: 8 faces at
+30 fps, 240 faces/s.
+
+    .venv/bin/python benchmarks/live.py --faces 1,2,4,8,16 --seconds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from challenge.live.model import LiveModel  # noqa: E402
+from challenge.live.pipeline import STAGES, LivePipeline  # noqa: E402
+from challenge.live.source import FrameSource  # noqa: E402
+from challenge.progress import set_quiet  # noqa: E402
+from tests.fixtures.face_video import _photographs  # noqa: E402
+
+WIDTH, HEIGHT, FPS = 640, 480, 30
+
+
+def write_grid_video(path: Path, faces: int, seconds: float) -> None:
+    import av
+
+    photos = list(_photographs().values())
+    columns = int(np.ceil(np.sqrt(faces)))
+    rows = int(np.ceil(faces / columns))
+    cell_w, cell_h = WIDTH // columns, HEIGHT // rows
+    rng = np.random.default_rng(0)
+    background = np.clip(rng.normal(110, 12, (HEIGHT, WIDTH, 3)), 0, 255).astype(np.uint8)
+    tiles = []
+    for k in range(faces):
+        patch, _ = photos[k % len(photos)]
+        scale = min(cell_w / patch.shape[1], cell_h / patch.shape[0]) * 0.8
+        tiles.append(np.asarray(Image.fromarray(patch).resize((int(patch.shape[1] * scale), int(patch.shape[0] * scale)))))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "20"}
+        for i in range(int(seconds * FPS)):
+            frame = background.copy()
+            for k, tile in enumerate(tiles):
+                dx = int(0.08 * cell_w * np.sin(2 * np.pi * (i / (FPS * 3) + k / faces)))  # a slow drift, one phase per face
+                x = (k % columns) * cell_w + (cell_w - tile.shape[1]) // 2 + dx
+                y = (k // columns) * cell_h + (cell_h - tile.shape[0]) // 2
+                x = min(max(x, 0), WIDTH - tile.shape[1])
+                frame[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def measure(video: Path, model: LiveModel, batched: bool, detection_width: int) -> dict:
+    from challenge.vision.faces import make_detector
+
+    pipeline = LivePipeline(model, make_detector("centerface", width=detection_width), batched=batched)
+    pipeline.warm_up()
+    source = FrameSource(str(video))
+    steps, faces, stages = [], 0, dict.fromkeys(STAGES, 0.0)
+    start = time.perf_counter()
+    for frame in source:
+        began = time.perf_counter()
+        reading = pipeline.step(frame.index, frame.time, frame.rgb, frame.captured)
+        steps.append(time.perf_counter() - began)
+        faces += len(reading.faces)
+        for stage, spent in reading.timings.items():
+            stages[stage] += spent
+    wall = time.perf_counter() - start
+    source.close()
+    n = len(steps)
+    return {"frames": n, "fps": n / wall, "faces/s": faces / wall, "faces/frame": faces / n, "p50 ms": 1000 * np.percentile(steps, 50),
+            "p95 ms": 1000 * np.percentile(steps, 95), **{f"{s} ms": 1000 * v / n for s, v in stages.items()}}
+
+
+def decode_only(video: Path) -> float:
+    source = FrameSource(str(video))
+    start, n = time.perf_counter(), sum(1 for _ in source)
+    source.close()
+    return 1000 * (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", default="1,2,4,8,16")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--detection-width", type=int, default=320)
+    args = parser.parse_args()
+    set_quiet(True)
+    model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"])
+    print(f"{WIDTH}x{HEIGHT} at {FPS} fps, {args.seconds:g} s per video, detection every {model.crops.detect_every} frames at width "
+          f"{args.detection_width}, crops {model.crops.size}px, GRU window {model.window}")
+    header = ["faces", "mode", "frames", "faces/frame", "fps", "faces/s", "p50 ms", "p95 ms", "decode ms", *[f"{s} ms" for s in STAGES]]
+    print(" | ".join(header))
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in [int(v) for v in args.faces.split(",")]:
+            video = Path(tmp) / f"faces{count}.mp4"
+            write_grid_video(video, count, args.seconds)
+            decode = decode_only(video)
+            results = {}
+            for mode in ("batched", "sequential"):
+                results[mode] = r = measure(video, model, mode == "batched", args.detection_width)
+                print(" | ".join([str(count), mode, str(r["frames"]), f"{r['faces/frame']:.1f}", f"{r['fps']:.1f}", f"{r['faces/s']:.0f}",
+                                  f"{r['p50 ms']:.1f}", f"{r['p95 ms']:.1f}", f"{decode:.1f}", *[f"{r[f'{s} ms']:.1f}" for s in STAGES]]), flush=True)
+            ratio = results["batched"]["faces/s"] / max(results["sequential"]["faces/s"], 1e-9)
+            print(f"  {count} faces: batched / sequential faces per second = {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""A trained cnn-gru run as two ONNX graphs run by onnxruntime: the encoder (the run's feature
+normalisation, then the CNN) maps a batch of face crops to embeddings, the temporal half (GRU and
+output layer) maps a batch of embedding windows to class probabilities at each window's last
+frame. A frame's faces go through each graph in one call."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from challenge.errors import ChallengeError
+from challenge.track import Problem
+
+
+@dataclass
+class CropSettings:
+    """How the run's face crops were made (its face-crops extractor settings): live crops must match."""
+
+    size: int = 48
+    margin: float = 0.25
+    detector: str = "centerface"
+    detect_every: int = 10
+    detection_width: int = 320
+
+    @classmethod
+    def from_run(cls, features: dict) -> CropSettings:
+        from challenge.features.face_crops import FaceCropExtractor
+
+        settings = {**{f: getattr(FaceCropExtractor(), f) for f in ("size", "margin", "detector", "detect_every", "detection_width")},
+                    **features.get("extractors", {}).get("face-crops", {})}
+        return cls(**{k: v for k, v in settings.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class LiveModel:
+    labels: list[str]
+    crops: CropSettings
+    window: int
+    encoder: object  # onnxruntime.InferenceSession
+    temporal: object
+    source: str = "untrained"  # the run id, or "untrained" (benchmarks)
+    embedding_dim: int = field(init=False)
+
+    def __post_init__(self):
+        self.embedding_dim = self.encoder.get_outputs()[0].shape[-1]
+
+    def encode(self, crops: np.ndarray) -> np.ndarray:
+        """[N, size²] crops in [0, 1] to [N, E] embeddings."""
+        return self.encoder.run(None, {"crops": crops.astype(np.float32, copy=False)})[0]
+
+    def classify(self, windows: np.ndarray) -> np.ndarray:
+        """[B, T, E] embedding windows (oldest first) to [B, C] probabilities at the last frame."""
+        return self.temporal.run(None, {"embeddings": windows.astype(np.float32, copy=False)})[0]
+
+    @classmethod
+    def from_run(cls, run_id: str, tracking_uri: str | None = None, threads: int = 0) -> LiveModel:
+        from challenge.saved_model import load_run_model
+
+        saved = load_run_model(run_id, tracking_uri)
+        network = getattr(saved.head, "model", None)
+        if saved.head.name != "cnn-gru" or network is None:
+            raise ChallengeError(f"run {run_id} is a {saved.head.name!r} model of track {saved.track}; `challenge live` needs a cnn-gru "
+                                 "run: challenge track smile-intensity --data CORPUS --head cnn-gru")
+        from challenge.registry import get_track
+
+        labels = list(get_track(saved.track).labels)
+        labels += ["Subtle"][: network.out.out_features - len(labels)]  # smile-intensity --subtle keep adds a fifth class
+        if saved.post.problem != Problem.FRAME_CLASSIFICATION:
+            raise ChallengeError(f"run {run_id}: track {saved.track} is not a per-frame classification track.")
+        return cls.export(network, saved.normaliser.mean, saved.normaliser.std, labels,
+                          CropSettings.from_run(saved.features), saved.head.params["window"], run_id, threads)
+
+    @classmethod
+    def untrained(cls, labels: list[str], crops: CropSettings | None = None, window: int = 20, seed: int = 0, threads: int = 0) -> LiveModel:
+        """Default cnn-gru parameters, random weights: for timing the pipeline, never for results."""
+        from challenge.heads.cnn_gru import CNNGRU, CNNGRUHead
+
+        crops = crops or CropSettings()
+        torch.manual_seed(seed)
+        p = CNNGRUHead.defaults
+
+        network = CNNGRU(crops.size, p["channels"], p["embedding"], p["units"], p["layers"], p["dropout"], len(labels))
+        dim = crops.size**2
+        return cls.export(network, np.full(dim, 0.5, np.float32), np.full(dim, 0.25, np.float32), labels, crops, window, "untrained", threads)
+
+    @classmethod
+    def export(cls, network, mean: np.ndarray, std: np.ndarray, labels: list[str], crops: CropSettings, window: int, source: str,
+               threads: int = 0) -> LiveModel:
+        import onnxruntime
+
+        network = network.cpu().eval()
+        encoder = _Encoder(network.encoder, torch.as_tensor(mean), torch.as_tensor(std))
+        temporal = _LastStep(network)
+        dim, embedding = crops.size**2, network.encoder.dim
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime's default (all cores)
+        options.log_severity_level = 3
+        sessions = []
+        for module, example, name, axes in ((encoder, torch.zeros(2, dim), "crops", {0: "faces"}),
+                                            (temporal, torch.zeros(2, 3, embedding), "embeddings", {0: "faces", 1: "frames"})):
+            buffer = io.BytesIO()
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # the exporter's notes on GRU batch sizes: our batch axis is dynamic and h0 is zero
+                torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=[name], output_names=["out"],
+                                  dynamic_axes={name: axes, "out": {0: "faces"}})
+            sessions.append(onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"]))
+        return cls(labels, crops, window, sessions[0], sessions[1], source)
+
+
+class _Encoder(torch.nn.Module):
+    """The run's normalisation, then the CNN: raw crops in, embeddings out."""
+
+    def __init__(self, cnn, mean, std):
+        super().__init__()
+        self.cnn = cnn
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float())
+
+    def forward(self, crops):
+        return self.cnn((crops - self.mean) / self.std)
+
+
+class _LastStep(torch.nn.Module):
+    """GRU and output layer over a window; the probabilities of its last frame."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, embeddings):
+        return self.network.temporal(embeddings)[:, -1].softmax(-1)

@@ -1,0 +1,120 @@
+"""`challenge live`: a source through the pipeline, to the web view and/or the CSV.
+
+Offline (a file with --out and no --port): every frame, as fast as the machine goes, with a
+progress bar. Served (a camera, a URL, or --port): frames come at the source's pace, the newest
+one is taken whenever the pipeline is free (the rest are dropped and counted) and every reading
+goes to the page at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from challenge.live.model import LiveModel
+from challenge.live.output import FacesCsv, annotate, jpeg, update_message
+from challenge.live.pipeline import STAGES, LivePipeline
+from challenge.live.source import FrameSource
+from challenge.progress import progress_bar, say
+
+
+@dataclass
+class LiveSummary:
+    frames: int = 0
+    dropped: int = 0
+    faces: int = 0  # face readings, all frames together
+    tracks: set = field(default_factory=set)
+    seconds: float = 0.0  # wall time from the first frame to the last reading
+    media_seconds: float = 0.0
+    latencies: list = field(default_factory=list)
+    stage_seconds: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def add(self, reading) -> None:
+        self.frames += 1
+        self.faces += len(reading.faces)
+        self.tracks.update(f.track_id for f in reading.faces)
+        self.latencies.append(reading.latency)
+        self.media_seconds = reading.time
+        for stage, spent in reading.timings.items():
+            self.stage_seconds[stage] += spent
+
+    def describe(self) -> str:
+        fps = self.frames / self.seconds if self.seconds else 0.0
+        p50, p95 = (np.percentile(self.latencies, [50, 95]) * 1000) if self.latencies else (0.0, 0.0)
+        per_frame = ", ".join(f"{stage} {1000 * spent / max(self.frames, 1):.1f}" for stage, spent in self.stage_seconds.items())
+        speed = f", {self.media_seconds / self.seconds:.1f}x real time" if self.seconds and self.media_seconds else ""
+        return (f"{self.frames} frames in {self.seconds:.1f} s ({fps:.1f} fps{speed}), {self.dropped} dropped; "
+                f"{self.faces} face readings ({self.faces / self.seconds if self.seconds else 0:.0f} faces/s), {len(self.tracks)} track ids; "
+                f"latency p50 {p50:.1f} ms, p95 {p95:.1f} ms; ms per frame: {per_frame}")
+
+
+def run_live(source: str, model: LiveModel, out: Path | None = None, port: int | None = None, host: str = "127.0.0.1",
+             detect_every: int | None = None, detector: str | None = None, batched: bool = True) -> LiveSummary:
+    from challenge.vision.faces import make_detector
+
+    crops = model.crops
+    pipeline = LivePipeline(model, make_detector(detector or crops.detector, width=crops.detection_width), detect_every, batched)
+    pipeline.warm_up()
+    serve = port is not None or source.isdigit() or "://" in source
+    frames = FrameSource(source, paced=serve)
+    table = FacesCsv(out, model.labels) if out else None
+    summary = LiveSummary()
+    server = latest = None
+    if serve:
+        server, latest = _start_server(host, port or 8000)
+        say(f"live view: http://{host}:{port or 8000}/  (Ctrl-C to stop)")
+    recent = deque(maxlen=60)  # finish times of the last readings: the page's fps
+    start = time.perf_counter()
+    try:
+        with progress_bar(f"live {Path(source).name if not serve else source}", (frames.total or 0) if not serve else 0) as advance:
+            for frame in frames:
+                reading = pipeline.step(frame.index, frame.time, frame.rgb, frame.captured)
+                summary.add(reading)
+                if table is not None:
+                    table.write(reading)
+                if latest is not None:
+                    recent.append(reading.finished)
+                    fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+                    image = jpeg(annotate(frame.rgb, reading, model.labels)) if latest.clients else None
+                    latest.publish(update_message(reading, model.labels, image, fps, 1000 * float(np.median([r for r in summary.latencies[-30:]])),
+                                                  frames.dropped))
+                advance()
+        summary.seconds, summary.dropped = time.perf_counter() - start, frames.dropped
+        if latest is not None and latest.message is not None:  # the last frame stays on the page, drawn even if no one watched it live
+            latest.publish(update_message(reading, model.labels, jpeg(annotate(frame.rgb, reading, model.labels)), fps, latest.message["latency_ms"],
+                                          frames.dropped, ended=True))
+            say("the source ended; the page keeps the last frame until Ctrl-C")
+            while True:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        summary.seconds = summary.seconds or time.perf_counter() - start
+        summary.dropped = frames.dropped
+    finally:
+        frames.close()
+        if table is not None:
+            table.close()
+        if server is not None:
+            server.should_exit = True
+    return summary
+
+
+def _start_server(host: str, port: int):
+    import uvicorn
+
+    from challenge.errors import ChallengeError
+    from challenge.live.web import Latest, make_app
+
+    latest = Latest()
+    server = uvicorn.Server(uvicorn.Config(make_app(latest), host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="live-web", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise ChallengeError(f"the live view could not listen on {host}:{port} (in use?); pass another --port.")
+        time.sleep(0.05)
+    return server, latest

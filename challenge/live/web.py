@@ -1,0 +1,64 @@
+"""The web view: a FastAPI app serving one page and a websocket that sends each new reading
+(annotated frame as JPEG, faces, fps, latency, dropped frames) as it is produced."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from importlib import resources
+
+# at module level: FastAPI reads the handlers' annotations by name (this module postpones them)
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse
+
+
+class Latest:
+    """The newest update message, handed from the pipeline thread to the websocket handlers."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.message: dict | None = None
+        self.version = 0
+        self.clients = 0
+
+    def publish(self, message: dict) -> None:
+        with self._lock:
+            self.message, self.version = message, self.version + 1
+
+    def read(self) -> tuple[int, dict | None]:
+        with self._lock:
+            return self.version, self.message
+
+
+def make_app(latest: Latest):
+    app = FastAPI(title="challenge live")
+    page = resources.files("challenge.live").joinpath("page.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/latest")
+    def latest_reading() -> dict:
+        """The newest reading without its image (for scripts and checks)."""
+        _, message = latest.read()
+        return {k: v for k, v in (message or {}).items() if k != "image"}
+
+    @app.websocket("/ws")
+    async def updates(socket: WebSocket) -> None:
+        await socket.accept()
+        latest.clients += 1
+        sent = 0
+        try:
+            while True:
+                version, message = latest.read()
+                if version != sent and message is not None:
+                    await socket.send_json(message)
+                    sent = version
+                await asyncio.sleep(0.01)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            latest.clients -= 1
+
+    return app

@@ -1,0 +1,206 @@
+"""The live multi-face component: a cnn-gru run trained by the smile-intensity track, reloaded by
+`challenge live`, on a video of real photographs that move, scale and cross (tests/fixtures/
+face_video.py); its CSV, its web page in a real headless Chromium, its frame dropping, and the
+scoring of a CSV against an ELAN annotation."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from challenge.cli import app
+from challenge.demo.smiles import write_smiles_demo
+from challenge.errors import ChallengeError
+from tests.fixtures.face_video import PEOPLE, match_readings, write_face_video
+
+CHROMIUM = "/usr/bin/chromium"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faces") / "three_people.mp4"
+    return path, write_face_video(path)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A cnn-gru smile-intensity run on a tiny corpus (one epoch: these tests check the path
+    from training to the live view, not the model's quality)."""
+    root = tmp_path_factory.mktemp("live_run")
+    corpus = root / "smiles"
+    write_smiles_demo(corpus, train=4, duration=12)
+    uri = f"sqlite:///{root}/mlflow.db"
+    env = {"CHALLENGE_FEATURE_STORE": str(root / "store"), "MLFLOW_TRACKING_URI": uri}
+    result = runner.invoke(app, ["track", "smile-intensity", "--data", str(corpus / "a"), "--head", "cnn-gru", "--epochs", "1",
+                                 "--seeds", "1", "--out", str(root / "submissions"), "-q"], env=env)
+    assert result.exit_code == 0, result.output
+    run_id = re.search(r"MLflow run (\w+)", result.output).group(1)
+    return run_id, uri, corpus
+
+
+def _readings(csv_path: Path) -> dict[int, list]:
+    table = pd.read_csv(csv_path)
+    out: dict[int, list] = {}
+    for row in table.itertuples():
+        out.setdefault(row.frame, []).append((row.track_id, np.array([row.x1, row.y1, row.x2, row.y2])))
+    return out
+
+
+def test_a_trained_cnn_gru_run_reads_every_person_of_a_real_video_offline(face_video, trained_run, tmp_path):
+    video, truth = face_video
+    run_id, uri, _ = trained_run
+    out = tmp_path / "faces.csv"
+    result = runner.invoke(app, ["live", str(video), "--model", run_id, "--tracking-uri", uri, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["frame", "time", "track_id", "x1", "y1", "x2", "y2", "p_Neutral", "p_Low", "p_Medium", "p_High", "intensity"]
+    assert np.allclose(table[["p_Neutral", "p_Low", "p_Medium", "p_High"]].sum(axis=1), 1, atol=1e-3)
+    assert set(table["intensity"]) <= {"Neutral", "Low", "Medium", "High"}
+    recall, switches, ids = match_readings(truth, _readings(out))
+    # faces at least half visible, found by IoU >= 0.3 with their true box, on every frame
+    # (detection every 10 frames, the boxes carried by the tracker in between)
+    assert recall >= 0.9, recall
+    assert switches == 0 and all(len(v) == 1 for v in ids.values()), ids
+    assert set(ids) == {p.name for p in PEOPLE}
+    speed = float(re.search(r"([\d.]+)x real time", result.output).group(1))
+    assert speed > 1.0, result.output  # offline is faster than real time
+
+
+def test_live_rejects_a_run_that_is_not_a_cnn_gru_and_a_missing_source(trained_run, tmp_path):
+    run_id, uri, _ = trained_run
+    result = runner.invoke(app, ["live", str(tmp_path / "nothing.mp4"), "--model", run_id, "--tracking-uri", uri, "--out", str(tmp_path / "f.csv")])
+    assert result.exit_code != 0 and "no such video file" in str(result.exception) + result.output
+    result = runner.invoke(app, ["live", str(tmp_path / "nothing.mp4")])
+    assert result.exit_code != 0 and "--model RUN_ID" in str(result.exception) + result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_live_page_in_headless_chromium_shows_each_person_with_an_emoji(face_video, trained_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    video, _ = face_video
+    run_id, uri, _ = trained_run
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--model", run_id, "--tracking-uri", uri,
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")})
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, process.stdout.read()
+                assert time.monotonic() < deadline, "the live view did not start"
+                time.sleep(0.3)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1400, "height": 700})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function("document.querySelectorAll('.person').length >= 2", timeout=30000)
+            page.wait_for_function("document.getElementById('frame').naturalWidth > 0", timeout=10000)
+            status = page.inner_text("#status")
+            assert re.search(r"[\d.]+ fps · latency \d+ ms · dropped \d+", status), status
+            cards = page.query_selector_all(".person")
+            for card in cards:
+                assert card.query_selector(".emoji").inner_text() in {"😐", "🙂", "😊", "😄"}
+                assert re.match(r"#\d+ (Neutral|Low|Medium|High) \(\d+ %\)", card.query_selector(".name").inner_text())
+                assert card.query_selector_all(".history span"), "no history bars"
+            assert page.evaluate("document.getElementById('frame').naturalWidth") == 800
+            shot = tmp_path / "live.png"
+            page.screenshot(path=str(shot))
+            browser.close()
+        from PIL import Image
+
+        pixels = np.asarray(Image.open(shot).convert("RGB")).astype(float)
+        frame_area = pixels[60:500, 16:800]  # where the annotated frame sits
+        assert frame_area.std() > 20, "the frame area of the screenshot is blank"
+        # the boxes are drawn in the level colours; at least one box's colour is in the picture
+        colours = np.array([(160, 160, 160), (120, 200, 255), (255, 200, 60), (255, 90, 90)], float)
+        near = np.abs(frame_area[:, :, None, :] - colours[None, None]).max(-1) < 12
+        assert near.any(axis=(0, 1)).any()
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert "frames in" in output and "track ids" in output, output
+
+
+def test_a_busy_pipeline_drops_frames_and_is_never_late(face_video):
+    """A file shown live plays at its own pace: a consumer taking 3 frame periods per frame gets
+    the newest frame each time (the others are dropped and counted), never an old one."""
+    from challenge.live.source import FrameSource
+
+    video, truth = face_video
+    source = FrameSource(str(video), paced=True)
+    start, got, lags = time.perf_counter(), [], []
+    for frame in source:
+        lags.append((time.perf_counter() - start) - frame.time)  # how far the reading is behind the source's clock
+        got.append(frame.index)
+        time.sleep(3 / 25)
+    source.close()
+    assert source.dropped > 0 and len(got) + source.dropped == len(truth)
+    assert got == sorted(got)
+    assert max(lags) < 3 / 25 + 0.05, max(lags)  # at most one consumer step behind
+
+
+def test_a_csv_is_scored_against_the_elan_annotation_of_its_video(trained_run, tmp_path):
+    from challenge.data.elan import read_eaf
+    from challenge.live.score import score_csv
+    from challenge.media import video_frame_count, video_frame_rate
+    from challenge.smiles.labels import INTENSITY_CLASSES, frame_intensities
+
+    _, _, corpus = trained_run
+    video = corpus / "a" / "videos" / "a00_p0.mp4"
+    eaf = corpus / "a" / "annotations" / "annotator1" / "a00_p0.eaf"
+    n, fps = video_frame_count(video), video_frame_rate(video)
+    levels = frame_intensities(read_eaf(eaf), n, fps)
+    assert len(set(levels[levels >= 0])) >= 2
+
+    def write(values, path):
+        pd.DataFrame({"frame": np.arange(n), "time": np.arange(n) / fps, "track_id": 3, "x1": 0, "y1": 0, "x2": 9, "y2": 9,
+                      "intensity": [INTENSITY_CLASSES[max(v, 0)] for v in values]}).to_csv(path, index=False)
+        return path
+
+    perfect = score_csv(write(levels, tmp_path / "perfect.csv"), eaf, n, fps)
+    assert perfect.track_id == 3 and perfect.macro_f1 == pytest.approx(1.0) and perfect.kappa == pytest.approx(1.0)
+    assert perfect.coverage == pytest.approx(1.0)
+    late = score_csv(write(np.roll(levels, 25), tmp_path / "late.csv"), eaf, n, fps)
+    assert late.macro_f1 < 0.9
+    bad = tmp_path / "bad.csv"
+    write(levels, bad)
+    pd.read_csv(bad).assign(intensity="Grin").to_csv(bad, index=False)
+    with pytest.raises(ChallengeError, match="not levels of the annotation"):
+        score_csv(bad, eaf, n, fps)
+
+
+def test_crops_are_levelled_by_the_eye_angle():
+    from challenge.vision.faces import crop_face
+
+    image = np.zeros((200, 200), np.uint8)
+    angle = np.deg2rad(25)
+    for r in np.linspace(-60, 60, 400):  # a bright line through the centre, tilted by 25 degrees
+        image[int(round(100 + r * np.sin(angle))), int(round(100 + r * np.cos(angle)))] = 255
+    crop = crop_face(image, np.array([40, 40, 160, 160]), 48, 0.0, angle)
+    rows = crop.sum(1)
+    assert rows.argmax() in (23, 24) and rows.max() > 5 * np.median(rows + 1e-3)  # one bright horizontal row through the middle
