@@ -274,7 +274,7 @@ def track_command(
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="ce: compound scores from an EXPR model (product of its two basic emotions).")] = False,
     eval_data: Annotated[Optional[Path], typer.Option(help="smile-laugh: a second corpus, scored zero-shot.")] = None,
     both_ways: Annotated[bool, typer.Option("--both-ways", help="smile-laugh with --eval-data: also train on that corpus and score zero-shot on --data.")] = False,
-    folds: Annotated[Optional[int], typer.Option(help="smile-laugh: grouped cross-validation folds over recordings (speakers), for early stopping and selection (default 5).")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="smiles tracks: grouped cross-validation folds over recordings (speakers), for early stopping and selection (default 5; smile-intensity --folds 1: the valid recordings).")] = None,
     scheme: Annotated[Optional[Path], typer.Option(help="smiles tracks: ELAN tier names and level spellings (YAML; default the corpus's elan_scheme.yaml).")] = None,
     clip_length: Annotated[Optional[float], typer.Option(help="smile-laugh: clip length in seconds (default 1.2).")] = None,
     clip_hop: Annotated[Optional[float], typer.Option(help="smile-laugh: seconds between clip starts (default 0.6).")] = None,

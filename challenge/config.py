@@ -41,7 +41,7 @@ class SmilesSettings(Settings):
     clip_length: PositiveFloat = 1.2  # smile-laugh clip windows, seconds
     clip_hop: PositiveFloat = 0.6
     subtle: Literal["drop", "keep", "merge"] = "drop"  # smile-intensity: the Subtle level dropped, own class, or merged into Low
-    folds: PositiveInt = 5  # smile-laugh: grouped cross-validation folds over the training corpus's recordings (speakers)
+    folds: PositiveInt = 5  # smiles tracks: grouped cross-validation folds over the training recordings (speakers); smile-intensity: 1 = the valid split
     both_ways: bool = False  # smile-laugh: also train on eval_data and score zero-shot on data
     corpus_norm: bool = True  # smile-laugh: standardise the zero-shot corpus's features with its own statistics
 

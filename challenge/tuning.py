@@ -18,12 +18,14 @@ HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; three missed and its worke
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-def tuning_key(feature_keys: dict[str, str], head_cls) -> str:
+def tuning_key(feature_keys: dict[str, str], head_cls, protocol: str = "") -> str:
     """What a study tunes on, beyond the data: the features' cache keys (so another model,
     layer or preprocessing is another study, never a resumed one), the head and its search
-    space. Also tagged on each run, so the "best tuned parameters" look-up matches it exactly."""
+    space, and how a candidate is scored when that is not the valid split (`protocol`, e.g.
+    grouped folds). Also tagged on each run, so the "best tuned parameters" look-up matches it exactly."""
     space = {name: repr(distribution) for name, distribution in sorted(head_cls.search_space.items())}
-    payload = json.dumps({"features": feature_keys, "head": head_cls.name, "space": space}, sort_keys=True)
+    described = {"features": feature_keys, "head": head_cls.name, "space": space} | ({"protocol": protocol} if protocol else {})
+    payload = json.dumps(described, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

@@ -36,15 +36,16 @@ def face_video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A cnn-gru smile-intensity run on a tiny corpus (one epoch: these tests check the path
-    from training to the live view, not the model's quality)."""
+    """A cnn-gru smile-intensity run on a tiny corpus, two grouped folds (so live runs the two
+    fold models together); one epoch: these tests check the path from training to the live view,
+    not the model's quality."""
     root = tmp_path_factory.mktemp("live_run")
     corpus = root / "smiles"
     write_smiles_demo(corpus, train=4, duration=12)
     uri = f"sqlite:///{root}/mlflow.db"
     env = {"CHALLENGE_FEATURE_STORE": str(root / "store"), "MLFLOW_TRACKING_URI": uri}
     result = runner.invoke(app, ["track", "smile-intensity", "--data", str(corpus / "a"), "--head", "cnn-gru", "--epochs", "1",
-                                 "--seeds", "1", "--out", str(root / "submissions"), "-q"], env=env)
+                                 "--seeds", "1", "--folds", "2", "--out", str(root / "submissions"), "-q"], env=env)
     assert result.exit_code == 0, result.output
     run_id = re.search(r"MLflow run (\w+)", result.output).group(1)
     return run_id, uri, corpus

@@ -151,9 +151,17 @@ def test_smile_laugh_track_reports_modalities_fusion_and_zero_shot(workdir, smil
 
 def test_smile_intensity_track_compares_model_and_human(workdir, smiles_root, models):
     result = runner.invoke(app, ["track", "smile-intensity", "--data", str(smiles_root / "a"), "--visual-model", str(models["mae"]),
-                                 "--epochs", "3", "--subtle", "merge", "-q"])
+                                 "--epochs", "3", "--subtle", "merge", "--folds", "3", "-q"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = next(workdir.glob("submissions/smile-intensity/*/scores.json")).parent
+    # selection on 3 grouped folds of the train and valid recordings: one model per fold, each
+    # scored on recordings it did not train on
+    import mlflow
+
+    seed_runs = mlflow.search_runs(experiment_names=["smile-intensity"], filter_string="params.folds = '3'")
+    assert len(seed_runs) == 3 and seed_runs["metrics.cross_validated_macro_f1"].notna().all()
+    client = mlflow.MlflowClient()
+    assert all(len(client.get_metric_history(run_id, "fold_valid_score")) == 3 for run_id in seed_runs["run_id"])
     import json
 
     scores = json.loads((out / "scores.json").read_text())
@@ -191,7 +199,7 @@ def test_smiles_tracks_take_any_registered_head_and_tune(workdir, smiles_root, m
     assert (runs["tags.challenge.kind"] == "trial").sum() == 3 and set(runs["tags.head"].dropna()) == {"logistic"}
 
     frames = runner.invoke(app, ["track", "smile-intensity", "--data", str(smiles_root / "a"), "--visual-model", str(models["mae"]),
-                                 "--head", "transformer", "--epochs", "2", "--seeds", "1", "-q"])
+                                 "--head", "transformer", "--epochs", "2", "--seeds", "1", "--folds", "1", "-q"])
     assert frames.exit_code == 0, frames.output + repr(frames.exception)
     runs = mlflow.search_runs(experiment_names=["smile-intensity"])
     assert list(runs["tags.head"]) == ["transformer"]

@@ -61,17 +61,19 @@ class LiveModel:
         from challenge.saved_model import load_run_model
 
         saved = load_run_model(run_id, tracking_uri)
-        network = getattr(saved.head, "model", None)
-        if saved.head.name != "cnn-gru" or network is None:
+        # a run selected on grouped folds keeps its K fold models: live averages them, as its scores did
+        members = getattr(saved.head, "members", [saved.head])
+        networks = [getattr(m, "model", None) for m in members]
+        if saved.head.name != "cnn-gru" or any(n is None for n in networks):
             raise ChallengeError(f"run {run_id} is a {saved.head.name!r} model of track {saved.track}; `challenge live` needs a cnn-gru "
                                  "run: challenge track smile-intensity --data CORPUS --head cnn-gru")
         from challenge.registry import get_track
 
         labels = list(get_track(saved.track).labels)
-        labels += ["Subtle"][: network.out.out_features - len(labels)]  # smile-intensity --subtle keep adds a fifth class
+        labels += ["Subtle"][: networks[0].out.out_features - len(labels)]  # smile-intensity --subtle keep adds a fifth class
         if saved.post.problem != Problem.FRAME_CLASSIFICATION:
             raise ChallengeError(f"run {run_id}: track {saved.track} is not a per-frame classification track.")
-        return cls.export(network, saved.normaliser.mean, saved.normaliser.std, labels,
+        return cls.export(networks, saved.normaliser.mean, saved.normaliser.std, labels,
                           CropSettings.from_run(saved.features), saved.head.params["window"], run_id, threads)
 
     @classmethod
@@ -85,17 +87,19 @@ class LiveModel:
 
         network = CNNGRU(crops.size, p["channels"], p["embedding"], p["units"], p["layers"], p["dropout"], len(labels))
         dim = crops.size**2
-        return cls.export(network, np.full(dim, 0.5, np.float32), np.full(dim, 0.25, np.float32), labels, crops, window, "untrained", threads)
+        return cls.export([network], np.full(dim, 0.5, np.float32), np.full(dim, 0.25, np.float32), labels, crops, window, "untrained", threads)
 
     @classmethod
-    def export(cls, network, mean: np.ndarray, std: np.ndarray, labels: list[str], crops: CropSettings, window: int, source: str,
+    def export(cls, networks: list, mean: np.ndarray, std: np.ndarray, labels: list[str], crops: CropSettings, window: int, source: str,
                threads: int = 0) -> LiveModel:
+        """`networks`: one CNNGRU, or the K fold models of a run (their embeddings side by side,
+        their probabilities averaged, each graph still one call)."""
         import onnxruntime
 
-        network = network.cpu().eval()
-        encoder = _Encoder(network.encoder, torch.as_tensor(mean), torch.as_tensor(std))
-        temporal = _LastStep(network)
-        dim, embedding = crops.size**2, network.encoder.dim
+        networks = [n.cpu().eval() for n in networks]
+        encoder = _Encoder([n.encoder for n in networks], torch.as_tensor(mean), torch.as_tensor(std))
+        temporal = _LastStep(networks)
+        dim, embedding = crops.size**2, sum(n.encoder.dim for n in networks)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: onnxruntime's default (all cores)
         options.log_severity_level = 3
@@ -112,24 +116,28 @@ class LiveModel:
 
 
 class _Encoder(torch.nn.Module):
-    """The run's normalisation, then the CNN: raw crops in, embeddings out."""
+    """The run's normalisation, then each model's CNN: raw crops in, their embeddings side by side."""
 
-    def __init__(self, cnn, mean, std):
+    def __init__(self, cnns, mean, std):
         super().__init__()
-        self.cnn = cnn
+        self.cnns = torch.nn.ModuleList(cnns)
         self.register_buffer("mean", mean.float())
         self.register_buffer("std", std.float())
 
     def forward(self, crops):
-        return self.cnn((crops - self.mean) / self.std)
+        normalised = (crops - self.mean) / self.std
+        return torch.cat([cnn(normalised) for cnn in self.cnns], -1)
 
 
 class _LastStep(torch.nn.Module):
-    """GRU and output layer over a window; the probabilities of its last frame."""
+    """Each model's GRU and output layer over the window, on its part of the embeddings; the
+    probabilities of the last frame, averaged over the models."""
 
-    def __init__(self, network):
+    def __init__(self, networks):
         super().__init__()
-        self.network = network
+        self.networks = torch.nn.ModuleList(networks)
+        self.widths = [n.encoder.dim for n in networks]
 
     def forward(self, embeddings):
-        return self.network.temporal(embeddings)[:, -1].softmax(-1)
+        parts = torch.split(embeddings, self.widths, dim=-1)
+        return torch.stack([n.temporal(part)[:, -1].softmax(-1) for n, part in zip(self.networks, parts)]).mean(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,7 +47,13 @@ class FrameReading:
 
 
 class LivePipeline:
-    def __init__(self, model: LiveModel, detector=None, detect_every: int | None = None, batched: bool = True, lost_after_s: float = 1.0):
+    """`background=True` (live sources) runs the detector on a thread of its own: the frames that
+    arrive while it works get their readings at once, from the boxes carried forward, and its
+    result is associated at the time of the frame it saw. Offline runs detect in line, so the same
+    file always gives the same CSV."""
+
+    def __init__(self, model: LiveModel, detector=None, detect_every: int | None = None, batched: bool = True, lost_after_s: float = 1.0,
+                 background: bool = False):
         self.model = model
         self.detector = detector or make_detector(model.crops.detector, width=model.crops.detection_width)
         self.detect_every = detect_every or model.crops.detect_every
@@ -54,6 +61,8 @@ class LivePipeline:
         self.follower = FaceFollower(lost_after_s)
         self.windows: dict[int, deque] = {}
         self.next_detection = 0
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="face-detector") if background else None
+        self.pending: tuple[Future, int, float] | None = None  # detection in flight: (result, frame index, frame time)
 
     def warm_up(self) -> None:
         """One pass of each model on a blank frame: onnxruntime's first call is slow, and a live
@@ -72,14 +81,22 @@ class LivePipeline:
             timings[stage] += now - clock
             clock = now
 
-        detected = index >= self.next_detection
-        if detected:
+        detected = index >= self.next_detection and self.pending is None
+        if self.executor is not None:
+            if self.pending is not None and self.pending[0].done():
+                future, seen_index, seen_t = self.pending
+                self.pending = None
+                self._associate(future.result(), seen_index, seen_t)
+                lap("track")
+            if detected:
+                self.pending = (self.executor.submit(self.detector.detect, rgb), index, t)
+                self.next_detection = index + self.detect_every
+                lap("detect")
+        elif detected:
             faces = self.detector.detect(rgb)
             lap("detect")
-            lost, waiting = self.follower.update(faces, t)
-            for track_id in lost:
-                self.windows.pop(track_id, None)
-            self.next_detection = index + (1 if waiting else self.detect_every)
+            self.next_detection = index + self.detect_every
+            self._associate(faces, index, t)
             lap("track")
         followed = sorted(self.follower.faces.values(), key=lambda f: f.track_id)
         readings = []
@@ -100,6 +117,17 @@ class LivePipeline:
             lap("classify")
             readings = [FaceReading(f.track_id, box, p, int(p.argmax())) for f, box, p in zip(followed, boxes, probabilities)]
         return FrameReading(index, t, readings, captured, time.perf_counter(), detected, timings)
+
+    def _associate(self, faces, index: int, t: float) -> None:
+        lost, waiting = self.follower.update(faces, t)
+        for track_id in lost:
+            self.windows.pop(track_id, None)
+        if waiting:  # a new face: detect again on the next frame to confirm it
+            self.next_detection = index + 1
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
 
     def _classify(self, windows: list[deque]) -> np.ndarray:
         """Windows of one length go through the GRU together (new faces have shorter ones)."""

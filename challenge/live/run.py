@@ -57,9 +57,11 @@ def run_live(source: str, model: LiveModel, out: Path | None = None, port: int |
     from challenge.vision.faces import make_detector
 
     crops = model.crops
-    pipeline = LivePipeline(model, make_detector(detector or crops.detector, width=crops.detection_width), detect_every, batched)
-    pipeline.warm_up()
     serve = port is not None or source.isdigit() or "://" in source
+    # served sources detect on a thread of their own, so no reading waits for the detector
+    pipeline = LivePipeline(model, make_detector(detector or crops.detector, width=crops.detection_width), detect_every, batched,
+                            background=serve)
+    pipeline.warm_up()
     frames = FrameSource(source, paced=serve)
     table = FacesCsv(out, model.labels) if out else None
     summary = LiveSummary()
@@ -95,6 +97,7 @@ def run_live(source: str, model: LiveModel, out: Path | None = None, port: int |
         summary.dropped = frames.dropped
     finally:
         frames.close()
+        pipeline.close()
         if table is not None:
             table.close()
         if server is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from challenge.smiles.labels import SUBTLE_MODES, frame_intensities, intensity_n
 
 def intensity_samples(root: Path, config: RunConfig):
     """(samples with per-frame reference labels [frames, 1], every annotator's labels by
-    recording, reference annotator)."""
+    recording, reference annotator, cross-validation group by recording: its speaker where
+    splits.csv names one, else the recording)."""
     from challenge.data.elan import ElanScheme, read_smiles_corpus
     from challenge.data.samples import Sample, Samples
     from challenge.media import video_frame_count, video_frame_rate
@@ -32,7 +34,7 @@ def intensity_samples(root: Path, config: RunConfig):
         n, fps = video_frame_count(r.video), video_frame_rate(r.video)
         annotators[r.id] = {who: frame_intensities(a, n, fps, config.smiles.subtle) for who, a in r.annotations.items()}
         samples.append(Sample(r.id, r.split, video=r.video, audio=r.video, labels=annotators[r.id][reference][:, None].astype(np.float32)))
-    return samples, annotators, reference
+    return samples, annotators, reference, {r.id: r.speaker or r.id for r in recordings}
 
 
 def run_smile_intensity(spec, config: RunConfig) -> RunResult:
@@ -80,7 +82,6 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
     from challenge.finish import out_dir
     from challenge.frame_metrics import classification_score
     from challenge.heads import get_head
-    from challenge.postprocess import PostProcess
     from challenge.prepare import prepare_features
     from challenge.runner import fit_head, train_once
     from challenge.saved_model import save_model
@@ -94,7 +95,7 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
     spec = dataclasses.replace(spec, labels=names, score=partial(classification_score, names=names))  # --subtle keep adds a class
     head_cls = get_head(config.head)
     seed_everything(config.seed)
-    samples, annotators, reference = intensity_samples(Path(config.data), config)
+    samples, annotators, reference, groups = intensity_samples(Path(config.data), config)
     counts = samples.counts()
     if not all(counts.values()):
         raise ChallengeError(f"{config.data}/splits.csv: the track needs train, valid and test recordings; it has {counts}.")
@@ -102,18 +103,24 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
     if not any(e.modality != "audio" for e in extractors):
         raise ChallengeError("smile-intensity reads face frames: pass a visual extractor in --features (mae).")
     train, valid, test = splits["train"], splits["valid"], splits["test"]
-    fingerprint, key = samples.fingerprint(), tuning_key(keys, head_cls)
+    protocol = f"{config.smiles.folds} grouped folds" if config.smiles.folds >= 2 else ""
+    fingerprint, key = samples.fingerprint(), tuning_key(keys, head_cls, protocol)
+    device = resolve_device(config.device)
     experiment = tracking.setup(config.tracking_uri, spec.name)
     run_name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-seed{config.seed}{'-shuffled' if config.shuffle_labels else ''}"
     with mlflow.start_run(experiment_id=experiment, run_name=run_name, nested=mlflow.active_run() is not None) as run:
         mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key, reference_annotator=reference))
-        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune, "subtle": config.smiles.subtle})
+        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune, "subtle": config.smiles.subtle,
+                           "folds": config.smiles.folds})
         mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
-        fitted = fit_head(spec, config, head_cls, train_once(spec, config, head_cls, train, valid, resolve_device(config.device)), fingerprint, key)
-        head = fitted.head
-        post = PostProcess.for_track(spec)
-        valid_outputs = np.concatenate(head.predict(valid))
-        post.fit(spec, valid.targets(), valid_outputs, valid.lengths)
+        # selection, early stopping and the post-processing: on grouped folds of the train and
+        # valid recordings, or with --folds 1 on the corpus's valid recordings
+        cv = _dev_folds(config, train, valid, annotators, reference, groups) if config.smiles.folds >= 2 else None
+        fitted = fit_head(spec, config, head_cls, _fold_fit(spec, config, head_cls, cv) if cv else train_once(spec, config, head_cls, train, valid, device),
+                          fingerprint, key)
+        head, post = fitted.head, _fit_post(spec, fitted.head, cv, valid)
+        if cv:
+            mlflow.log_metric("cross_validated_macro_f1", float(fitted.value))
         predicted = {vid: post.apply(o, [len(o)]) for vid, o in zip(test.ids, head.predict(test))}
         test_ids = list(test.ids)
         truth = np.concatenate([annotators[k][reference] for k in test_ids])
@@ -147,7 +154,7 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
             summary |= {"human": human, "frames_compared": int(scored.sum()),
                         "kappa_model_vs_reference_same_frames": float(cohen_kappa_score(ref[scored], mod[scored])),
                         "kappa_human_vs_reference": float(cohen_kappa_score(ref[scored], hum[scored]))}
-        baseline = _baseline_on_test(spec, config, macro, train, valid, test, truth[keep], keep, names)
+        baseline = _baseline_on_test(spec, config, macro, train, valid, test, truth[keep], keep, names, cv)
         if baseline is not None:
             summary |= {"baseline_macro_f1": baseline.score, "gain_over_baseline": baseline.gain}
         mlflow.log_metrics({"score": macro, **{k: v for k, v in summary.items() if isinstance(v, float)}})
@@ -164,15 +171,72 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
     return result
 
 
-def _baseline_on_test(spec, config: RunConfig, head_macro: float, train, valid, test, truth: np.ndarray, keep: np.ndarray, names: list[str]):
-    """Logistic regression on the same frame features, fitted on train, post-processed as the
-    head is (on valid), scored on the same test frames; None when the head is that baseline."""
+@dataclass
+class DevFolds:
+    """The train and valid recordings pooled, the truth they are scored on, and each one's fold."""
+
+    dev: object  # FrameFeatures; its labels are what models learn from (another recording's in a control run)
+    truth: list[np.ndarray]
+    folds: np.ndarray
+
+
+def _dev_folds(config: RunConfig, train, valid, annotators: dict, reference: str, groups: dict) -> DevFolds:
+    from challenge.training.control import shuffled
+    from challenge.training.frame_data import FrameFeatures
+    from challenge.training.grouped_folds import grouped_folds
+
+    dev = FrameFeatures.join([train, valid])
+    truth = [annotators[k][reference][:, None].astype(np.float32) for k in dev.ids]
+    dev.labels = shuffled(truth, config.seed) if config.shuffle_labels else truth
+    what = "speakers" if any(groups[k] != k for k in dev.ids) else "recordings"
+    folds = grouped_folds([groups[k] for k in dev.ids], np.zeros(len(dev)), config.smiles.folds, config.seed, what)
+    say(f"{len(dev)} train+valid recordings of {len(set(groups[k] for k in dev.ids))} {what} in {config.smiles.folds} grouped folds")
+    return DevFolds(dev, truth, folds)
+
+
+def _fold_fit(spec, config: RunConfig, head_cls, cv: DevFolds):
+    """fit(params, report) -> (out-of-fold score, the K fold models), what fit_head tunes."""
+    from challenge.features.base import resolve_device
+    from challenge.training.frame_folds import cross_validate_frames
+
+    device = resolve_device(config.device)
+    score_value = lambda t, o: spec.score(t, o).value  # noqa: E731
+
+    def fit(params: dict, report=None):
+        return cross_validate_frames(head_cls, params, spec.problem, len(spec.labels), cv.dev, cv.truth, cv.folds, config.seed, score_value,
+                                     device, report)
+
+    return fit
+
+
+def _fit_post(spec, head, cv: DevFolds | None, valid):
+    """Smoothing fitted on the out-of-fold outputs (folds) or on the valid recordings."""
+    from challenge.postprocess import PostProcess
+
+    post = PostProcess.for_track(spec)
+    if cv is not None:
+        post.fit(spec, np.concatenate(cv.truth), np.concatenate(head.out_of_fold), cv.dev.lengths)
+    else:
+        post.fit(spec, valid.targets(), np.concatenate(head.predict(valid)), valid.lengths)
+    return post
+
+
+def _baseline_on_test(spec, config: RunConfig, head_macro: float, train, valid, test, truth: np.ndarray, keep: np.ndarray, names: list[str],
+                      cv: DevFolds | None):
+    """Logistic regression on the same frame features, fitted and post-processed as the head is
+    (the same grouped folds, or train and valid), scored on the same test frames; None when the
+    head is that baseline."""
     from challenge.baseline import fit_baseline, record_baseline
+    from challenge.heads import get_head
     from challenge.smiles.reports import classification_table
 
     if config.head == "logistic":
         return None
-    head, post, _ = fit_baseline(spec, train, valid, config.seed)
+    if cv is not None:
+        _, head = _fold_fit(spec, config, get_head("logistic"), cv)({})
+        post = _fit_post(spec, head, cv, valid)
+    else:
+        head, post, _ = fit_baseline(spec, train, valid, config.seed)
     decided = np.concatenate([post.apply(o, [len(o)]) for o in head.predict(test)])
     macro = float(classification_table(truth, decided[keep], names).set_index("class").loc["macro", "f1"])
     return record_baseline("logistic", head_macro, macro)
