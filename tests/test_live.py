@@ -205,3 +205,35 @@ def test_crops_are_levelled_by_the_eye_angle():
     crop = crop_face(image, np.array([40, 40, 160, 160]), 48, 0.0, angle)
     rows = crop.sum(1)
     assert rows.argmax() in (23, 24) and rows.max() > 5 * np.median(rows + 1e-3)  # one bright horizontal row through the middle
+
+
+def test_a_stream_url_is_read_as_a_live_source(face_video):
+    """An http URL (here the test video served on 127.0.0.1) is opened by PyAV like a camera:
+    a live source, whose frames are handed over newest first."""
+    import functools
+    import http.server
+    import threading
+
+    from challenge.live.source import FrameSource
+
+    import av
+
+    video, truth = face_video
+    stream_file = video.with_suffix(".ts")  # MPEG-TS, as network cameras and encoders stream it (an mp4 needs seeking)
+    with av.open(str(video)) as source, av.open(str(stream_file), "w", format="mpegts") as target:
+        out = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                target.mux(packet)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(video.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = FrameSource(f"http://127.0.0.1:{server.server_address[1]}/{stream_file.name}")
+        assert source.live and source.drops
+        frames = [frame.index for frame in source]
+        source.close()
+    finally:
+        server.shutdown()
+    assert frames and frames == sorted(frames) and len(frames) + source.dropped == len(truth)
