@@ -603,6 +603,7 @@ def live_command(
     out: Annotated[Optional[Path], typer.Option(help="CSV of every face reading: frame, time, track id, box, class probabilities, intensity.")] = None,
     detector: Annotated[Optional[str], typer.Option(help="Face detector (default: the one the model's crops were made with, centerface).")] = None,
     detect_every: Annotated[Optional[int], typer.Option(min=1, help="Frames between detections; the tracker follows faces in between (default: the run's, 10).")] = None,
+    detection_width: Annotated[Optional[int], typer.Option(min=64, help="Frames are scaled to this width for the detector (default: the run's, 320); wider finds smaller faces, slower.")] = None,
     reference: Annotated[Optional[Path], typer.Option(help="Offline: an ELAN annotation of this video to score the CSV against (the face seen on most frames).")] = None,
     subtle: Annotated[str, typer.Option(help="With --reference: how the Subtle level is read (drop, keep, merge), as in the run.")] = "drop",
     sequential: Annotated[bool, typer.Option("--sequential", help="One model call per face instead of one per frame (for comparison).")] = False,
@@ -629,7 +630,7 @@ def live_command(
     if out is None and port is None and not source.isdigit() and "://" not in source:
         port = 8000  # a file without --out: show it
     live_model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"]) if untrained else LiveModel.from_run(model, tracking_uri)
-    summary = run_live(source, live_model, out, port, host, detect_every, detector, not sequential)
+    summary = run_live(source, live_model, out, port, host, detect_every, detector, not sequential, detection_width)
     typer.echo(summary.describe())
     if out is not None:
         typer.echo(f"faces: {out}")

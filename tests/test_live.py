@@ -48,7 +48,7 @@ def trained_run(tmp_path_factory):
                                  "--seeds", "1", "--folds", "2", "--out", str(root / "submissions"), "-q"], env=env)
     assert result.exit_code == 0, result.output
     run_id = re.search(r"MLflow run (\w+)", result.output).group(1)
-    return run_id, uri, corpus
+    return run_id, uri, corpus, env  # env: the same feature store and MLflow store, for other runs
 
 
 def _readings(csv_path: Path) -> dict[int, list]:
@@ -61,7 +61,7 @@ def _readings(csv_path: Path) -> dict[int, list]:
 
 def test_a_trained_cnn_gru_run_reads_every_person_of_a_real_video_offline(face_video, trained_run, tmp_path):
     video, truth = face_video
-    run_id, uri, _ = trained_run
+    run_id, uri, _, _ = trained_run
     out = tmp_path / "faces.csv"
     result = runner.invoke(app, ["live", str(video), "--model", run_id, "--tracking-uri", uri, "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -79,12 +79,20 @@ def test_a_trained_cnn_gru_run_reads_every_person_of_a_real_video_offline(face_v
     assert speed > 1.0, result.output  # offline is faster than real time
 
 
-def test_live_rejects_a_run_that_is_not_a_cnn_gru_and_a_missing_source(trained_run, tmp_path):
-    run_id, uri, _ = trained_run
+def test_live_rejects_a_run_that_is_not_a_cnn_gru_and_a_missing_source(face_video, trained_run, tmp_path):
+    video, _ = face_video
+    run_id, uri, corpus, env = trained_run
     result = runner.invoke(app, ["live", str(tmp_path / "nothing.mp4"), "--model", run_id, "--tracking-uri", uri, "--out", str(tmp_path / "f.csv")])
     assert result.exit_code != 0 and "no such video file" in str(result.exception) + result.output
     result = runner.invoke(app, ["live", str(tmp_path / "nothing.mp4")])
     assert result.exit_code != 0 and "--model RUN_ID" in str(result.exception) + result.output
+    # a logistic run on the same face crops is a model, but not one live can run
+    logistic = runner.invoke(app, ["track", "smile-intensity", "--data", str(corpus / "a"), "--head", "logistic", "--features", "face-crops",
+                                   "--folds", "1", "--seeds", "1", "--out", str(tmp_path / "submissions"), "-q"], env=env)
+    assert logistic.exit_code == 0, logistic.output
+    other = re.search(r"MLflow run (\w+)", logistic.output).group(1)
+    result = runner.invoke(app, ["live", str(video), "--model", other, "--tracking-uri", uri, "--out", str(tmp_path / "f.csv")])
+    assert result.exit_code != 0 and "needs a cnn-gru run" in str(result.exception) + result.output
 
 
 def _free_port() -> int:
@@ -97,7 +105,7 @@ def test_the_live_page_in_headless_chromium_shows_each_person_with_an_emoji(face
     from playwright.sync_api import sync_playwright
 
     video, _ = face_video
-    run_id, uri, _ = trained_run
+    run_id, uri, _, _ = trained_run
     port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--model", run_id, "--tracking-uri", uri,
                                 "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -171,7 +179,7 @@ def test_a_csv_is_scored_against_the_elan_annotation_of_its_video(trained_run, t
     from challenge.media import video_frame_count, video_frame_rate
     from challenge.smiles.labels import INTENSITY_CLASSES, frame_intensities
 
-    _, _, corpus = trained_run
+    _, _, corpus, _ = trained_run
     video = corpus / "a" / "videos" / "a00_p0.mp4"
     eaf = corpus / "a" / "annotations" / "annotator1" / "a00_p0.eaf"
     n, fps = video_frame_count(video), video_frame_rate(video)

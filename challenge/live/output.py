@@ -25,7 +25,7 @@ class FacesCsv:
     def __init__(self, path: Path, labels: list[str]):
         self.path, self.labels = Path(path), labels
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "w", newline="")
+        self.handle = open(self.path, "w", newline="", buffering=1)  # line-buffered
         self.writer = csv.writer(self.handle)
         self.writer.writerow(csv_columns(labels))
 

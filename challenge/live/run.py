@@ -53,13 +53,13 @@ class LiveSummary:
 
 
 def run_live(source: str, model: LiveModel, out: Path | None = None, port: int | None = None, host: str = "127.0.0.1",
-             detect_every: int | None = None, detector: str | None = None, batched: bool = True) -> LiveSummary:
+             detect_every: int | None = None, detector: str | None = None, batched: bool = True, detection_width: int | None = None) -> LiveSummary:
     from challenge.vision.faces import make_detector
 
     crops = model.crops
     serve = port is not None or source.isdigit() or "://" in source
     # served sources detect on a thread of their own, so no reading waits for the detector
-    pipeline = LivePipeline(model, make_detector(detector or crops.detector, width=crops.detection_width), detect_every, batched,
+    pipeline = LivePipeline(model, make_detector(detector or crops.detector, width=detection_width or crops.detection_width), detect_every, batched,
                             background=serve)
     pipeline.warm_up()
     frames = FrameSource(source, paced=serve)
