@@ -98,8 +98,13 @@ def load_run_model(run_id: str, tracking_uri: str | None) -> SavedModel:
     from challenge import tracking
 
     tracking.connect(tracking_uri)
+    model_uri = f"runs:/{run_id}/{ARTIFACT}"
+    try:  # a run over several seeds names the model it stands for (its first seed's) in its `model` tag
+        model_uri = mlflow.get_run(run_id).data.tags.get("model", model_uri)
+    except Exception:  # noqa: BLE001  (an unknown run: the download below says so)
+        pass
     try:
-        folder = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{ARTIFACT}/artifacts/state")
+        folder = mlflow.artifacts.download_artifacts(f"{model_uri}/artifacts/state")
     except Exception as error:  # noqa: BLE001  (MLflow raises several kinds for an absent run or artifact)
         raise ChallengeError(f"run {run_id}: no saved model in {tracking_uri or 'sqlite:///mlflow/mlflow.db'} ({type(error).__name__}); "
                              "runs log their model since this version, and control runs too: check the id with `challenge runs TRACK`.") from error

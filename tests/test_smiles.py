@@ -1,6 +1,7 @@
 """Smiles and laughter: ELAN parsing, clip and frame labels, agreement measures, dual matrices."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -162,6 +163,12 @@ def test_smile_intensity_track_compares_model_and_human(workdir, smiles_root, mo
     assert len(seed_runs) == 3 and seed_runs["metrics.cross_validated_macro_f1"].notna().all()
     client = mlflow.MlflowClient()
     assert all(len(client.get_metric_history(run_id, "fold_valid_score")) == 3 for run_id in seed_runs["run_id"])
+    # the id the run prints (the parent over the seeds) loads the first seed's model
+    from challenge.saved_model import load_run_model
+
+    parent = re.search(r"MLflow run (\w+)", result.output).group(1)
+    saved = load_run_model(parent, None)
+    assert saved.track == "smile-intensity" and len(saved.head.members) == 3
     import json
 
     scores = json.loads((out / "scores.json").read_text())

@@ -61,10 +61,13 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
         summary.rename_axis("figure").to_csv(out / "summary.csv")
         mlflow.log_metrics({f"{figure}.{what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")})
         mlflow.log_metric("score", float(summary.loc["macro_f1", "mean"]))
+        # `challenge live --model` and `challenge predict` given this run's id load the first seed's model
+        mlflow.set_tags({"model": f"runs:/{results[0].run_id}/model", "model_from": f"seed {seeds[0]} (run {results[0].run_id})"})
         mlflow.log_artifacts(str(out))
     say(f"test frames, mean ± sd over {len(seeds)} seeds ({', '.join(map(str, seeds))}):\n"
         + "\n".join(f"  {figure:<38} {row['mean']:.4f} ± {row['sd']:.4f}" for figure, row in summary.iterrows())
-        + f"\nreports: {out.resolve()} (seeds.csv, summary.csv; each seed's run has its own folder)")
+        + f"\nreports: {out.resolve()} (seeds.csv, summary.csv; each seed's run has its own folder)"
+        + f"\nmodel: seed {seeds[0]}'s (run {results[0].run_id}); this run's id loads it too")
     details = {f"{figure} {what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")}
     result = RunResult(parent.info.run_id, float(summary.loc["macro_f1", "mean"]), details, results[0].params, None)
     result.trials_run = sum(r.trials_run for r in results)
