@@ -245,3 +245,12 @@ def test_a_stream_url_is_read_as_a_live_source(face_video):
     finally:
         server.shutdown()
     assert frames and frames == sorted(frames) and len(frames) + source.dropped == len(truth)
+
+
+def test_a_corrupt_video_is_a_clear_error_naming_the_file(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)  # an mp4 header, then noise
+    result = runner.invoke(app, ["live", str(bad), "--untrained", "--out", str(tmp_path / "faces.csv")])
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "broken.mp4" in message and "cannot be opened as a video source" in message, message
