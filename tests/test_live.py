@@ -23,6 +23,7 @@ from challenge.cli import app
 from challenge.demo.smiles import write_smiles_demo
 from challenge.errors import ChallengeError
 from tests.fixtures.face_video import PEOPLE, match_readings, write_face_video
+from tests.fixtures.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 runner = CliRunner()
@@ -95,18 +96,12 @@ def test_live_rejects_a_run_that_is_not_a_cnn_gru_and_a_missing_source(face_vide
     assert result.exit_code != 0 and "needs a cnn-gru run" in str(result.exception) + result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_live_page_in_headless_chromium_shows_each_person_with_an_emoji(face_video, trained_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
     video, _ = face_video
     run_id, uri, _, _ = trained_run
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--model", run_id, "--tracking-uri", uri,
                                 "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,10 +43,6 @@ class LiveModel:
     encoder: object  # onnxruntime.InferenceSession
     temporal: object
     source: str = "untrained"  # the run id, or "untrained" (benchmarks)
-    embedding_dim: int = field(init=False)
-
-    def __post_init__(self):
-        self.embedding_dim = self.encoder.get_outputs()[0].shape[-1]
 
     def encode(self, crops: np.ndarray) -> np.ndarray:
         """[N, size²] crops in [0, 1] to [N, E] embeddings."""

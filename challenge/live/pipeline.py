@@ -38,7 +38,6 @@ class FrameReading:
     faces: list[FaceReading]
     captured: float  # perf_counter() when the frame was read
     finished: float
-    detected: bool  # whether the detector ran on this frame
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
     @property
@@ -116,7 +115,7 @@ class LivePipeline:
             probabilities = self._classify([self.windows[f.track_id] for f in followed])
             lap("classify")
             readings = [FaceReading(f.track_id, box, p, int(p.argmax())) for f, box, p in zip(followed, boxes, probabilities)]
-        return FrameReading(index, t, readings, captured, time.perf_counter(), detected, timings)
+        return FrameReading(index, t, readings, captured, time.perf_counter(), timings)
 
     def _associate(self, faces, index: int, t: float) -> None:
         lost, waiting = self.follower.update(faces, t)

@@ -82,7 +82,7 @@ def run_live(source: str, model: LiveModel, out: Path | None = None, port: int |
                     recent.append(reading.finished)
                     fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
                     image = jpeg(annotate(frame.rgb, reading, model.labels)) if latest.clients else None
-                    latest.publish(update_message(reading, model.labels, image, fps, 1000 * float(np.median([r for r in summary.latencies[-30:]])),
+                    latest.publish(update_message(reading, model.labels, image, fps, 1000 * float(np.median(summary.latencies[-30:])),
                                                   frames.dropped))
                 advance()
         summary.seconds, summary.dropped = time.perf_counter() - start, frames.dropped
