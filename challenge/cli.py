@@ -89,7 +89,7 @@ def demo_data(
 def features_extract(
     data: Annotated[Path, typer.Option(help="Dataset root in the track's official layout.")],
     track: Annotated[str, typer.Option(help="Track whose reader lists the media. " + TRACKS_HELP, callback=_known_track)],
-    extractor: Annotated[str, typer.Option(help="wav2vec2, mae, provided or egemaps.")],
+    extractor: Annotated[str, typer.Option(help="wav2vec2, mae, provided, egemaps or compare (openSMILE ComParE 2016).")],
     audio_model: AudioModelOption = None,
     visual_model: VisualModelOption = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
@@ -253,7 +253,7 @@ def _without_option(argv: list[str], name: str) -> list[str]:
 def track_command(
     track: TrackName,
     data: DataOption = None,
-    features: Annotated[Optional[str], typer.Option(help="Comma-separated: wav2vec2, mae, egemaps, provided-wav2vec2, provided-vit.")] = None,
+    features: Annotated[Optional[str], typer.Option(help="Comma-separated: wav2vec2, mae, egemaps, compare, face-crops, provided-wav2vec2, provided-vit.")] = None,
     audio_model: AudioModelOption = None,
     visual_model: VisualModelOption = None,
     head: Annotated[Optional[str], typer.Option(help="EMI: lstm (default), lightgbm or ridge; frame tracks: transformer (default), lstm-frames, ridge (VA) or logistic (EXPR, AU, CE).")] = None,

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from challenge.errors import ChallengeError
 from challenge.track import TrackSpec
 
-FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "face-crops", "provided-wav2vec2", "provided-vit")
+FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "compare", "face-crops", "provided-wav2vec2", "provided-vit")
 MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae"}  # flag -> extractor whose `model` it sets
 
 
@@ -44,6 +44,8 @@ class SmilesSettings(Settings):
     folds: PositiveInt = 5  # smiles tracks: grouped cross-validation folds over the training recordings (speakers); smile-intensity: 1 = the valid split
     both_ways: bool = False  # smile-laugh: also train on eval_data and score zero-shot on data
     corpus_norm: bool = True  # smile-laugh: standardise the zero-shot corpus's features with its own statistics
+    # smile-laugh: the statistics of each feature over a clip that the model reads (the baseline keeps mean and std)
+    pooling: list[Literal["mean", "std", "p10", "p90"]] = Field(default_factory=lambda: ["mean", "std", "p10", "p90"], min_length=1)
 
 
 class RunConfig(Settings):

@@ -114,8 +114,12 @@ def test_restricted_unpickler_refuses_anything_but_numpy(tmp_path):
         load_numpy_pickle(bad)
 
 
-def test_egemaps_low_level_descriptors(emi_root, store_root):
+@pytest.mark.parametrize("name, width", [("egemaps", 25), ("compare", 65)])
+def test_opensmile_low_level_descriptors(emi_root, store_root, name, width):
+    """eGeMAPS (25 descriptors) and ComParE 2016 (65), both at 100 rows a second, with distinct
+    cache keys."""
     samples = read_hume(emi_root).split("valid")[:1]
-    features = _features(make_extractor("egemaps"), samples)[samples[0].id]
+    features = _features(make_extractor(name), samples)[samples[0].id]
     seconds = len(read_audio(samples[0].audio)) / 16000
-    assert features.shape[1] == 25 and abs(len(features) - 100 * seconds) < 10
+    assert features.shape[1] == width and abs(len(features) - 100 * seconds) < 10
+    assert make_extractor("compare").cache_key() != make_extractor("egemaps").cache_key()

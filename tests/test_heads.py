@@ -121,3 +121,31 @@ def test_ridge_chooses_alpha_per_emotion_and_the_lstm_starts_from_it(tmp_path):
     from challenge.training.loop import predict_clips
 
     np.testing.assert_allclose(predict_clips(model, valid, 300, "cpu"), ridge.predict(valid), atol=1e-4)
+
+
+@pytest.mark.parametrize("present", [[0, 2], [0, 1, 2]])
+def test_the_clip_classifier_starts_as_logistic_regression_and_keeps_that_start_unless_an_epoch_beats_it(present):
+    """The smiles clip classifier's linear path, before any training, gives sklearn's logistic
+    regression probabilities, with two classes present (sklearn's one-logit binary fit, as on
+    the real-laughter corpora that hold no smiles) and with three. When no epoch beats that
+    start on the stop set, training ends with it."""
+    from sklearn.linear_model import LogisticRegression
+
+    from challenge.training.clip_classifier import ClipClassifier, fit_clips, predict_clips
+
+    rng = np.random.default_rng(0)
+    y = rng.choice(present, size=120)
+    x = (rng.normal(size=(120, 6)) + np.eye(6)[y] * 1.5).astype(np.float32)
+    model = ClipClassifier(6, 3, hidden=16, latent=8, linear=True)
+    model.start_from_logistic(x, y, 0.5)
+    expected = np.zeros((120, 3))
+    reference = LogisticRegression(C=0.5, max_iter=3000, class_weight="balanced").fit(x, y)
+    expected[:, reference.classes_] = reference.predict_proba(x)
+    np.testing.assert_allclose(predict_clips(model, x), expected, atol=1e-4)
+
+    start = predict_clips(model, x)
+    never_better = lambda truth, probabilities: 0.0  # noqa: E731  every epoch ties the start, none beats it
+    params = {"learning_rate": 1e-2, "weight_decay": 0.0, "epochs": 3, "patience": 3, "linear_C": 0.5}
+    best, history = fit_clips(model, x, y, x, y, never_better, 0, params)
+    assert len(history) == 3 and best == 0.0
+    np.testing.assert_allclose(predict_clips(model, x), start, atol=1e-5)

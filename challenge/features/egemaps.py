@@ -1,4 +1,7 @@
-"""eGeMAPS low-level descriptors from openSMILE (a real model shipped in its wheel, offline)."""
+"""openSMILE low-level descriptors (real feature sets shipped in its wheel, offline): eGeMAPS,
+the minimalistic set every smiles baseline uses, and ComParE 2016, the larger set of the
+paralinguistics challenges (65 descriptors: spectral bands, MFCCs, voicing, auditory energy),
+which carries more of what separates laughter from speech."""
 
 from __future__ import annotations
 
@@ -23,6 +26,13 @@ class EGeMAPSExtractor(Extractor):
 
     def build(self, device: str):
         return _EGeMAPSRunner(self)
+
+
+@register_extractor
+@dataclass(frozen=True)
+class ComParEExtractor(EGeMAPSExtractor):
+    name = "compare"
+    feature_set: str = "ComParE_2016"
 
 
 class _EGeMAPSRunner:

@@ -1,6 +1,8 @@
-"""Clip classifiers on pooled features (mean and std of each modality over the clip): one MLP
+"""Clip classifiers on pooled features (statistics of each modality over the clip): one MLP
 per modality, then late fusion, an MLP over the modality models' last-layer latents (the
-smiles-and-laughter recipe); with one modality it is that modality's MLP."""
+smiles-and-laughter recipe); with one modality it is that modality's MLP. Each MLP has a
+linear path beside it that starts as a logistic regression (`linear`, on by default; see
+ClipClassifier.start_from_logistic)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ class LateFusionHead(Head):
     name = "mlp-late-fusion"
     problems = {Problem.CLIP_CLASSIFICATION}
     defaults = {"hidden": 64, "latent": 32, "fusion_hidden": 32, "fusion_latent": 16, "dropout": 0.2,
-                "learning_rate": 1e-3, "weight_decay": 1e-4, "epochs": 60, "patience": 10}
+                "learning_rate": 1e-3, "weight_decay": 1e-4, "epochs": 60, "patience": 10, "linear": True, "linear_C": 1.0}
     search_space = {
         "hidden": CategoricalDistribution([32, 64, 128]),
         "latent": CategoricalDistribution([16, 32]),
         "dropout": FloatDistribution(0.0, 0.5),
         "learning_rate": FloatDistribution(1e-4, 3e-3, log=True),
         "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
+        "linear": CategoricalDistribution([True, False]),
+        "linear_C": FloatDistribution(1e-2, 1e2, log=True),
     }
 
     def fit(self, train, valid, score, report=None) -> float:
@@ -34,7 +38,7 @@ class LateFusionHead(Head):
         self.models, best, self.history = {}, float("nan"), []
         for m in self.modalities:  # the last stage reports to the tuner, the others train quietly
             last = len(self.modalities) == 1
-            self.models[m] = ClipClassifier(train.block(m).shape[1], classes, p["hidden"], p["latent"], p["dropout"])
+            self.models[m] = ClipClassifier(train.block(m).shape[1], classes, p["hidden"], p["latent"], p["dropout"], p["linear"])
             best, history = fit_clips(self.models[m], train.block(m), train.targets, valid.block(m), valid.targets, score, self.seed, p,
                                       report if last else None)
             self.history += history
@@ -43,7 +47,7 @@ class LateFusionHead(Head):
             latents = {name: np.concatenate([embed_clips(self.models[m], d.block(m)) for m in self.modalities], 1)
                        for name, d in (("train", train), ("valid", valid))}
             self.latent_normaliser = Normaliser.fit([latents["train"]])
-            self.fusion = ClipClassifier(latents["train"].shape[1], classes, p["fusion_hidden"], p["fusion_latent"], p["dropout"])
+            self.fusion = ClipClassifier(latents["train"].shape[1], classes, p["fusion_hidden"], p["fusion_latent"], p["dropout"], p["linear"])
             best, history = fit_clips(self.fusion, self.latent_normaliser(latents["train"]), train.targets,
                                       self.latent_normaliser(latents["valid"]), valid.targets, score, self.seed, p, report)
             self.history += history

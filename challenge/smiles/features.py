@@ -68,8 +68,8 @@ class PooledClips:
     own_normaliser: Normaliser | None = None
 
     @classmethod
-    def of(cls, features: dict[str, RecordingFeatures], clips, modalities: list[str]) -> PooledClips:
-        return cls.side_by_side({m: pooled_clips(features, clips, m) for m in modalities}, np.array([c.label for c in clips]))
+    def of(cls, features: dict[str, RecordingFeatures], clips, modalities: list[str], statistics=("mean", "std")) -> PooledClips:
+        return cls.side_by_side({m: pooled_clips(features, clips, m, statistics) for m in modalities}, np.array([c.label for c in clips]))
 
     @classmethod
     def side_by_side(cls, parts: dict[str, np.ndarray], targets: np.ndarray | None, own: Normaliser | None = None) -> PooledClips:
@@ -106,8 +106,18 @@ class PooledClips:
         return PooledClips.side_by_side({m: self.raw[:, self.blocks[m]] for m in modalities}, self.targets, own)
 
 
-def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str) -> np.ndarray:
-    """[clips, 2D]: mean and std of the modality's rows inside each clip's window."""
+POOLING = {
+    "mean": lambda window: window.mean(0),
+    "std": lambda window: window.std(0),
+    # the quieter and louder ends of a clip: a laugh's bursts and gaps, which mean and std blur
+    "p10": lambda window: np.percentile(window, 10, axis=0),
+    "p90": lambda window: np.percentile(window, 90, axis=0),
+}
+
+
+def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str, statistics=("mean", "std")) -> np.ndarray:
+    """[clips, len(statistics) * D]: each statistic (POOLING) of the modality's rows inside each
+    clip's window, side by side."""
     rows = []
     for clip in clips:
         recording = features[clip.recording]
@@ -116,5 +126,5 @@ def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str) -
         times, array = recording.times[modality], recording.arrays[modality]
         inside = (times >= clip.start) & (times < clip.end)
         window = array[inside] if inside.any() else array[[int(np.abs(times - (clip.start + clip.end) / 2).argmin())]]
-        rows.append(np.concatenate([window.mean(0), window.std(0)]))
+        rows.append(np.concatenate([POOLING[name](window) for name in statistics]))
     return np.stack(rows).astype(np.float32)

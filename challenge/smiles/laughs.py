@@ -19,7 +19,7 @@ from challenge.progress import say
 from challenge.smiles.labels import CLASSES, INTENSITY_ROWS, cut_clips
 
 CROSS_VALIDATED, HELD_OUT, ZERO_SHOT = "cross-validated", "held-out", "zero-shot"
-BASELINE = "logistic regression, C=1, balanced classes"
+BASELINE = "logistic regression, C=1, balanced classes"  # on eGeMAPS (mean and std over the clip) and the visual features
 
 
 @dataclass
@@ -116,7 +116,7 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
     if config.smiles.eval_data:
         other = read_corpus(Path(config.smiles.eval_data), config)
         sets[ZERO_SHOT] = (other, [c for split in other.clips.values() for c in split])
-    data = {name: PooledClips.of(c.features, clips, modalities) for name, (c, clips) in sets.items()}
+    data = {name: PooledClips.of(c.features, clips, modalities, config.smiles.pooling) for name, (c, clips) in sets.items()}
     baseline = _baseline_sets(config, sets, data)
     if config.smiles.corpus_norm and ZERO_SHOT in data:  # the other corpus standardised with its own statistics (no labels used)
         for part in (data[ZERO_SHOT], baseline[ZERO_SHOT]):
@@ -200,11 +200,14 @@ def present_macro_f1_of_probabilities(truth: np.ndarray, probabilities: np.ndarr
 
 
 def _baseline_sets(config: RunConfig, sets: dict, data: dict) -> dict:
-    """The baseline's clip sets: pooled eGeMAPS for the voice (extracted for the baseline when the
-    run does not use it) and the run's own pooled visual features, on the same clips."""
+    """The baseline's clip sets: eGeMAPS (openSMILE's eGeMAPSv02, whatever the run configures)
+    pooled to mean and std for the voice, extracted for the baseline when the run does not use it,
+    and the run's own visual features pooled the same way, on the same clips. It stays fixed, so a
+    model's gain over it is comparable from run to run."""
     from challenge.smiles.features import PooledClips, pooled_clips, recording_features
 
-    egemaps_config = config.model_copy(update={"features": ["egemaps"]})
+    pinned = {**config.extractors.get("egemaps", {}), "feature_set": "eGeMAPSv02"}
+    egemaps_config = config.model_copy(update={"features": ["egemaps"], "extractors": {**config.extractors, "egemaps": pinned}})
     egemaps = {}
     out = {}
     for name, (corpus, clips) in sets.items():
@@ -212,7 +215,7 @@ def _baseline_sets(config: RunConfig, sets: dict, data: dict) -> dict:
             egemaps[corpus.root] = recording_features(corpus.recordings, egemaps_config)[0]
         parts = {"audio": pooled_clips(egemaps[corpus.root], clips, "audio")}
         if "visual" in data[name].blocks:
-            parts["visual"] = data[name].raw[:, data[name].blocks["visual"]]
+            parts["visual"] = pooled_clips(corpus.features, clips, "visual")
         out[name] = PooledClips.side_by_side(parts, data[name].targets)
     return out
 

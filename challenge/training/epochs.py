@@ -31,13 +31,17 @@ def gradient_step(model, optimiser, loss: torch.Tensor) -> float:
     return loss.item()
 
 
-def train_epochs(model, params: dict, run_epoch: Callable[[], float], evaluate: Callable[[], float], report=None):
+def train_epochs(model, params: dict, run_epoch: Callable[[], float], evaluate: Callable[[], float], report=None, keep_start: bool = False):
     """`run_epoch()` trains once over the data and returns the mean loss; `evaluate()` returns
     the validation score. Stops after `patience` epochs without improvement; the model ends
-    with the best epoch's weights. Returns (best score, per-epoch history)."""
+    with the best epoch's weights, or with its starting weights when `keep_start` (a model
+    initialised from a fitted one) and no epoch beat them. Returns (best score, per-epoch history)."""
     # LSTM gradients decay into denormal floats, which are ~10x slower on x86 CPUs
     torch.set_flush_denormal(True)
     best, best_state, history, stale = -math.inf, None, [], 0
+    if keep_start:
+        model.eval()
+        best, best_state = evaluate(), copy.deepcopy(model.state_dict())
     with progress_bar("train epochs", params["epochs"], transient=True) as advance:
         for epoch in range(params["epochs"]):
             model.train()
