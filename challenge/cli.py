@@ -643,6 +643,32 @@ def live_command(
         typer.echo(score_csv(out, reference, video_frame_count(Path(source)), video_frame_rate(Path(source)), subtle=subtle).describe())
 
 
+@app.command("warm")
+def warm_command(
+    stop: Annotated[bool, typer.Option("--stop", help="End the warm process.")] = False,
+    idle: Annotated[float, typer.Option(help="Minutes without a command after which it ends itself.")] = 60.0,
+) -> None:
+    """Keep a process with torch, MLflow, Optuna and pandas imported, so that commands start in it.
+
+    Every later `challenge` command of this virtual environment runs in a child of that process
+    (same directory, environment, terminal and exit code; Ctrl-C works), skipping about 4 s of
+    imports. A command whose thread, MLflow, Optuna or Python settings differ from the warm
+    process's runs cold and says so. CHALLENGE_WARM=0 runs one command cold.
+
+    \b
+        challenge warm                 # then: challenge track emi --data DIR --tune
+        challenge warm --stop
+    """
+    from challenge import warm
+
+    if stop:
+        say("warm process ended" if warm.stop() else "no warm process was running")
+        return
+    pid, path = warm.start(idle)
+    say(f"warm process {pid} ready (socket {path}, log {warm.log_path()}); this environment's commands now start in it; "
+        f"it ends after {idle:g} idle minutes or with `challenge warm --stop`")
+
+
 @app.command("demo")
 def demo_command(
     directory: Annotated[Path, typer.Option(help="Where the demo dataset and its stand-in model live.")] = Path("demo_data"),
@@ -672,6 +698,11 @@ def _size(n: int) -> str:
 
 
 def main() -> None:
+    from challenge import warm
+
+    code = warm.forward(sys.argv[1:], entry="challenge.cli:main")  # a `challenge warm` process runs it, when there is one
+    if code is not None:
+        sys.exit(code)
     try:
         app()
     except ChallengeError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from challenge.demo.models import tiny_mae, tiny_wav2vec2
 from challenge.progress import set_quiet
 
 set_quiet(True)
+os.environ["CHALLENGE_WARM"] = "0"  # a developer's own `challenge warm` process never runs the tests' commands (test_warm starts its own)
 
 
 @pytest.fixture(scope="session")

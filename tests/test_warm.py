@@ -1,0 +1,100 @@
+"""`challenge warm`: commands run in a forked child of a process that has the heavy libraries
+imported, with the caller's arguments, directory, environment, terminal and exit code; Ctrl-C
+reaches them; a caller that disappears takes its command with it; environments that disagree
+on import-time settings, and sockets left behind, run cold. A real warm process, real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent / "challenge"
+CLIENT = "import sys; from challenge import warm; code = warm.forward(sys.argv[1:], 'tests.fixtures.warm_probe:main'); print('cold' if code is None else '', end=''); sys.exit(code or 0)"
+
+
+@pytest.fixture(scope="module")
+def warm_env(tmp_path_factory):
+    """A warm process of its own (its socket in a temporary folder), ended after the module."""
+    folder = tmp_path_factory.mktemp("warm")
+    env = {k: v for k, v in os.environ.items() if k != "CHALLENGE_WARM"} | {"CHALLENGE_WARM_DIR": str(folder), "PYTHONPATH": str(ROOT)}
+    try:
+        started = subprocess.run([str(BIN), "warm", "--idle", "5"], env=env, capture_output=True, text=True, timeout=180)
+        assert started.returncode == 0 and "ready" in started.stderr, started.stdout + started.stderr
+        yield env
+    finally:
+        subprocess.run([str(BIN), "warm", "--stop"], env=env, timeout=30)
+
+
+def log_of(env) -> str:
+    return "".join(path.read_text() for path in Path(env["CHALLENGE_WARM_DIR"]).glob("challenge-warm/*.log"))
+
+
+def probe(env, *args, cwd=ROOT, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CLIENT, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_a_cli_command_runs_in_the_warm_process_and_prints_and_exits_as_a_cold_one(warm_env, tmp_path):
+    command = [str(BIN), "validate", "emi", "missing.csv", "--data", str(tmp_path)]
+    served = subprocess.run(command, env=warm_env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    cold = subprocess.run(command, env=warm_env | {"CHALLENGE_WARM": "0"}, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert served.returncode == cold.returncode == 2
+    assert served.stderr == cold.stderr and "train_split.csv: split file not found" in served.stderr
+    assert f"validate emi missing.csv --data {tmp_path} (in {tmp_path})" in log_of(warm_env)
+
+
+def test_the_child_gets_the_callers_arguments_directory_environment_stdin_and_its_exit_code_comes_back(warm_env, tmp_path):
+    process = probe(warm_env | {"PROBE": "seen"}, "read", "exit", "7", cwd=tmp_path, stdin=subprocess.PIPE)
+    out, err = process.communicate("a line from the caller\n", timeout=60)
+    seen = json.loads(out.splitlines()[0])
+    assert process.returncode == 7, err
+    assert seen["argv"] == ["read", "exit", "7"] and seen["cwd"] == str(tmp_path) and seen["probe"] == "seen"
+    assert seen["stdin"] == "a line from the caller"
+    assert seen["pid"] != process.pid and seen["served_by"]  # another process: the warm one's child
+
+
+def test_ctrl_c_reaches_the_command_and_a_vanished_caller_stops_it(warm_env):
+    process = probe(warm_env, "sleep")
+    seen = json.loads(process.stdout.readline())
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130 and "interrupted" in process.stdout.read()
+
+    process = probe(warm_env, "sleep")
+    child = json.loads(process.stdout.readline())["pid"]
+    assert child != seen["pid"]
+    process.kill()  # SIGKILL: the caller cannot pass anything on; the warm process notices its end
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists(), "the command outlived its caller"
+
+
+def test_a_different_import_time_environment_runs_cold_and_says_why(warm_env):
+    process = probe(warm_env | {"OMP_NUM_THREADS": "3"}, "exit", "0")
+    out, err = process.communicate(timeout=60)
+    assert out == "cold" and "OMP_NUM_THREADS differs from the warm process's environment; running cold" in err
+
+
+def test_a_socket_left_behind_runs_cold_and_is_removed(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CHALLENGE_WARM"} | {"CHALLENGE_WARM_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    from challenge import warm
+
+    os.environ["CHALLENGE_WARM_DIR"] = str(tmp_path)
+    try:
+        stale = warm.socket_path()
+    finally:
+        del os.environ["CHALLENGE_WARM_DIR"]
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")  # a killed warm process leaves its socket file: nothing listens on it
+    process = probe(env, "exit", "0")
+    out, _ = process.communicate(timeout=60)
+    assert out == "cold" and not stale.exists()
+    stopped = subprocess.run([str(BIN), "warm", "--stop"], env=env, capture_output=True, text=True, timeout=30)
+    assert "no warm process was running" in stopped.stderr
