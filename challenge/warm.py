@@ -111,6 +111,10 @@ def forward(argv: list[str], entry: str) -> int | None:
 def start(idle_minutes: float) -> tuple[int, Path]:
     """Start the warm process in the background (its own session, output to its log) and wait
     until it answers; returns (pid, socket). An answering one is reused."""
+    if not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+        from challenge.errors import ChallengeError
+
+        raise ChallengeError("challenge warm needs fork and descriptor passing (Linux, macOS); on this system commands run cold.")
     path = socket_path()
     if running():
         return int(path.with_suffix(".pid").read_text()), path
