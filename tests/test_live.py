@@ -249,3 +249,37 @@ def test_a_corrupt_video_is_a_clear_error_naming_the_file(tmp_path):
     assert result.exit_code != 0
     message = str(result.exception)
     assert "broken.mp4" in message and "cannot be opened as a video source" in message, message
+
+
+def test_rows_reach_the_csv_as_they_are_made_and_a_killed_run_keeps_them_whole(tmp_path):
+    """The CSV is written through row by row (watched growing in steps of a few rows, where an
+    8 KB buffer would hold back about 80), and SIGKILL part-way through a long video (no
+    handler runs, nothing is flushed on the way out) leaves the header and whole rows only,
+    frame by frame from the first."""
+    video = tmp_path / "long.mp4"
+    write_face_video(video, seconds=40.0)
+    out = tmp_path / "faces.csv"
+    process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--untrained", "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")})
+    seen = set()  # the row counts observed while the run goes
+    try:
+        deadline = time.monotonic() + 120
+        while not seen or max(seen) <= 100:
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no rows after 120 s"
+            if out.exists():
+                seen.add(out.read_bytes().count(b"\n") - 1)
+            time.sleep(0.01)
+        process.kill()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert len({n for n in seen if 0 < n <= 100}) >= 3, f"the rows arrived in blocks: {sorted(seen)}"
+    text = out.read_text()
+    assert text.endswith("\n"), "the last row was cut"
+    table = pd.read_csv(out)
+    assert len(table) >= 100 and not table.isna().any().any()
+    frames = table["frame"].drop_duplicates().to_numpy()
+    assert frames[-1] < 40 * 25 - 1, "the run finished before the kill: the test proves nothing"
+    assert (np.diff(frames) > 0).all() and frames[0] <= 10
