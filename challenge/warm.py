@@ -86,9 +86,10 @@ def forward(argv: list[str], entry: str) -> int | None:
     connection.sendall(request)
     reader = connection.makefile("r")
     first = reader.readline().split()
-    if first[:1] == ["cold"]:  # the warm process cannot serve this environment
-        print(f"challenge warm: {' '.join(first[1:])} differs from the warm process's environment; running cold "
-              "(start `challenge warm` again in this environment to serve it).", file=sys.stderr)
+    if first[:1] != ["pid"]:  # nothing was started: the environments disagree, or the warm process is going away
+        if first[:1] == ["cold"]:
+            print(f"challenge warm: {' '.join(first[1:])} differs from the warm process's environment; running cold "
+                  "(start `challenge warm` again in this environment to serve it).", file=sys.stderr)
         connection.close()
         return None
     child = int(first[1])
@@ -123,12 +124,14 @@ def start(idle_minutes: float) -> tuple[int, Path]:
     path.unlink(missing_ok=True)
     with open(log_path(), "ab") as log:
         # `-c`, not `-m challenge.warm`: the module must be challenge.warm itself, not a second copy named __main__
-        process = subprocess.Popen([sys.executable, "-c", f"from challenge.warm import serve; serve({float(idle_minutes)!r})"], stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=log, start_new_session=True, env={**os.environ, "CHALLENGE_WARM": "0"})
+        process = subprocess.Popen([sys.executable, "-c", f"from challenge.warm import serve; serve({float(idle_minutes)!r})"],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 120
     while not running():
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the warm process did not start; see {log_path()}")
+            from challenge.errors import ChallengeError
+
+            raise ChallengeError(f"the warm process did not start; its log is {log_path()}.")
         time.sleep(0.1)
     return process.pid, path
 
@@ -172,8 +175,8 @@ def serve(idle_minutes: float) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     os.chmod(path, 0o600)
+    path.with_suffix(".pid").write_text(str(os.getpid()))  # before listening: whoever can connect can also read it
     listener.listen(16)
-    path.with_suffix(".pid").write_text(str(os.getpid()))
     _log(f"ready in {time.perf_counter() - began:.1f} s: pid {os.getpid()}, socket {path}, idle limit {idle_minutes} min")
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
