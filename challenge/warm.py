@@ -26,6 +26,7 @@ SIGTERM. `CHALLENGE_WARM=0` makes a command run cold whatever is running.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,14 +95,8 @@ def forward(argv: list[str], entry: str) -> int | None:
         return None
     child = int(first[1])
 
-    def pass_on(signum, _frame):
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, pass_on)
+        signal.signal(signum, lambda signum, _frame: _signal(child, signum))
     status = reader.readline().split()
     connection.close()
     return int(status[1]) if status[:1] == ["exit"] else 1
@@ -182,8 +177,7 @@ def serve(idle_minutes: float) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    children: dict[int, socket.socket] = {}  # child pid -> its caller's connection
-    watched: set[socket.socket] = set()  # connections whose caller is still there
+    children: dict[int, socket.socket] = {}  # child pid -> its caller's connection (watched while the caller is there)
     last_busy = time.monotonic()
     try:
         while not stopping:
@@ -194,24 +188,22 @@ def serve(idle_minutes: float) -> None:
                     if pid is not None:
                         children[pid] = connection
                         selector.register(connection, selectors.EVENT_READ, pid)
-                        watched.add(connection)
                 else:  # the caller went away (its end closed) while its command runs: stop the command
                     _signal(key.data, signal.SIGTERM)
                     selector.unregister(key.fileobj)
-                    watched.discard(key.fileobj)
             for pid in list(children):
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     connection = children.pop(pid)
                     code = os.waitstatus_to_exitcode(status)
-                    _log(f"child {pid} ended: exit {code if code >= 0 else 128 - code}")
+                    code = code if code >= 0 else 128 - code  # killed by signal n: 128 + n, as a shell reports it
+                    _log(f"child {pid} ended: exit {code}")
                     try:
-                        connection.sendall(f"exit {code if code >= 0 else 128 - code}\n".encode())
+                        connection.sendall(f"exit {code}\n".encode())
                     except OSError:
                         pass
-                    if connection in watched:
+                    with contextlib.suppress(KeyError):  # still watched, unless its caller went away first
                         selector.unregister(connection)
-                        watched.discard(connection)
                     connection.close()
             if children:
                 last_busy = time.monotonic()
@@ -229,35 +221,42 @@ def _accept(connection: socket.socket, own_environment: dict) -> int | None:
     """Read one request; fork its child, or answer `cold` when the environments disagree.
     Returns the child's pid."""
     message, descriptors, _flags, _address = socket.recv_fds(connection, HEADER.size, 3)
-    if len(message) < HEADER.size or HEADER.unpack(message)[0] == 0:  # a probe, or a broken request
-        for descriptor in descriptors:
+    try:
+        request = _read_request(connection, message)
+        if request is None:  # a probe ("are you there"), or a request cut short: nothing to run
+            connection.close()
+            return None
+        differing = sorted(k for k in set(own_environment) | set(import_time_environment(request["env"]))
+                           if own_environment.get(k) != request["env"].get(k))
+        if differing:
+            connection.sendall(f"cold {','.join(differing)}\n".encode())
+            connection.close()
+            return None
+        pid = os.fork()
+        if pid == 0:  # the command's process: it never returns from here
+            _run_command(request, descriptors)
+    finally:
+        for descriptor in descriptors:  # the warm process's copies of the caller's terminal
             os.close(descriptor)
-        connection.close()
+    connection.sendall(f"pid {pid}\n".encode())
+    _log(f"child {pid}: {' '.join(request['argv'][1:])} (in {request['cwd']})")
+    return pid
+
+
+def _read_request(connection: socket.socket, header: bytes) -> dict | None:
+    """The JSON request after the header, or None for an empty or broken one."""
+    if len(header) < HEADER.size or (length := HEADER.unpack(header)[0]) == 0:
         return None
-    length = HEADER.unpack(message)[0]
     raw = b""
     while len(raw) < length:
         chunk = connection.recv(length - len(raw))
         if not chunk:
-            break
+            return None
         raw += chunk
-    request = json.loads(raw)
-    differing = sorted(k for k in set(own_environment) | set(import_time_environment(request["env"]))
-                       if own_environment.get(k) != request["env"].get(k))
-    if differing:
-        connection.sendall(f"cold {','.join(differing)}\n".encode())
-        for descriptor in descriptors:
-            os.close(descriptor)
-        connection.close()
+    try:
+        return json.loads(raw)
+    except ValueError:
         return None
-    pid = os.fork()
-    if pid == 0:  # the command's process
-        _run_command(request, descriptors)
-    for descriptor in descriptors:
-        os.close(descriptor)
-    connection.sendall(f"pid {pid}\n".encode())
-    _log(f"child {pid}: {' '.join(request['argv'][1:])} (in {request['cwd']})")
-    return pid
 
 
 def _run_command(request: dict, descriptors: list[int]) -> None:

@@ -131,13 +131,15 @@ def test_the_clip_classifier_starts_as_logistic_regression_and_keeps_that_start_
     start on the stop set, training ends with it."""
     from sklearn.linear_model import LogisticRegression
 
+    from challenge.heads.linear import logistic_weights
     from challenge.training.clip_classifier import ClipClassifier, fit_clips, predict_clips
 
     rng = np.random.default_rng(0)
     y = rng.choice(present, size=120)
     x = (rng.normal(size=(120, 6)) + np.eye(6)[y] * 1.5).astype(np.float32)
     model = ClipClassifier(6, 3, hidden=16, latent=8, linear=True)
-    model.start_from_logistic(x, y, 0.5)
+    logistic = logistic_weights(x, y, 3, 0.5)
+    model.start_from(*logistic)
     expected = np.zeros((120, 3))
     reference = LogisticRegression(C=0.5, max_iter=3000, class_weight="balanced").fit(x, y)
     expected[:, reference.classes_] = reference.predict_proba(x)
@@ -145,7 +147,7 @@ def test_the_clip_classifier_starts_as_logistic_regression_and_keeps_that_start_
 
     start = predict_clips(model, x)
     never_better = lambda truth, probabilities: 0.0  # noqa: E731  every epoch ties the start, none beats it
-    params = {"learning_rate": 1e-2, "weight_decay": 0.0, "epochs": 3, "patience": 3, "linear_C": 0.5}
-    best, history = fit_clips(model, x, y, x, y, never_better, 0, params)
+    params = {"learning_rate": 1e-2, "weight_decay": 0.0, "epochs": 3, "patience": 3}
+    best, history = fit_clips(model, x, y, x, y, never_better, 0, params, start=logistic)
     assert len(history) == 3 and best == 0.0
     np.testing.assert_allclose(predict_clips(model, x), start, atol=1e-5)

@@ -98,3 +98,24 @@ def test_a_socket_left_behind_runs_cold_and_is_removed(tmp_path):
     assert out == "cold" and not stale.exists()
     stopped = subprocess.run([str(BIN), "warm", "--stop"], env=env, capture_output=True, text=True, timeout=30)
     assert "no warm process was running" in stopped.stderr
+
+
+def test_a_request_cut_short_leaves_the_warm_process_serving(warm_env):
+    """A caller that dies half-way through its request (header sent, JSON cut off) costs nothing:
+    the next command is served."""
+    import socket
+
+    from challenge import warm
+
+    os.environ["CHALLENGE_WARM_DIR"] = warm_env["CHALLENGE_WARM_DIR"]
+    try:
+        path = warm.socket_path()
+    finally:
+        del os.environ["CHALLENGE_WARM_DIR"]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as broken:
+        broken.connect(str(path))
+        socket.send_fds(broken, [warm.HEADER.pack(1000)], [0, 1, 2])
+        broken.sendall(b'{"entry": "tests.fix')
+    process = probe(warm_env, "exit", "3")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 3 and json.loads(out.splitlines()[0])["argv"] == ["exit", "3"], err

@@ -36,6 +36,29 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, missing: float | None = None) -> tup
     return np.stack([m.coef_ for m in models]), np.array([m.intercept_ for m in models]), np.array([m.alpha_ for m in models])
 
 
+def logistic_regression(c: float):
+    """The logistic regression of the baselines and of `--head logistic`: balanced class weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+
+
+def logistic_weights(x: np.ndarray, y: np.ndarray, classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """[classes, D] weights and [classes] biases (float32) whose softmax gives the probabilities
+    of `logistic_regression(c)` fitted on (x, y), for a linear path to start from. A class absent
+    from y gets bias -20 (never chosen at the start); sklearn's binary fit is one logit, the
+    second class's against the first."""
+    fitted = logistic_regression(c).fit(x, y)
+    weights = np.zeros((classes, x.shape[1]), np.float32)
+    biases = np.full(classes, -20.0, np.float32)
+    present = fitted.classes_
+    if len(present) == 2:
+        weights[present[1]], biases[present[1]], biases[present[0]] = fitted.coef_[0], fitted.intercept_[0], 0.0
+    else:
+        weights[present], biases[present] = fitted.coef_, fitted.intercept_
+    return weights, biases
+
+
 def pooled_rows(data) -> np.ndarray:
     """Per clip [mean, std] over time (ClipFeatures), or the pooled matrix of smiles clip sets."""
     if hasattr(data, "matrix"):
@@ -137,9 +160,7 @@ class LogisticHead(LinearHead):
     search_space = {"C": FloatDistribution(1e-3, 1e2, log=True)}
 
     def _model(self):
-        from sklearn.linear_model import LogisticRegression
-
-        return LogisticRegression(C=self.params["C"], max_iter=2000, class_weight="balanced")
+        return logistic_regression(self.params["C"])
 
     def fit_rows(self, x, y) -> None:
         if self.problem == Problem.FRAME_MULTILABEL:
