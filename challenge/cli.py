@@ -324,6 +324,9 @@ def track_command(
         if not resolved.tune:
             raise ChallengeError("--workers K shares one Optuna study between K processes: add --tune.")
         first = resolved.worker
+        if first is None:  # each claims a free index from the study's storage, as independent commands do
+            say(f"starting {workers} workers on one study (each claims a free worker index from the study)")
+            raise typer.Exit(run_workers([[] for _ in range(workers)], ("--workers", "--worker")))
         say(f"starting {workers} workers on one study (worker indices {first}..{first + workers - 1})")
         raise typer.Exit(run_workers([["--worker", str(first + k)] for k in range(workers)], ("--workers", "--worker")))
     result = run(spec, resolved)
@@ -538,6 +541,29 @@ def predict_command(
     typer.echo(f"submission: {path} (validated; {len(ids)} test {spec.items}, model of run {run_id}, no retraining)")
 
 
+@app.command("reexport")
+def reexport_command(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id of a run saved by an earlier version (a pickled head.pt).")],
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Required: you trust everyone who could write this run's artifacts.")] = False,
+    tracking_uri: TrackingOption = None,
+):
+    """Convert a run saved by an earlier version, whose head is a pickle (which can run any code
+    when it is loaded), into the data format that `predict` and `live` read. Run it only on runs
+    you trust; the converted model is logged to the same run.
+
+    Example:
+
+        challenge reexport 3f2a9c... --trust-pickle
+    """
+    from challenge.saved_model import reexport
+
+    if not trust_pickle:
+        raise ChallengeError("reexport unpickles the run's head.pt, which runs whatever code it holds: pass --trust-pickle "
+                             "if you trust everyone who could write to this run's artifacts; otherwise retrain the run.")
+    uri = reexport(run_id, str(tracking_uri) if tracking_uri else None)
+    typer.echo(f"run {run_id}: model re-exported as data ({uri}); `challenge predict {run_id}` reads it now")
+
+
 @app.command("runs")
 def runs_command(
     track: TrackName,
@@ -579,6 +605,7 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address both servers bind to; 0.0.0.0 exposes the runs to the network.")] = "127.0.0.1",
     mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     dashboard_port: Annotated[int, typer.Option(help="Port of optuna-dashboard.")] = 8080,
+    basic_auth: Annotated[bool, typer.Option("--basic-auth", help="Serve the MLflow UI through MLflow's basic-auth app (users and passwords; change the admin password at once).")] = False,
 ):
     """Browse the runs (MLflow UI) and the studies (optuna-dashboard) until Ctrl-C.
 
@@ -590,7 +617,7 @@ def serve_command(
     """
     from challenge.serve import serve
 
-    serve(tracking_uri, storage, host, mlflow_port, dashboard_port)
+    serve(tracking_uri, storage, host, mlflow_port, dashboard_port, basic_auth=basic_auth)
 
 
 @app.command("live")
@@ -599,7 +626,8 @@ def live_command(
     model: Annotated[Optional[str], typer.Option(help="MLflow run id of a cnn-gru run (challenge track smile-intensity --head cnn-gru).")] = None,
     untrained: Annotated[bool, typer.Option("--untrained", help="Random cnn-gru weights instead of --model: checks the pipeline and its speed, never a result.")] = False,
     port: Annotated[Optional[int], typer.Option(help="Serve the live view on this port (default 8000 for cameras and URLs; a file with --out and no --port runs offline).")] = None,
-    host: Annotated[str, typer.Option(help="Address of the live view; 0.0.0.0 shows it to the network.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address of the live view; 0.0.0.0 shows it to the network, behind a token printed in the URL.")] = "127.0.0.1",
+    require_token: Annotated[bool, typer.Option("--require-token", help="Ask for the printed token on 127.0.0.1 too (other users of this machine can reach loopback).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="CSV of every face reading: frame, time, track id, box, class probabilities, intensity.")] = None,
     detector: Annotated[Optional[str], typer.Option(help="Face detector (default: the one the model's crops were made with, centerface).")] = None,
     detect_every: Annotated[Optional[int], typer.Option(min=1, help="Frames between detections; the tracker follows faces in between (default: the run's, 10).")] = None,
@@ -630,7 +658,7 @@ def live_command(
     if out is None and port is None and not source.isdigit() and "://" not in source:
         port = 8000  # a file without --out: show it
     live_model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"]) if untrained else LiveModel.from_run(model, tracking_uri)
-    summary = run_live(source, live_model, out, port, host, detect_every, detector, not sequential, detection_width)
+    summary = run_live(source, live_model, out, port, host, detect_every, detector, not sequential, detection_width, require_token)
     typer.echo(summary.describe())
     if out is not None:
         typer.echo(f"faces: {out}")

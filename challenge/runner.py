@@ -75,17 +75,6 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     return result
 
 
-class _ZeroShotHead:
-    """A source-track head (EXPR) whose per-frame outputs become this track's (compounds)."""
-
-    def __init__(self, source_head, transform):
-        self.source_head, self.transform = source_head, transform
-        self.history = source_head.history
-
-    def predict(self, data):
-        return [self.transform(outputs) for outputs in self.source_head.predict(data)]
-
-
 def _zero_shot(spec: TrackSpec, source_head, config: RunConfig, normaliser):
     """This track's videos of the same root (labelled validation when there is one, the test
     videos), normalised like the source track's training data."""
@@ -98,7 +87,7 @@ def _zero_shot(spec: TrackSpec, source_head, config: RunConfig, normaliser):
         parts[split] = build(part, extractors, store, digests).normalise_with(normaliser) if part else None
     if parts["test"] is None:
         raise ChallengeError(f"{config.data}: no {spec.name} test videos (names_of_videos_in_each_test_set): nothing to predict.")
-    return _ZeroShotHead(source_head, spec.zero_shot.transform), parts["valid"], parts["test"]
+    return spec.zero_shot.wrap(source_head), parts["valid"], parts["test"]
 
 
 def train_once(spec: TrackSpec, config: RunConfig, head_cls, train, valid, device: str):
@@ -163,14 +152,14 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
 
     name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}-{key}{'-shuffled' if config.shuffle_labels else ''}"
     defaults = {k: v for k, v in head_cls.default_parameters().items() if k in head_cls.search_space}
-    study = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker)
+    study, worker = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker)
     done = finished_trials(study)
     say(f"study {name}: {done} finished trial(s) stored, running until {config.trials}")
     fitted = {}  # trial number -> head, the best one only
 
     def objective(trial: optuna.Trial) -> float:
         params = head_cls.default_parameters() | suggest(trial, head_cls.search_space) | overrides
-        trial.set_user_attr("worker", config.worker)  # which process ran it, when several share the study
+        trial.set_user_attr("worker", worker)  # which process ran it, when several share the study
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.set_tags({"challenge.kind": "trial", "study": name, "trial": trial.number, **tracking.process_tags()})
             mlflow.log_params(params)

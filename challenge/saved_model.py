@@ -2,7 +2,13 @@
 post-processing, the normalisation and the features it was trained on (their settings and
 cache keys). `challenge predict RUN_ID --data DIR` reloads it and writes a validated
 submission without retraining; `mlflow.pyfunc.load_model("runs:/RUN_ID/model")` gives the
-same predictions as a table."""
+same predictions as a table.
+
+The model is data, never code (challenge.saved_state): JSON and safetensors, rebuilt through
+the head registry. The pyfunc wrapper is logged as MLflow's "model from code"
+(challenge/pyfunc_model.py), so nothing in the run's artifacts is unpickled. Runs saved by
+earlier versions hold a pickled `head.pt`: they are refused, and `challenge reexport RUN_ID
+--trust-pickle` converts one whose origin the user trusts."""
 
 from __future__ import annotations
 
@@ -20,6 +26,10 @@ from challenge.postprocess import PostProcess
 from challenge.training.normalise import Normaliser
 
 ARTIFACT = "model"  # the run's artifact path of the model
+OLD_FORMAT = ("{where}: this model was saved by an earlier version as a pickle (head.pt), and loading a pickle can run any code "
+              "that was put in it. It is not loaded. Retrain the run, or, if you trust everyone who could write to this run's "
+              "artifacts, convert it once: `challenge reexport RUN_ID --trust-pickle`.")
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 FEATURE_SETTINGS = ("features", "extractors")
 
 
@@ -34,23 +44,38 @@ class SavedModel:
     zero_shot: bool = False
 
     def write(self, folder: Path) -> None:
-        import torch
+        from challenge.saved_state import write_model
 
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(self.head, folder / "head.pt")  # pickled with its class: load it with this project only
+        write_model(getattr(self.head, "source_head", self.head), folder)  # a zero-shot head is saved as its source head
         (folder / "model.json").write_text(json.dumps({
             "track": self.track, "post_processing": self.post.state(), "normaliser": self.normaliser.state(),
             "features": self.features, "feature_keys": self.feature_keys, "zero_shot": self.zero_shot,
         }, indent=1))
 
     @classmethod
-    def read(cls, folder: Path) -> SavedModel:
-        import torch
+    def read(cls, folder: Path, trust_pickle: bool = False) -> SavedModel:
+        """The saved model in `folder`. A pickled head (earlier versions) is read only with
+        `trust_pickle`, which `challenge reexport --trust-pickle` alone passes."""
+        from challenge.saved_state import read_model
 
-        if not (folder / "model.json").is_file() or not (folder / "head.pt").is_file():
-            raise ChallengeError(f"{folder}: not a saved challenge model (model.json and head.pt expected).")
+        if not (folder / "model.json").is_file():
+            raise ChallengeError(f"{folder}: not a saved challenge model (model.json expected).")
         meta = json.loads((folder / "model.json").read_text())
-        head = torch.load(folder / "head.pt", weights_only=False, map_location="cpu")
+        if (folder / "head.json").is_file():
+            head = read_model(folder)
+        elif (folder / "head.pt").is_file() and trust_pickle:
+            import torch
+
+            head = torch.load(folder / "head.pt", weights_only=False, map_location="cpu")  # the user vouched for this file
+        elif (folder / "head.pt").is_file():
+            raise ChallengeError(OLD_FORMAT.format(where=folder))
+        else:
+            raise ChallengeError(f"{folder}: the saved model has no head.json: the artifact is incomplete; retrain the run.")
+        if meta.get("zero_shot") and not hasattr(head, "source_head"):
+            from challenge.registry import get_track
+
+            head = get_track(meta["track"]).zero_shot.wrap(head)
         return cls(meta["track"], head, PostProcess.from_state(meta["post_processing"]), Normaliser.from_state(meta["normaliser"]),
                    meta["features"], meta["feature_keys"], meta.get("zero_shot", False))
 
@@ -75,24 +100,41 @@ class ChallengeModel(mlflow.pyfunc.PythonModel):
 
 def save_model(head, post: PostProcess, normaliser: Normaliser, spec, config, keys: dict[str, str]) -> None:
     """Log the run's model to the active MLflow run."""
+    log_saved(SavedModel(spec.name, head, post, normaliser, {k: getattr(config, k) for k in FEATURE_SETTINGS}, keys, bool(config.zero_shot)))
+
+
+def log_saved(saved: SavedModel) -> None:
     import mlflow
 
-    saved = SavedModel(spec.name, head, post, normaliser, {k: getattr(config, k) for k in FEATURE_SETTINGS}, keys, bool(config.zero_shot))
     pyfunc_log = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_log.level
-    # its two warnings (cloudpickled class, no signature from a DataFrame hint) are about the
-    # wrapper, whose state is the folder logged beside it
-    pyfunc_log.setLevel(logging.ERROR)
+    pyfunc_log.setLevel(logging.ERROR)  # its note that a DataFrame type hint gives no signature is about the wrapper
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "state"
         saved.write(folder)
-        mlflow.pyfunc.log_model(name=ARTIFACT, python_model=ChallengeModel(), artifacts={"model": str(folder)},
+        mlflow.pyfunc.log_model(name=ARTIFACT, python_model=str(PYFUNC_CODE), artifacts={"model": str(folder)},
                                 pip_requirements=["challenge"])
     pyfunc_log.setLevel(level)
     mlflow.set_tag("model", f"runs:/{mlflow.active_run().info.run_id}/{ARTIFACT}")
 
 
+def reexport(run_id: str, tracking_uri: str | None) -> str:
+    """Convert a run saved with a pickled head (earlier versions) into the data format, logged
+    to the same run; only for runs whose artifacts the user trusts. Returns the model URI."""
+    import mlflow
+
+    folder = _download_state(run_id, tracking_uri)
+    saved = SavedModel.read(folder, trust_pickle=True)
+    with mlflow.start_run(run_id=mlflow.get_run(run_id).info.run_id):
+        log_saved(saved)
+        return mlflow.get_run(run_id).data.tags["model"]
+
+
 def load_run_model(run_id: str, tracking_uri: str | None) -> SavedModel:
+    return SavedModel.read(_download_state(run_id, tracking_uri))
+
+
+def _download_state(run_id: str, tracking_uri: str | None) -> Path:
     import mlflow
 
     from challenge import tracking
@@ -104,11 +146,10 @@ def load_run_model(run_id: str, tracking_uri: str | None) -> SavedModel:
     except Exception:  # noqa: BLE001  (an unknown run: the download below says so)
         pass
     try:
-        folder = mlflow.artifacts.download_artifacts(f"{model_uri}/artifacts/state")
+        return Path(mlflow.artifacts.download_artifacts(f"{model_uri}/artifacts/state"))
     except Exception as error:  # noqa: BLE001  (MLflow raises several kinds for an absent run or artifact)
         raise ChallengeError(f"run {run_id}: no saved model in {tracking_uri or 'sqlite:///mlflow/mlflow.db'} ({type(error).__name__}); "
                              "runs log their model since this version, and control runs too: check the id with `challenge runs TRACK`.") from error
-    return SavedModel.read(Path(folder))
 
 
 def predict_test(spec, saved: SavedModel, root: Path, store: str | None = None, device: str = "auto"):

@@ -37,6 +37,22 @@ class ZeroShot:
     transform: Callable[[np.ndarray], np.ndarray]  # source outputs [frames, C_source] -> this track's [frames, C]
     read: Callable[..., object]  # root -> this track's Samples, labels optional (the test videos have none)
 
+    def wrap(self, source_head) -> ZeroShotHead:
+        return ZeroShotHead(source_head, self.transform)
+
+
+class ZeroShotHead:
+    """A source-track head (EXPR) whose per-frame outputs become this track's (compounds). Saved
+    as its source head; the transform is the track's, applied again when it is read."""
+
+    def __init__(self, source_head, transform):
+        self.source_head, self.transform = source_head, transform
+        self.history = source_head.history
+        self.name, self.params = source_head.name, source_head.params
+
+    def predict(self, data):
+        return [self.transform(outputs) for outputs in self.source_head.predict(data)]
+
 
 @dataclass(frozen=True)
 class TrackSpec:

@@ -9,6 +9,7 @@ import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from challenge.errors import ChallengeError
+from challenge.saved_state import load_module, module_arrays, only, put, saved_kind
 from challenge.track import Problem
 
 HEADS: dict[str, type[Head]] = {}
@@ -23,6 +24,7 @@ def register_head(cls):
     return cls
 
 
+@saved_kind("head")
 class Head:
     name: ClassVar[str]
     problems: ClassVar[set[Problem]]
@@ -55,6 +57,33 @@ class Head:
 
     def predict(self, data) -> np.ndarray:
         raise NotImplementedError
+
+    # The fitted state as data (challenge.saved_state), never pickled: a head is saved as its
+    # registered name, parameters and tensors, and rebuilt through the head registry. The
+    # defaults of state/restore serve every head whose fitted part is one torch module in
+    # `self.model`, made by `self.build(**self.shape)` from sizes read off the training data.
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able settings, named arrays) from which `restore` rebuilds the fitted head."""
+        return {"shape": self.shape}, module_arrays(self.model)
+
+    def restore(self, info: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.shape = info["shape"]
+        self.model = load_module(self.build(**self.shape), arrays)
+
+    def save_state(self, arrays: dict[str, np.ndarray], prefix: str) -> dict:
+        info, named = self.state()
+        put(arrays, named, prefix)
+        return {"name": self.name, "params": self.params, "problem": self.problem.value, "n_outputs": self.n_outputs, "seed": self.seed,
+                "state": info, "history": self.history}
+
+    @classmethod
+    def load_state(cls, info: dict, arrays: dict[str, np.ndarray], prefix: str) -> Head:
+        from challenge.heads import get_head
+
+        head = get_head(info["name"])(info["params"], Problem(info["problem"]), info["n_outputs"], seed=info["seed"])
+        head.restore(info["state"], only(arrays, prefix))
+        head.history = info["history"]
+        return head
 
 
 def suggest(trial, space: dict[str, BaseDistribution]) -> dict:

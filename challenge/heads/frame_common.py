@@ -8,7 +8,8 @@ FRAME_PROBLEMS = {Problem.FRAME_CLASSIFICATION, Problem.FRAME_MULTILABEL, Proble
 
 
 class FrameHeadMixin:
-    """fit/predict for per-frame torch heads; subclasses build `self.model` in `build(dims)`."""
+    """fit/predict for per-frame torch heads; subclasses build `self.model` in `build(dims)` (saved
+    and restored by Head.state/restore from `self.shape`)."""
 
     def build(self, dims: list[int]):
         raise NotImplementedError
@@ -19,7 +20,8 @@ class FrameHeadMixin:
         from challenge.training.frame_loop import fit_frame_model
 
         torch.manual_seed(self.seed)
-        self.model = self.build(train.dims)
+        self.shape = {"dims": [int(d) for d in train.dims]}
+        self.model = self.build(**self.shape)
         best, self.history = fit_frame_model(self.model, self.problem, train, valid, self.params, score, report, self.seed, self.device,
                                              self.n_outputs)
         return best

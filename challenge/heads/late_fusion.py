@@ -13,6 +13,7 @@ import numpy as np
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from challenge.heads.base import Head, register_head
+from challenge.saved_state import load_module, module_arrays
 from challenge.track import Problem
 from challenge.training.normalise import Normaliser
 
@@ -86,3 +87,26 @@ class LateFusionHead(Head):
 
     def predict(self, data) -> np.ndarray:
         return list(self.predict_each(data).values())[-1]
+
+    def state(self):
+        arrays = {}
+        for i, m in enumerate(self.modalities):
+            arrays |= module_arrays(self.models[m], f"models.{i}.")
+        info = {"modalities": self.modalities, "dims": [self.models[m].encode[0].in_features for m in self.modalities], "fusion": None}
+        if self.fusion is not None:
+            arrays |= module_arrays(self.fusion, "fusion.")
+            info["fusion"] = {"dim": self.fusion.encode[0].in_features, "normaliser": self.latent_normaliser.state()}
+        return info, arrays
+
+    def restore(self, info, arrays) -> None:
+        from challenge.training.clip_classifier import ClipClassifier
+
+        p = self.params
+        self.modalities = info["modalities"]
+        self.models = {m: load_module(ClipClassifier(dim, self.n_outputs, p["hidden"], p["latent"], p["dropout"], p["linear"]), arrays, f"models.{i}.")
+                       for i, (m, dim) in enumerate(zip(self.modalities, info["dims"]))}
+        self.fusion = None
+        if info["fusion"] is not None:
+            fusion = ClipClassifier(info["fusion"]["dim"], self.n_outputs, p["fusion_hidden"], p["fusion_latent"], p["dropout"], p["linear"])
+            self.fusion = load_module(fusion, arrays, "fusion.")
+            self.latent_normaliser = Normaliser.from_state(info["fusion"]["normaliser"])

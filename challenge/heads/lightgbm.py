@@ -61,3 +61,9 @@ class LightGBMHead(Head):
 
     def predict(self, data):
         return self._predict_pooled(pooled(data))
+
+    def state(self):
+        return {"boosters": [b.model_to_string() for b in self.boosters]}, {}  # LightGBM's own text format
+
+    def restore(self, info, arrays) -> None:
+        self.boosters = [lgb.Booster(model_str=text) for text in info["boosters"]]

@@ -149,6 +149,13 @@ class RidgeHead(LinearHead):
     def predict_rows(self, x) -> np.ndarray:
         return np.clip(x @ self.weights.T + self.biases, self.low, self.high)
 
+    def state(self):
+        return {"low": self.low, "high": self.high}, {"weights": self.weights, "biases": self.biases, "alphas": self.alphas}
+
+    def restore(self, info, arrays) -> None:
+        self.low, self.high = info["low"], info["high"]
+        self.weights, self.biases, self.alphas = arrays["weights"], arrays["biases"], arrays["alphas"]
+
 
 @register_head
 class LogisticHead(LinearHead):
@@ -185,3 +192,31 @@ class LogisticHead(LinearHead):
     def predict_each(self, data) -> dict[str, np.ndarray]:
         """The smiles reports ask every clip classifier for its outputs by modality."""
         return {"+".join(data.blocks): self.predict(data)}
+
+    def state(self):
+        arrays: dict[str, np.ndarray] = {}
+        if self.problem != Problem.FRAME_MULTILABEL:
+            return {"models": None}, _logistic_arrays(self.model, "model.", arrays)
+        kinds = [m if isinstance(m, float) else "fitted" for m in self.models]  # an AU with one value keeps its rate
+        for j, m in enumerate(self.models):
+            if not isinstance(m, float):
+                _logistic_arrays(m, f"models.{j}.", arrays)
+        return {"models": kinds}, arrays
+
+    def restore(self, info, arrays) -> None:
+        if info["models"] is None:
+            self.model = self._restored(arrays, "model.")
+        else:
+            self.models = [m if isinstance(m, float) else self._restored(arrays, f"models.{j}.") for j, m in enumerate(info["models"])]
+
+    def _restored(self, arrays: dict[str, np.ndarray], prefix: str):
+        """A fitted sklearn model from its coefficients: predict_proba reads nothing else."""
+        model = self._model()
+        model.coef_, model.intercept_, model.classes_ = (arrays[prefix + k] for k in ("coef", "intercept", "classes"))
+        model.n_features_in_ = model.coef_.shape[1]
+        return model
+
+
+def _logistic_arrays(model, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    arrays.update({prefix + "coef": model.coef_, prefix + "intercept": model.intercept_, prefix + "classes": model.classes_})
+    return arrays

@@ -76,11 +76,16 @@ class LSTMHead(Head):
     def fit(self, train, valid, score, report=None) -> float:
         p = self.params
         torch.manual_seed(self.seed)  # the same parameters and seed give the same model
-        self.model = GlobalContextLSTM(train.dim, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs, p["linear_path"])
+        self.shape = {"input_dim": train.dim}
+        self.model = self.build(**self.shape)
         if p["linear_path"]:
             self.model.start_from(*ridge_weights(train))
         best, self.history = fit_clip_regressor(self.model, train, valid, p, score, report, self.seed, self.device)
         return best
+
+    def build(self, input_dim: int) -> GlobalContextLSTM:
+        p = self.params
+        return GlobalContextLSTM(input_dim, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs, p["linear_path"])
 
     def predict(self, data):
         return predict_clips(self.model, data, self.params["max_steps"], self.device)

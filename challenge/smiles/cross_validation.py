@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from challenge.saved_state import describe, rebuild, saved_kind
 from challenge.smiles.features import PooledClips
 from challenge.track import Problem
 from challenge.training.normalise import Normaliser
@@ -23,6 +24,7 @@ class FoldModel:
         return self.head.predict_each(data.take(slice(None), data.own_normaliser or self.normaliser))
 
 
+@saved_kind("clip-folds")
 @dataclass
 class FoldEnsemble:
     """The fold models of one seed. Predictions average the folds' probabilities; `out_of_fold`
@@ -44,6 +46,17 @@ class FoldEnsemble:
         not averaged)."""
         first = self.models[0]
         return first.head.embed(data.take(slice(None), first.normaliser)) if hasattr(first.head, "embed") else None
+
+    def save_state(self, arrays: dict, prefix: str) -> dict:
+        """The fold models and their normalisers (the out-of-fold outputs served the run and are not kept)."""
+        return {"models": [{"head": describe(m.head, arrays, f"{prefix}models.{i}."), "normaliser": m.normaliser.state()}
+                           for i, m in enumerate(self.models)], "history": self.history}
+
+    @classmethod
+    def load_state(cls, info: dict, arrays: dict, prefix: str) -> FoldEnsemble:
+        models = [FoldModel(rebuild(m["head"], arrays, f"{prefix}models.{i}."), Normaliser.from_state(m["normaliser"]))
+                  for i, m in enumerate(info["models"])]
+        return cls(models, {}, info["history"])
 
 
 def cross_validate(head_cls, params: dict, dev: PooledClips, folds: np.ndarray, seed: int, score, n_classes: int,

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from challenge.saved_state import describe, rebuild, saved_kind
 from challenge.training.frame_data import FrameFeatures
 
 
+@saved_kind("frame-folds")
 @dataclass
 class FrameFoldEnsemble:
     members: list  # fitted heads, one per fold
@@ -30,6 +32,14 @@ class FrameFoldEnsemble:
     def predict(self, data: FrameFeatures) -> list[np.ndarray]:
         each = [member.predict(data) for member in self.members]
         return [np.mean([outputs[i] for outputs in each], 0).astype(np.float32) for i in range(len(data))]
+
+    def save_state(self, arrays: dict, prefix: str) -> dict:
+        """The fold models (the out-of-fold outputs served the run and are not kept)."""
+        return {"members": [describe(m, arrays, f"{prefix}members.{i}.") for i, m in enumerate(self.members)], "history": self.history}
+
+    @classmethod
+    def load_state(cls, info: dict, arrays: dict, prefix: str) -> FrameFoldEnsemble:
+        return cls([rebuild(m, arrays, f"{prefix}members.{i}.") for i, m in enumerate(info["members"])], [], info["history"])
 
 
 def cross_validate_frames(head_cls, params: dict, problem, n_outputs: int, dev: FrameFeatures, truth: list[np.ndarray], folds: np.ndarray,
