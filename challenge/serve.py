@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +19,15 @@ from challenge.tracking import DEFAULT_TRACKING_URI
 from challenge.tuning import DEFAULT_STORAGE
 
 
-def commands(tracking_uri: str | None, storage: str | None, host: str, mlflow_port: int, dashboard_port: int) -> dict[str, tuple[list[str], str]]:
+EXPOSED = ("[yellow]{host} is not a loopback address: everyone who can reach it sees every run and study.{auth} optuna-dashboard has no "
+           "authentication of its own: keep it on 127.0.0.1 and reach it through `ssh -L {dashboard_port}:127.0.0.1:{dashboard_port} THIS-MACHINE`, "
+           "or put a reverse proxy with authentication in front of it.[/]")
+BASIC_AUTH_HINT = (" Add --basic-auth to put MLflow's basic-auth app in front of the MLflow UI (users and passwords in "
+                   "basic_auth.db; log in as admin / password1234 and change that password at once).")
+
+
+def commands(tracking_uri: str | None, storage: str | None, host: str, mlflow_port: int, dashboard_port: int,
+             basic_auth: bool = False) -> dict[str, tuple[list[str], str]]:
     """name -> (command line, the URL it answers on). A tracking server (http://) already has
     its UI: only the dashboard is started then."""
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
@@ -27,7 +36,8 @@ def commands(tracking_uri: str | None, storage: str | None, host: str, mlflow_po
     out = {"optuna-dashboard": ([str(bin_dir / "optuna-dashboard"), storage, "--host", host, "--port", str(dashboard_port), "--quiet"],
                                 f"http://{host}:{dashboard_port}")}
     if not tracking_uri.startswith(("http://", "https://")):
-        out["mlflow ui"] = ([str(bin_dir / "mlflow"), "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(mlflow_port)],
+        auth = ["--app-name", "basic-auth"] if basic_auth else []
+        out["mlflow ui"] = ([str(bin_dir / "mlflow"), "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(mlflow_port), *auth],
                             f"http://{host}:{mlflow_port}")
     else:
         say(f"the runs are on the tracking server {tracking_uri}: open it there")
@@ -37,14 +47,21 @@ def commands(tracking_uri: str | None, storage: str | None, host: str, mlflow_po
 def _answers(url: str) -> bool:
     try:
         return urllib.request.urlopen(url, timeout=2).status == 200
+    except urllib.error.HTTPError as error:
+        return error.code == 401  # the basic-auth app answers, asking for a password
     except OSError:
         return False
 
 
-def serve(tracking_uri: str | None, storage: str | None, host: str, mlflow_port: int, dashboard_port: int, wait_seconds: float = 120) -> None:
+def serve(tracking_uri: str | None, storage: str | None, host: str, mlflow_port: int, dashboard_port: int, wait_seconds: float = 120,
+          basic_auth: bool = False) -> None:
+    from challenge.loopback import is_loopback
+
+    if not is_loopback(host):
+        say(EXPOSED.format(host=host, dashboard_port=dashboard_port, auth="" if basic_auth else BASIC_AUTH_HINT))
     started = {}
     try:
-        for name, (command, url) in commands(tracking_uri, storage, host, mlflow_port, dashboard_port).items():
+        for name, (command, url) in commands(tracking_uri, storage, host, mlflow_port, dashboard_port, basic_auth).items():
             started[name] = (subprocess.Popen(command, start_new_session=True), url)
         deadline = time.time() + wait_seconds
         for name, (process, url) in started.items():

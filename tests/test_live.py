@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -102,25 +104,26 @@ def test_the_live_page_in_headless_chromium_shows_each_person_with_an_emoji(face
     video, _ = face_video
     run_id, uri, _, _ = trained_run
     port = free_port()
+    # with the token required, as it is off loopback: the browser gets in through the printed URL only
     process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--model", run_id, "--tracking-uri", uri,
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")})
+                                "--port", str(port), "--require-token"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store"), "COLUMNS": "400"})
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read()
-                assert time.monotonic() < deadline, "the live view did not start"
-                time.sleep(0.3)
+        url = None
+        while url is None:
+            line = process.stdout.readline()
+            assert line, f"the live view did not start (exit {process.poll()})"
+            url = (re.search(r"live view: (http://\S+)", line) or [None, None])[1]
+        assert url.startswith(f"http://127.0.0.1:{port}/?token=")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+        assert refused.value.code == 403
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"])
             page = browser.new_page(viewport={"width": 1400, "height": 700})
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(url)
             page.wait_for_function("document.querySelectorAll('.person').length >= 2", timeout=30000)
             page.wait_for_function("document.getElementById('frame').naturalWidth > 0", timeout=10000)
             status = page.inner_text("#status")
@@ -283,3 +286,64 @@ def test_rows_reach_the_csv_as_they_are_made_and_a_killed_run_keeps_them_whole(t
     frames = table["frame"].drop_duplicates().to_numpy()
     assert frames[-1] < 40 * 25 - 1, "the run finished before the kill: the test proves nothing"
     assert (np.diff(frames) > 0).all() and frames[0] <= 10
+
+
+def _http(url: str, headers: dict | None = None) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers)
+
+
+def _websocket(url: str, headers: dict) -> bool:
+    """Whether the view accepts a websocket with these headers (a real handshake)."""
+    from websockets.exceptions import InvalidStatus, InvalidHandshake
+    from websockets.sync.client import connect
+
+    try:
+        with connect(url, additional_headers=headers, open_timeout=5):
+            return True
+    except (InvalidStatus, InvalidHandshake, ConnectionError):
+        return False
+
+
+def test_the_live_view_answers_its_own_page_only_and_asks_for_the_token():
+    """Any web page the user opens may try the camera's websocket, and DNS rebinding sends a
+    foreign Host to 127.0.0.1: both are refused; with the token required (as off loopback),
+    nothing is answered without it, and the page's cookie lets its own websocket in."""
+    from challenge.live.run import _start_server
+
+    port = free_port()
+    server, latest, url = _start_server("127.0.0.1", port)
+    latest.publish({"faces": []})
+    try:
+        own = f"127.0.0.1:{port}"
+        assert url == f"http://{own}/" and _http(url)[0] == 200
+        assert _http(f"http://{own}/latest", {"Host": f"localhost:{port}"})[0] == 200
+        assert _http(f"http://{own}/latest", {"Host": f"evil.example:{port}"})[0] == 403  # DNS rebinding
+        assert _http(f"http://{own}/", {"Host": "127.0.0.1:1"})[0] == 403
+        assert _websocket(f"ws://{own}/ws", {"Origin": f"http://{own}"})
+        assert _websocket(f"ws://{own}/ws", {})  # a script, not a browser: no Origin
+        assert not _websocket(f"ws://{own}/ws", {"Origin": "http://evil.example"})
+        assert not _websocket(f"ws://{own}/ws", {"Origin": f"http://localhost:{port}"})  # another origin, even on this machine
+    finally:
+        server.should_exit = True
+
+    port = free_port()
+    server, latest, url = _start_server("127.0.0.1", port, require_token=True)
+    latest.publish({"faces": []})
+    try:
+        own = f"127.0.0.1:{port}"
+        token = url.split("?token=")[1]
+        assert len(token) >= 24
+        assert _http(f"http://{own}/")[0] == 403 and _http(f"http://{own}/latest")[0] == 403
+        assert _http(f"http://{own}/?token=wrong")[0] == 403
+        status, headers = _http(url)
+        assert status == 200 and f"challenge_live_token={token}" in headers["set-cookie"] and "samesite=strict" in headers["set-cookie"].lower()
+        assert _http(f"http://{own}/latest", {"Cookie": f"challenge_live_token={token}"})[0] == 200
+        assert not _websocket(f"ws://{own}/ws", {"Origin": f"http://{own}"})
+        assert _websocket(f"ws://{own}/ws", {"Origin": f"http://{own}", "Cookie": f"challenge_live_token={token}"})
+        assert not _websocket(f"ws://{own}/ws", {"Origin": "http://evil.example", "Cookie": f"challenge_live_token={token}"})
+    finally:
+        server.should_exit = True

@@ -53,7 +53,9 @@ class LiveSummary:
 
 
 def run_live(source: str, model: LiveModel, out: Path | None = None, port: int | None = None, host: str = "127.0.0.1",
-             detect_every: int | None = None, detector: str | None = None, batched: bool = True, detection_width: int | None = None) -> LiveSummary:
+             detect_every: int | None = None, detector: str | None = None, batched: bool = True, detection_width: int | None = None,
+             require_token: bool = False) -> LiveSummary:
+    """`require_token`: ask for the printed token on loopback too (off loopback it always is)."""
     from challenge.vision.faces import make_detector
 
     crops = model.crops
@@ -67,8 +69,8 @@ def run_live(source: str, model: LiveModel, out: Path | None = None, port: int |
     summary = LiveSummary()
     server = latest = None
     if serve:
-        server, latest = _start_server(host, port or 8000)
-        say(f"live view: http://{host}:{port or 8000}/  (Ctrl-C to stop)")
+        server, latest, url = _start_server(host, port or 8000, require_token)
+        say(f"live view: {url}  (Ctrl-C to stop)")
     recent = deque(maxlen=60)  # finish times of the last readings: the page's fps
     start = time.perf_counter()
     try:
@@ -105,14 +107,19 @@ def run_live(source: str, model: LiveModel, out: Path | None = None, port: int |
     return summary
 
 
-def _start_server(host: str, port: int):
+def _start_server(host: str, port: int, require_token: bool = False):
     import uvicorn
 
     from challenge.errors import ChallengeError
-    from challenge.live.web import Latest, make_app
+    from challenge.live.web import Guard, Latest, make_app, new_token
+    from challenge.loopback import is_loopback
 
     latest = Latest()
-    server = uvicorn.Server(uvicorn.Config(make_app(latest), host=host, port=port, log_level="warning"))
+    guard = Guard(host, port, new_token() if require_token or not is_loopback(host) else None)
+    url = f"http://{host}:{port}/" + (f"?token={guard.token}" if guard.token else "")
+    if not is_loopback(host):
+        say(f"[yellow]the live view of the camera is open to every machine that can reach {host}:{port}; only the token in the URL lets one in[/]")
+    server = uvicorn.Server(uvicorn.Config(make_app(latest, guard), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="live-web", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -120,4 +127,4 @@ def _start_server(host: str, port: int):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise ChallengeError(f"the live view could not listen on {host}:{port} (in use?); pass another --port.")
         time.sleep(0.05)
-    return server, latest
+    return server, latest, url
