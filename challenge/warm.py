@@ -19,8 +19,21 @@ beyond this one, so every command runs the code on disk now. Libraries read some
 variables once, at import (thread counts, MLflow and Optuna settings, Python paths); a command
 whose environment differs from the warm process's in one of them runs cold, and says why.
 
-The socket lives in a folder only this user can enter, one per virtual environment. The
-process ends after `--idle` minutes without a command, on `challenge warm --stop`, or on
+Who may talk to whom: the socket lives in a folder only this user can enter, one per virtual
+environment. Before a command sends its arguments, environment and terminal, it checks that the
+folder and the socket are its user's and no one else can write into the folder, and that the process
+listening runs as its user (SO_PEERCRED); the warm process checks its callers the same way. A
+folder that is not the user's, or cannot be read, makes commands run cold and say why.
+
+What code runs: the warm process starts with `python -P` and keeps no working-directory entry
+on sys.path, so a child imports the installed project, never a `submissions/` or `challenge/`
+folder in the directory the command was typed in (a cold `challenge` does the same).
+
+A child leads its own process group: Ctrl-C and SIGTERM go to the group, so processes the
+command started (`--workers` children) stop with it. A caller is read only once its request
+has arrived, so one that connects and sends nothing holds up nobody.
+
+The process ends after `--idle` minutes without a command, on `challenge warm --stop`, or on
 SIGTERM. `CHALLENGE_WARM=0` makes a command run cold whatever is running.
 """
 
@@ -45,6 +58,7 @@ PRELOAD = ("torch", "mlflow", "mlflow.store.tracking.sqlalchemy_store", "optuna"
 # environment variables that the preloaded libraries read at import: a command must agree on them
 IMPORT_TIME_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "TORCH", "PYTORCH", "CUDA", "MLFLOW_", "OPTUNA", "PYTHON", "LD_", "KMP_")
 HEADER = struct.Struct("!Q")  # the length of the JSON request that follows the descriptors
+REQUEST_SECONDS = 10  # a caller that connected sends its whole request within this, or is dropped
 SERVED = "CHALLENGE_WARM_SERVED"  # set in a served command's environment: it, and what it starts, run there and then
 
 
@@ -63,6 +77,31 @@ def log_path() -> Path:
     return socket_path().with_suffix(".log")
 
 
+def unsafe_to_use(path: Path) -> str | None:
+    """Why the socket at `path` must not be trusted with a command (None when it may): its folder
+    or the socket belongs to another user, or others can write into the folder."""
+    uid = os.getuid()
+    try:
+        where = path.parent.stat()
+        if where.st_uid != uid:
+            return f"{path.parent} belongs to another user (uid {where.st_uid})"
+        if where.st_mode & 0o022:  # others could put a socket of their own there
+            return f"{path.parent} can be written by other users (mode {where.st_mode & 0o777:o}); `chmod 700` it"
+        owner = path.stat().st_uid
+    except OSError as error:
+        return f"{path.parent} cannot be read ({error.strerror})"
+    return None if owner == uid else f"{path} belongs to another user (uid {owner})"
+
+
+def peer_uid(connection: socket.socket) -> int | None:
+    """The uid of the process at the other end (Linux; None where the system cannot say)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    return uid
+
+
 def import_time_environment(environment) -> dict[str, str]:
     return {k: v for k, v in environment.items() if k.startswith(IMPORT_TIME_PREFIXES)}
 
@@ -73,16 +112,32 @@ def forward(argv: list[str], entry: str) -> int | None:
     """Run the command (`entry`, "module:function", with `argv`) in the warm process and return
     its exit code; None when there is no warm process to use (then the caller runs it itself)."""
     path = socket_path()
-    if SERVED in os.environ or os.environ.get("CHALLENGE_WARM") == "0" or argv[:1] == ["warm"] or not path.exists():
+    if SERVED in os.environ or os.environ.get("CHALLENGE_WARM") == "0" or argv[:1] == ["warm"]:
         return None
+    try:
+        if not path.exists():
+            return None
+    except OSError as error:  # a folder this user cannot enter: there is no warm process of theirs
+        return _cold(f"{path.parent} cannot be read ({error.strerror})")
+    if why := unsafe_to_use(path):
+        return _cold(why)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(str(path))
     except OSError:  # left behind by a process that was killed: remove it and run cold
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink()
         connection.close()
         return None
+    if (uid := peer_uid(connection)) is not None and uid != os.getuid():
+        connection.close()
+        return _cold(f"the process listening on {path} runs as another user (uid {uid})")
     request = json.dumps({"entry": entry, "argv": [sys.argv[0], *argv], "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    # signals are caught before the command starts: one that arrives before its pid is known
+    # is passed on as soon as it is
+    child, early = [], []
+    handlers = {signum: signal.signal(signum, lambda signum, _frame: _signal(child[0], signum) if child else early.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     socket.send_fds(connection, [HEADER.pack(len(request))], [0, 1, 2])
     connection.sendall(request)
     reader = connection.makefile("r")
@@ -92,14 +147,22 @@ def forward(argv: list[str], entry: str) -> int | None:
             print(f"challenge warm: {' '.join(first[1:])} differs from the warm process's environment; running cold "
                   "(start `challenge warm` again in this environment to serve it).", file=sys.stderr)
         connection.close()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in early:  # the cold command gets them as if it had been running
+            os.kill(os.getpid(), signum)
         return None
-    child = int(first[1])
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda signum, _frame: _signal(child, signum))
+    child.append(int(first[1]))
+    for signum in early:
+        _signal(child[0], signum)
     status = reader.readline().split()
     connection.close()
     return int(status[1]) if status[:1] == ["exit"] else 1
+
+
+def _cold(why: str) -> None:
+    print(f"challenge warm: {why}; not using it, running cold.", file=sys.stderr)
+    return None
 
 
 # ---- the warm process ----
@@ -111,21 +174,29 @@ def start(idle_minutes: float) -> tuple[int, Path]:
         from challenge.errors import ChallengeError
 
         raise ChallengeError("challenge warm needs fork and descriptor passing (Linux, macOS); on this system commands run cold.")
+    from challenge.errors import ChallengeError
+
     path = socket_path()
-    if running():
-        return int(path.with_suffix(".pid").read_text()), path
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
-    path.unlink(missing_ok=True)
-    with open(log_path(), "ab") as log:
-        # `-c`, not `-m challenge.warm`: the module must be challenge.warm itself, not a second copy named __main__
-        process = subprocess.Popen([sys.executable, "-c", f"from challenge.warm import serve; serve({float(idle_minutes)!r})"],
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.parent.stat().st_uid != os.getuid():
+            raise ChallengeError(f"{path.parent} belongs to another user: set CHALLENGE_WARM_DIR to a folder of your own.")
+        os.chmod(path.parent, 0o700)
+        if running():
+            return int(path.with_suffix(".pid").read_text()), path
+        path.unlink(missing_ok=True)
+        log = open(log_path(), "ab")  # noqa: SIM115  (handed to the process, closed below)
+    except OSError as error:
+        raise ChallengeError(f"{path.parent}: cannot keep the warm process's socket there ({error.strerror}); "
+                             "set CHALLENGE_WARM_DIR to a folder you can write.") from error
+    with log:
+        # `-c`, not `-m challenge.warm`: the module must be challenge.warm itself, not a second copy
+        # named __main__; `-P`: no working-directory entry on sys.path (see the module docstring)
+        process = subprocess.Popen([sys.executable, "-P", "-c", f"from challenge.warm import serve; serve({float(idle_minutes)!r})"],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 120
     while not running():
         if process.poll() is not None or time.monotonic() > deadline:
-            from challenge.errors import ChallengeError
-
             raise ChallengeError(f"the warm process did not start; its log is {log_path()}.")
         time.sleep(0.1)
     return process.pid, path
@@ -133,7 +204,10 @@ def start(idle_minutes: float) -> tuple[int, Path]:
 
 def running() -> bool:
     path = socket_path()
-    if not path.exists():
+    try:
+        if not path.exists() or unsafe_to_use(path):
+            return False
+    except OSError:
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
@@ -161,6 +235,7 @@ def serve(idle_minutes: float) -> None:
     import importlib
     import importlib.util
 
+    sys.path[:] = [p for p in sys.path if os.path.isabs(p)]  # a relative entry would resolve in each caller's directory
     began = time.perf_counter()
     own_environment = import_time_environment(os.environ)  # before the imports, which set some (KMP_* by torch)
     for name in PRELOAD:
@@ -178,12 +253,19 @@ def serve(idle_minutes: float) -> None:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}  # child pid -> its caller's connection (watched while the caller is there)
+    waiting: dict[socket.socket, float] = {}  # connected callers whose request has not arrived, since when
     last_busy = time.monotonic()
     try:
         while not stopping:
             for key, _ in selector.select(timeout=0.2):
                 if key.fileobj is listener:
                     connection, _ = listener.accept()
+                    waiting[connection] = time.monotonic()
+                    selector.register(connection, selectors.EVENT_READ, None)
+                elif key.data is None:  # a waiting caller's request has arrived (or it hung up)
+                    connection = key.fileobj
+                    selector.unregister(connection)
+                    del waiting[connection]
                     pid = _accept(connection, own_environment)
                     if pid is not None:
                         children[pid] = connection
@@ -191,6 +273,11 @@ def serve(idle_minutes: float) -> None:
                 else:  # the caller went away (its end closed) while its command runs: stop the command
                     _signal(key.data, signal.SIGTERM)
                     selector.unregister(key.fileobj)
+            for connection, since in list(waiting.items()):
+                if time.monotonic() - since > REQUEST_SECONDS:  # connected and silent: let it go
+                    selector.unregister(connection)
+                    del waiting[connection]
+                    connection.close()
             for pid in list(children):
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
@@ -220,8 +307,17 @@ def serve(idle_minutes: float) -> None:
 def _accept(connection: socket.socket, own_environment: dict) -> int | None:
     """Read one request; fork its child, or answer `cold` when the environments disagree.
     Returns the child's pid."""
-    message, descriptors, _flags, _address = socket.recv_fds(connection, HEADER.size, 3)
+    connection.settimeout(REQUEST_SECONDS)  # it has begun to send: the rest follows at once from a real caller
     try:
+        message, descriptors, _flags, _address = socket.recv_fds(connection, HEADER.size, 3)
+    except OSError:
+        connection.close()
+        return None
+    try:
+        if (uid := peer_uid(connection)) is not None and uid != os.getuid():
+            _log(f"refused a caller running as uid {uid}")
+            connection.close()
+            return None
         request = _read_request(connection, message)
         if request is None:  # a probe ("are you there"), or a request cut short: nothing to run
             connection.close()
@@ -235,6 +331,8 @@ def _accept(connection: socket.socket, own_environment: dict) -> int | None:
         pid = os.fork()
         if pid == 0:  # the command's process: it never returns from here
             _run_command(request, descriptors)
+        with contextlib.suppress(OSError):  # here too, so the group exists before the caller can signal it
+            os.setpgid(pid, pid)
     finally:
         for descriptor in descriptors:  # the warm process's copies of the caller's terminal
             os.close(descriptor)
@@ -249,7 +347,10 @@ def _read_request(connection: socket.socket, header: bytes) -> dict | None:
         return None
     raw = b""
     while len(raw) < length:
-        chunk = connection.recv(length - len(raw))
+        try:
+            chunk = connection.recv(length - len(raw))
+        except OSError:  # too slow (timeout) or gone
+            return None
         if not chunk:
             return None
         raw += chunk
@@ -294,10 +395,12 @@ def _run_command(request: dict, descriptors: list[int]) -> None:
 
 
 def _signal(pid: int, signum: int) -> None:
+    """To the command's process group (it leads one): what it started stops with it."""
     try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
 
 def _log(line: str) -> None:
