@@ -68,3 +68,50 @@ def test_a_killed_extraction_worker_loses_nothing_and_workers_finish_the_store(e
     assert computed == total - kept and entries(store) == total  # the killed worker's entries are kept, none twice
     verify = runner.invoke(app, ["features", "verify", "--store", str(store), "-q"])
     assert verify.exit_code == 0, verify.output  # no entry half-written
+
+
+def _flip_bytes(store: Path, count: int) -> list[Path]:
+    """Damage `count` entries the way a bad sector does: the structure stays valid, the checksum does not."""
+    damaged = sorted(store.glob("egemaps-*/*/*.npy"))[:count]
+    for path in damaged:
+        data = bytearray(path.read_bytes())
+        data[-9] ^= 0xFF
+        path.write_bytes(bytes(data))
+    return damaged
+
+
+def _damaged(store: Path) -> int:
+    from challenge.features.store import check_entries
+
+    return sum(problem is not None for _, _, problem in check_entries(FeatureStore(store).entry_files()))
+
+
+def test_a_repair_started_elsewhere_and_killed_midway_loses_no_entry(emi_root, tmp_path):
+    """Extraction ran with a relative --data; the repair runs from another directory, is SIGKILLed
+    after rebuilding some entries, and the next verify still finds every other damaged entry;
+    the repair after it rebuilds them all and removes none."""
+    store = tmp_path / "store"
+    (tmp_path / "elsewhere").mkdir()
+    # extraction runs beside the dataset and names it relatively, as `--data hume` would
+    extracted = subprocess.run([str(BIN), *extract_args(Path(emi_root.name), store)], cwd=emi_root.parent, capture_output=True, text=True, timeout=300)
+    assert extracted.returncode == 0, extracted.stdout + extracted.stderr
+    total = entries(store)
+    _flip_bytes(store, 10)
+    assert _damaged(store) == 10
+
+    repair = [str(BIN), "features", "verify", "--repair", "--store", str(store), "-q"]
+    killed = subprocess.Popen(repair, cwd=tmp_path / "elsewhere", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _damaged(store) > 8 and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    left = _damaged(store)
+    assert 0 < left < 10, f"the kill came when {left} of 10 entries were still damaged"
+    assert entries(store) == total, "the killed repair removed entries it had not rebuilt"
+
+    found = subprocess.run([str(BIN), "features", "verify", "--store", str(store), "-q"], cwd=tmp_path / "elsewhere", capture_output=True, text=True)
+    assert found.returncode == 1 and f"{left} damaged" in found.stdout, found.stdout
+    repaired = subprocess.run(repair, cwd=tmp_path / "elsewhere", capture_output=True, text=True, timeout=300)
+    assert repaired.returncode == 0 and f"repaired {left}; removed without recomputing 0" in repaired.stdout, repaired.stdout + repaired.stderr
+    assert _damaged(store) == 0 and entries(store) == total

@@ -69,15 +69,16 @@ def extract(extractor: Extractor, samples, store: FeatureStore, device: str = "a
 
 
 def extract_sources(extractor: Extractor, todo: list[tuple[str, Path]], store: FeatureStore, device: str = "auto",
-                    workers: int = 2, report: ExtractionReport | None = None) -> ExtractionReport:
-    """Compute and store the entries of (media digest, media path) pairs."""
+                    workers: int = 2, report: ExtractionReport | None = None, replace: bool = False) -> ExtractionReport:
+    """Compute and store the entries of (media digest, media path) pairs. `replace`: write over
+    entries already there (a repair: each is replaced atomically, never removed first)."""
     report = report or ExtractionReport(extractor.name)
     runner = extractor.build(resolve_device(device))
-    _run_pipeline(extractor, runner, todo, store, workers, report)
+    _run_pipeline(extractor, runner, todo, store, workers, report, replace)
     return report
 
 
-def _run_pipeline(extractor, runner, todo, store, workers, report) -> None:
+def _run_pipeline(extractor, runner, todo, store, workers, report, replace=False) -> None:
     writes: queue.Queue = queue.Queue(maxsize=8)
     errors: list[BaseException] = []
     writer = threading.Thread(target=_write_loop, args=(extractor, store, writes, errors), daemon=True)
@@ -104,12 +105,12 @@ def _run_pipeline(extractor, runner, todo, store, workers, report) -> None:
                 except Timeout:
                     deferred.append((digest, source, future))
                     continue
-                _compute_one(extractor, runner, store, digest, source, future, lock, writes, report)
+                _compute_one(extractor, runner, store, digest, source, future, lock, writes, report, replace)
                 advance()
             for digest, source, future in deferred:  # another process held these: wait for it
                 lock = store.lock(extractor, digest)
                 lock.acquire()
-                _compute_one(extractor, runner, store, digest, source, future, lock, writes, report)
+                _compute_one(extractor, runner, store, digest, source, future, lock, writes, report, replace)
                 advance()
     finally:
         writes.put(None)
@@ -124,8 +125,8 @@ def _run_pipeline(extractor, runner, todo, store, workers, report) -> None:
         )
 
 
-def _compute_one(extractor, runner, store, digest, source, future, lock, writes, report) -> None:
-    if store.has(extractor, digest):
+def _compute_one(extractor, runner, store, digest, source, future, lock, writes, report, replace=False) -> None:
+    if not replace and store.has(extractor, digest):
         lock.release()
         report.cached += 1
         return
@@ -147,7 +148,8 @@ def _compute_one(extractor, runner, store, digest, source, future, lock, writes,
         lock.release()
         report.failed.append(str(error))
         return
-    meta = {"source": str(source), "frame_rate": features.frame_rate, "index": features.index}
+    # absolute: a repair or a reader started in another directory finds the media again
+    meta = {"source": str(Path(source).resolve()), "frame_rate": features.frame_rate, "index": features.index}
     writes.put((digest, array, meta, lock))
     report.computed += 1
 

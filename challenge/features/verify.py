@@ -68,22 +68,38 @@ def verify_store(store: FeatureStore, repair: bool = False, device: str = "auto"
                 broken[meta_path.parent.parent].append((meta_path, entry))
     if not repair:
         return report
+    # Rebuild first, each entry replaced atomically where it is; remove only what cannot be
+    # rebuilt, last. A repair killed midway leaves the entries it had not reached damaged, so
+    # the next verify finds them again: nothing is lost.
     for folder, items in broken.items():
         extractor, why_not = _group_extractor(folder)
-        todo = []
+        todo, hopeless = [], []
         for meta_path, entry in items:
-            source = Path(entry.source) if entry is not None else None
-            _remove(meta_path)
-            if extractor is None:
-                report.removed.append(f"{meta_path.with_suffix('.npy')}: {why_not}")
-            elif source is None or not source.exists():
-                report.removed.append(f"{meta_path.with_suffix('.npy')}: its media {source or '(unknown)'} is gone")
-            elif store.media_digest(source) != meta_path.stem:
-                report.removed.append(f"{meta_path.with_suffix('.npy')}: its media {source} has changed since")
+            why = why_not or _why_media_unusable(store, entry, meta_path.stem)
+            if why:
+                hopeless.append((meta_path, why))
             else:
-                todo.append((meta_path.stem, source))
+                todo.append((meta_path.stem, Path(entry.source)))
         if todo:
             say(f"{extractor.name}: computing {len(todo)} damaged entr{'y' if len(todo) == 1 else 'ies'} again")
-            computed = extract_sources(extractor, todo, store, device, report=ExtractionReport(extractor.name))
+            computed = extract_sources(extractor, todo, store, device, report=ExtractionReport(extractor.name), replace=True)
             report.repaired += computed.computed
+        for meta_path, why in hopeless:
+            _remove(meta_path)
+            report.removed.append(f"{meta_path.with_suffix('.npy')}: {why}")
     return report
+
+
+def _why_media_unusable(store: FeatureStore, entry: StoreEntry | None, digest: str) -> str | None:
+    """Why an entry cannot be computed again from its media (None when it can)."""
+    if entry is None or "source" not in entry.meta:
+        return "its metadata is unreadable, so its media is unknown"
+    source = Path(entry.source)
+    if not source.is_absolute() and not source.exists():
+        return (f"its media was recorded as the relative path {source} (by an earlier version) and is not found from here; "
+                "run the repair from the folder the extraction ran in, or extract the dataset again")
+    if not source.exists():
+        return f"its media {source} is gone"
+    if store.media_digest(source) != digest:
+        return f"its media {source} has changed since"
+    return None
