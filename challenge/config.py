@@ -62,7 +62,7 @@ class RunConfig(Settings):
     trials: PositiveInt = 20
     timeout: PositiveFloat | None = None
     storage: str | None = None
-    worker: NonNegativeInt = 0  # this process's index among the workers sharing the study (its sampler seed)
+    worker: NonNegativeInt | None = None  # this process's index among the workers sharing the study (its sampler seed); None: claim a free one
     tracking_uri: str | None = None
     out: str | None = None
     device: str = "auto"

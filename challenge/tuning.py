@@ -44,10 +44,13 @@ def storage_for(url: str | None):
 
 
 def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, direction: str = "maximize",
-               worker: int = 0) -> optuna.Study:
-    """`worker`: this process's index among the workers sharing the study (--worker, or the
-    k of --workers K). Each worker's sampler gets its own seed, so workers started together
-    never propose the same parameters, and a worker's proposals stay reproducible."""
+               worker: int | None = None) -> tuple[optuna.Study, int]:
+    """The study and this process's worker index. `worker`: its index among the workers sharing
+    the study (--worker, or the k of --workers K); each worker's sampler gets its own seed, so
+    workers never propose the same parameters, and a given index's proposals stay reproducible.
+    Without one the process claims the next free index from the study's storage, under the
+    storage's lock, so independent commands on one study (two terminals, an array job running
+    the same line) never share a seed."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url or DEFAULT_STORAGE
     with schema_lock(url):  # table creation and the defaults' enqueueing: one process at a time
@@ -58,14 +61,18 @@ def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, di
         )
         if not study.trials:
             study.enqueue_trial(defaults, skip_if_exists=True)  # known-good parameters first
+        if worker is None:
+            worker = study.user_attrs.get(CLAIMED, 0)
+            study.set_user_attr(CLAIMED, worker + 1)
         stored = len(study.trials)
     # a resumed study must not replay the proposals of the first session: the sampler's seed
     # moves on with the number of trials already stored (still reproducible from the same state)
     study.sampler = optuna.samplers.TPESampler(seed=seed + WORKER_SEED_STRIDE * worker + stored)
-    return study
+    return study, worker
 
 
 WORKER_SEED_STRIDE = 100_003  # a prime far above any study's trial count: worker seeds never meet
+CLAIMED = "challenge.worker_indices_claimed"  # study attribute: how many processes claimed an index
 
 
 def finished_trials(study: optuna.Study) -> int:

@@ -17,10 +17,10 @@ def _objective(trial):
 
 def test_study_is_warm_started_from_defaults_and_resumes(tmp_path):
     storage = f"sqlite:///{tmp_path}/studies.db"
-    study = open_study("t", storage, seed=0, defaults={"x": 0.5})
+    study, _ = open_study("t", storage, seed=0, defaults={"x": 0.5})
     assert optimise(study, _objective, n_trials=2, timeout=None) == 2
     assert study.trials[0].params == {"x": 0.5}  # the defaults are trial 0
-    again = open_study("t", storage, seed=0, defaults={"x": 0.5})
+    again, _ = open_study("t", storage, seed=0, defaults={"x": 0.5})
     assert finished_trials(again) == 2
     assert optimise(again, _objective, n_trials=4, timeout=None) == 2  # only the missing ones
     assert optimise(again, _objective, n_trials=4, timeout=None) == 0
@@ -39,7 +39,7 @@ KILLED_STUDY = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)  # killed in the middle of the third trial
         return -x * x
 
-    optimise(open_study("k", sys.argv[1], 0, {"x": 1.0}), objective, 5, None)
+    optimise(open_study("k", sys.argv[1], 0, {"x": 1.0})[0], objective, 5, None)
     """
 )
 
@@ -53,7 +53,7 @@ def test_killed_study_resumes_and_reruns_the_interrupted_trial(tmp_path):
     assert states[:2] == [optuna.trial.TrialState.COMPLETE] * 2 and states[2] == optuna.trial.TrialState.RUNNING
     interrupted = study.trials[2].params
     time.sleep(16)  # past the heartbeat grace period: the dead trial is recognised as stale
-    resumed = open_study("k", storage, seed=0, defaults={"x": 1.0})
+    resumed, _ = open_study("k", storage, seed=0, defaults={"x": 1.0})
     ran = optimise(resumed, lambda t: -t.suggest_float("x", -3, 3) ** 2, 5, None)
     trials = resumed.get_trials()
     assert finished_trials(resumed) == 5 and ran == 3
@@ -63,9 +63,9 @@ def test_killed_study_resumes_and_reruns_the_interrupted_trial(tmp_path):
 
 def test_resumed_study_does_not_replay_the_first_sessions_proposals(tmp_path):
     storage = f"sqlite:///{tmp_path}/studies.db"
-    first = open_study("r", storage, seed=0, defaults={"x": 0.5})
+    first, _ = open_study("r", storage, seed=0, defaults={"x": 0.5})
     optimise(first, _objective, n_trials=4, timeout=None)
-    resumed = open_study("r", storage, seed=0, defaults={"x": 0.5})
+    resumed, _ = open_study("r", storage, seed=0, defaults={"x": 0.5})
     optimise(resumed, _objective, n_trials=8, timeout=None)
     xs = [t.params["x"] for t in resumed.trials]
     assert len(set(xs)) == len(xs), xs
@@ -116,7 +116,7 @@ SHARED_STUDY_WORKER = textwrap.dedent(
     workdir, worker, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     time.sleep(max(0.0, start - time.time()))  # both processes reach the fresh stores together
     tracking.setup(f"sqlite:///{workdir}/mlflow/mlflow.db", "emi")
-    study = open_study("shared", f"sqlite:///{workdir}/optuna/studies.db", seed=0, defaults={"x": 0.5}, worker=worker)
+    study, _ = open_study("shared", f"sqlite:///{workdir}/optuna/studies.db", seed=0, defaults={"x": 0.5}, worker=worker)
 
     def objective(trial):
         x = trial.suggest_float("x", -3, 3)
@@ -143,3 +143,30 @@ def test_two_workers_started_together_share_one_study_without_duplicates(tmp_pat
     assert finished_trials(study) == 7, [t.state for t in study.trials]
     proposals = [t.params["x"] for t in study.trials]
     assert len(set(proposals)) == len(proposals), proposals
+
+
+def test_two_track_commands_without_worker_claim_their_own_index_and_never_repeat_a_proposal(emi_root, tmp_path):
+    """The same `challenge track ... --tune` line started twice at once (two terminals, an array
+    job): each process claims a free worker index from the study's storage, so their samplers
+    differ; the study ends with --trials trials and no parameter set twice."""
+    import os
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).parent / "challenge"), "track", "emi", "--data", str(emi_root), "--features", "egemaps",
+               "--head", "lightgbm", "--tune", "--trials", "6", "-q"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "CHALLENGE_FEATURE_STORE": str(tmp_path / "store"),
+           "OMP_NUM_THREADS": "1"}
+    prepared = subprocess.run([*command[:-4], "-q"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # the features, once
+    assert prepared.returncode == 0, prepared.stderr
+    workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err for _, err in outputs]
+    storage = f"sqlite:///{tmp_path}/optuna/studies.db"
+    (name,) = optuna.study.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(done) == 6
+    proposals = [tuple(sorted(t.params.items())) for t in done]
+    assert len(set(proposals)) == len(proposals), proposals
+    assert study.user_attrs["challenge.worker_indices_claimed"] == 2
+    assert {t.user_attrs["worker"] for t in done} <= {0, 1} and len({t.user_attrs["worker"] for t in done}) == 2
