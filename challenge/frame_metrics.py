@@ -44,9 +44,3 @@ def tune_au_thresholds(truth: np.ndarray, probabilities: np.ndarray, grid: np.nd
     f1 = 2 * tp / np.maximum(decided.sum(0) + y.sum(0), 1)  # [thresholds, AUs]
     nearest_half = np.argsort(np.abs(grid - 0.5), kind="stable")
     return np.array([grid[nearest_half[np.argmax(f1[nearest_half, j])]] for j in range(truth.shape[1])])
-
-
-def au_score_tuned(truth: np.ndarray, probabilities: np.ndarray, names: list[str]) -> tuple[Score, np.ndarray]:
-    """AU score at thresholds tuned on these same outputs (validation), with the thresholds."""
-    thresholds = tune_au_thresholds(truth, probabilities)
-    return au_score(truth, probabilities, names, thresholds), thresholds

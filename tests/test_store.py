@@ -139,3 +139,14 @@ def test_corrupt_media_is_reported_after_the_good_entries_are_cached(emi_root, t
     shutil.copy(emi_root / "audio" / "00013.mp3", root / "audio" / "00013.mp3")
     report = extract(make_extractor("egemaps"), samples, FeatureStore())
     assert report.computed == 1 and report.cached == 5
+
+
+def test_model_digests_are_cached_in_the_store_the_run_was_given(tmp_path, monkeypatch, models):
+    """--store names where everything of the run's features goes, the model digests included."""
+    from challenge.features import FeatureStore, make_extractor
+
+    monkeypatch.setenv("CHALLENGE_FEATURE_STORE", str(tmp_path / "default"))
+    FeatureStore(tmp_path / "given")
+    make_extractor("wav2vec2", model=str(models["wav2vec2"])).cache_key()
+    assert list((tmp_path / "given" / "_digests").glob("*.json"))
+    assert not (tmp_path / "default").exists()

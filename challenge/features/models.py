@@ -19,7 +19,14 @@ from challenge.errors import ChallengeError
 
 # files that decide what a checkpoint computes: weights and configs (not READMEs or licences)
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".json", ".model"}
-MODEL_OPTION = {"audio": "--audio-model", "visual": "--visual-model"}
+# where model digests are cached: the store this process opened (FeatureStore sets it), else
+# the default store root
+_digest_cache_root: Path | None = None
+
+
+def use_digest_cache(root: Path) -> None:
+    global _digest_cache_root
+    _digest_cache_root = root
 
 
 def looks_local(model: str) -> bool:
@@ -36,7 +43,7 @@ def model_identity(model: str) -> str:
     if not path.exists():
         return f"missing:{path}"  # loading it will say so; no entry can be found under this key
     files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES]
-    return "sha:" + cached_content_digest(path, files, default_root())
+    return "sha:" + cached_content_digest(path, files, _digest_cache_root or default_root())
 
 
 def quiet_transformers() -> None:

@@ -239,6 +239,9 @@ class StoreGroup:
 class FeatureStore:
     def __init__(self, root: Path | str | None = None, shared_roots: list[Path] | None = None):
         self.root = Path(root).expanduser() if root else default_root()
+        from challenge.features.models import use_digest_cache
+
+        use_digest_cache(self.root)  # the models' digests are cached with the features they key
         if shared_roots is None:
             shared = os.environ.get(SHARED_STORE_ENV, "")
             shared_roots = [Path(p).expanduser() for p in shared.split(os.pathsep) if p]
@@ -326,10 +329,6 @@ class FeatureStore:
         """Memory-mapped array and its metadata, checked against each other."""
         found = self.require(extractor, digest)
         return found.array(), found.meta
-
-    def put(self, extractor, digest: str, array: np.ndarray, meta: dict) -> StoreEntry:
-        """Check the array (`storable`), then write it as the entry of (extractor, digest)."""
-        return self.write(extractor, digest, self.storable(extractor, array, meta.get("source", digest)), meta)
 
     def write(self, extractor, digest: str, array: np.ndarray, meta: dict) -> StoreEntry:
         """Write an array that `storable` already returned (the extraction pipeline checks it on
