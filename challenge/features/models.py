@@ -19,14 +19,6 @@ from challenge.errors import ChallengeError
 
 # files that decide what a checkpoint computes: weights and configs (not READMEs or licences)
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".json", ".model"}
-# where model digests are cached: the store this process opened (FeatureStore sets it), else
-# the default store root
-_digest_cache_root: Path | None = None
-
-
-def use_digest_cache(root: Path) -> None:
-    global _digest_cache_root
-    _digest_cache_root = root
 
 
 def looks_local(model: str) -> bool:
@@ -37,13 +29,13 @@ def model_identity(model: str) -> str:
     """`sha:<digest>` of a local checkpoint's weight and config files, `hub:<id>` otherwise."""
     if not looks_local(model):
         return f"hub:{model}"
-    from challenge.features.store import cached_content_digest, default_root
+    from challenge.features.store import cached_content_digest, model_digest_root
 
     path = Path(model).expanduser().resolve()
     if not path.exists():
         return f"missing:{path}"  # loading it will say so; no entry can be found under this key
     files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES]
-    return "sha:" + cached_content_digest(path, files, _digest_cache_root or default_root())
+    return "sha:" + cached_content_digest(path, files, model_digest_root())
 
 
 def quiet_transformers() -> None:

@@ -60,6 +60,14 @@ def default_root() -> Path:
     return Path(os.environ.get(STORE_ENV, DEFAULT_ROOT)).expanduser()
 
 
+_model_digest_root: Path | None = None  # the root of the store this process opened last
+
+
+def model_digest_root() -> Path:
+    """Where model digests are cached: the store the run opened (--store), else the default root."""
+    return _model_digest_root or default_root()
+
+
 def _disk_full(path: Path, error: OSError) -> ChallengeError:
     try:
         free = shutil.disk_usage(path.parent).free
@@ -239,9 +247,8 @@ class StoreGroup:
 class FeatureStore:
     def __init__(self, root: Path | str | None = None, shared_roots: list[Path] | None = None):
         self.root = Path(root).expanduser() if root else default_root()
-        from challenge.features.models import use_digest_cache
-
-        use_digest_cache(self.root)  # the models' digests are cached with the features they key
+        global _model_digest_root
+        _model_digest_root = self.root  # the models' digests are cached with the features they key
         if shared_roots is None:
             shared = os.environ.get(SHARED_STORE_ENV, "")
             shared_roots = [Path(p).expanduser() for p in shared.split(os.pathsep) if p]
