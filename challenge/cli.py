@@ -264,7 +264,8 @@ def track_command(
     timeout: TimeoutOption = None,
     storage: StorageOption = None,
     workers: Annotated[int, typer.Option(min=1, help="With --tune: run K local worker processes on one study (--trials counts the study's trials, all workers together).")] = 1,
-    worker: Annotated[Optional[int], typer.Option(min=0, help="This worker's index when several share a study (its sampler seed); give each machine its own.")] = None,
+    worker: Annotated[Optional[int], typer.Option(min=0, help="This worker's index when several share a study (its sampler seed); default: claim a free one from the study.")] = None,
+    estimate_folds: Annotated[Optional[int], typer.Option(min=0, help="With --tune (clip tracks): refit the chosen parameters and the baseline on K folds of train+valid for an estimate that selected nothing (default 3; 0 skips).")] = None,
     tracking_uri: TrackingOption = None,
     out: OutOption = None,
     epochs: EpochsOption = None,
@@ -314,7 +315,7 @@ def track_command(
         "store": str(store) if store else None, "zero_shot": zero_shot or None, "eval_data": str(eval_data) if eval_data else None,
         "seeds": seeds, "folds": folds, "both_ways": both_ways or None,
         "scheme": str(scheme) if scheme else None, "clip_length": clip_length, "clip_hop": clip_hop, "subtle": subtle, "window": window,
-        "worker": worker,
+        "worker": worker, "estimate_folds": estimate_folds,
     }
     spec = get_track(track)
     resolved = load_config(config, flags, spec)
@@ -331,11 +332,17 @@ def track_command(
         raise typer.Exit(run_workers([["--worker", str(first + k)] for k in range(workers)], ("--workers", "--worker")))
     result = run(spec, resolved)
     control = " -- CONTROL RUN, shuffled labels: chance level, not a result" if resolved.shuffle_labels else ""
-    typer.echo(f"validation score ({spec.metric}): {result.score:.4f}{control}")
+    if result.trials_run:
+        typer.echo(f"selection score (validation, the best of the study's trials on these {spec.items}, so optimistic; {spec.metric}): "
+                   f"{result.score:.4f}{control}")
+    else:
+        typer.echo(f"validation score ({spec.metric}): {result.score:.4f}{control}")
     for label, value in result.details.items():
         typer.echo(f"  {label:<14} {value:+.4f}")
     if result.baseline is not None:
         typer.echo(result.baseline.describe())
+    if result.estimate is not None:
+        typer.echo(result.estimate.describe())
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
     typer.echo(f"MLflow run {result.run_id}; browse with: mlflow ui --backend-store-uri {resolved.tracking_uri or 'sqlite:///mlflow/mlflow.db'}")
@@ -655,6 +662,10 @@ def live_command(
 
     if (model is None) == (not untrained):
         raise ChallengeError("pass --model RUN_ID (a cnn-gru run), or --untrained to check the pipeline with random weights.")
+    if reference is not None and out is None:  # before anything starts: scoring reads the CSV at the end
+        raise ChallengeError("--reference scores the CSV of the readings: add --out faces.csv.")
+    if reference is not None and not reference.is_file():
+        raise ChallengeError(f"--reference {reference}: no such ELAN file.")
     if out is None and port is None and not source.isdigit() and "://" not in source:
         port = 8000  # a file without --out: show it
     live_model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"]) if untrained else LiveModel.from_run(model, tracking_uri)
@@ -663,8 +674,6 @@ def live_command(
     if out is not None:
         typer.echo(f"faces: {out}")
     if reference is not None:
-        if out is None:
-            raise ChallengeError("--reference scores the CSV: add --out faces.csv.")
         from challenge.live.score import score_csv
         from challenge.media import video_frame_count, video_frame_rate
 
@@ -737,8 +746,16 @@ def main() -> None:
         typer.secho(f"error: {error}", fg="red", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.secho("interrupted: finished entries, trials and runs are kept; run the same command to resume.", err=True)
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as done:
+        if done.code == 130:  # typer turns Ctrl-C inside a command into a silent exit 130
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    typer.secho("interrupted: finished entries, trials and runs are kept; run the same command to resume.", err=True)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

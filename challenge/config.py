@@ -62,6 +62,7 @@ class RunConfig(Settings):
     trials: PositiveInt = 20
     timeout: PositiveFloat | None = None
     storage: str | None = None
+    estimate_folds: NonNegativeInt = 3  # a tuned clip run refits its parameters and the baseline on K folds of train+valid (0: off)
     worker: NonNegativeInt | None = None  # this process's index among the workers sharing the study (its sampler seed); None: claim a free one
     tracking_uri: str | None = None
     out: str | None = None
@@ -112,6 +113,7 @@ class RunResult:
     submission: Path | None
     trials_run: int = 0
     baseline: object | None = None  # challenge.baseline.Baseline: the linear model on the same split and features
+    estimate: object | None = None  # challenge.estimate.Estimate: a tuned run's figures that selected nothing
 
 
 DATASET_DEFAULTS = "challenge.yaml"  # beside a dataset: its own defaults (the demo data names its stand-in models there)

@@ -19,8 +19,10 @@ from challenge.track import TrackSpec
 def run(spec: TrackSpec, config: RunConfig) -> RunResult:
     """A track's own pipeline (study tracks) or the shared leaderboard pipeline."""
     from challenge.heads import get_head
+    from challenge.preflight import check_run_settings
 
-    get_head(config.head).require(spec.problem)  # before any extraction: a wrong --head fails at once
+    check_run_settings(config)  # before any extraction: a mistyped store URL, a missing GPU, an --out that is a file
+    get_head(config.head).require(spec.problem)  # a wrong --head fails at once too
     if (config.seeds or 1) > 1 and spec.default_seeds == 1:
         raise ChallengeError(f"--seeds {config.seeds}: repeated seeds with mean ± sd are implemented for smile-laugh only so far; "
                              f"run the {spec.name} track once per --seed (or `challenge ensemble`) instead.")
@@ -72,7 +74,22 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         save_model(head, post, train.normaliser, spec, config, keys)
         if not config.zero_shot:
             result.baseline = linear_baseline(spec, config.head, result.score, train, valid, config.seed)
+        if config.tune and trials_run and config.estimate_folds > 1 and not spec.problem.per_frame and head_cls.search_space:
+            result.estimate = _estimate(spec, config, head_cls, params, train, valid, device)
     return result
+
+
+def _estimate(spec, config, head_cls, params, train, valid, device):
+    import mlflow
+
+    from challenge.estimate import cross_fitted_estimate
+
+    say(f"refitting the chosen parameters and the baseline on {config.estimate_folds} folds of train+valid "
+        "(an estimate that selected nothing; --estimate-folds 0 skips it)")
+    estimate = cross_fitted_estimate(spec, head_cls, params, train, valid, config.seed, config.estimate_folds, device)
+    mlflow.log_metrics({"estimate.score": estimate.score, "estimate.baseline_score": estimate.baseline_score,
+                        "estimate.gain_over_baseline": estimate.gain})
+    return estimate
 
 
 def _zero_shot(spec: TrackSpec, source_head, config: RunConfig, normaliser):
@@ -164,16 +181,20 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
             mlflow.set_tags({"challenge.kind": "trial", "study": name, "trial": trial.number, **tracking.process_tags()})
             mlflow.log_params(params)
 
+            began = time.perf_counter()
+
             def report(step: int, value: float) -> None:
                 trial.report(value, step)
                 mlflow.log_metric("valid_score", value, step=step)
                 if trial.should_prune():
                     mlflow.set_tag("state", "pruned")
+                    say(f"trial {trial.number}: pruned at step {step} (score {value:.4f}, below the median of earlier trials there; "
+                        f"{time.perf_counter() - began:.1f} s)")
                     raise optuna.TrialPruned()
 
             value, head = fit(params, report)
             mlflow.log_metric("score", value)
-            say(f"trial {trial.number}: score {value:.4f}")
+            say(f"trial {trial.number}: score {value:.4f} ({time.perf_counter() - began:.1f} s)")
             if not fitted or value > max(fitted.values(), key=lambda pair: pair[0])[0]:
                 fitted.clear()
                 fitted[trial.number] = (value, head)

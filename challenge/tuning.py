@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 import warnings
@@ -52,12 +53,13 @@ def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, di
     storage's lock, so independent commands on one study (two terminals, an array job running
     the same line) never share a seed."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_interrupts()
     url = storage_url or DEFAULT_STORAGE
     with schema_lock(url):  # table creation and the defaults' enqueueing: one process at a time
         study = optuna.create_study(
             study_name=name, storage=storage_for(url), direction=direction, load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3),
+            pruner=pruner(),
         )
         if not study.trials:
             study.enqueue_trial(defaults, skip_if_exists=True)  # known-good parameters first
@@ -75,6 +77,31 @@ WORKER_SEED_STRIDE = 100_003  # a prime far above any study's trial count: worke
 CLAIMED = "challenge.worker_indices_claimed"  # study attribute: how many processes claimed an index
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """Ctrl-C inside a trial: Optuna logs the trial as failed with a 40-line traceback; the CLI
+    says what an interruption keeps instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+
+
+def _quiet_interrupts() -> None:
+    logger = logging.getLogger("optuna")
+    if not any(isinstance(f, _NoInterruptTraceback) for f in logger.filters):
+        logger.addFilter(_NoInterruptTraceback())
+    for handler in logger.handlers:
+        if not any(isinstance(f, _NoInterruptTraceback) for f in handler.filters):
+            handler.addFilter(_NoInterruptTraceback())
+
+
+def pruner() -> optuna.pruners.BasePruner:
+    """Median pruning from the second epoch on, once one trial (the head's defaults) has finished:
+    a trial below the median of the earlier trials at the same epoch stops there. Acting this
+    early is what makes a pruned trial cheap (with 3 start-up trials and 3 warm-up epochs, a
+    pruned trial had often run most of its epochs)."""
+    return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
+
+
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -83,34 +110,56 @@ def optimise(study: optuna.Study, objective: Callable, n_trials: int | None, tim
     """Run until the study holds `n_trials` finished trials (or `timeout` seconds pass);
     returns how many trials this call ran.
 
-    Other workers may share the study. Each stops starting trials once finished plus running
-    trials reach `n_trials`; a worker with nothing left to start then waits while the others'
-    trials run. A trial whose worker died stops beating: after the grace period it is failed and
-    its parameters go back to the queue (RetryHeartbeatStaleTrialCallback), and a waiting
-    worker takes them, so the study still ends with `n_trials`."""
+    Other workers may share the study. Starting a trial is one step under the storage's lock
+    (`schema_lock`: a file lock for sqlite, an advisory lock for PostgreSQL): count the finished
+    and running trials, and only below `n_trials` create the next one, so workers whose trials
+    end at the same moment never start one too many. A worker with nothing left to start waits
+    while the others' trials run. A trial whose worker died stops beating: after the grace
+    period it is failed and its parameters go back to the queue (RetryHeartbeatStaleTrialCallback),
+    and a waiting worker takes them, so the study still ends with `n_trials`."""
     before = finished_trials(study)
     if n_trials is None:
         study.optimize(objective, timeout=timeout, catch=())
         return finished_trials(study) - before
     deadline = None if timeout is None else time.monotonic() + timeout
-    cap = optuna.study.MaxTrialsCallback(n_trials, states=(*FINISHED, optuna.trial.TrialState.RUNNING))
-    while (remaining := n_trials - finished_trials(study)) > 0:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            break
-        if _running_elsewhere(study) + finished_trials(study) < n_trials or _queued(study):
-            study.optimize(objective, n_trials=remaining, timeout=left, catch=(), callbacks=[cap])
-        else:
+    url = getattr(study._storage, "url", None) or DEFAULT_STORAGE
+    while finished_trials(study) < n_trials and (deadline is None or time.monotonic() < deadline):
+        trial = _start_trial(study, url, n_trials)
+        if trial is None:
             time.sleep(HEARTBEAT_SECONDS)  # the others' trials are running: wait, and fail the dead ones
             with warnings.catch_warnings():  # marked experimental, like the heartbeat itself
                 warnings.simplefilter("ignore")
                 optuna.storages.fail_stale_trials(study)
+            continue
+        _run_trial(study, trial, objective)
     return finished_trials(study) - before
+
+
+def _start_trial(study: optuna.Study, url: str, n_trials: int) -> optuna.Trial | None:
+    """The next trial, created only while finished + running trials are below `n_trials`."""
+    with schema_lock(url), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not counted as running
+        if finished_trials(study) + _running_elsewhere(study) >= n_trials:
+            return None
+        return study.ask()
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable) -> None:
+    """What Optuna's own loop does with a trial: its heartbeat while it runs, then its state."""
+    from optuna.storages._heartbeat import get_heartbeat_thread  # Optuna's loop uses it the same way
+
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+    study.tell(trial, value)
 
 
 def _running_elsewhere(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-
-
-def _queued(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))

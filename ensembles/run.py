@@ -53,10 +53,12 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     from challenge import tracking
     from challenge.features.base import resolve_device
     from challenge.heads import get_head
+    from challenge.preflight import check_run_settings
     from challenge.prepare import prepare_features, read_samples
     from challenge.runner import head_overrides, train_once, tune_head
     from challenge.seeding import seed_everything
 
+    check_run_settings(config)
     if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
         raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
     head_cls = get_head(config.head)

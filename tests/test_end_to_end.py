@@ -18,7 +18,9 @@ def test_track_emi_tunes_writes_validates_and_tracks(workdir, emi_root, models):
             "--tune", "--trials", "2", "--epochs", "2", "-q"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "validation score (mean Pearson over 6 emotions)" in result.output and "submission:" in result.output
+    # a tuned run's validation score chose the trial: it is labelled so, with figures that chose nothing beside it
+    assert "selection score (validation, the best of the study's trials on these clips, so optimistic; mean Pearson over 6 emotions)" in result.output
+    assert "estimate that selected nothing (3 folds of train+valid, out of fold): lstm" in result.output and "submission:" in result.output
     submission = next(workdir.glob("submissions/emi/*/predictions.csv"))
     assert (submission.parent / "predicted_vs_true.png").exists()
     assert (submission.parent / "validation_predictions.csv").exists()
@@ -80,7 +82,7 @@ def frame_args(affwild_root, models):
 def test_track_expr_tunes_smooths_and_writes_the_official_file(workdir, frame_args, affwild_root):
     result = runner.invoke(app, ["track", "expr", *frame_args, "--tune", "--trials", "2", "--epochs", "2"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "validation score (macro F1 over 8 classes)" in result.output
+    assert "selection score (validation, the best of the study's trials on these videos, so optimistic; macro F1 over 8 classes)" in result.output
     submission = next(workdir.glob("submissions/expr/*/predictions.txt"))
     sample = affwild_root / "prediction_files_format" / "CVPR_6th_ABAW_Expr_test_set_sample.txt"
     assert [l.split(",")[0] for l in submission.read_text().splitlines()] == [l.split(",")[0] for l in sample.read_text().splitlines()]

@@ -102,6 +102,9 @@ def make_extractor(name: str, **options) -> Extractor:
 def resolve_device(device: str = "auto") -> str:
     import torch
 
+    from challenge.preflight import check_device
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)  # a named error, not torch's "Torch not compiled with CUDA enabled"
     return device

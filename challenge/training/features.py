@@ -1,17 +1,45 @@
 """Per-clip feature sequences read from the store, aligned across modalities and normalised.
 
-Arrays are opened memory-mapped at each access and dropped after it, so a corpus larger than
-RAM streams from disk: only the windows a batch needs are read.
+Arrays are kept in RAM once read, up to a budget (`RESIDENT`, CHALLENGE_FEATURE_RAM_MB, 1024 MiB
+by default), so the epochs and trials after the first read no file again; past the budget an
+array is opened memory-mapped at each access and dropped after it, so a corpus larger than RAM
+streams from disk: only the windows a batch needs are read.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from challenge.errors import ChallengeError, list_offenders
 from challenge.features.store import StoreEntry
 from challenge.training.normalise import Normaliser
+
+
+class ResidentArrays:
+    """Store arrays read whole, kept by path until `budget` bytes are held (then new ones are
+    mapped per access, as before). Whole copies, never long-lived mappings: a file truncated
+    under a mapping would kill the process (SIGBUS) on a later read."""
+
+    def __init__(self, budget: int):
+        self.budget, self.held, self.arrays = budget, 0, {}
+
+    def get(self, entry: StoreEntry) -> np.ndarray:
+        found = self.arrays.get(entry.path)
+        if found is not None:
+            return found
+        array = entry.array()
+        if self.held + array.nbytes > self.budget:
+            return array
+        array = np.array(array)
+        self.arrays[entry.path] = array
+        self.held += array.nbytes
+        return array
+
+
+RESIDENT = ResidentArrays(int(float(os.environ.get("CHALLENGE_FEATURE_RAM_MB", "1024")) * 2**20))
 
 
 @dataclass
@@ -53,7 +81,7 @@ class ClipFeatures:
                 continue
             # nearest step of this modality for each step of the clip's time axis
             rows = np.minimum((np.arange(start, stop) * entry.steps) // total, entry.steps - 1)
-            array = entry.entry.array()
+            array = RESIDENT.get(entry.entry)
             columns.append(np.asarray(array[rows[0] : rows[-1] + 1], dtype=np.float32)[rows - rows[0]])
         out = np.concatenate(columns, axis=1)
         return self.normaliser(out) if self.normaliser is not None else out
