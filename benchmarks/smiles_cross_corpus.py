@@ -6,7 +6,10 @@ shuffled-label control. A third run, logistic regression on the model's own inpu
 pooled as the model pools them), shows how much of the gain is the input and how much the head.
 Prints one line per direction and set. Not run by CI.
 
-    python benchmarks/smiles_cross_corpus.py --seeds 5 --trials 20
+    python benchmarks/smiles_cross_corpus.py --seeds 5 --trials 20 [--pair telephone]
+
+--pair telephone builds the second pair (tests/fixtures/telephone_laughter.py: telephone band,
+talkers raised to a female-range pitch, laughs above the talker in one corpus, below in the other).
 """
 
 from __future__ import annotations
@@ -25,16 +28,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from tests.fixtures.real_laughter import build_two_corpora
+    import importlib
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--features", default="compare")
+    parser.add_argument("--pair", choices=["real", "telephone"], default="real")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="smiles-cross-corpus-"))
-    female, male = build_two_corpora(work / "corpora")
+    fixture = {"real": "tests.fixtures.real_laughter", "telephone": "tests.fixtures.telephone_laughter"}[args.pair]
+    female, male = importlib.import_module(fixture).build_two_corpora(work / "corpora")
     challenge = str(Path(sys.executable).parent / "challenge")
     common = ["--features", args.features, "--seeds", str(args.seeds), "--folds", str(args.folds), "-q"]
     runs = {"tuned": ["--tune", "--trials", str(args.trials)], "control": ["--shuffle-labels"], "same-input": ["--head", "logistic"]}

@@ -39,9 +39,11 @@ def read_audio(path: Path, rate: int = AUDIO_RATE) -> np.ndarray:
             chunks.extend(out.to_ndarray() for out in resampler.resample(None))
         except av.error.FFmpegError as error:
             raise ChallengeError(f"{path}: audio stream is corrupt ({error}). Re-export the file.") from error
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(chunks, axis=1).reshape(-1).astype(np.float32, copy=False)
+    signal = np.concatenate(chunks, axis=1).reshape(-1).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if not len(signal):  # padded to the model's minimum it would be trained on as silence
+        raise ChallengeError(f"{path}: the audio stream holds no samples (0 s). Re-export the file from its source, "
+                             "or move it away and pass --skip-missing to leave the clip out.")
+    return signal
 
 
 def video_frame_rate(path: Path) -> float:

@@ -1,4 +1,4 @@
-"""The organisers' metrics (see ABAW_FORMATS.md)."""
+"""The organisers' metrics (definitions: docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -118,6 +118,24 @@ def log_saved(saved: SavedModel) -> None:
     mlflow.set_tag("model", f"runs:/{mlflow.active_run().info.run_id}/{ARTIFACT}")
 
 
+def full_run_id(run_id: str, tracking_uri: str | None) -> str:
+    """The run an id names: a whole MLflow id, or the first characters that `challenge runs`
+    prints, when exactly one run starts with them."""
+    import mlflow
+
+    if len(run_id) == 32:
+        return run_id
+    matches = sorted({r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
+                      if r.info.run_id.startswith(run_id)})
+    if len(matches) == 1:
+        return matches[0]
+    where = tracking_uri or "sqlite:///mlflow/mlflow.db"
+    if not matches:
+        raise ChallengeError(f"run {run_id}: no run in {where} has an id starting with it; `challenge runs TRACK` lists them "
+                             "(pass --tracking-uri if the run is in another store).")
+    raise ChallengeError(f"run {run_id}: {len(matches)} runs start with it ({', '.join(m[:12] for m in matches[:10])}); give more of the id.")
+
+
 def reexport(run_id: str, tracking_uri: str | None) -> str:
     """Convert a run saved with a pickled head (earlier versions) into the data format, logged
     to the same run; only for runs whose artifacts the user trusts. Returns the model URI."""
@@ -125,9 +143,10 @@ def reexport(run_id: str, tracking_uri: str | None) -> str:
 
     folder = _download_state(run_id, tracking_uri)
     saved = SavedModel.read(folder, trust_pickle=True)
-    with mlflow.start_run(run_id=mlflow.get_run(run_id).info.run_id):
+    run_id = full_run_id(run_id, tracking_uri)
+    with mlflow.start_run(run_id=run_id):
         log_saved(saved)
-        return mlflow.get_run(run_id).data.tags["model"]
+    return mlflow.get_run(run_id).data.tags["model"]
 
 
 def load_run_model(run_id: str, tracking_uri: str | None) -> SavedModel:
@@ -140,6 +159,7 @@ def _download_state(run_id: str, tracking_uri: str | None) -> Path:
     from challenge import tracking
 
     tracking.connect(tracking_uri)
+    run_id = full_run_id(run_id, tracking_uri)
     model_uri = f"runs:/{run_id}/{ARTIFACT}"
     try:  # a run over several seeds names the model it stands for (its first seed's) in its `model` tag
         model_uri = mlflow.get_run(run_id).data.tags.get("model", model_uri)

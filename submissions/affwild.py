@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.data.affwild import LABELS
-from challenge.data.text import read_lines
+from challenge.data.text import iter_lines, read_lines
 from challenge.errors import ChallengeError, list_offenders
 
 
@@ -46,48 +46,72 @@ def _check_value(track: str, cells: list[str]) -> str | None:
 
 
 def validate_affwild(track: str, path: Path, sample_file: Path, test_names: list[str]) -> list[str]:
+    """Every problem of a submission file against the sample file. The file is read a line at a
+    time and each frame is kept as its position in the sample file, so a 300 MB file needs
+    memory for the sample file's frame list, not for its own lines."""
+    from array import array
+
     path = Path(path)
     if not path.exists():
         return [f"{path}: file not found"]
-    lines = read_lines(path)
-    while len(lines) > 1 and not lines[-1].strip():  # a trailing blank line is harmless
-        lines.pop()
     problems: dict[str, list[str]] = {}
 
     def add(kind: str, item: str) -> None:
         problems.setdefault(kind, []).append(item)
 
     header = official_header(track)
-    if not lines or lines[0].strip() != header:
-        add("header", f"line 1 is '{lines[0] if lines else ''}', expected '{header}'")
     expected = read_sample_file(sample_file)
-    locations, first_seen = [], {}
-    for number, line in enumerate(lines[1:], start=2):
-        location, _, rest = line.partition(",")
-        location = location.strip()
-        if location in first_seen:
-            add("duplicated frame", f"line {number}: {location} already on line {first_seen[location]}")
-        first_seen.setdefault(location, number)
-        locations.append(location)
-        problem = _check_value(track, rest.split(","))
-        if problem:
-            add("bad value", f"line {number} ({location}): {problem}")
-        video = location.split("/", 1)[0]
-        if test_names and video not in test_names:
-            add("video not in the test-set list", f"line {number}: {video}")
-    expected_set, found_set = set(expected), set(locations)
-    for location in expected:
-        if location not in found_set:
-            add("missing frame", location)
-    for number, location in enumerate(locations, start=2):
-        if location not in expected_set:
-            add("frame not in the sample file", f"line {number}: {location}")
+    position = {location: i for i, location in enumerate(expected)}
+    first_line = array("l", [0]) * len(expected)  # the line each expected frame was first seen on
+    extras: dict[str, int] = {}  # frames not in the sample file -> first line
+    tests = set(test_names)
+    order_break, count, blank_tail = None, 0, []
+    lines = iter_lines(path)
+    first = next(lines, None)
+    if first is None or first.strip() != header:
+        add("header", f"line 1 is '{first or ''}', expected '{header}'")
+    for number, line in enumerate(lines, start=2):
+        if not line.strip():  # blank lines at the end are harmless; inside the file they are rows
+            blank_tail.append(number)
+            continue
+        for blank in blank_tail:
+            _check_row(track, "", blank, add, position, first_line, extras, tests)
+        count += len(blank_tail)
+        blank_tail = []
+        location = _check_row(track, line, number, add, position, first_line, extras, tests)
+        if order_break is None and (count >= len(expected) or expected[count] != location):
+            order_break = (number, location, expected[count] if count < len(expected) else "no line")
+        count += 1
+    for i in (i for i in range(len(expected)) if first_line[i] == 0):
+        add("missing frame", expected[i])
     # with no frame missing, extra or repeated, both lists hold the same frames: only order can differ
     membership = ("missing frame", "frame not in the sample file", "duplicated frame")
-    if not any(problems.get(kind) for kind in membership) and locations != expected:
-        first = next(i for i, (a, b) in enumerate(zip(locations, expected)) if a != b)
-        add("wrong order", f"line {first + 2}: {locations[first]}, the sample file has {expected[first]} there")
+    if not any(problems.get(kind) for kind in membership) and order_break is not None:
+        number, found, wanted = order_break
+        add("wrong order", f"line {number}: {found}, the sample file has {wanted} there")
     return [f"{kind} ({len(items)}):\n{list_offenders(items)}" for kind, items in problems.items()]
+
+
+def _check_row(track, line, number, add, position, first_line, extras, tests) -> str:
+    """One row's problems; returns its frame location."""
+    location, _, rest = line.partition(",")
+    location = location.strip()
+    index = position.get(location)
+    seen = (first_line[index] or None) if index is not None else extras.get(location)
+    if seen is not None:
+        add("duplicated frame", f"line {number}: {location} already on line {seen}")
+    elif index is not None:
+        first_line[index] = number
+    else:
+        extras[location] = number
+        add("frame not in the sample file", f"line {number}: {location}")
+    problem = _check_value(track, rest.split(","))
+    if problem:
+        add("bad value", f"line {number} ({location}): {problem}")
+    video = location.split("/", 1)[0]
+    if tests and video not in tests:
+        add("video not in the test-set list", f"line {number}: {video}")
+    return location
 
 
 def format_prediction(track: str, row: np.ndarray) -> str:

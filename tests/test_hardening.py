@@ -446,6 +446,92 @@ def case_demo_names_stand_ins(w: World) -> str:
     return cli("track", "emi", "--data", str(w.tmp / "demo"), "--tune", "--trials", "2", "--epochs", "2", "-q")
 
 
+# ---- the held-out cases of the short-fixes issue --------------------------------------------
+def case_bad_filename(w: World) -> str:
+    out = []
+    for name in ("", ".."):
+        _rewrite(w.emi / "train_split.csv", lambda lines, name=name: [*lines, f"{name},0.1,0.2,0.3,0.4,0.5,0.6"])
+        out.append(cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "-q"))
+        _rewrite(w.emi / "train_split.csv", lambda lines: lines[:-1])
+    return "\n".join(out)
+
+
+def case_empty_audio(w: World) -> str:
+    import wave
+
+    clip = "00002"  # a clip with its own audio file (quirky_hume writes one for even ids)
+    with wave.open(str(w.emi / "audio" / f"{clip}.wav"), "wb") as handle:
+        handle.setnchannels(1), handle.setsampwidth(2), handle.setframerate(16000)
+        handle.writeframes(b"")
+    samples = [s for s in read_hume(w.emi) if s.id == clip]
+    return message(lambda: extract(make_extractor("egemaps"), samples, w.store))
+
+
+def case_va_header_only(w: World) -> str:
+    (path,) = [p for p in (w.affwild).rglob("VA_Estimation_Challenge/Train_Set/*.txt")][:1]
+    path.write_text("valence,arousal\n")
+    return cli("track", "va", "--data", str(w.affwild), "--features", "egemaps", "--head", "ridge", "-q")
+
+
+def case_store_not_a_folder(w: World, monkeypatch) -> str:
+    (w.tmp / "store-file").write_text("")
+    monkeypatch.setenv("CHALLENGE_FEATURE_STORE", str(w.tmp / "store-file"))
+    file_root = cli("features", "extract", "--data", str(w.emi), "--track", "emi", "--extractor", "egemaps", "-q")
+    unwritable = cli("features", "extract", "--data", str(w.emi), "--track", "emi", "--extractor", "egemaps", "--store", "/sys/challenge-store", "-q")
+    entry = w.entry_of("00011").with_suffix(".json")
+    entry.write_text("null")
+    monkeypatch.setenv("CHALLENGE_FEATURE_STORE", str(w.store.root))
+    verified = cli("features", "verify", "-q")
+    again = extract(make_extractor("egemaps"), [s for s in read_hume(w.emi) if s.id == "00011"], w.store)
+    return f"{file_root}\n{unwritable}\n{verified}\nnull metadata, then extract: {counts(again)}"
+
+
+def case_short_run_id(w: World) -> str:
+    trained = cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "-q")
+    run_id = next((w.tmp / "submissions" / "emi").iterdir()).name
+    short = cli("predict", run_id[:8], "--data", str(w.emi), "--out", str(w.tmp / "again"))
+    unknown = cli("predict", "ffffffff", "--data", str(w.emi))
+    return f"{trained.splitlines()[0]}\n{short}\n{unknown}"
+
+
+def case_live_reference_without_out(w: World) -> str:
+    start = time.perf_counter()
+    text = cli("live", str(w.tmp / "video.mp4"), "--untrained", "--reference", str(w.tmp / "x.eaf"))
+    return f"{text}\nafter {time.perf_counter() - start:.1f} s"
+
+
+def case_sigint_during_tuning(w: World) -> str:
+    command = [str(Path(sys.executable).parent / "challenge"), "track", "emi", "--data", str(w.emi), "--features", "egemaps",
+               "--head", "lightgbm", "--tune", "--trials", "200"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CHALLENGE_WARM": "0"})
+    deadline = time.monotonic() + 120
+    lines = []
+    while time.monotonic() < deadline:  # until the first trial is done: then one is running
+        line = process.stderr.readline()
+        lines.append(line)
+        if "trial 1" in line or not line:
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    err = "".join(lines) + err
+    return f"exit {process.returncode}; traceback lines {err.count('Traceback')}\n{err[-400:]}"
+
+
+def case_bad_store_urls(w: World) -> str:
+    base = ["track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "-q"]
+    out = [cli(*base, "--storage", "postgres://u@h/db"), cli(*base, "--storage", "notadb://x"), cli(*base, "--tracking-uri", "foo://bar"),
+           cli(*base, "--device", "cuda")]
+    (w.tmp / "train_split.csv").write_text("")
+    out.append(cli(*base, "--out", str(w.tmp / "train_split.csv")))
+    runs = sum(1 for _ in (w.tmp / "submissions").rglob("predictions.csv")) if (w.tmp / "submissions").exists() else 0
+    return "\n".join(out) + f"\nruns written: {runs}"
+
+
+def case_binary_label_file(w: World) -> str:
+    (w.emi / "valid_split.csv").write_bytes(b"\x00\x01\x02\x03PK\x03\x04" + bytes(range(256)) * 4)
+    return cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "-q")
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -491,7 +577,20 @@ CASES = [
     Case("11 killed run marked KILLED on the next command", case_killed_run, ["before RUNNING, after KILLED, runs --all shows ['KILLED']"]),
     Case("12 shuffled-label control writes nothing uploadable", case_shuffled_control, ["CONTROL RUN, shuffled labels", "uploadable files: []", "-CONTROL"]),
     Case("13 unreachable hub id fails at once", case_unreachable_hub, ["'nobody/no-such-mae': it is not in the local Hugging Face cache and HF_HUB_OFFLINE=1", "--visual-model /models/NAME"], ("monkeypatch",)),
-    Case("13 the main job runs on demo data as printed", case_demo_names_stand_ins, ["exit 0", "validation score (mean Pearson", "(validated)"]),
+    Case("13 the main job runs on demo data as printed", case_demo_names_stand_ins, ["exit 0", "selection score (validation", "mean Pearson", "(validated)"]),
+    Case("14 EMI row with an empty Filename or ..", case_bad_filename, ["Filename '' is not a clip name", "Filename '..' is not a clip name"]),
+    Case("14 a 0-sample audio file", case_empty_audio, ["00002.wav: the audio stream holds no samples (0 s)", "--skip-missing"]),
+    Case("14 a VA train annotation with only a header", case_va_header_only, ["only the header line, no frame is annotated"]),
+    Case("14 store is a file, cannot be written, metadata null", case_store_not_a_folder,
+         ["store-file: the feature store is a folder, and this is a file", "/sys/challenge-store", "cannot be written there",
+          "unreadable metadata (holds NoneType", "then extract: computed 1, cached 0"], ("monkeypatch",)),
+    Case("14 predict with the short id that runs prints", case_short_run_id, ["exit 0", "no retraining", "no run in", "has an id starting with it"]),
+    Case("14 live --reference without --out", case_live_reference_without_out, ["--reference scores the CSV of the readings: add --out"]),
+    Case("14 SIGINT during track --tune", case_sigint_during_tuning, ["exit 130; traceback lines 0", "interrupted: finished entries, trials and runs are kept"]),
+    Case("14 bad store URLs, a missing GPU, --out a file", case_bad_store_urls,
+         ["write postgresql://", "unknown kind of store 'notadb'", "--tracking-uri foo://bar: unknown kind of store 'foo'",
+          "--device cuda: no CUDA GPU here", "a file is there; the run writes a folder", "runs written: 0"]),
+    Case("14 a binary label file", case_binary_label_file, ["valid_split.csv: not a text file (binary data"]),
 ]
 
 

@@ -278,3 +278,19 @@ def test_on_real_recordings_the_default_model_beats_the_egemaps_baseline_zero_sh
     assert len(gains) == 2
     for gain in gains:
         assert gain["gain"] > max(gain["gain_sd"], 0.03), gains
+
+
+def test_seeds_that_change_nothing_are_not_reported_as_a_spread():
+    """Leave-one-recording-out folds are the same for every seed and a kept linear start is
+    deterministic: then sd 0 is no spread, and 'beats the baseline by more than one sd' would
+    be a claim the seeds cannot support."""
+    import pandas as pd
+
+    from challenge.smiles.laughs import _gains
+
+    rows = [{"set": "zero-shot", "modality": "audio", "who": who, "figure": "macro_f1", "seed": seed, "value": value}
+            for seed in range(3) for who, value in (("model", 0.70), ("baseline", 0.60))]
+    verdict = _gains(pd.DataFrame(rows))["verdict"].iloc[0]
+    assert "every seed gave the same figures" in verdict and "more than one sd" not in verdict
+    rows[0]["value"] = 0.72  # one seed differs: a spread exists again
+    assert _gains(pd.DataFrame(rows))["verdict"].iloc[0] == "beats the baseline by more than one sd"

@@ -1,4 +1,4 @@
-"""Reader for the Aff-Wild2 layout (VA, EXPR, AU) and C-EXPR-DB (CE), see ABAW_FORMATS.md.
+"""Reader for the Aff-Wild2 layout (VA, EXPR, AU) and C-EXPR-DB (CE), see docs/formats.md.
 
 Folder names drift between editions, so annotation folders are found by pattern.
 """
@@ -126,6 +126,9 @@ def parse_annotation(path: Path, spec: FrameLabels) -> np.ndarray:
     if problems:
         raise ChallengeError(f"{spec.track.upper()} annotation {path}: {len(problems)} bad line(s):\n{list_offenders(problems)}\n"
                              "Fix these lines; line i annotates frame i - 1 (the header is line 1).")
+    if not rows:
+        raise ChallengeError(f"{spec.track.upper()} annotation {path}: only the header line, no frame is annotated. "
+                             "Restore the file from the organisers' archive, or remove it to leave the video out.")
     return np.array(rows, dtype=np.float32).reshape(len(rows), width)
 
 

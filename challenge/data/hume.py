@@ -1,4 +1,4 @@
-"""Reader for the Hume-Vidmimic2 layout (EMI), see ABAW_FORMATS.md."""
+"""Reader for the Hume-Vidmimic2 layout (EMI), see docs/formats.md."""
 
 from __future__ import annotations
 
@@ -57,7 +57,11 @@ def read_split_csv(path: Path) -> dict[str, LabelRow]:
         if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):
             problems.append(f"line {number}: intensities must be in [0, 1], found {row[1:]}")
             continue
-        clip = clip_id(row[0])
+        name = row[0].strip()
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            problems.append(f"line {number}: Filename {row[0]!r} is not a clip name (expected an id such as 00042 or 00042.mp4)")
+            continue
+        clip = clip_id(name)
         if clip in labels:
             first = labels[clip]
             if np.array_equal(first.values, values):

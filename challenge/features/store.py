@@ -81,12 +81,33 @@ def _disk_full(path: Path, error: OSError) -> ChallengeError:
     )
 
 
+def _not_writable(path: Path, error: OSError) -> ChallengeError:
+    return ChallengeError(
+        f"{path}: the feature store cannot be written there ({error.strerror}). Point --store (or ${STORE_ENV}) at a folder "
+        f"you can write; a read-only store can still be read first by naming it in ${SHARED_STORE_ENV}."
+    )
+
+
+def _writable_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST):
+            raise _not_writable(folder, error) from error
+        raise
+
+
 def _atomic_write_bytes(path: Path, write) -> None:
     """Write to a temporary name beside `path`, then rename: readers see all of it or nothing.
     The file gets the permissions the umask allows (mkstemp alone would leave 0600, which shuts
     out the other users of a shared lab store)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _writable_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(path, error) from error
+        raise _not_writable(path.parent, error) from error
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -127,7 +148,7 @@ def cached_content_digest(source: Path, files: list[Path], cache_root: Path, nam
     if cache.exists():
         try:
             cached = json.loads(cache.read_text())
-            if cached.get("signature") == json.loads(json.dumps(signature)):
+            if isinstance(cached, dict) and cached.get("signature") == json.loads(json.dumps(signature)):
                 return cached["digest"]
         except (OSError, ValueError):
             pass  # a damaged digest cache entry is recomputed
@@ -247,6 +268,8 @@ class StoreGroup:
 class FeatureStore:
     def __init__(self, root: Path | str | None = None, shared_roots: list[Path] | None = None):
         self.root = Path(root).expanduser() if root else default_root()
+        if self.root.exists() and not self.root.is_dir():
+            raise ChallengeError(f"{self.root}: the feature store is a folder, and this is a file. Point --store (or ${STORE_ENV}) at a folder.")
         global _model_digest_root
         _model_digest_root = self.root  # the models' digests are cached with the features they key
         if shared_roots is None:
@@ -276,7 +299,7 @@ class FeatureStore:
 
     def lock(self, extractor, digest: str) -> FileLock:
         path = self._entry(self.root, extractor, digest).with_suffix(".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _writable_folder(path.parent)
         # released by the writer thread, so not bound to the thread that acquired it
         return FileLock(path, thread_local=False, mode=0o666 & ~UMASK)
 
@@ -287,9 +310,10 @@ class FeatureStore:
         if not (meta_path.exists() and array_path.exists()):
             return None
         try:
-            return StoreEntry(array_path, json.loads(meta_path.read_text()))
+            meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             return None
+        return StoreEntry(array_path, meta) if isinstance(meta, dict) else None  # `null` or a list: a damaged entry
 
     def entry(self, extractor, digest: str) -> StoreEntry | None:
         """The first sound entry among the shared roots and the writable root. A damaged one
@@ -400,7 +424,10 @@ def check_entries(entries: Iterable[Path]) -> Iterator[tuple[Path, StoreEntry | 
     """(metadata path, entry or None, problem or None) for each entry: structure, then checksum."""
     for meta_path in entries:
         try:
-            entry = StoreEntry(meta_path.with_suffix(".npy"), json.loads(meta_path.read_text()))
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError(f"holds {type(meta).__name__}, not an object")
+            entry = StoreEntry(meta_path.with_suffix(".npy"), meta)
         except (OSError, ValueError) as error:
             yield meta_path, None, f"unreadable metadata ({error})"
             continue

@@ -264,10 +264,15 @@ def _gains(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"model": grouped["model"].mean(), "model_sd": grouped["model"].agg(sd), "baseline": grouped["baseline"].mean(),
                         "baseline_sd": grouped["baseline"].agg(sd), "gain": grouped["gain"].mean(), "gain_sd": grouped["gain"].agg(sd)}).reset_index()
     several = grouped["gain"].count().to_numpy() > 1
+    # the seeds changed nothing (leave-one-recording-out folds are the same for every seed, and a
+    # kept linear start is deterministic): an sd of 0 is no spread, and nothing is "beaten by one sd"
+    identical = several & (grouped["model"].agg(sd).to_numpy() < 1e-12) & (grouped["baseline"].agg(sd).to_numpy() < 1e-12)
     out["verdict"] = np.where(out["gain"] <= 0, "DOES NOT BEAT the baseline",
                               np.where(~several, "above the baseline (one seed: no spread, use --seeds 3 or more)",
-                                       np.where(out["gain"] > out["gain_sd"], "beats the baseline by more than one sd",
-                                                "above the baseline, within one sd")))
+                                       np.where(identical, "above the baseline; every seed gave the same figures, so there is no spread "
+                                                           "to judge it by (more recordings give the folds room to differ)",
+                                                np.where(out["gain"] > out["gain_sd"], "beats the baseline by more than one sd",
+                                                         "above the baseline, within one sd"))))
     return out
 
 
