@@ -12,9 +12,11 @@ from challenge.features.base import Extractor, register_extractor
 class MAEExtractor(Extractor):
     name = "mae"
     modality = "visual"
-    model: str = "facebook/vit-mae-base"
+    model: str = "facebook/vit-mae-base"  # a hub id, a save_pretrained folder, or one weights file (.pth, .safetensors...)
     backend: str = "transformers"  # or "timm" for timm-format checkpoints (optional extra)
     image_size: int = 224  # timm backend; transformers checkpoints carry their own size
+    heads: int | None = None  # a single weights file: its attention heads, which tensors cannot tell (default width / 64)
+    input_size: int | None = None  # a single weights file: the image size to run at (position embeddings interpolated)
     pooling: str = "mean"  # "mean" of patch tokens or "cls"; both independent of patch order
     frame_step: int = 1  # keep every n-th frame (video input) or frame file (crop folders)
     batch_size: int = 32

@@ -28,10 +28,20 @@ class MAERunner:
     def __init__(self, config, device: str):
         from transformers import ViTMAEModel
 
+        from challenge.features.checkpoints import is_weights_file, load_vit_mae
+        from challenge.progress import say
+
         self.config = config
         self.device = device
-        self.network = load_pretrained(ViTMAEModel, config.model, "--visual-model", mask_ratio=0.0).to(device).eval()
-        processor = preprocessor_config(config.model)
+        if is_weights_file(config.model):  # facebookresearch/mae and team checkpoints: one .pth
+            network, conversion = load_vit_mae(config.model, config.heads, config.input_size)
+            say(f"{config.model}: {conversion.describe()}")
+            processor = {}
+        else:
+            network = load_pretrained(ViTMAEModel, config.model, "--visual-model", mask_ratio=0.0)
+            processor = preprocessor_config(config.model)
+        self.network = network.to(device).eval()
+        self.fc_norm = getattr(self.network, "fc_norm", None)  # a fine-tuned MAE normalises after pooling
         self.mean = torch.tensor(processor.get("image_mean", IMAGENET_MEAN)).view(1, 3, 1, 1)
         self.std = torch.tensor(processor.get("image_std", IMAGENET_STD)).view(1, 3, 1, 1)
         self.size = self.network.config.image_size
@@ -81,6 +91,8 @@ class MAERunner:
             with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.config.bf16):
                 hidden = self.network(pixel_values=batch, noise=noise).last_hidden_state
             pooled = hidden[:, 1:].mean(1) if self.config.pooling == "mean" else hidden[:, 0]
+            if self.fc_norm is not None:
+                pooled = self.fc_norm(pooled)
             outputs.append(pooled.float().cpu().numpy())
         return Features(np.concatenate(outputs), rate, index)
 

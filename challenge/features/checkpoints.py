@@ -1,0 +1,181 @@
+"""Single weights files in the layouts teams hold, turned into the framework's model classes.
+
+A face MAE usually comes as one `.pth`: facebookresearch/mae's (the weights under `model`, timm
+names: `patch_embed.proj`, `blocks.N.attn.qkv` fused, `norm`, or `fc_norm` when fine-tuned with
+global pooling), often saved from DataParallel (`module.` prefixes) or by a team's trainer
+(`main.`, `encoder.`), with or without the decoder. `read_weights` reads any of them without
+unpickling code (`torch.load(weights_only=True)`, or safetensors); `vit_mae_from_timm` maps the
+tensors onto transformers' `ViTMAEModel`, taking the architecture from the tensors (width,
+depth, patch size, MLP width, image size) and the one thing they cannot tell, the number of
+attention heads, from a setting. It says what it recognised, dropped and missed, and a missing
+encoder weight is an error, never a random initialisation."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from challenge.errors import ChallengeError
+
+WEIGHT_FILES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+PREFIXES = ("module.", "main.", "model.", "encoder.", "backbone.")  # DataParallel, trainers' wrappers
+CONTAINERS = ("model", "state_dict", "model_state", "module", "net")  # where trainers nest the weights
+# parts of a pretraining or fine-tuning checkpoint that the encoder does not use
+DROPPED = re.compile(r"^(decoder|mask_token|head\.|fc\.|classifier|pred|decoder_pred|decoder_norm)")
+
+
+def is_weights_file(model: str) -> bool:
+    path = Path(model).expanduser()
+    return path.is_file() and path.suffix.lower() in WEIGHT_FILES
+
+
+def read_weights(path: Path) -> dict:
+    """The tensors of a weights file, unwrapped from a trainer's dict and stripped of
+    DataParallel and wrapper prefixes; nothing in it is run."""
+    import torch
+
+    path = Path(path).expanduser()
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (unpickling refused, a damaged file, not a checkpoint at all)
+        raise ChallengeError(f"{path}: not a readable weights file ({type(error).__name__}: {str(error)[:200]}). It is read with "
+                             "torch.load(weights_only=True), which refuses pickled code: re-save it as a plain state dict "
+                             "(torch.save(model.state_dict(), ...)) or as safetensors.") from error
+    for key in CONTAINERS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict) and not any(hasattr(v, "shape") for v in state.values()):
+            state = state[key]
+    if not isinstance(state, dict) or not any(hasattr(v, "shape") for v in state.values()):
+        raise ChallengeError(f"{path}: holds no tensors under any of {', '.join(CONTAINERS)} or at the top level.")
+    state = {k: v for k, v in state.items() if hasattr(v, "shape")}
+    changed = True
+    while changed:  # `module.encoder.blocks...`: strip every wrapper prefix the keys share
+        changed = False
+        for prefix in PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+@dataclass
+class Conversion:
+    """What a checkpoint became: the model's tensors under its own names, its architecture,
+    and an account of every tensor of the file."""
+
+    state: dict
+    config: dict  # ViTMAEConfig arguments
+    final_norm: str  # "norm" (every token) or "fc_norm" (after global pooling)
+    recognised: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        dropped = f"; dropped {len(self.dropped)} not used by the encoder ({', '.join(sorted({k.split('.')[0] for k in self.dropped}))})" if self.dropped else ""
+        c = self.config
+        return (f"recognised {len(self.recognised)} tensors as a ViT encoder: width {c['hidden_size']}, depth {c['num_hidden_layers']}, "
+                f"{c['num_attention_heads']} heads, patch {c['patch_size']}, image {c['image_size']}, {self.final_norm}{dropped}"
+                + ("; " + "; ".join(self.notes) if self.notes else ""))
+
+
+def vit_mae_from_timm(state: dict, source: str, heads: int | None = None, image_size: int | None = None) -> Conversion:
+    """A timm-named ViT (facebookresearch/mae) as ViTMAEModel tensors."""
+    import torch
+
+    need = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]
+    absent = [k for k in need if k not in state]
+    if absent:
+        raise ChallengeError(f"{source}: not a ViT checkpoint in timm/facebookresearch-mae names: {', '.join(absent)} missing "
+                             f"(it has {', '.join(sorted(state)[:8])}...). Pass a transformers folder, or a file with these names.")
+    width = int(state["cls_token"].shape[-1])
+    patch = int(state["patch_embed.proj.weight"].shape[-1])
+    depth = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+    if depth == 0:
+        raise ChallengeError(f"{source}: no transformer blocks (blocks.N.*) in the file.")
+    grid = math.isqrt(int(state["pos_embed"].shape[1]) - 1)
+    heads = heads or max(1, width // 64)
+    if width % heads:
+        raise ChallengeError(f"{source}: width {width} is not divisible by {heads} heads; set extractors.mae.heads to the model's head count.")
+    norm = "fc_norm" if "fc_norm.weight" in state else "norm"
+    config = {"hidden_size": width, "num_hidden_layers": depth, "num_attention_heads": heads, "patch_size": patch,
+              "intermediate_size": int(state["blocks.0.mlp.fc1.weight"].shape[0]), "image_size": (image_size or grid * patch),
+              "layer_norm_eps": 1e-6, "hidden_act": "gelu", "qkv_bias": "blocks.0.attn.qkv.bias" in state, "mask_ratio": 0.0}
+    out, used = {}, set()
+
+    def take(name: str, key: str):
+        if key not in state:
+            raise ChallengeError(f"{source}: the encoder weight {key} is missing from the file (an encoder-only or damaged "
+                                 "checkpoint?); it is never initialised at random. Check the file, or the depth it was saved with.")
+        used.add(key)
+        out[name] = state[key]
+        return state[key]
+
+    conversion = Conversion(out, config, norm)
+    take("embeddings.cls_token", "cls_token")
+    take("embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight")
+    take("embeddings.patch_embeddings.projection.bias", "patch_embed.proj.bias")
+    position = take("embeddings.position_embeddings", "pos_embed")
+    target = config["image_size"] // patch
+    if target != grid:
+        out["embeddings.position_embeddings"] = resample_positions(position, target)
+        conversion.notes.append(f"position embeddings interpolated from {grid}x{grid} to {target}x{target} patches")
+    for i in range(depth):
+        block = f"blocks.{i}."
+        layer = f"layers.{i}."
+        qkv = take(f"{layer}_qkv", block + "attn.qkv.weight")
+        del out[f"{layer}_qkv"]
+        for name, part in zip(("q_proj", "k_proj", "v_proj"), torch.chunk(qkv, 3, dim=0)):
+            out[f"{layer}attention.{name}.weight"] = part.clone()
+        if config["qkv_bias"]:
+            bias = take(f"{layer}_qkv_bias", block + "attn.qkv.bias")
+            del out[f"{layer}_qkv_bias"]
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), torch.chunk(bias, 3, dim=0)):
+                out[f"{layer}attention.{name}.bias"] = part.clone()
+        for ours, theirs in (("attention.o_proj", "attn.proj"), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
+                             ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
+            take(f"{layer}{ours}.weight", f"{block}{theirs}.weight")
+            take(f"{layer}{ours}.bias", f"{block}{theirs}.bias")
+    take("layernorm.weight", f"{norm}.weight")
+    take("layernorm.bias", f"{norm}.bias")
+    conversion.recognised = sorted(used)
+    conversion.dropped = sorted(k for k in state if k not in used)
+    unexpected = [k for k in conversion.dropped if not DROPPED.match(k) and not (norm == "fc_norm" and k.startswith("norm."))]
+    if unexpected:
+        conversion.notes.append(f"{len(unexpected)} tensor(s) of no known part left unused: {', '.join(unexpected[:10])}")
+    return conversion
+
+
+def resample_positions(position, grid: int):
+    """[1, 1 + n*n, D] position embeddings (class token first) bicubically resized to grid x grid."""
+    import torch
+    import torch.nn.functional as F
+
+    cls, patches = position[:, :1], position[:, 1:]
+    old = math.isqrt(patches.shape[1])
+    square = patches.reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    resized = F.interpolate(square.float(), size=(grid, grid), mode="bicubic", align_corners=False)
+    return torch.cat([cls, resized.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(position.dtype)], dim=1)
+
+
+def load_vit_mae(path: str, heads: int | None = None, image_size: int | None = None):
+    """(ViTMAEModel, Conversion) from a single weights file."""
+    import torch
+    from transformers import ViTMAEConfig, ViTMAEModel
+
+    conversion = vit_mae_from_timm(read_weights(Path(path)), str(path), heads, image_size)
+    network = ViTMAEModel(ViTMAEConfig(**conversion.config))
+    missing, unexpected = network.load_state_dict(conversion.state, strict=False)
+    if missing or unexpected:
+        raise ChallengeError(f"{path}: converted tensors do not fit ViTMAEModel (missing {missing[:5]}, unexpected {unexpected[:5]}).")
+    if conversion.final_norm == "fc_norm":  # applied after pooling by the runner, not to every token
+        fc_norm = torch.nn.LayerNorm(conversion.config["hidden_size"], eps=conversion.config["layer_norm_eps"])
+        fc_norm.load_state_dict({"weight": network.layernorm.weight.detach().clone(), "bias": network.layernorm.bias.detach().clone()})
+        network.layernorm = torch.nn.Identity()
+        network.fc_norm = fc_norm
+    return network, conversion
