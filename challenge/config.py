@@ -62,6 +62,7 @@ class RunConfig(Settings):
     trials: PositiveInt = 20
     timeout: PositiveFloat | None = None
     storage: str | None = None
+    head_params: dict[str, Any] = Field(default_factory=dict)  # head parameters the run fixes (tuning leaves them): e.g. {loss: focal, focal_gamma: 2}
     estimate_folds: NonNegativeInt = 3  # a tuned clip run refits its parameters and the baseline on K folds of train+valid (0: off)
     worker: NonNegativeInt | None = None  # this process's index among the workers sharing the study (its sampler seed); None: claim a free one
     tracking_uri: str | None = None

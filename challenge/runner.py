@@ -127,7 +127,7 @@ def fit_head(spec: TrackSpec, config: RunConfig, head_cls, fit, fingerprint: str
 
     from challenge import tracking
 
-    overrides = head_overrides(config, head_cls)
+    overrides = head_overrides(config, head_cls, spec.problem)
     fitted = Tuned(head_cls.default_parameters() | overrides, 0, {"source": "defaults"}, None)
     if config.tune and not head_cls.search_space:
         say(f"[yellow]the {config.head} head has nothing to tune (it chooses its penalty inside the fit): fitting it once[/]")
@@ -144,11 +144,34 @@ def fit_head(spec: TrackSpec, config: RunConfig, head_cls, fit, fingerprint: str
     return fitted
 
 
-def head_overrides(config: RunConfig, head_cls) -> dict:
-    """Head parameters the run fixes (--epochs, --window), for heads that have them; tuning
-    never changes them."""
+def head_overrides(config: RunConfig, head_cls, problem=None) -> dict:
+    """Head parameters the run fixes (--epochs, --window, and `head_params` of the run config,
+    e.g. the loss), for heads that have them; tuning never changes them."""
     given = {"epochs": config.epochs, "window": config.window}
-    return {k: v for k, v in given.items() if v is not None and k in head_cls.defaults}
+    fixed = {k: v for k, v in given.items() if v is not None and k in head_cls.defaults}
+    for name, value in config.head_params.items():
+        if name in LOSS_PARAMETERS and hasattr(head_cls, "build"):
+            _check_loss(head_cls, problem, name, value)
+        elif name not in head_cls.defaults:
+            raise ChallengeError(f"head_params: the {head_cls.name} head has no parameter {name!r}; it has "
+                                 f"{', '.join(sorted(head_cls.defaults))}" + (", loss, focal_gamma" if hasattr(head_cls, "build") else ""))
+        fixed[name] = value
+    return fixed
+
+
+LOSS_PARAMETERS = ("loss", "focal_gamma")
+
+
+def _check_loss(head_cls, problem, name: str, value) -> None:
+    from challenge.track import Problem
+    from challenge.training.losses import CLASS_LOSSES, CLIP_LOSSES, LABEL_LOSSES, VALUE_LOSSES
+
+    if name != "loss" or problem is None:
+        return
+    choices = {Problem.CLIP_REGRESSION: CLIP_LOSSES, Problem.FRAME_CLASSIFICATION: CLASS_LOSSES,
+               Problem.FRAME_MULTILABEL: LABEL_LOSSES, Problem.FRAME_REGRESSION: VALUE_LOSSES}.get(problem, ())
+    if value not in choices:
+        raise ChallengeError(f"head_params: loss {value!r} is not one of the {problem.value} losses: {', '.join(choices) or 'none'}")
 
 
 class Tuned:

@@ -78,7 +78,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     fingerprint = samples.fingerprint()
     experiment = tracking.setup(config.tracking_uri, spec.name)
     score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
-    overrides = head_overrides(config, head_cls)
+    overrides = head_overrides(config, head_cls, spec.problem)
     with mlflow.start_run(experiment_id=experiment, run_name=f"ensemble-{options.split}-{config.head}-{'+'.join(config.features)}") as run:
         mlflow.set_tags(tracking.run_tags("ensemble", spec.name, config, config.head, fingerprint, feature_keys, **{"ensemble.split": options.split}))
         mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune,

@@ -22,26 +22,33 @@ def activation(problem: Problem, logits: torch.Tensor) -> torch.Tensor:
 
 
 def masked_loss(problem: Problem, logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
-                weights: torch.Tensor | None = None) -> torch.Tensor:
+                weights: torch.Tensor | None = None, loss: str | None = None, gamma: float = 2.0) -> torch.Tensor:
     """`present` marks real frames (not window padding); invalid labels are skipped too.
-    `weights`: per class (classification), e.g. inverse frequency for rare smile levels."""
+    `weights`: per class (classification), e.g. inverse frequency for rare smile levels. `loss`:
+    cross-entropy (default) or focal for classes, bce (default) or focal for labels, ccc
+    (default) or mse for values (challenge.training.losses)."""
+    from challenge.training.losses import binary_focal_loss, ccc_loss, focal_loss
+
     if problem == Problem.FRAME_CLASSIFICATION:
         target = torch.where(present, labels[..., 0].long(), torch.full_like(labels[..., 0].long(), -1))
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), weight=weights, ignore_index=-1)
+        flat, target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
+        if loss == "focal":
+            return focal_loss(flat, target, gamma, weights)
+        return F.cross_entropy(flat, target, weight=weights, ignore_index=-1)
     if problem == Problem.FRAME_MULTILABEL:
         valid = present & ~(labels == -1).any(-1)
         if not valid.any():
             return logits.sum() * 0
+        if loss == "focal":
+            return binary_focal_loss(logits[valid], labels[valid], gamma)
         return F.binary_cross_entropy_with_logits(logits[valid], labels[valid])
     values, losses = logits.tanh(), []
-    for j in range(labels.shape[-1]):  # 1 - CCC per dimension over the batch's annotated frames
+    for j in range(labels.shape[-1]):  # per dimension over the batch's annotated frames
         valid = present & (labels[..., j] != -5)
         x, y = values[..., j][valid], labels[..., j][valid]
         if len(x) < 2:
             continue
-        covariance = ((x - x.mean()) * (y - y.mean())).mean()
-        ccc = 2 * covariance / (x.var(unbiased=False) + y.var(unbiased=False) + (x.mean() - y.mean()) ** 2 + 1e-8)
-        losses.append(1 - ccc)
+        losses.append(F.mse_loss(x, y) if loss == "mse" else ccc_loss(x[:, None], y[:, None]))
     return torch.stack(losses).mean() if losses else logits.sum() * 0
 
 
@@ -90,7 +97,8 @@ def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, 
             x = torch.from_numpy(_pad([b[0] for b in batch], window, 0.0)).to(device)
             y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
             present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
-            losses.append(gradient_step(model, optimiser, masked_loss(problem, model(x, present), y, present, weights)))
+            loss = masked_loss(problem, model(x, present), y, present, weights, params.get("loss"), params.get("focal_gamma", 2.0))
+            losses.append(gradient_step(model, optimiser, loss))
         return float(np.mean(losses))
 
     evaluate = lambda: score(truth, np.concatenate(predict_frames(model, problem, valid, window, device)))  # noqa: E731

@@ -9,6 +9,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from challenge.training.epochs import gradient_step, optimiser_for, train_epochs
 from challenge.training.features import ClipFeatures
+from challenge.training.losses import ccc_loss
 from challenge.training.windows import window_starts
 
 
@@ -61,7 +62,7 @@ def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: 
             x, lengths, context = ClipBatches.collate([batches.train_window(i) for i in index], batches.context[index], device)
             prediction = model(x, lengths, context)
             y = targets[index].to(device)
-            loss = torch.nn.functional.mse_loss(prediction, y)
+            loss = ccc_loss(prediction, y) if params.get("loss") == "ccc" and len(index) > 2 else torch.nn.functional.mse_loss(prediction, y)
             if params.get("pearson_weight", 0) > 0 and len(index) > 2:
                 loss = loss + params["pearson_weight"] * pearson_loss(prediction, y)
             losses.append(gradient_step(model, optimiser, loss))
