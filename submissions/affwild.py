@@ -46,14 +46,51 @@ def _check_value(track: str, cells: list[str]) -> str | None:
 
 
 def validate_affwild(track: str, path: Path, sample_file: Path, test_names: list[str]) -> list[str]:
-    """Every problem of a submission file against the sample file. The file is read a line at a
-    time and each frame is kept as its position in the sample file, so a 300 MB file needs
-    memory for the sample file's frame list, not for its own lines."""
-    from array import array
-
+    """Every problem of a submission file against the sample file. Both files are first read
+    side by side, a line at a time: a file whose frames follow the sample file's (a file this
+    project wrote, or a well-formed one) is checked in constant memory. Only when the frames
+    part ways is the sample file indexed, each frame kept as its position in it."""
     path = Path(path)
     if not path.exists():
         return [f"{path}: file not found"]
+    side_by_side = _in_sample_order(track, path, sample_file, set(test_names))
+    return side_by_side if side_by_side is not None else _against_index(track, path, sample_file, test_names)
+
+
+def _in_sample_order(track: str, path: Path, sample_file: Path, tests: set[str]) -> list[str] | None:
+    """The problems of a file whose rows follow the sample file frame by frame, or None as soon
+    as they part ways (then the indexed check finds what is missing, extra or out of order)."""
+    problems: dict[str, list[str]] = {}
+    header = official_header(track)
+    ours, reference = iter_lines(path), iter_lines(sample_file)
+    first = next(ours, None)
+    if next(reference, None) is None:
+        raise ChallengeError(f"{sample_file}: empty sample file; use the organisers' prediction_files_format file.")
+    if first is None or first.strip() != header:
+        problems.setdefault("header", []).append(f"line 1 is '{first or ''}', expected '{header}'")
+    expected_rows = (line for line in reference if line.strip())
+    blank_tail = 0
+    for number, line in enumerate(ours, start=2):
+        if not line.strip():
+            blank_tail += 1
+            continue
+        expected = next(expected_rows, None)
+        location, _, rest = line.partition(",")
+        if blank_tail or expected is None or expected.split(",", 1)[0].strip() != location.strip():
+            return None
+        problem = _check_value(track, rest.split(","))
+        if problem:
+            problems.setdefault("bad value", []).append(f"line {number} ({location.strip()}): {problem}")
+        if tests and location.split("/", 1)[0].strip() not in tests:
+            problems.setdefault("video not in the test-set list", []).append(f"line {number}: {location.split('/', 1)[0].strip()}")
+    if next(expected_rows, None) is not None:
+        return None
+    return [f"{kind} ({len(items)}):\n{list_offenders(items)}" for kind, items in problems.items()]
+
+
+def _against_index(track: str, path: Path, sample_file: Path, test_names: list[str]) -> list[str]:
+    from array import array
+
     problems: dict[str, list[str]] = {}
 
     def add(kind: str, item: str) -> None:
