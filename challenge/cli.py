@@ -630,7 +630,8 @@ def serve_command(
 @app.command("live")
 def live_command(
     source: Annotated[str, typer.Argument(help="A webcam index (0), a video file, or an rtsp/http URL.")],
-    model: Annotated[Optional[str], typer.Option(help="MLflow run id of a cnn-gru run (challenge track smile-intensity --head cnn-gru).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="MLflow run id of a cnn-gru run (challenge track smile-intensity --head cnn-gru); "
+                                                      "'fer' for the pretrained FER2013 network with default thresholds; or a model file of `challenge live-calibrate`.")] = None,
     untrained: Annotated[bool, typer.Option("--untrained", help="Random cnn-gru weights instead of --model: checks the pipeline and its speed, never a result.")] = False,
     port: Annotated[Optional[int], typer.Option(help="Serve the live view on this port (default 8000 for cameras and URLs; a file with --out and no --port runs offline).")] = None,
     host: Annotated[str, typer.Option(help="Address of the live view; 0.0.0.0 shows it to the network, behind a token printed in the URL.")] = "127.0.0.1",
@@ -668,7 +669,7 @@ def live_command(
         raise ChallengeError(f"--reference {reference}: no such ELAN file.")
     if out is None and port is None and not source.isdigit() and "://" not in source:
         port = 8000  # a file without --out: show it
-    live_model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"]) if untrained else LiveModel.from_run(model, tracking_uri)
+    live_model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"]) if untrained else live_model_named(model, tracking_uri)
     summary = run_live(source, live_model, out, port, host, detect_every, detector, not sequential, detection_width, require_token)
     typer.echo(summary.describe())
     if out is not None:
@@ -678,6 +679,45 @@ def live_command(
         from challenge.media import video_frame_count, video_frame_rate
 
         typer.echo(score_csv(out, reference, video_frame_count(Path(source)), video_frame_rate(Path(source)), subtle=subtle).describe())
+
+
+def live_model_named(model: str, tracking_uri):
+    """--model: a cnn-gru run id, `fer` (no training), or a calibrated fer model file."""
+    from challenge.live.fer_model import FERLiveModel
+    from challenge.live.model import LiveModel
+
+    if model == "fer":
+        return FERLiveModel()
+    if model.endswith(".json") or Path(model).is_file():
+        return FERLiveModel.load(Path(model))
+    return LiveModel.from_run(model, tracking_uri)
+
+
+@app.command("live-calibrate")
+def live_calibrate_command(
+    video: Annotated[Path, typer.Argument(help="A video of one annotated person.")],
+    reference: Annotated[Path, typer.Argument(help="Its ELAN annotation (smile levels, read as the smile-intensity track reads them).")],
+    save: Annotated[Path, typer.Option(help="Where to write the calibrated model (a JSON file that --model takes).")] = Path("fer-model.json"),
+    quiet: Quiet = False,
+):
+    """Fit the FER2013 network's happiness thresholds (Neutral/Low/Medium/High) on an annotated
+    video, for `challenge live SOURCE --model FILE`. Prints the macro F1 before and after.
+
+    Example:
+
+        challenge live-calibrate session.mp4 session.eaf --save fer-model.json
+    """
+    set_quiet(quiet)
+    from challenge.live.fer_model import calibrate
+
+    if not video.is_file() or not reference.is_file():
+        raise ChallengeError(f"live-calibrate: {video if not video.is_file() else reference}: no such file.")
+    model, fitted = calibrate(video, reference)
+    model.save(save, fitted)
+    typer.echo(f"thresholds {', '.join(f'{t:.3f}' for t in model.thresholds)} on P(happy) (track {fitted['track_id']}, "
+               f"{fitted['frames']} annotated frames): macro F1 {fitted['macro_f1_default_thresholds']:.4f} with the default "
+               f"thresholds, {fitted['macro_f1_fitted']:.4f} fitted (on the same video: an optimistic figure)")
+    typer.echo(f"model: {save}; use it with: challenge live SOURCE --model {save}")
 
 
 @app.command("warm")

@@ -347,3 +347,44 @@ def test_the_live_view_answers_its_own_page_only_and_asks_for_the_token():
         assert not _websocket(f"ws://{own}/ws", {"Origin": "http://evil.example", "Cookie": f"challenge_live_token={token}"})
     finally:
         server.should_exit = True
+
+
+def test_live_with_the_pretrained_fer_network_reads_the_smiling_face_higher_without_training(face_video, tmp_path):
+    """`--model fer`: no run, no training. On the video of real photographs the smiling astronaut
+    reads a higher level than Grace Hopper (neutral), frame for frame; a calibrated model file
+    is taken by --model the same way."""
+    from challenge.live.fer_model import LEVELS, FERLiveModel
+
+    video, truth = face_video
+    out = tmp_path / "fer.csv"
+    result = runner.invoke(app, ["live", str(video), "--model", "fer", "--out", str(out)], env={"CHALLENGE_FEATURE_STORE": str(tmp_path / "store")})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    table = pd.read_csv(out)
+    assert list(table.columns)[7:] == [f"p_{level}" for level in LEVELS] + ["intensity"]
+    assert np.allclose(table[[f"p_{level}" for level in LEVELS]].sum(axis=1), 1, atol=1e-3)
+    _, _, ids = match_readings(truth, _readings(out))
+    level = table["intensity"].map(LEVELS.index)
+    by_person = {person: level[table["track_id"].isin(tracks)].mean() for person, tracks in ids.items()}
+    assert by_person["astronaut"] >= 2 and by_person["astronaut"] > by_person["grace"] + 1.5, by_person
+
+    model_file = tmp_path / "fer-model.json"
+    FERLiveModel((0.1, 0.3, 0.6), 3).save(model_file, {"by": "test"})
+    again = runner.invoke(app, ["live", str(video), "--model", str(model_file), "--out", str(tmp_path / "again.csv")])
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    (tmp_path / "bad.json").write_text('{"kind": "something else"}')
+    bad = runner.invoke(app, ["live", str(video), "--model", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.csv")])
+    assert bad.exit_code != 0 and "not a fer model file" in str(bad.exception)
+
+
+def test_fer_thresholds_are_fitted_to_an_annotation():
+    """The calibration's search: on happiness that separates the levels, the fitted thresholds
+    recover them (macro F1 1.0) where the defaults do not."""
+    from challenge.live.fer_model import DEFAULT_THRESHOLDS, _macro_f1, fit_thresholds
+
+    rng = np.random.default_rng(0)
+    levels = np.repeat([0, 1, 2, 3], 50)
+    happiness = np.concatenate([rng.uniform(a, b, 50) for a, b in ((0.0, 0.05), (0.07, 0.12), (0.14, 0.2), (0.3, 0.5))])
+    levels[::17] = -1  # unscored frames (inside a laugh) are left out
+    thresholds, score = fit_thresholds(happiness, levels)
+    assert score == 1.0 and _macro_f1(happiness, levels, DEFAULT_THRESHOLDS) < 0.5
+    assert 0.05 <= thresholds[0] < 0.07 and 0.12 <= thresholds[1] < 0.14 and 0.2 <= thresholds[2] < 0.3
