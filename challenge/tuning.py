@@ -122,7 +122,8 @@ def optimise(study: optuna.Study, objective: Callable, n_trials: int | None, tim
         study.optimize(objective, timeout=timeout, catch=())
         return finished_trials(study) - before
     deadline = None if timeout is None else time.monotonic() + timeout
-    url = getattr(study._storage, "url", None) or DEFAULT_STORAGE
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps an RDB storage in a cache
+    url = getattr(storage, "url", None) or DEFAULT_STORAGE
     while finished_trials(study) < n_trials and (deadline is None or time.monotonic() < deadline):
         trial = _start_trial(study, url, n_trials)
         if trial is None:
