@@ -9,7 +9,10 @@ Collins) tiled over a 640x480 frame, drifting slowly, 30 fps; the cnn-gru has ra
 (`LiveModel.untrained`): its cost does not depend on them. The target on a 2-core CPU: 8 faces at
 30 fps, 240 faces/s.
 
-    .venv/bin/python benchmarks/live.py --faces 1,2,4,8,16 --seconds 4 --repeats 3
+    .venv/bin/python benchmarks/live.py --faces 1,2,4,8,16 --seconds 4 --repeats 3 [--model fer]
+
+`--model fer` measures the pretrained FER2013 network (challenge live --model fer: 64x64 crops,
+the network run in PyTorch on all of a frame's faces at once) instead of the cnn-gru.
 """
 
 from __future__ import annotations
@@ -120,11 +123,18 @@ def main() -> None:
     parser.add_argument("--detection-width", type=int, default=320)
     parser.add_argument("--live-faces", type=int, default=8, help="faces in the served (paced) comparison")
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median one is printed")
+    parser.add_argument("--model", choices=["cnn-gru", "fer"], default="cnn-gru")
     args = parser.parse_args()
     set_quiet(True)
-    model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"])
+    if args.model == "fer":
+        from challenge.live.fer_model import FERLiveModel
+
+        model = FERLiveModel()
+    else:
+        model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"])
+    print(f"model: {args.model}")
     print(f"{WIDTH}x{HEIGHT} at {FPS} fps, {args.seconds:g} s per video, detection every {model.crops.detect_every} frames at width "
-          f"{args.detection_width}, crops {model.crops.size}px, GRU window {model.window}")
+          f"{args.detection_width}, crops {model.crops.size}px, window {model.window}")
     header = ["faces", "mode", "frames", "faces/frame", "fps", "faces/s", "p50 ms", "p95 ms", "decode ms", *[f"{s} ms" for s in STAGES]]
     print(f"median of {args.repeats} runs per row")
     print(" | ".join(header))

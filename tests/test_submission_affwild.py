@@ -68,3 +68,27 @@ def test_demo_sample_files_validate_against_themselves(affwild_root):
     for track, short in (("va", "VA"), ("expr", "Expr"), ("au", "AU"), ("ce", "CE")):
         sample = affwild_root / "prediction_files_format" / f"CVPR_6th_ABAW_{short}_test_set_sample.txt"
         assert validate_affwild(track, sample, sample, read_test_names(affwild_root, LABELS[track])) == []
+
+
+def test_a_large_submission_in_sample_order_is_validated_in_little_memory(tmp_path):
+    """The 300 MB case, scaled down: a 20 MB AU file and its sample file are read side by side,
+    a line at a time; Python's allocations stay far below the file's size (the old reader held
+    every line and an index of them: about 10x the file, benchmarks/validate_memory.py)."""
+    import tracemalloc
+
+    header = "image_location,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
+    submission, sample = tmp_path / "au.txt", tmp_path / "sample.txt"
+    with open(submission, "w") as out, open(sample, "w") as ref:
+        out.write(header + "\n")
+        ref.write(header + "\n")
+        for i in range(480_000):
+            location = f"video_{i // 10000:03d}/{i % 10000 + 1:05d}.jpg"
+            out.write(location + ",0,1,0,0,1,0,1,0,0,0,1,0\n")
+            ref.write(location + ",0,0,0,0,0,0,0,0,0,0,0,0\n")
+    size = submission.stat().st_size
+    assert size > 20 * 2**20
+    tracemalloc.start()
+    problems = validate_affwild("au", submission, sample, [])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert problems == [] and peak < 0.05 * size, (problems, peak, size)
