@@ -145,3 +145,27 @@ def test_the_mae_extractor_takes_a_pth_as_visual_model(tmp_path, store_root):
     report = extract(extractor, [Sample(id="v", split="train", frames_dir=faces)], store)
     array, meta = store.load(extractor, report.digests["v"])
     assert array.shape == (3, WIDTH) and np.isfinite(array).all() and meta["index"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("emotion_head", [False, True])
+def test_a_wav2vec2_state_dict_file_loads_with_its_architecture_read_off_the_tensors(tmp_path, emotion_head):
+    """A team's fine-tuned wav2vec2 saved as torch.save(model.state_dict()) from DataParallel
+    (`module.` + transformers' names): the extractor's network built from the file alone gives
+    the outputs of the model that was saved, and a missing tensor is an error."""
+    from challenge.demo.models import tiny_wav2vec2
+    from challenge.features.wav2vec2_network import load_wav2vec2, load_wav2vec2_file
+
+    folder = tiny_wav2vec2(tmp_path / "w2v", emotion_head=emotion_head, seed=3)
+    original = load_wav2vec2(str(folder))
+    saved = {k: v for k, v in original.state_dict().items() if emotion_head or not k.startswith("classifier.")}
+    torch.save({"state_dict": {f"module.{k}": v for k, v in saved.items()}}, tmp_path / "w2v.pt")
+    network, _ = load_wav2vec2_file(str(tmp_path / "w2v.pt"), heads=2)
+    assert network.config.num_hidden_layers == 2 and network.config.hidden_size == 32 and network.has_head == emotion_head
+    audio = torch.randn(1, 8000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = original.wav2vec2(audio).last_hidden_state, network.wav2vec2(audio).last_hidden_state
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    state = {k: v for k, v in original.state_dict().items() if "layers.1.feed_forward.output_dense.weight" not in k}
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(ChallengeError, match="missing from the file"):
+        load_wav2vec2_file(str(tmp_path / "broken.pt"), heads=2)

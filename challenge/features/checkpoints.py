@@ -179,3 +179,42 @@ def load_vit_mae(path: str, heads: int | None = None, image_size: int | None = N
         network.layernorm = torch.nn.Identity()
         network.fc_norm = fc_norm
     return network, conversion
+
+
+def wav2vec2_config_from_tensors(state: dict, source: str, heads: int | None = None, conv_stride: list[int] | None = None) -> dict:
+    """Wav2Vec2Config arguments read off a state dict in transformers' names (a team's fine-tuned
+    wav2vec2 saved with torch.save, DataParallel prefixes stripped). The conv strides and the
+    head count are not in the tensors: the standard (5, 2, 2, 2, 2, 2, 2) and width / 64, unless
+    set (extractors.wav2vec2.conv_stride, .heads)."""
+    conv = sorted(int(m.group(1)) for k in state if (m := re.match(r"feature_extractor\.conv_layers\.(\d+)\.conv\.weight$", k)))
+    layers = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))), default=-1)
+    if not conv or not layers or "encoder.layers.0.attention.q_proj.weight" not in state:
+        raise ChallengeError(f"{source}: not a wav2vec2 state dict in transformers' names (feature_extractor.conv_layers.N, "
+                             "encoder.layers.N.attention.q_proj...): pass a save_pretrained folder or a hub id instead.")
+    width = int(state["encoder.layers.0.attention.q_proj.weight"].shape[0])
+    stride = conv_stride or ([5] + [2] * (len(conv) - 1) if len(conv) == 7 else None)
+    if stride is None or len(stride) != len(conv):
+        raise ChallengeError(f"{source}: {len(conv)} conv layers; set extractors.wav2vec2.conv_stride to their {len(conv)} strides.")
+    position = state.get("encoder.pos_conv_embed.conv.parametrizations.weight.original1", state.get("encoder.pos_conv_embed.conv.weight_v"))
+    layer_norm_convs = "feature_extractor.conv_layers.1.layer_norm.weight" in state
+    return {"hidden_size": width, "num_hidden_layers": layers, "num_attention_heads": heads or max(1, width // 64),
+            "intermediate_size": int(state["encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0]),
+            "conv_dim": [int(state[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[0]) for i in conv],
+            "conv_kernel": [int(state[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[-1]) for i in conv], "conv_stride": list(stride),
+            "conv_bias": "feature_extractor.conv_layers.0.conv.bias" in state,
+            "num_conv_pos_embeddings": int(position.shape[-1]), "num_conv_pos_embedding_groups": width // int(position.shape[1]),
+            # the "layer" convolutions come with the stable layer norm (large, robust models): the tensors cannot tell it apart otherwise
+            "feat_extract_norm": "layer" if layer_norm_convs else "group", "do_stable_layer_norm": layer_norm_convs,
+            "num_labels": int(state["classifier.out_proj.weight"].shape[0]) if "classifier.out_proj.weight" in state else 3}
+
+
+def wav2vec2_state(state: dict) -> dict:
+    """The tensors under Wav2Vec2WithEmotionHead's names: the backbone under `wav2vec2.`, an
+    emotion head (audeering's) under `classifier.`, old weight-norm names mapped to the new."""
+    renamed = {}
+    for key, value in state.items():
+        key = key.removeprefix("wav2vec2.")
+        key = key.replace("pos_conv_embed.conv.weight_g", "pos_conv_embed.conv.parametrizations.weight.original0")
+        key = key.replace("pos_conv_embed.conv.weight_v", "pos_conv_embed.conv.parametrizations.weight.original1")
+        renamed[key if key.startswith("classifier.") else f"wav2vec2.{key}"] = value
+    return renamed

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import Wav2Vec2Model, Wav2Vec2PreTrainedModel
 
 from challenge.features.base import Features
+from challenge.errors import ChallengeError
 from challenge.features.models import load_pretrained, preprocessor_config
 from challenge.media import AUDIO_RATE, read_audio
 
@@ -52,12 +53,45 @@ def load_wav2vec2(model: str) -> Wav2Vec2WithEmotionHead:
     return network.eval()
 
 
+def load_wav2vec2_file(path: str, heads: int | None = None, conv_stride: list[int] | None = None):
+    """(Wav2Vec2WithEmotionHead, what was dropped) from a single weights file; every backbone
+    tensor must be in the file."""
+    from transformers import Wav2Vec2Config
+
+    from challenge.features.checkpoints import read_weights, wav2vec2_config_from_tensors, wav2vec2_state
+
+    raw = read_weights(Path(path))
+    stripped = {k.removeprefix("wav2vec2."): v for k, v in raw.items()}
+    config = Wav2Vec2Config(**wav2vec2_config_from_tensors(stripped, str(path), heads, conv_stride))
+    network = Wav2Vec2WithEmotionHead(config)
+    state = wav2vec2_state(raw)
+    ours = network.state_dict()
+    dropped = sorted(k for k in state if k not in ours)
+    missing = sorted(k for k in ours if k not in state and k.startswith("wav2vec2.") and not k.endswith("masked_spec_embed"))
+    if missing:
+        raise ChallengeError(f"{path}: the wav2vec2 weights {', '.join(missing[:5])} are missing from the file; they are never "
+                             "initialised at random. Check the file or its conv_stride / heads settings.")
+    network.load_state_dict({k: v for k, v in state.items() if k in ours}, strict=False)
+    network.has_head = all(k in state for k in ours if k.startswith("classifier."))
+    return network.eval(), dropped
+
+
 class Wav2Vec2Runner:
     def __init__(self, config, device: str):
+        from challenge.features.checkpoints import is_weights_file
+        from challenge.progress import say
+
         self.config = config
         self.device = device
-        self.network = load_wav2vec2(config.model).to(device)
-        self.normalize = preprocessor_config(config.model).get("do_normalize", True)
+        if is_weights_file(config.model):  # a team's fine-tuned wav2vec2 saved as one state dict
+            network, dropped = load_wav2vec2_file(config.model, config.heads, config.conv_stride)
+            c = network.config
+            say(f"{config.model}: a wav2vec2 of width {c.hidden_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads"
+                + (", with its emotion head" if network.has_head else "") + (f"; dropped {len(dropped)} tensors ({', '.join(dropped[:3])}...)" if dropped else ""))
+            self.network, self.normalize = network.to(device), True
+        else:
+            self.network = load_wav2vec2(config.model).to(device)
+            self.normalize = preprocessor_config(config.model).get("do_normalize", True)
 
     def prepare(self, source: Path) -> np.ndarray:
         signal = read_audio(source, AUDIO_RATE)
