@@ -5,6 +5,7 @@ Heavy imports (torch, transformers, mlflow) happen inside the commands so `--hel
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -345,7 +346,10 @@ def track_command(
         typer.echo(result.estimate.describe())
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
-    typer.echo(f"MLflow run {result.run_id}; browse with: mlflow ui --backend-store-uri {resolved.tracking_uri or 'sqlite:///mlflow/mlflow.db'}")
+    from challenge.tracking import DEFAULT_TRACKING_URI
+
+    store = resolved.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI  # where the run was logged
+    typer.echo(f"MLflow run {result.run_id}; browse with: " + (f"{store}" if store.startswith("http") else f"mlflow ui --backend-store-uri {store}"))
 
 
 class SplitName(str, Enum):

@@ -21,6 +21,7 @@ def test_track_emi_tunes_writes_validates_and_tracks(workdir, emi_root, models):
     # a tuned run's validation score chose the trial: it is labelled so, with figures that chose nothing beside it
     assert "selection score (validation, the best of the study's trials on these clips, so optimistic; mean Pearson over 6 emotions)" in result.output
     assert "estimate that selected nothing (3 folds of train+valid, out of fold): lstm" in result.output and "submission:" in result.output
+    assert f"browse with: mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}" in result.output  # the store it was logged to
     submission = next(workdir.glob("submissions/emi/*/predictions.csv"))
     assert (submission.parent / "predicted_vs_true.png").exists()
     assert (submission.parent / "validation_predictions.csv").exists()
