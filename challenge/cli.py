@@ -331,19 +331,11 @@ def track_command(
             raise typer.Exit(run_workers([[] for _ in range(workers)], ("--workers", "--worker")))
         say(f"starting {workers} workers on one study (worker indices {first}..{first + workers - 1})")
         raise typer.Exit(run_workers([["--worker", str(first + k)] for k in range(workers)], ("--workers", "--worker")))
+    from challenge.finish import result_lines
+
     result = run(spec, resolved)
-    control = " -- CONTROL RUN, shuffled labels: chance level, not a result" if resolved.shuffle_labels else ""
-    if result.trials_run:
-        typer.echo(f"selection score (validation, the best of the study's trials on these {spec.items}, so optimistic; {spec.metric}): "
-                   f"{result.score:.4f}{control}")
-    else:
-        typer.echo(f"validation score ({spec.metric}): {result.score:.4f}{control}")
-    for label, value in result.details.items():
-        typer.echo(f"  {label:<14} {value:+.4f}")
-    if result.baseline is not None:
-        typer.echo(result.baseline.describe())
-    if result.estimate is not None:
-        typer.echo(result.estimate.describe())
+    for line in result_lines(spec, result, resolved.shuffle_labels):
+        typer.echo(line)
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
     from challenge.tracking import DEFAULT_TRACKING_URI

@@ -119,3 +119,17 @@ def out_dir(config: RunConfig, spec: TrackSpec, run_id: str) -> Path:
         (out / "CONTROL-RUN.txt").write_text("Control run with shuffled training labels: its reports measure chance level. "
                                              "Nothing in this folder is a submission.\n")
     return out
+
+
+def result_lines(spec: TrackSpec, result: RunResult, control: bool = False) -> list[str]:
+    """What a run's summary says of its score: the validation score (a tuned run's is labelled
+    the selection score it is), each label's figure, the baseline and the estimate beside it."""
+    mark = " -- CONTROL RUN, shuffled labels: chance level, not a result" if control else ""
+    if result.trials_run:
+        lines = [f"selection score (validation, the best of the study's trials on these {spec.items}, so optimistic; {spec.metric}): "
+                 f"{result.score:.4f}{mark}"]
+    else:
+        lines = [f"validation score ({spec.metric}): {result.score:.4f}{mark}"]
+    lines += [f"  {label:<14} {value:+.4f}" for label, value in result.details.items()]
+    lines += [figure.describe() for figure in (result.baseline, result.estimate) if figure is not None]
+    return lines

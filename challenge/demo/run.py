@@ -27,12 +27,10 @@ def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
         "track": "emi", "data": str(data), "features": ["wav2vec2", "egemaps"], "audio_model": str(model),
         "head": "lstm", "tune": True, "trials": trials, "timeout": timeout, "epochs": 25,
     }, spec)
+    from challenge.finish import result_lines
+
     result = run_track(spec, config)
-    print(f"\nvalidation score (mean Pearson over 6 emotions): {result.score:.4f}")
-    for label, value in result.details.items():
-        print(f"  {label:<14} r = {value:+.4f}")
-    if result.baseline is not None:
-        print(result.baseline.describe())
+    print("\n" + "\n".join(result_lines(spec, result)))
     print(f"submission (validated): {result.submission}")
     print(f"trials run now: {result.trials_run} (the study is kept in optuna/studies.db: running the demo again resumes it)")
     print("browse the runs:  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db")
