@@ -158,7 +158,7 @@ def _download_state(run_id: str, tracking_uri: str | None) -> Path:
 
     from challenge import tracking
 
-    tracking.connect(tracking_uri)
+    tracking_uri = tracking.connect(tracking_uri)  # the store it resolves to names it in messages
     run_id = full_run_id(run_id, tracking_uri)
     model_uri = f"runs:/{run_id}/{ARTIFACT}"
     try:  # a run over several seeds names the model it stands for (its first seed's) in its `model` tag
