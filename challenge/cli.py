@@ -654,6 +654,7 @@ def live_command(
         challenge live rtsp://camera.local/stream --model RUN_ID --port 8080 --out faces.csv
     """
     set_quiet(quiet)
+    from challenge.live.fer_model import live_model_named
     from challenge.live.model import LiveModel
     from challenge.live.run import run_live
 
@@ -675,18 +676,6 @@ def live_command(
         from challenge.media import video_frame_count, video_frame_rate
 
         typer.echo(score_csv(out, reference, video_frame_count(Path(source)), video_frame_rate(Path(source)), subtle=subtle).describe())
-
-
-def live_model_named(model: str, tracking_uri):
-    """--model: a cnn-gru run id, `fer` (no training), or a calibrated fer model file."""
-    from challenge.live.fer_model import FERLiveModel
-    from challenge.live.model import LiveModel
-
-    if model == "fer":
-        return FERLiveModel()
-    if model.endswith(".json") or Path(model).is_file():
-        return FERLiveModel.load(Path(model))
-    return LiveModel.from_run(model, tracking_uri)
 
 
 @app.command("live-calibrate")

@@ -33,13 +33,6 @@ class Estimate:
                 f"{self.baseline_head} {self.baseline_score:.4f}, gain {self.gain:+.4f}{verdict}")
 
 
-def fold_of(count: int, folds: int, seed: int) -> np.ndarray:
-    order = np.random.default_rng(seed).permutation(count)
-    assignment = np.empty(count, int)
-    assignment[order] = np.arange(count) % folds
-    return assignment
-
-
 def out_of_fold(spec: TrackSpec, make_head, pool, folds: np.ndarray, seed: int) -> np.ndarray:
     """Each clip's prediction by the head (made by `make_head()`) fitted without its fold."""
     rng = np.random.default_rng(seed)
@@ -59,9 +52,10 @@ def cross_fitted_estimate(spec: TrackSpec, head_cls, params: dict, train, valid,
     from challenge.heads import get_head
     from challenge.heads.linear import baseline_head_name
     from challenge.training.features import ClipFeatures
+    from challenge.training.grouped_folds import grouped_folds
 
     pool = ClipFeatures.join([train, valid])
-    assignment = fold_of(len(pool), folds, seed)
+    assignment = grouped_folds(pool.ids, pool.targets, folds, seed, "clips")  # every clip a group of its own
     labels = len(spec.labels)
     head = out_of_fold(spec, lambda: head_cls(params, spec.problem, labels, seed=seed, device=device), pool, assignment, seed)
     baseline_name = baseline_head_name(spec.problem)

@@ -156,3 +156,15 @@ def _macro_f1(happiness: np.ndarray, levels: np.ndarray, thresholds) -> float:
     keep = levels >= 0
     predicted = (happiness[keep, None] > np.array(thresholds)[None]).sum(1)
     return float(f1_score(levels[keep], predicted, labels=np.unique(levels[keep]), average="macro", zero_division=0))
+
+
+def live_model_named(model: str, tracking_uri: str | None = None):
+    """What `challenge live --model` names: `fer` (this network, no training), a model file of
+    `challenge live-calibrate`, or the MLflow run id of a cnn-gru run."""
+    from challenge.live.model import LiveModel
+
+    if model == "fer":
+        return FERLiveModel()
+    if model.endswith(".json") or Path(model).is_file():
+        return FERLiveModel.load(Path(model))
+    return LiveModel.from_run(model, tracking_uri)
