@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from challenge.errors import ChallengeError
+from challenge.finetune.settings import FinetuneSettings
 from challenge.track import TrackSpec
 
 FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "compare", "face-crops", "fer", "provided-wav2vec2", "provided-vit")
@@ -75,6 +76,7 @@ class RunConfig(Settings):
     store: str | None = None
     zero_shot: bool = False  # tracks with a zero-shot rule (ce): train on the source track's labels
     smiles: SmilesSettings = Field(default_factory=SmilesSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @field_validator("features")
     @classmethod
@@ -115,6 +117,7 @@ class RunResult:
     trials_run: int = 0
     baseline: object | None = None  # challenge.baseline.Baseline: the linear model on the same split and features
     estimate: object | None = None  # challenge.estimate.Estimate: a tuned run's figures that selected nothing
+    seeds: int = 1  # a seeds run (challenge.protocols.over_seeds): its score and details are means over this many
 
 
 DATASET_DEFAULTS = "challenge.yaml"  # beside a dataset: its own defaults (the demo data names its stand-in models there)

@@ -53,8 +53,6 @@ def read_samples(spec: TrackSpec, config: RunConfig):
 def prepare_features(spec: TrackSpec, config: RunConfig, samples=None):
     """Samples, normalised per-split training data and the features' keys; extraction happens
     here, once. Returns (samples, splits, keys, extractors)."""
-    from challenge.training.control import shuffled
-
     samples = samples if samples is not None else read_samples(spec, config)
     store, extractors, digests, keys = extract_all(samples, config)
     build = split_builder(spec, config, samples)
@@ -68,13 +66,50 @@ def prepare_features(spec: TrackSpec, config: RunConfig, samples=None):
     for data in splits.values():
         if data is not None:
             data.normalise_with(normaliser)
-    if config.shuffle_labels:  # control run: every training clip or video gets another one's labels
-        train = splits["train"]
-        if spec.problem.per_frame:
-            train.labels = shuffled(train.labels, config.seed)
-        else:
-            train.targets = shuffled(train.targets, config.seed)
+    if config.shuffle_labels:
+        shuffle_training_labels(spec, splits["train"], config.seed)
     return samples, splits, keys, extractors
+
+
+def shuffle_training_labels(spec: TrackSpec, train, seed: int) -> None:
+    """The control run: every training clip or video learns another one's labels."""
+    from challenge.training.control import shuffled
+
+    if spec.problem.per_frame:
+        train.labels = shuffled(train.labels, seed)
+    else:
+        train.targets = shuffled(train.targets, seed)
+
+
+def prepare_media(spec: TrackSpec, config: RunConfig, head_cls):
+    """For an end-to-end head: each split's media through the loader the track supplies for the
+    head's medium (waveform windows, face frames), and the frozen backbone's features through the
+    store, for the linear baseline beside the fine-tuned model. Returns (samples, media splits,
+    keys, feature splits)."""
+    loader = spec.media.get(head_cls.medium)
+    if loader is None:
+        media = ", ".join(sorted(spec.media)) or "none"
+        raise ChallengeError(f"head {head_cls.name} reads {head_cls.medium} media, and the {spec.name} track supplies no {head_cls.medium} "
+                             f"loader (it supplies: {media}).")
+    frozen = config.model_copy(update={"features": [head_cls.extractor]})
+    samples, features, keys, _ = prepare_features(spec, frozen)
+    lengths = frame_lengths(spec, config, samples) if spec.problem.per_frame else None
+    splits = {split: loader(samples.split(split), lengths) if samples.split(split) else None for split in ("train", "valid", "test")}
+    if config.shuffle_labels:
+        shuffle_training_labels(spec, splits["train"], config.seed)
+    return samples, splits, keys, features
+
+
+def frame_lengths(spec: TrackSpec, config: RunConfig, samples) -> dict[str, int]:
+    """Frames per video: its label rows, or for an unlabelled test video the organisers' sample file's count."""
+    unlabelled = [s for s in samples if s.labels is None]
+    test_frames = spec.test_frames(Path(config.data)) if unlabelled and spec.test_frames is not None else {}
+    lengths = {s.id: len(s.labels) if s.labels is not None else test_frames.get(s.id, 0) for s in samples}
+    missing = [s.id for s in samples if lengths[s.id] == 0]
+    if missing:
+        raise ChallengeError(f"test video(s) {missing[:10]} have no frame count: they are not in the organisers' sample file "
+                             "(check names_of_videos_in_each_test_set).")
+    return lengths
 
 
 def split_builder(spec: TrackSpec, config: RunConfig, samples):
@@ -86,16 +121,11 @@ def split_builder(spec: TrackSpec, config: RunConfig, samples):
     from challenge.media import video_frame_rate
     from challenge.training.frame_data import frame_features
 
-    unlabelled = [s for s in samples if s.labels is None]
-    test_frames = spec.test_frames(Path(config.data)) if unlabelled and spec.test_frames is not None else {}
+    all_lengths = frame_lengths(spec, config, samples)
     rates = {s.video: video_frame_rate(s.video) for s in samples if s.video is not None}
 
     def build(part, extractors, store, digests):
-        lengths = {s.id: len(s.labels) if s.labels is not None else test_frames.get(s.id, 0) for s in part}
-        missing = [s.id for s in part if lengths[s.id] == 0]
-        if missing:
-            raise ChallengeError(f"test video(s) {missing[:10]} have no frame count: they are not in the organisers' sample file "
-                                 "(check names_of_videos_in_each_test_set).")
+        lengths = {s.id: all_lengths[s.id] for s in part}
         fps = {s.id: rates.get(s.video, 30.0) for s in part}
         data = frame_features(part, extractors, store, digests, lengths, fps)
         filled = data.filled_frames()

@@ -38,7 +38,7 @@ class SavedModel:
     track: str
     head: object  # a fitted challenge.heads.Head (or a zero-shot wrapper around one)
     post: PostProcess
-    normaliser: Normaliser
+    normaliser: Normaliser | None  # None for an end-to-end head: it reads media, not normalised features
     features: dict  # the run's feature settings (FEATURE_SETTINGS)
     feature_keys: dict[str, str]  # extractor label -> cache key the head was trained on
     zero_shot: bool = False
@@ -49,7 +49,7 @@ class SavedModel:
         folder.mkdir(parents=True, exist_ok=True)
         write_model(getattr(self.head, "source_head", self.head), folder)  # a zero-shot head is saved as its source head
         (folder / "model.json").write_text(json.dumps({
-            "track": self.track, "post_processing": self.post.state(), "normaliser": self.normaliser.state(),
+            "track": self.track, "post_processing": self.post.state(), "normaliser": self.normaliser.state() if self.normaliser is not None else None,
             "features": self.features, "feature_keys": self.feature_keys, "zero_shot": self.zero_shot,
         }, indent=1))
 
@@ -76,7 +76,8 @@ class SavedModel:
             from challenge.registry import get_track
 
             head = get_track(meta["track"]).zero_shot.wrap(head)
-        return cls(meta["track"], head, PostProcess.from_state(meta["post_processing"]), Normaliser.from_state(meta["normaliser"]),
+        return cls(meta["track"], head, PostProcess.from_state(meta["post_processing"]),
+                   Normaliser.from_state(meta["normaliser"]) if meta["normaliser"] is not None else None,
                    meta["features"], meta["feature_keys"], meta.get("zero_shot", False))
 
 
@@ -183,6 +184,11 @@ def predict_test(spec, saved: SavedModel, root: Path, store: str | None = None, 
     test = samples.split("test")
     if not test:
         raise ChallengeError(f"{root}: no test {spec.items} found: nothing to predict.")
+    if getattr(saved.head, "reads", "features") == "media":  # an end-to-end head: the track's loader, its own backbone
+        from challenge.prepare import frame_lengths
+
+        data = spec.media[saved.head.medium](test, frame_lengths(spec, config, test) if spec.problem.per_frame else None)
+        return _decided(spec, saved, data)
     store_, extractors, digests, keys = extract_all(test, config)
     changed = {label: (keys.get(label), key) for label, key in saved.feature_keys.items() if keys.get(label) != key}
     if changed:
@@ -190,6 +196,10 @@ def predict_test(spec, saved: SavedModel, root: Path, store: str | None = None, 
                              + ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in changed.items())
                              + ". Pass the same models (the run's resolved_config.yaml names them).")
     data = split_builder(spec, config, samples)(test, extractors, store_, digests).normalise_with(saved.normaliser)
+    return _decided(spec, saved, data)
+
+
+def _decided(spec, saved: SavedModel, data):
     outputs = saved.head.predict(data)
     if spec.problem.per_frame:
         return data.ids, [saved.post.apply(o, [len(o)]) for o in outputs]

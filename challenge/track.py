@@ -4,7 +4,7 @@ team's own package) build `TrackSpec`s on these types; runs receive one and neve
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,3 +79,7 @@ class TrackSpec:
     # a study track without a leaderboard file (the smiles tracks) runs this pipeline instead of
     # the shared runner: (spec, RunConfig) -> RunResult; it still takes its model from the heads
     run: Callable[..., object] | None = None
+    # the media loaders the track supplies to end-to-end heads, by medium ("audio", "faces"):
+    # (samples of one split, frames per video or None) -> the head's data (challenge.finetune.media)
+    media: dict[str, Callable[..., object]] = field(default_factory=dict)
+    finetune_head: str | None = None  # the end-to-end head `--finetune` picks

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge.config import RunConfig, resolved_yaml
+from challenge.config import RunConfig
 from challenge.errors import ChallengeError
 from challenge.postprocess import PostProcess
 from challenge.progress import say
@@ -51,19 +51,22 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     import mlflow
 
     from challenge import tracking
-    from challenge.features.base import resolve_device
     from challenge.heads import get_head
     from challenge.preflight import check_run_settings
     from challenge.prepare import prepare_features, read_samples
-    from challenge.runner import head_overrides, train_once, tune_head
-    from challenge.seeding import seed_everything
+    from challenge.protocols import hold_out
+    from challenge.run_context import RunContext
+    from challenge.selection import head_overrides, tune_head
 
     check_run_settings(config)
     if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
         raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
     head_cls = get_head(config.head)
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
+    if head_cls.reads == "media":
+        raise ChallengeError(f"ensembles read cached features; {head_cls.name} fine-tunes a backbone. Fine-tune once with `challenge track "
+                             f"{spec.name} --finetune`, then pass its backbone folder as --audio-model/--visual-model to the ensemble.")
+    context = RunContext(spec, config, kind="ensemble")
+    device = context.device
     samples = read_samples(spec, config)
     samples, splits, feature_keys, _ = prepare_features(spec, config, samples)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
@@ -76,17 +79,14 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     members = plan_members(options.split, groups, len(train), folds=options.members or DEFAULT_FOLDS, subsets=subsets,
                            background_train=options.background_train, stop_share=options.stop_share, seed=config.seed)
     fingerprint = samples.fingerprint()
-    experiment = tracking.setup(config.tracking_uri, spec.name)
     score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
     overrides = head_overrides(config, head_cls, spec.problem)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"ensemble-{options.split}-{config.head}-{'+'.join(config.features)}") as run:
-        mlflow.set_tags(tracking.run_tags("ensemble", spec.name, config, config.head, fingerprint, feature_keys, **{"ensemble.split": options.split}))
-        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune,
-                           **{f"ensemble.{k}": v for k, v in asdict(options).items()}, "ensemble.members_trained": len(members)})
-        mlflow.log_text(resolved_yaml(config, ensemble=asdict(options)), "resolved_config.yaml")
+    logged = {**{f"ensemble.{k}": v for k, v in asdict(options).items()}, "ensemble.members_trained": len(members)}
+    with context.start(fingerprint, feature_keys, name=f"ensemble-{options.split}-{config.head}-{'+'.join(config.features)}", params=logged,
+                       sections={"ensemble": asdict(options)}, **{"ensemble.split": options.split}) as run:
         if clustering is not None:
             mlflow.log_metrics({"background.k": clustering.k, **{f"background.silhouette_k{k}": v for k, v in clustering.silhouettes.items()}})
-        params, provenance = _head_parameters(spec, config, head_cls, train_once(spec, config, head_cls, train, valid, device), fingerprint, overrides, tune_head)
+        params, provenance = _head_parameters(spec, config, head_cls, hold_out(spec, config, head_cls, train, valid, device), fingerprint, overrides, tune_head)
         mlflow.log_params(tracking.flatten("head.", params))
         say(f"{len(members)} member(s), split {options.split}, head {config.head} ({provenance['source']} parameters)")
         member_scores, heldout, test_outputs = {}, {}, {}
@@ -95,7 +95,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
                 spec, config, head_cls, params, member, pool, test, score_value, device)
             member_scores[member.name] = score
         result = _combine_and_finish(spec, config, options, members, pool, len(train), test, heldout, test_outputs, subsets, test_subsets,
-                                     member_scores, params, provenance, run.info.run_id)
+                                     member_scores, params, provenance, run.run_id)
     return result
 
 

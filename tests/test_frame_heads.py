@@ -12,7 +12,7 @@ from challenge.training.control import derangement
 
 # heads that read any feature vectors; a head that declares its own features (cnn-gru: face
 # crops) gets data of that kind below
-FRAME_HEADS = sorted(name for name, cls in load_all().items() if Problem.FRAME_CLASSIFICATION in cls.problems and not cls.features)
+FRAME_HEADS = sorted(name for name, cls in load_all().items() if Problem.FRAME_CLASSIFICATION in cls.problems and not cls.features and cls.reads == "features")
 
 
 def synthetic_videos(tmp_path, n_videos: int, seed: int) -> FrameFeatures:

@@ -18,6 +18,8 @@ HEAD_MODULES = {
     "mlp-late-fusion": "challenge.heads.late_fusion",
     "logistic": "challenge.heads.linear",
     "ridge": "challenge.heads.linear",
+    "wav2vec2-lstm": "challenge.heads.finetune",
+    "vit-frames": "challenge.heads.finetune",
 }
 
 

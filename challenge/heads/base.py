@@ -31,6 +31,9 @@ class Head:
     search_space: ClassVar[dict[str, BaseDistribution]]
     defaults: ClassVar[dict]
     features: ClassVar[tuple[str, ...]] = ()  # the feature sets a run uses when --features is not given (else the track's)
+    # "features": the head reads cached features (challenge.prepare); "media": it reads media
+    # through the track's loader and trains its own backbone (challenge/heads/finetune.py)
+    reads: ClassVar[str] = "features"
 
     def __init__(self, params: dict, problem: Problem, n_outputs: int, seed: int = 0, device: str = "cpu"):
         self.require(problem)

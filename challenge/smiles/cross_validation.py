@@ -63,12 +63,15 @@ def cross_validate(head_cls, params: dict, dev: PooledClips, folds: np.ndarray, 
                    device: str = "cpu", fit_targets: np.ndarray | None = None, report=None) -> tuple[float, FoldEnsemble]:
     """(score of the pooled out-of-fold predictions, the fold models). `fit_targets` replaces
     the labels the models learn from (a shuffled-label control) while scores use the truth.
-    After each fold, `report(fold, score so far)` lets the tuner prune."""
+    Each fold's features are standardised with its own training rows' statistics
+    (challenge.training.grouped_folds.fold_loop)."""
+    from challenge.training.grouped_folds import fold_loop
+
     targets = dev.targets if fit_targets is None else fit_targets
     out_of_fold: dict[str, np.ndarray] = {}
-    models, history, done = [], [], np.zeros(len(dev), bool)
-    for fold in range(int(folds.max()) + 1):
-        held = folds == fold
+    done = np.zeros(len(dev), bool)
+
+    def fit_fold(fold: int, held: np.ndarray):
         train = dev.take(~held)
         train.targets = targets[~held]
         normaliser = train.fit_normalisation()
@@ -78,10 +81,9 @@ def cross_validate(head_cls, params: dict, dev: PooledClips, folds: np.ndarray, 
         fold_score = head.fit(train, stop, score)
         for name, probabilities in head.predict_each(stop).items():
             out_of_fold.setdefault(name, np.zeros((len(dev), n_classes), np.float32))[held] = probabilities
-        models.append(FoldModel(head, normaliser))
-        history.append({"epoch": fold, "fold_valid_score": float(fold_score)})
-        done |= held
-        if report is not None:
-            report(fold, score(dev.targets[done], list(out_of_fold.values())[-1][done]))
+        done[held] = True
+        return fold_score, FoldModel(head, normaliser)
+
+    models, history = fold_loop(folds, fit_fold, report, lambda: score(dev.targets[done], list(out_of_fold.values())[-1][done]))
     final = list(out_of_fold.values())[-1]
     return score(dev.targets, final), FoldEnsemble(models, out_of_fold, history)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from challenge.config import RunConfig, RunResult, resolved_yaml
+from challenge.config import RunConfig, RunResult
 from challenge.errors import ChallengeError
 from challenge.progress import say
 from challenge.smiles.labels import SUBTLE_MODES, frame_intensities, intensity_names
@@ -39,56 +39,22 @@ def intensity_samples(root: Path, config: RunConfig):
 
 def run_smile_intensity(spec, config: RunConfig) -> RunResult:
     """The run repeated over --seeds (default 3): one nested MLflow run per seed, and a parent run
-    holding mean ± sd of every figure (`<figure>.mean`, `<figure>.sd`, seeds.csv, summary.csv)."""
-    import mlflow
+    holding mean ± sd of every figure (challenge.protocols.over_seeds)."""
+    from challenge.protocols import over_seeds
 
-    from challenge import tracking
-    from challenge.baseline import Baseline
-    from challenge.finish import out_dir
-
-    seeds = [config.seed + i for i in range(config.seeds or 1)]
-    if len(seeds) == 1:
-        return _run_seed(spec, config)
-    experiment = tracking.setup(config.tracking_uri, spec.name)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{config.head}-{len(seeds)}-seeds") as parent:
-        mlflow.set_tags({"challenge.kind": "seeds", "track": spec.name, "head": config.head, "seeds": ",".join(map(str, seeds))})
-        results = [_run_seed(spec, config.model_copy(update={"seed": seed, "seeds": 1})) for seed in seeds]
-        table = pd.DataFrame([{"seed": seed, "macro_f1": r.score, **r.details} for seed, r in zip(seeds, results)])
-        figures = table.drop(columns="seed")
-        summary = pd.DataFrame({"mean": figures.mean(), "sd": figures.std(ddof=1), "seeds": figures.count()})
-        out = out_dir(config, spec, parent.info.run_id)
-        table.to_csv(out / "seeds.csv", index=False)
-        summary.rename_axis("figure").to_csv(out / "summary.csv")
-        mlflow.log_metrics({f"{figure}.{what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")})
-        mlflow.log_metric("score", float(summary.loc["macro_f1", "mean"]))
-        # `challenge live --model` and `challenge predict` given this run's id load the first seed's model
-        mlflow.set_tags({"model": f"runs:/{results[0].run_id}/model", "model_from": f"seed {seeds[0]} (run {results[0].run_id})"})
-        mlflow.log_artifacts(str(out))
-    say(f"test frames, mean ± sd over {len(seeds)} seeds ({', '.join(map(str, seeds))}):\n"
-        + "\n".join(f"  {figure:<38} {row['mean']:.4f} ± {row['sd']:.4f}" for figure, row in summary.iterrows())
-        + f"\nreports: {out.resolve()} (seeds.csv, summary.csv; each seed's run has its own folder)"
-        + f"\nmodel: seed {seeds[0]}'s (run {results[0].run_id}); this run's id loads it too")
-    details = {f"{figure} {what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")}
-    result = RunResult(parent.info.run_id, float(summary.loc["macro_f1", "mean"]), details, results[0].params, None)
-    result.trials_run = sum(r.trials_run for r in results)
-    if "baseline_macro_f1" in summary.index:
-        result.baseline = Baseline("logistic", float(summary.loc["baseline_macro_f1", "mean"]), float(summary.loc["gain_over_baseline", "mean"]))
-    return result
+    return over_seeds(spec, config, lambda seeded: _run_seed(spec, seeded), primary="macro_f1")
 
 
 def _run_seed(spec, config: RunConfig) -> RunResult:
     import mlflow
     from sklearn.metrics import cohen_kappa_score
 
-    from challenge import tracking
-    from challenge.features.base import resolve_device
-    from challenge.finish import out_dir
     from challenge.frame_metrics import classification_score
     from challenge.heads import get_head
     from challenge.prepare import prepare_features
-    from challenge.runner import fit_head, train_once
-    from challenge.saved_model import save_model
-    from challenge.seeding import seed_everything
+    from challenge.protocols import hold_out
+    from challenge.run_context import RunContext
+    from challenge.selection import fit_head
     from challenge.smiles.reports import classification_table, matrices_plot, model_vs_human_plot, recall_and_precision_matrices
     from challenge.tuning import tuning_key
 
@@ -97,7 +63,7 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
     names = intensity_names(config.smiles.subtle)
     spec = dataclasses.replace(spec, labels=names, score=partial(classification_score, names=names))  # --subtle keep adds a class
     head_cls = get_head(config.head)
-    seed_everything(config.seed)
+    context = RunContext(spec, config)
     samples, annotators, reference, groups = intensity_samples(Path(config.data), config)
     counts = samples.counts()
     if not all(counts.values()):
@@ -108,18 +74,13 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     protocol = f"{config.smiles.folds} grouped folds" if config.smiles.folds >= 2 else ""
     fingerprint, key = samples.fingerprint(), tuning_key(keys, head_cls, protocol)
-    device = resolve_device(config.device)
-    experiment = tracking.setup(config.tracking_uri, spec.name)
-    run_name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-seed{config.seed}{'-shuffled' if config.shuffle_labels else ''}"
-    with mlflow.start_run(experiment_id=experiment, run_name=run_name, nested=mlflow.active_run() is not None) as run:
-        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, keys, tuning_key=key, reference_annotator=reference))
-        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "tune": config.tune, "subtle": config.smiles.subtle,
-                           "folds": config.smiles.folds})
-        mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
+    device = context.device
+    with context.start(fingerprint, keys, name=context.default_name(spec.name) + f"-seed{config.seed}",
+                       params={"subtle": config.smiles.subtle, "folds": config.smiles.folds}, tuning_key=key, reference_annotator=reference) as run:
         # selection, early stopping and the post-processing: on grouped folds of the train and
         # valid recordings, or with --folds 1 on the corpus's valid recordings
         cv = _dev_folds(config, train, valid, annotators, reference, groups) if config.smiles.folds >= 2 else None
-        fitted = fit_head(spec, config, head_cls, _fold_fit(spec, config, head_cls, cv) if cv else train_once(spec, config, head_cls, train, valid, device),
+        fitted = fit_head(spec, config, head_cls, _fold_fit(spec, config, head_cls, cv) if cv else hold_out(spec, config, head_cls, train, valid, device),
                           fingerprint, key)
         head, post = fitted.head, _fit_post(spec, fitted.head, cv, valid)
         if cv:
@@ -129,7 +90,7 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
         truth = np.concatenate([annotators[k][reference] for k in test_ids])
         decided = np.concatenate([predicted[k] for k in test_ids])
         keep = truth >= 0
-        out = out_dir(config, spec, run.info.run_id)
+        out = run.out
         table = classification_table(truth[keep], decided[keep], names)
         table.to_csv(out / "test_scores.csv", index=False)
         recall, precision = recall_and_precision_matrices(truth[keep], decided[keep], len(names))
@@ -161,15 +122,14 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
         if baseline is not None:
             summary |= {"baseline_macro_f1": baseline.score, "gain_over_baseline": baseline.gain}
         mlflow.log_metrics({"score": macro, **{k: v for k, v in summary.items() if isinstance(v, float)}})
-        mlflow.log_params(tracking.flatten("head.", fitted.params))
+        run.record(fitted.params, fitted.provenance)
         (out / "scores.json").write_text(json.dumps(summary, indent=1))
         (out / "post_processing.json").write_text(json.dumps(post.state(), indent=1))
-        (out / "best_params.json").write_text(json.dumps({"params": fitted.params, "provenance": fitted.provenance}, indent=1))
         mlflow.log_artifacts(str(out))
-        save_model(head, post, train.normaliser, spec, config, keys)
+        run.save_model(head, post, train.normaliser, keys)
     say(f"test frames: macro F1 {macro:.4f}, kappa model-vs-reference {kappa_model:.4f}"
         + (f", human-vs-reference {summary['kappa_human_vs_reference']:.4f} ({summary['human']}, {summary['frames_compared']} frames)" if "human" in summary else ""))
-    result = RunResult(run.info.run_id, macro, {k: v for k, v in summary.items() if isinstance(v, float)}, fitted.params, None)
+    result = RunResult(run.run_id, macro, {k: v for k, v in summary.items() if isinstance(v, float)}, fitted.params, None)
     result.trials_run, result.baseline = fitted.ran, baseline
     return result
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from challenge.config import RunConfig, RunResult, resolved_yaml
+from challenge.config import RunConfig, RunResult
 from challenge.errors import ChallengeError
 from challenge.progress import say
 from challenge.smiles.labels import CLASSES, INTENSITY_ROWS, cut_clips
@@ -87,14 +87,10 @@ def run_smile_laugh(spec, config: RunConfig) -> RunResult:
 def _run_one_way(spec, config: RunConfig) -> RunResult:
     import mlflow
 
-    from challenge import tracking
-    from challenge.features.base import resolve_device
-    from challenge.finish import out_dir
     from challenge.heads import get_head
     from challenge.postprocess import PostProcess
-    from challenge.runner import fit_head
-    from challenge.saved_model import save_model
-    from challenge.seeding import seed_everything
+    from challenge.run_context import RunContext
+    from challenge.selection import fit_head
     from challenge.smiles.cross_validation import cross_validate
     from challenge.smiles.features import PooledClips
     from challenge.training.control import shuffled
@@ -103,8 +99,8 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
     from challenge.tuning import tuning_key
 
     head_cls = get_head(config.head)
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
+    context = RunContext(spec, config)
+    device = context.device
     corpus = read_corpus(Path(config.data), config)
     dev_clips = corpus.clips.get("train", []) + corpus.clips.get("valid", [])
     if not dev_clips:
@@ -127,15 +123,12 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
     score = present_macro_f1_of_probabilities
     fingerprint = _clips_fingerprint(corpus, data[CROSS_VALIDATED], config)
     key = tuning_key(corpus.keys, head_cls)
-    experiment = tracking.setup(config.tracking_uri, spec.name)
     rows = []
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{config.head}-{'+'.join(config.features)}{'-shuffled' if config.shuffle_labels else ''}") as run:
-        mlflow.set_tags(tracking.run_tags("track", spec.name, config, config.head, fingerprint, corpus.keys, tuning_key=key, reference_annotator=corpus.reference))
-        mlflow.log_params({"features": ",".join(config.features), "head": config.head, "seed": config.seed, "seeds": len(seeds), "tune": config.tune,
-                           "folds": config.smiles.folds, "fold_groups": what, "clip_length": config.smiles.clip_length, "clip_hop": config.smiles.clip_hop,
-                           "eval_data": config.smiles.eval_data or "", **{f"clips.{name}": len(d) for name, d in data.items()}})
-        mlflow.log_text(resolved_yaml(config), "resolved_config.yaml")
-        out = out_dir(config, spec, run.info.run_id)
+    params = {"seeds": len(seeds), "folds": config.smiles.folds, "fold_groups": what, "clip_length": config.smiles.clip_length,
+              "clip_hop": config.smiles.clip_hop, "eval_data": config.smiles.eval_data or "", **{f"clips.{name}": len(d) for name, d in data.items()}}
+    with context.start(fingerprint, corpus.keys, name=context.default_name(spec.name), params=params, tuning_key=key,
+                       reference_annotator=corpus.reference) as run:
+        out = run.out
         say(f"{len(dev_clips)} clips of {len(set(groups))} {what} in {config.smiles.folds} grouped folds; {len(seeds)} seed(s): {seeds}")
         fitted = None
         for seed in seeds:
@@ -152,11 +145,13 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
             else:
                 model = fit(fitted.params)[1]
             outputs = _outputs(model, data)
-            rows += _figures("model", outputs, data, seed)
+            seed_rows = _figures("model", outputs, data, seed)
             for modality_set in _baseline_modalities(modalities):
                 parts = {n: d.only(modality_set) for n, d in baseline.items()}
                 fitted_baseline = cross_validate(get_head("logistic"), {"C": 1.0}, parts[CROSS_VALIDATED], folds, seed, score, len(CLASSES))[1]
-                rows += _figures("baseline", _outputs(fitted_baseline, parts), parts, seed)
+                seed_rows += _figures("baseline", _outputs(fitted_baseline, parts), parts, seed)
+            _log_seed(spec, seed, seed_rows)
+            rows += seed_rows
             if seed == seeds[0]:
                 _reports(model, outputs, data, sets, out, seed)
         table = pd.DataFrame(rows)
@@ -179,17 +174,27 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
                             "gain_over_baseline": headline["gain"], "gain_over_baseline.sd": headline["gain_sd"]})
         (out / "scores.json").write_text(json.dumps({"trained_on": str(corpus.root), "zero_shot_on": config.smiles.eval_data, "headline": {"set": headline_set, "modality": headline_modality, **headline.drop(["set", "modality"]).to_dict()},
                                                      "summary": summary.to_dict("records"), "gains": gains.to_dict("records")}, indent=1, default=float))
-        (out / "best_params.json").write_text(json.dumps({"params": fitted.params, "provenance": fitted.provenance}, indent=1))
-        mlflow.log_params(tracking.flatten("head.", fitted.params))
+        run.record(fitted.params, fitted.provenance)
         mlflow.log_artifacts(str(out))
         width = data[CROSS_VALIDATED].raw.shape[1]  # each fold model carries its own normaliser
-        save_model(fitted.head, PostProcess.for_track(spec), Normaliser(np.zeros(width, np.float32), np.ones(width, np.float32)), spec, config, corpus.keys)
+        run.save_model(fitted.head, PostProcess.for_track(spec), Normaliser(np.zeros(width, np.float32), np.ones(width, np.float32)), corpus.keys)
     say(f"reports: {out.resolve()} (summary.csv, seeds.csv, gain_over_baseline.csv, per-class tables, confusion matrices, heatmaps, t-SNE)")
     details = {f"{r['set']} {r['modality']}": r["model"] for _, r in gains.iterrows()}
     details |= {f"{r['set']} {r['modality']} baseline": r["baseline"] for _, r in gains.iterrows()}
-    result = RunResult(run.info.run_id, float(headline["model"]), details, fitted.params, None)
-    result.trials_run = fitted.ran
+    result = RunResult(run.run_id, float(headline["model"]), details, fitted.params, None)
+    result.trials_run, result.seeds = fitted.ran, len(seeds)
     return result
+
+
+def _log_seed(spec, seed: int, rows: list[dict]) -> None:
+    """One seed's figures as a nested run of the track's run (challenge.protocols: seeds are
+    nested runs everywhere); the parent run holds their mean ± sd."""
+    import mlflow
+
+    with mlflow.start_run(run_name=f"seed-{seed}", nested=True):
+        mlflow.set_tags({"challenge.kind": "seed", "track": spec.name, "seed": seed})
+        mlflow.log_metrics({f"{r['set'].replace('-', '_')}.{r['modality']}.{'' if r['who'] == 'model' else 'baseline.'}{r['figure']}": float(r["value"])
+                            for r in rows})
 
 
 def present_macro_f1_of_probabilities(truth: np.ndarray, probabilities: np.ndarray) -> float:

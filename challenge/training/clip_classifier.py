@@ -1,5 +1,5 @@
 """The clip classifier of the smiles-and-laughter study (pooled features in, classes out) and its
-training loop (early stopping shared with every head through training.epochs). The registered
+training loop (early stopping shared with every head through training.trainer). The registered
 heads in challenge.heads (mlp-late-fusion) build on it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from challenge.training.epochs import class_weights, gradient_step, optimiser_for, train_epochs
+from challenge.training.trainer import Trainer, class_weights
 
 
 class ClipClassifier(nn.Module):
@@ -49,16 +49,16 @@ def fit_clips(model: nn.Module, x: np.ndarray, y: np.ndarray, x_stop: np.ndarray
     if start is not None:
         model.start_from(*start)
     rng = np.random.default_rng(seed)
-    optimiser = optimiser_for(model, params)
+    trainer = Trainer(model, params, "cpu", rngs=[rng])
     classes = model.out.out_features
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(y, classes))
     xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y).long()
 
     def run_epoch() -> float:
         order = rng.permutation(len(x))
-        return float(np.mean([gradient_step(model, optimiser, loss_fn(model(xt[b]), yt[b])) for b in np.array_split(order, max(1, len(x) // 64))]))
+        return float(np.mean([trainer.step(loss_fn(model(xt[b]), yt[b])) for b in np.array_split(order, max(1, len(x) // 64))]))
 
-    return train_epochs(model, params, run_epoch, lambda: score(y_stop, predict_clips(model, x_stop)), report, keep_start=start is not None)
+    return trainer.run(run_epoch, lambda: score(y_stop, predict_clips(model, x_stop)), report, keep_start=start is not None)
 
 
 @torch.no_grad()

@@ -46,22 +46,25 @@ def cross_validate_frames(head_cls, params: dict, problem, n_outputs: int, dev: 
                           seed: int, score, device: str = "cpu", report=None) -> tuple[float, FrameFoldEnsemble]:
     """(score of the pooled out-of-fold outputs against `truth`, the fold models). `dev.labels`
     are what the models learn from (shuffled in a control run); `truth` is what they are scored
-    on. `folds[i]` is video i's fold. After each fold, `report(fold, score so far)` lets the
-    tuner prune."""
+    on. `folds[i]` is video i's fold (challenge.training.grouped_folds.fold_loop)."""
+    from challenge.training.grouped_folds import fold_loop
+
     out_of_fold: list[np.ndarray | None] = [None] * len(dev)
-    members, history = [], []
-    for fold in range(int(folds.max()) + 1):
-        held, rest = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+
+    def fit_fold(fold: int, held: np.ndarray):
+        held, rest = np.flatnonzero(held), np.flatnonzero(~held)
         stop = dev.subset(held)
         stop.labels = [truth[i] for i in held]
         head = head_cls(params, problem, n_outputs, seed=seed + fold, device=device)
         fold_score = head.fit(dev.subset(rest), stop, score)
         for i, outputs in zip(held, head.predict(stop)):
             out_of_fold[i] = outputs
-        members.append(head)
-        history.append({"epoch": fold, "fold_valid_score": float(fold_score)})
-        if report is not None:
-            done = [i for i in range(len(dev)) if out_of_fold[i] is not None]
-            report(fold, score(np.concatenate([truth[i] for i in done]), np.concatenate([out_of_fold[i] for i in done])))
+        return fold_score, head
+
+    def running_score() -> float:
+        done = [i for i in range(len(dev)) if out_of_fold[i] is not None]
+        return score(np.concatenate([truth[i] for i in done]), np.concatenate([out_of_fold[i] for i in done]))
+
+    members, history = fold_loop(folds, fit_fold, report, running_score)
     value = score(np.concatenate(truth), np.concatenate(out_of_fold))
     return value, FrameFoldEnsemble(members, out_of_fold, history)

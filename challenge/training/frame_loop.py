@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from challenge.training.epochs import class_weights, gradient_step, optimiser_for, train_epochs
+from challenge.training.trainer import Trainer, class_weights
 from challenge.training.frame_data import FrameFeatures
 from challenge.training.windows import window_starts
 from challenge.track import Problem
@@ -82,9 +82,8 @@ def _train_batches(data: FrameFeatures, window: int, batch_size: int, rng):
 
 def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, params: dict, score, report, seed: int, device: str,
                     n_outputs: int | None = None):
-    model.to(device)
-    optimiser = optimiser_for(model, params)
     rng = np.random.default_rng(seed)
+    trainer = Trainer(model, params, device, rngs=[rng])
     window = params["window"]
     truth = valid.targets()
     weights = None
@@ -98,11 +97,11 @@ def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, 
             y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
             present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
             loss = masked_loss(problem, model(x, present), y, present, weights, params.get("loss"), params.get("focal_gamma", 2.0))
-            losses.append(gradient_step(model, optimiser, loss))
+            losses.append(trainer.step(loss))
         return float(np.mean(losses))
 
     evaluate = lambda: score(truth, np.concatenate(predict_frames(model, problem, valid, window, device)))  # noqa: E731
-    return train_epochs(model, params, run_epoch, evaluate, report)
+    return trainer.run(run_epoch, evaluate, report)
 
 
 @torch.inference_mode()

@@ -29,3 +29,19 @@ def grouped_folds(groups: list[str], labels: np.ndarray, k: int, seed: int, what
     if empty:  # sklearn can leave a fold empty when groups are very unequal
         raise ChallengeError(f"--folds {k}: fold(s) {empty} got no {what}; pass fewer folds.")
     return folds
+
+
+def fold_loop(folds: np.ndarray, fit_fold, report=None, running_score=None) -> tuple[list, list[dict]]:
+    """The one grouped-fold loop, for every kind of data: `fit_fold(fold, held)` trains a model
+    on the rows not `held` (a boolean mask), stops it early on the held rows, stores its held-out
+    outputs, and returns (its held-out score, the model). After each fold, `report(fold,
+    running_score())` lets the tuner prune on the out-of-fold score so far. Returns (the fold
+    models, one history row per fold)."""
+    members, history = [], []
+    for fold in range(int(folds.max()) + 1):
+        fold_score, member = fit_fold(fold, folds == fold)
+        members.append(member)
+        history.append({"epoch": fold, "fold_valid_score": float(fold_score)})
+        if report is not None:
+            report(fold, running_score())
+    return members, history

@@ -3,13 +3,15 @@ validation score, the best epoch's weights restored at the end."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from challenge.training.epochs import gradient_step, optimiser_for, train_epochs
 from challenge.training.features import ClipFeatures
 from challenge.training.losses import ccc_loss
+from challenge.training.trainer import Trainer
 from challenge.training.windows import window_starts
 
 
@@ -49,9 +51,8 @@ def pearson_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: dict, score, report, seed: int, device: str):
     """Returns (best validation score, per-epoch history); `model` ends with the best weights."""
-    model.to(device)
-    optimiser = optimiser_for(model, params)
     batches = ClipBatches(train, params["max_steps"], seed)
+    trainer = Trainer(model, params, device, steps_per_epoch=math.ceil(len(train) / params["batch_size"]), rngs=[batches.rng])
     targets = torch.from_numpy(train.targets)
 
     def run_epoch() -> float:
@@ -65,11 +66,11 @@ def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: 
             loss = ccc_loss(prediction, y) if params.get("loss") == "ccc" and len(index) > 2 else torch.nn.functional.mse_loss(prediction, y)
             if params.get("pearson_weight", 0) > 0 and len(index) > 2:
                 loss = loss + params["pearson_weight"] * pearson_loss(prediction, y)
-            losses.append(gradient_step(model, optimiser, loss))
+            losses.append(trainer.step(loss))
         return float(np.mean(losses))
 
     evaluate = lambda: score(valid.targets, predict_clips(model, valid, params["max_steps"], device))  # noqa: E731
-    return train_epochs(model, params, run_epoch, evaluate, report)
+    return trainer.run(run_epoch, evaluate, report)
 
 
 @torch.inference_mode()

@@ -1,0 +1,180 @@
+"""The media loaders tracks supply to end-to-end models, in the spirit of pyannote's Task: a
+split's samples become items (input, target) at the size the backbone expects.
+
+- `WaveformClips` (clip tracks with audio): each clip's waveform at 16 kHz, standardised as
+  wav2vec2's feature extractor does; training reads a random window of `window_seconds`,
+  evaluation half-overlapping windows covering the clip.
+- `FaceFrames` (per-frame tracks): each video's face frames (the crop folder's images, or the
+  video's frames) as RGB squares of the backbone's size, aligned with the label rows.
+
+Decoded media stay in RAM up to a budget (CHALLENGE_MEDIA_RAM_MB, 2048 MiB by default) so the
+epochs after the first decode nothing; past it, media are decoded at each access. Nothing is
+written to the feature store: raw pixels and waveforms are not features."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from challenge.errors import ChallengeError
+from challenge.media import AUDIO_RATE, read_audio
+from challenge.training.windows import window_starts
+
+
+class MediaCache:
+    """Decoded media by key, until `budget` bytes are held."""
+
+    def __init__(self, budget: int):
+        self.budget, self.held, self.items = budget, 0, {}
+
+    def get(self, key, decode):
+        found = self.items.get(key)
+        if found is not None:
+            return found
+        value = decode()
+        if self.held + value.nbytes <= self.budget:
+            self.items[key] = value
+            self.held += value.nbytes
+        return value
+
+
+MEDIA_RAM = MediaCache(int(float(os.environ.get("CHALLENGE_MEDIA_RAM_MB", "2048")) * 2**20))
+
+
+@dataclass
+class WaveformClips:
+    medium = "audio"
+    ids: list[str]
+    sources: list[Path]
+    targets: np.ndarray | None = None  # [N, C]
+    normaliser = None  # media are standardised per clip, not with training statistics
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def waveform(self, i: int) -> np.ndarray:
+        def decode():
+            try:
+                signal = read_audio(self.sources[i], AUDIO_RATE)
+            except ChallengeError:
+                raise
+            except Exception as error:  # noqa: BLE001 - PyAV's many kinds of decoding error
+                raise ChallengeError(f"{self.sources[i]}: cannot decode its audio ({type(error).__name__}: {error}).") from error
+            if signal.size == 0:
+                raise ChallengeError(f"{self.sources[i]}: no audio samples in the file (clip {self.ids[i]}).")
+            # zero mean, unit variance, as wav2vec2's feature extractor does (do_normalize)
+            return ((signal - signal.mean()) / np.sqrt(signal.var() + 1e-7)).astype(np.float32)
+
+        return MEDIA_RAM.get(("audio", str(self.sources[i])), decode)
+
+    def train_window(self, i: int, seconds: float, rng: np.random.Generator, gain_db: float = 0.0) -> np.ndarray:
+        """A random window of the clip (the whole clip when shorter), with a random gain of up
+        to ±gain_db decibels (augmentation)."""
+        signal, size = self.waveform(i), int(seconds * AUDIO_RATE)
+        start = int(rng.integers(0, len(signal) - size + 1)) if len(signal) > size else 0
+        window = signal[start : start + size]
+        if gain_db > 0:
+            window = window * np.float32(10 ** (rng.uniform(-gain_db, gain_db) / 20))
+        return window
+
+    def eval_windows(self, i: int, seconds: float) -> list[np.ndarray]:
+        signal, size = self.waveform(i), int(seconds * AUDIO_RATE)
+        return [signal[s : s + size] for s in window_starts(len(signal), size)]
+
+    def normalise_with(self, normaliser) -> WaveformClips:
+        return self
+
+    def subset(self, indices) -> WaveformClips:
+        indices = list(indices)
+        return WaveformClips([self.ids[i] for i in indices], [self.sources[i] for i in indices],
+                             None if self.targets is None else self.targets[indices])
+
+
+def waveform_clips(samples, lengths=None) -> WaveformClips:
+    """The loader of clip tracks with audio (EMI): a sample's audio file, or its video's audio."""
+    missing = [s.id for s in samples if s.audio is None]
+    if missing:
+        raise ChallengeError(f"{len(missing)} clip(s) have no audio to fine-tune on (first: {missing[:5]}); "
+                             "pass --skip-missing to leave them out.")
+    targets = np.stack([s.labels for s in samples]).astype(np.float32) if samples and samples[0].labels is not None else None
+    return WaveformClips([s.id for s in samples], [Path(s.audio) for s in samples], targets)
+
+
+@dataclass
+class FaceFrames:
+    medium = "faces"
+    ids: list[str]
+    lengths: list[int]  # frames per video: its label rows (the sample file's frame count for test videos)
+    sources: list[Path]  # a folder of face crops (numbered images) or a video file
+    labels: list[np.ndarray] | None = None  # per video [frames, width], invalid markers kept
+    size: int = 224  # the backbone's input side
+    normaliser = None
+    _index: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def targets(self) -> np.ndarray:
+        return np.concatenate(self.labels)
+
+    def video(self, i: int) -> np.ndarray:
+        """[frames, size, size, 3] uint8, one per label row; a frame without a crop (Aff-Wild2
+        drops frames where no face was found) takes the nearest frame that has one."""
+        def decode():
+            pixels, numbers = _decode_faces(self.sources[i], self.size)
+            rows = np.arange(1, self.lengths[i] + 1)
+            nearest = np.clip(np.searchsorted(numbers, rows), 0, len(numbers) - 1)
+            before = np.clip(nearest - 1, 0, len(numbers) - 1)
+            pick = np.where(np.abs(numbers[before] - rows) <= np.abs(numbers[nearest] - rows), before, nearest)
+            return pixels[pick]
+
+        return MEDIA_RAM.get(("faces", str(self.sources[i]), self.size), decode)
+
+    def normalise_with(self, normaliser) -> FaceFrames:
+        return self
+
+    def subset(self, indices) -> FaceFrames:
+        indices = list(indices)
+        pick = lambda values: [values[i] for i in indices]  # noqa: E731
+        return FaceFrames(pick(self.ids), pick(self.lengths), pick(self.sources), None if self.labels is None else pick(self.labels), self.size)
+
+
+def _decode_faces(source: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels [n, size, size, 3] uint8, their 1-based frame numbers, ascending)."""
+    from PIL import Image
+
+    from challenge.features.mae_network import frame_files
+    from challenge.media import iter_video_frames
+
+    source = Path(source)
+    if source.is_dir():
+        files = frame_files(source)
+        if not files:
+            raise ChallengeError(f"{source}: no face images (.jpg/.png) in this folder.")
+        frames, numbers = [], []
+        for k, path in enumerate(files):
+            try:
+                with Image.open(path) as image:
+                    frames.append(np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR)))
+            except OSError as error:
+                raise ChallengeError(f"{path}: unreadable image ({error}). Replace or delete it.") from error
+            numbers.append(int(path.stem) if path.stem.isdigit() else k + 1)
+        return np.stack(frames), np.asarray(numbers)
+    frames = [np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR)) for _, rgb in iter_video_frames(source, 1)]
+    if not frames:
+        raise ChallengeError(f"{source}: the video has no frames.")
+    return np.stack(frames), np.arange(1, len(frames) + 1)
+
+
+def face_frames(samples, lengths: dict[str, int], size: int = 224) -> FaceFrames:
+    """The loader of per-frame tracks: each video's crop folder (Aff-Wild2's cropped_aligned), or
+    the video itself when there is none. The end-to-end head sets `size` to its backbone's input."""
+    sources = [s.frames_dir if s.frames_dir is not None else s.video for s in samples]
+    missing = [s.id for s, source in zip(samples, sources) if source is None]
+    if missing:
+        raise ChallengeError(f"{len(missing)} video(s) have neither face crops nor a video file (first: {missing[:5]}).")
+    labels = [s.labels for s in samples] if samples and samples[0].labels is not None else None
+    return FaceFrames([s.id for s in samples], [lengths[s.id] for s in samples], [Path(p) for p in sources], labels, size)

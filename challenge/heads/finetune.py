@@ -1,0 +1,127 @@
+"""End-to-end heads: a pretrained backbone fine-tuned with its head (challenge.finetune). They
+read media through the loader the track supplies (`reads = "media"`), take their backbone from
+the extractor settings of their medium (`--audio-model` / `--visual-model`, so the same
+checkpoints load), and are tuned, saved, ensembled and used by `challenge predict` as every
+other head. `challenge track TRACK --finetune` picks the track's end-to-end head.
+
+Their settings are the `finetune:` section of the run config (FinetuneSettings), plus each
+head's own; Optuna tunes the search space, a value set in the config is fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from challenge.finetune.settings import FinetuneSettings
+from challenge.heads.base import Head, register_head
+from challenge.heads.frame_common import FRAME_PROBLEMS
+from challenge.saved_state import load_module, module_arrays
+from challenge.track import Problem
+
+FINETUNE_SPACE = {
+    "backbone_lr": FloatDistribution(1e-5, 3e-4, log=True),
+    "head_lr": FloatDistribution(1e-4, 3e-3, log=True),
+    "layer_decay": FloatDistribution(0.5, 1.0),
+    "warmup": FloatDistribution(0.0, 0.2),
+}
+
+
+class EndToEndHead(Head):
+    reads = "media"
+    medium: ClassVar[str]  # what the track's loader must give: "audio" or "faces"
+    extractor: ClassVar[str]  # the extractor whose settings name the backbone (and give the frozen baseline's features)
+    backbone_kind: ClassVar[str]
+    checkpoint: Path | None = None  # set by the run: where each epoch's training state is kept (resumable)
+
+    def backbone_settings(self) -> dict:
+        return self.params["backbone"]
+
+    def fit(self, train, valid, score, report=None) -> float:
+        import torch
+
+        from challenge.finetune.backbones import load_backbone
+
+        torch.manual_seed(self.seed)
+        settings = self.backbone_settings()
+        backbone = load_backbone(self.backbone_kind, settings, settings.get("layer"))
+        self.shape = {"backbone": backbone.config_dict()}
+        self.model = self.assemble(backbone)
+        best, self.history = self.train_model(train, valid, score, report)
+        return best
+
+    def state(self):
+        return {"shape": self.shape}, module_arrays(self.model)
+
+    def restore(self, info: dict, arrays) -> None:
+        from challenge.finetune.backbones import rebuild_backbone
+
+        self.shape = info["shape"]
+        self.model = load_module(self.assemble(rebuild_backbone(self.shape["backbone"])), arrays)
+
+    def save_backbone(self, folder: Path) -> Path:
+        """The fine-tuned backbone as a `save_pretrained` folder: given back as --audio-model or
+        --visual-model, it is extracted into the feature store under its own content digest."""
+        return self.model.backbone.save_pretrained(folder)
+
+
+@register_head
+class Wav2Vec2LSTMHead(EndToEndHead):
+    name = "wav2vec2-lstm"
+    medium, extractor, backbone_kind = "audio", "wav2vec2", "wav2vec2"
+    problems = {Problem.CLIP_REGRESSION}
+    defaults = FinetuneSettings().model_dump() | {
+        "hidden": 128, "layers": 1, "dropout": 0.1, "mlp_hidden": 128, "window_seconds": 4.0, "augment_gain_db": 6.0, "loss": "mse",
+        "backbone": {},
+    }
+    search_space = FINETUNE_SPACE | {"hidden": CategoricalDistribution([64, 128, 256]), "dropout": FloatDistribution(0.0, 0.4)}
+
+    def assemble(self, backbone):
+        from challenge.finetune.models import ClipRegressor
+        from challenge.heads.lstm import GlobalContextLSTM
+
+        p = self.params
+        return ClipRegressor(backbone, GlobalContextLSTM(backbone.width, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs))
+
+    def train_model(self, train, valid, score, report):
+        from challenge.finetune.loops import fit_clips
+
+        return fit_clips(self.model, train, valid, self.params, score, report, self.seed, self.device, self.checkpoint)
+
+    def predict(self, data):
+        from challenge.finetune.loops import predict_clips
+
+        return predict_clips(self.model, data, self.params, self.device)
+
+
+@register_head
+class ViTFramesHead(EndToEndHead):
+    name = "vit-frames"
+    medium, extractor, backbone_kind = "faces", "mae", "vit-mae"
+    problems = FRAME_PROBLEMS
+    defaults = FinetuneSettings().model_dump() | {
+        "dropout": 0.1, "frames_per_video": 64, "augment_flip": 0.5, "class_weighted": True, "backbone": {}, "freeze_feature_encoder": False,
+    }
+    search_space = FINETUNE_SPACE | {"dropout": FloatDistribution(0.0, 0.4)}
+
+    def assemble(self, backbone):
+        from challenge.finetune.models import FrameClassifier
+
+        return FrameClassifier(backbone, self.params["dropout"], self.n_outputs)
+
+    def sized(self, data):
+        """The track's face loader, at the size this backbone reads."""
+        data.size = self.model.backbone.size
+        return data
+
+    def train_model(self, train, valid, score, report):
+        from challenge.finetune.loops import fit_frames
+
+        return fit_frames(self.model, self.problem, self.sized(train), self.sized(valid), self.params, score, report, self.seed, self.device,
+                          self.n_outputs, self.checkpoint)
+
+    def predict(self, data):
+        from challenge.finetune.loops import predict_frames
+
+        return predict_frames(self.model, self.problem, self.sized(data), self.device)
