@@ -46,8 +46,9 @@ def clips(work: Path, count: int, seconds: float):
 
     from challenge.finetune.media import WaveformClips
 
+    work.mkdir(parents=True, exist_ok=True)
     paths = []
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(count)
     for k in range(count):
         path = work / f"clip{k}.wav"
         if not path.exists():
@@ -136,15 +137,16 @@ def throughput(args, work: Path, device: str, precision: str) -> dict:
 
 
 def memory_probe(size: str, work: str, checkpointing: bool, batch: int, seconds: float, device: str) -> None:
-    """One training step in this process; prints its peak memory (MiB)."""
-    import resource
-
+    """One training step in this process; prints the memory it took above what the loaded model
+    held (MiB): CUDA's peak allocation, or on CPU the peak resident size (VmHWM, reset through
+    /proc/self/clear_refs) minus the resident size before the step."""
     import torch
 
     model = build(model_folder(size, Path(work)), device, checkpointing)
     model.train()
     x = torch.randn(batch, int(seconds * 16000), device=device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = _status("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # the peak resident size starts again from now
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     loss = model(x, torch.full((batch,), x.shape[1])).square().mean()
@@ -152,7 +154,13 @@ def memory_probe(size: str, work: str, checkpointing: bool, batch: int, seconds:
     if device.startswith("cuda"):
         print(json.dumps({"peak_mib": torch.cuda.max_memory_allocated() / 2**20}))
     else:
-        print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before}))
+        print(json.dumps({"peak_mib": _status("VmHWM") - before}))
+
+
+def _status(field: str) -> float:
+    """A /proc/self/status figure in MiB."""
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def main() -> None:

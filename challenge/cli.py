@@ -5,6 +5,7 @@ Heavy imports (torch, transformers, mlflow) happen inside the commands so `--hel
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from enum import Enum
@@ -13,9 +14,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from challenge.cli_options import with_schema_options
+from challenge.config import MODEL_FLAGS
 from challenge.errors import ChallengeError
 from challenge.progress import say, set_quiet
-from challenge.registry import get_track, track_names
+from challenge.registry import entry_point_names, get_track, track_names
 
 app = typer.Typer(
     help="From ABAW-style challenge data to a validated leaderboard file.\n\n"
@@ -90,7 +93,7 @@ def demo_data(
 def features_extract(
     data: Annotated[Path, typer.Option(help="Dataset root in the track's official layout.")],
     track: Annotated[str, typer.Option(help="Track whose reader lists the media. " + TRACKS_HELP, callback=_known_track)],
-    extractor: Annotated[str, typer.Option(help="wav2vec2, mae, provided, egemaps or compare (openSMILE ComParE 2016).")],
+    extractor: Annotated[str, typer.Option(help="A registered extractor: " + ", ".join(entry_point_names("challenge.extractors")) + ".")],
     audio_model: AudioModelOption = None,
     visual_model: VisualModelOption = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
@@ -117,28 +120,26 @@ def features_extract(
         challenge features extract --data /data/hume --track emi --extractor mae --shard $SLURM_ARRAY_TASK_ID/16
     """
     set_quiet(quiet)
+    from challenge.features.base import extractor_class
+
+    chosen = {"audio": audio_model, "visual": visual_model}.get(extractor_class(extractor).modality)
+    job = {"track": track, "data": str(data), "extractor": extractor, "options": {"model": chosen, "layer": layer, "kind": kind},
+           "store": str(store) if store else None, "skip_missing": skip_missing}
     devices = device.split(",")
     count = workers or len(devices)
     if count > 1:
         if shard is not None:
             raise ChallengeError("--workers splits the samples into shards itself: pass --workers or --shard, not both.")
-        say(f"starting {count} extraction workers (shards 0..{count - 1} of {count}, devices {', '.join(devices)})")
-        own = [["--shard", f"{k}/{count}", "--device", devices[k % len(devices)]] for k in range(count)]
-        raise typer.Exit(run_workers(own, ("--workers", "--shard", "--device")))
-    from challenge.features import EXTRACTORS, FeatureStore, make_extractor
-    from challenge.features.extract import extract
+        from challenge.workers import extraction_workers
 
-    if extractor not in EXTRACTORS:
-        raise ChallengeError(f"unknown extractor {extractor!r}; choose one of: {', '.join(sorted(EXTRACTORS))}")
-    chosen = {"audio": audio_model, "visual": visual_model}.get(EXTRACTORS[extractor].modality)
-    samples = get_track(track).read(data, on_missing="skip" if skip_missing else "error")
-    if shard is not None:
-        samples = samples.shard(*_shard(shard))
-    if samples.skipped:
-        say(f"[yellow]skipped {len(samples.skipped)} sample(s) without media:[/]\n" + "\n".join(f"  - {s}" for s in samples.skipped[:10]))
-    options = {"model": chosen, "layer": layer, "kind": kind}
-    config = make_extractor(extractor, **{k: v for k, v in options.items() if v is not None})
-    report = extract(config, samples, FeatureStore(store), device=device)
+        say(f"starting {count} extraction workers (shards 0..{count - 1} of {count}, devices {', '.join(devices)})")
+        raise typer.Exit(extraction_workers(job, count, devices))
+    from challenge.features.extract import extract_for_track
+
+    config, report, skipped = extract_for_track(track, data, extractor, job["options"], job["store"], device,
+                                                _shard(shard) if shard is not None else None, skip_missing)
+    if skipped:
+        say(f"[yellow]skipped {len(skipped)} sample(s) without media:[/]\n" + "\n".join(f"  - {s}" for s in skipped[:10]))
     typer.echo(f"{config.name}: {report.computed} computed, {report.cached} cached, {len(report.missing_media)} without media")
 
 
@@ -203,30 +204,6 @@ def features_ls(store: StoreOption = None):
     Console().print(table)
 
 
-def run_workers(own_options: list[list[str]], replaced: tuple[str, ...]) -> int:
-    """This command again in one process per entry of `own_options`: the command line without
-    the options in `replaced`, plus that process's own options. Returns the first non-zero exit
-    status, or 0."""
-    import os
-    import subprocess
-
-    argv = sys.argv[1:]
-    for name in replaced:
-        argv = _without_option(argv, name)
-    # the processes share this machine's cores: each gets its share of threads, or K workers
-    # each running torch on every core slow each other down (measured: 2 workers, 0.54x one)
-    threads = str(max(1, (os.cpu_count() or 1) // len(own_options)))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    processes = [subprocess.Popen([sys.executable, "-c", "from challenge.cli import main; main()", *argv, *own], env=env)
-                 for own in own_options]
-    codes = [p.wait() for p in processes]
-    failed = [(k, code) for k, code in enumerate(codes) if code]
-    for k, code in failed:
-        typer.echo(f"worker {k} ({' '.join(own_options[k])}) exited with status {code}", err=True)
-    typer.echo(f"{len(codes) - len(failed)} of {len(codes)} workers finished")
-    return failed[0][1] if failed else 0
-
-
 def _shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
@@ -237,56 +214,43 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _without_option(argv: list[str], name: str) -> list[str]:
-    """argv without `name VALUE` / `name=VALUE`."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == name:
-            skip = True
-        elif not arg.startswith(name + "="):
-            out.append(arg)
-    return out
+def _model_options() -> list[inspect.Parameter]:
+    """--audio-model and --visual-model: the one spelling of the model option, in every command."""
+    help_text = {"audio_model": "wav2vec2 hub id, save_pretrained folder or weights file (.pth, .pt, .bin, .safetensors).",
+                 "visual_model": "MAE ViT hub id, save_pretrained folder or weights file (facebookresearch/mae .pth...)."}
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                              annotation=Annotated[Optional[str], typer.Option(help=help_text[name], show_default=False)]) for name in MODEL_FLAGS]
 
 
-@app.command("track")
+def _run_options(names: list[str] | None = None, sections: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """The run config's settings as options (challenge.cli_options); heads and feature sets
+    listed from their registries."""
+    from challenge.cli_options import schema_parameters, section_parameters
+    from challenge.config import RunConfig, feature_choices
+    from challenge.heads import head_names
+
+    registries = {"head": " Registered: " + ", ".join(head_names()) + ".",
+                  "features": " Comma-separated; registered: " + ", ".join(feature_choices()) + "."}
+    chosen = [n for n in (names or RunConfig.model_fields) if n != "track"]
+    parameters = schema_parameters(RunConfig, chosen, extra_help=registries) + _model_options()
+    for section in sections:
+        parameters += section_parameters(RunConfig, section)
+    return parameters
+
+
 def track_command(
     track: TrackName,
-    data: DataOption = None,
-    features: Annotated[Optional[str], typer.Option(help="Comma-separated: wav2vec2, mae, egemaps, compare, face-crops, provided-wav2vec2, provided-vit.")] = None,
-    audio_model: AudioModelOption = None,
-    visual_model: VisualModelOption = None,
-    head: Annotated[Optional[str], typer.Option(help="EMI: lstm (default), lightgbm or ridge; frame tracks: transformer (default), lstm-frames, ridge (VA) or logistic (EXPR, AU, CE).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seeds Python, NumPy, torch and the sampler.")] = None,
-    seeds: Annotated[Optional[int], typer.Option(help="smiles tracks: repeat with seeds SEED..SEED+S-1 and report mean ± sd (default 3).")] = None,
-    tune: Annotated[bool, typer.Option("--tune", help="Tune the head with Optuna before the final fit.")] = False,
-    trials: TrialsOption = None,
-    timeout: TimeoutOption = None,
-    storage: StorageOption = None,
-    workers: Annotated[int, typer.Option(min=1, help="With --tune: run K local worker processes on one study (--trials counts the study's trials, all workers together).")] = 1,
-    worker: Annotated[Optional[int], typer.Option(min=0, help="This worker's index when several share a study (its sampler seed); default: claim a free one from the study.")] = None,
-    estimate_folds: Annotated[Optional[int], typer.Option(min=0, help="With --tune (clip tracks): refit the chosen parameters and the baseline on K folds of train+valid for an estimate that selected nothing (default 3; 0 skips).")] = None,
-    tracking_uri: TrackingOption = None,
-    out: OutOption = None,
-    epochs: EpochsOption = None,
-    device: DeviceOption = None,
-    shuffle_labels: Annotated[bool, typer.Option("--shuffle-labels", help="Control run: permute training labels.")] = False,
-    skip_missing: SkipMissingOption = False,
-    zero_shot: Annotated[bool, typer.Option("--zero-shot", help="ce: compound scores from an EXPR model (product of its two basic emotions).")] = False,
-    eval_data: Annotated[Optional[Path], typer.Option(help="smile-laugh: a second corpus, scored zero-shot.")] = None,
-    both_ways: Annotated[bool, typer.Option("--both-ways", help="smile-laugh with --eval-data: also train on that corpus and score zero-shot on --data.")] = False,
-    folds: Annotated[Optional[int], typer.Option(help="smiles tracks: grouped cross-validation folds over recordings (speakers), for early stopping and selection (default 5; smile-intensity --folds 1: the valid recordings).")] = None,
-    scheme: Annotated[Optional[Path], typer.Option(help="smiles tracks: ELAN tier names and level spellings (YAML; default the corpus's elan_scheme.yaml).")] = None,
-    clip_length: Annotated[Optional[float], typer.Option(help="smile-laugh: clip length in seconds (default 1.2).")] = None,
-    clip_hop: Annotated[Optional[float], typer.Option(help="smile-laugh: seconds between clip starts (default 0.6).")] = None,
-    subtle: Annotated[Optional[str], typer.Option(help="smile-intensity: drop (default), keep or merge (into Low) the Subtle level.")] = None,
-    window: Annotated[Optional[int], typer.Option(help="smile-intensity: face frames per GRU window (default 20).")] = None,
     config: ConfigOption = None,
-    store: StoreOption = None,
+    finetune: Annotated[bool, typer.Option("--finetune", help="Fine-tune the backbone end to end with the track's end-to-end head "
+                                                              "(EMI: wav2vec2-lstm; EXPR, AU, VA: vit-frames); same as --head NAME.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="With --tune: run K local worker processes on one study (--trials counts the study's trials, all workers together).")] = 1,
     quiet: Quiet = False,
+    **settings,
 ):
     """Train (and with --tune, tune) a head, score it on validation, write and validate the submission.
+
+    Every setting of the run config is an option here and a key of --config YAML; the smiles
+    and fine-tuning sections have their own panels.
 
     Examples:
 
@@ -294,9 +258,11 @@ def track_command(
 
         challenge track emi --data /data/hume --features wav2vec2,mae --audio-model /models/wav2vec2-base --head lstm
 
+        challenge track emi --data /data/hume --finetune --audio-model /models/wav2vec2-base --finetune-trainable-blocks 6
+
         challenge track emi --data demo_data/emi --features egemaps --head lightgbm --shuffle-labels
 
-        challenge track expr --data /data/affwild2 --features mae,wav2vec2 --visual-model /models/mae-face --tune
+        challenge track expr --data /data/affwild2 --features mae,wav2vec2 --visual-model /models/mae-face.pth --tune
 
         challenge track ce --data /data/affwild2 --zero-shot
 
@@ -305,32 +271,29 @@ def track_command(
         challenge track smile-intensity --data demo_data/smiles/a --subtle merge
     """
     set_quiet(quiet)
-    from challenge.config import load_config
+    from challenge.cli_options import schema_flags
+    from challenge.config import RunConfig, load_config
     from challenge.runner import run
 
-    flags = {
-        "track": track, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
-        "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
-        "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
-        "epochs": epochs, "device": device, "shuffle_labels": shuffle_labels or None, "skip_missing": skip_missing or None,
-        "store": str(store) if store else None, "zero_shot": zero_shot or None, "eval_data": str(eval_data) if eval_data else None,
-        "seeds": seeds, "folds": folds, "both_ways": both_ways or None,
-        "scheme": str(scheme) if scheme else None, "clip_length": clip_length, "clip_hop": clip_hop, "subtle": subtle, "window": window,
-        "worker": worker, "estimate_folds": estimate_folds,
-    }
     spec = get_track(track)
+    flags = {"track": track, **schema_flags(settings, RunConfig)}
+    if finetune:
+        if not spec.finetune_head:
+            raise ChallengeError(f"--finetune: the {track} track names no end-to-end head; pass --head with one of the heads that read media.")
+        if flags.get("head") not in (None, spec.finetune_head):
+            raise ChallengeError(f"--finetune picks the head {spec.finetune_head}; --head {flags['head']} says otherwise: pass one of them.")
+        flags["head"] = spec.finetune_head
     resolved = load_config(config, flags, spec)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
     if workers > 1:
         if not resolved.tune:
             raise ChallengeError("--workers K shares one Optuna study between K processes: add --tune.")
-        first = resolved.worker
-        if first is None:  # each claims a free index from the study's storage, as independent commands do
-            say(f"starting {workers} workers on one study (each claims a free worker index from the study)")
-            raise typer.Exit(run_workers([[] for _ in range(workers)], ("--workers", "--worker")))
-        say(f"starting {workers} workers on one study (worker indices {first}..{first + workers - 1})")
-        raise typer.Exit(run_workers([["--worker", str(first + k)] for k in range(workers)], ("--workers", "--worker")))
+        from challenge.workers import tuning_workers
+
+        say(f"starting {workers} workers on one study" + (f" (worker indices {resolved.worker}..{resolved.worker + workers - 1})"
+                                                          if resolved.worker is not None else " (each claims a free worker index from the study)"))
+        raise typer.Exit(tuning_workers(resolved, workers))
     from challenge.finish import result_lines
 
     result = run(spec, resolved)
@@ -344,38 +307,25 @@ def track_command(
     typer.echo(f"MLflow run {result.run_id}; browse with: " + (f"{store}" if store.startswith("http") else f"mlflow ui --backend-store-uri {store}"))
 
 
+app.command("track")(with_schema_options(track_command, _run_options(sections=("smiles", "finetune"))))
+
+
 class SplitName(str, Enum):
     folds = "folds"
     background = "background"
     both = "both"
 
 
-@app.command("ensemble")
 def ensemble_command(
     track: TrackName,
-    data: DataOption = None,
     split: Annotated[SplitName, typer.Option(help="folds: K-fold members over train+validation; background: one member per "
                                                   "background subset; both: per fold, an all-data member and one per subset.")] = SplitName.folds,
     members: Annotated[Optional[int], typer.Option(help="folds/both: number of folds (default 5); background: number of subsets (default: best silhouette).")] = None,
     background_train: Annotated[str, typer.Option(help="in: a subset's member trains on that subset; out: on everything except it.")] = "in",
     own_weight: Annotated[float, typer.Option(help="own-subset rule: weight of the members of a video's own background subset.")] = 2.0,
-    features: Annotated[Optional[str], typer.Option(help="Comma-separated feature sets (default: the track's).")] = None,
-    audio_model: AudioModelOption = None,
-    visual_model: VisualModelOption = None,
-    head: Annotated[Optional[str], typer.Option(help="Head of every member (default: the track's).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seeds folds, clustering, members and the sampler.")] = None,
-    tune: Annotated[bool, typer.Option("--tune", help="Tune the head here (default: take the best tuned `challenge track` run's parameters).")] = False,
-    trials: TrialsOption = None,
-    timeout: TimeoutOption = None,
-    storage: StorageOption = None,
-    tracking_uri: TrackingOption = None,
-    out: OutOption = None,
-    epochs: EpochsOption = None,
-    device: DeviceOption = None,
-    skip_missing: SkipMissingOption = False,
     config: ConfigOption = None,
-    store: StoreOption = None,
     quiet: Quiet = False,
+    **settings,
 ):
     """Train ensemble members, combine them on out-of-fold predictions, smooth (frame tracks),
     write and validate the submission. Every score printed is measured on items the members
@@ -390,15 +340,11 @@ def ensemble_command(
         challenge ensemble va --data /data/affwild2 --split background --background-train out
     """
     set_quiet(quiet)
-    from challenge.config import load_config
+    from challenge.cli_options import schema_flags
+    from challenge.config import RunConfig, load_config
     from ensembles.run import EnsembleOptions, run_ensemble
 
-    flags = {
-        "track": track, "data": str(data) if data else None, "audio_model": audio_model, "visual_model": visual_model,
-        "features": features.split(",") if features else None, "head": head, "seed": seed, "tune": tune or None,
-        "trials": trials, "timeout": timeout, "storage": storage, "tracking_uri": tracking_uri, "out": str(out) if out else None,
-        "epochs": epochs, "device": device, "skip_missing": skip_missing or None, "store": str(store) if store else None,
-    }
+    flags = {"track": track, **schema_flags(settings, RunConfig)}
     spec = get_track(track)
     resolved = load_config(config, flags, spec)
     if not resolved.data:
@@ -414,6 +360,10 @@ def ensemble_command(
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
     typer.echo(f"MLflow run {result.run_id}; compare with: challenge runs {track}")
+
+
+app.command("ensemble")(with_schema_options(ensemble_command, _run_options(
+    ["data", "features", "head", "seed", "tune", "trials", "timeout", "storage", "tracking_uri", "out", "epochs", "device", "skip_missing", "store"])))
 
 
 @app.command("agree")

@@ -24,66 +24,62 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 from challenge.errors import ChallengeError
 from challenge.finetune.settings import FinetuneSettings
+from challenge.smiles_settings import SmilesSettings
 from challenge.track import TrackSpec
 
-FEATURE_CHOICES = ("wav2vec2", "mae", "egemaps", "compare", "face-crops", "fer", "provided-wav2vec2", "provided-vit")
 MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae"}  # flag -> extractor whose `model` it sets
+INTERNAL_EXTRACTORS = ("background",)  # registered for the ensembles' background subsets; not a feature set a head reads
+
+
+def feature_choices() -> list[str]:
+    """What --features takes: the registered extractors (the `challenge.extractors` entry
+    points), the organisers' `provided` extractor as its two kinds."""
+    from challenge.registry import entry_point_names
+
+    names = [n for n in entry_point_names("challenge.extractors") if n not in INTERNAL_EXTRACTORS]
+    return [choice for n in names for choice in (["provided-wav2vec2", "provided-vit"] if n == "provided" else [n])]
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class SmilesSettings(Settings):
-    """The smiles-and-laughter tracks' own settings."""
-
-    eval_data: str | None = None  # smile-laugh: a second corpus, scored zero-shot
-    scheme: str | None = None  # ELAN tier names and level spellings (YAML); default: the corpus's elan_scheme.yaml
-    clip_length: PositiveFloat = 1.2  # smile-laugh clip windows, seconds
-    clip_hop: PositiveFloat = 0.6
-    subtle: Literal["drop", "keep", "merge"] = "drop"  # smile-intensity: the Subtle level dropped, own class, or merged into Low
-    folds: PositiveInt = 5  # smiles tracks: grouped cross-validation folds over the training recordings (speakers); smile-intensity: 1 = the valid split
-    both_ways: bool = False  # smile-laugh: also train on eval_data and score zero-shot on data
-    corpus_norm: bool = True  # smile-laugh: standardise the zero-shot corpus's features with its own statistics
-    # smile-laugh: the statistics of each feature over a clip that the model reads (the baseline keeps mean and std)
-    pooling: list[Literal["mean", "std", "p10", "p90"]] = Field(default_factory=lambda: ["mean", "std", "p10", "p90"], min_length=1)
-
-
 class RunConfig(Settings):
     """Everything a run depends on."""
 
     track: str
-    data: str | None = None
-    features: list[str] | None = None  # default: the track's default features
-    extractors: dict[str, dict[str, Any]] = Field(default_factory=dict)  # extractor name -> its settings
-    head: str | None = None  # default: the track's default head
-    seed: int = 0
-    seeds: PositiveInt | None = None  # repeats with seeds seed, seed+1, ...; mean ± sd of every figure (default: the track's)
-    tune: bool = False
-    trials: PositiveInt = 20
-    timeout: PositiveFloat | None = None
-    storage: str | None = None
-    head_params: dict[str, Any] = Field(default_factory=dict)  # head parameters the run fixes (tuning leaves them): e.g. {loss: focal, focal_gamma: 2}
-    estimate_folds: NonNegativeInt = 3  # a tuned clip run refits its parameters and the baseline on K folds of train+valid (0: off)
-    worker: NonNegativeInt | None = None  # this process's index among the workers sharing the study (its sampler seed); None: claim a free one
-    tracking_uri: str | None = None
-    out: str | None = None
-    device: str = "auto"
-    epochs: PositiveInt | None = None  # overrides the head's epoch budget (torch heads)
-    window: PositiveInt | None = None  # overrides the frames per window of per-frame heads
-    shuffle_labels: bool = False  # control run: each clip or video trains on another one's labels
-    skip_missing: bool = False
-    store: str | None = None
-    zero_shot: bool = False  # tracks with a zero-shot rule (ce): train on the source track's labels
+    data: str | None = Field(None, description="Dataset root in the track's official layout.")
+    features: list[str] | None = Field(None, description="Feature sets, in order (default: the track's).")
+    extractors: dict[str, dict[str, Any]] = Field(default_factory=dict, description="extractor name -> its settings")
+    head: str | None = Field(None, description="The head (default: the track's).")
+    seed: int = Field(0, description="Seeds Python, NumPy, torch and the sampler.")
+    seeds: PositiveInt | None = Field(None, description="Repeat with seeds SEED..SEED+S-1, each a nested run; mean ± sd of every figure (default: the track's: 3 for the smiles tracks, else 1).")
+    tune: bool = Field(False, description="Tune the head with Optuna before the final fit.")
+    trials: PositiveInt = Field(20, description="Finished trials the study should hold (a rerun resumes).")
+    timeout: PositiveFloat | None = Field(None, description="Stop tuning after this many seconds.")
+    storage: str | None = Field(None, description="Optuna storage URL (default sqlite:///optuna/studies.db).")
+    head_params: dict[str, Any] = Field(default_factory=dict, description="head parameters the run fixes (tuning leaves them): e.g. {loss: focal, focal_gamma: 2}")
+    estimate_folds: NonNegativeInt = Field(3, description="With --tune (clip tracks): refit the chosen parameters and the baseline on K folds of train+valid for an estimate that selected nothing (0 skips).")
+    worker: NonNegativeInt | None = Field(None, description="This worker's index when several share a study (its sampler seed); default: claim a free one from the study.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlflow/mlflow.db).")
+    out: str | None = Field(None, description="Output folder (default submissions/<track>/<run-id>/).")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    epochs: PositiveInt | None = Field(None, description="Epoch budget of torch heads (overrides the head's).")
+    window: PositiveInt | None = Field(None, description="Frames per window of per-frame heads (overrides the head's).")
+    shuffle_labels: bool = Field(False, description="Control run: each clip or video trains on another one's labels.")
+    skip_missing: bool = Field(False, description="Leave out clips without media (counted, listed in skipped.txt).")
+    store: str | None = Field(None, description="Feature store root (default $CHALLENGE_FEATURE_STORE or ~/.cache/challenge/features).")
+    zero_shot: bool = Field(False, description="Tracks with a zero-shot rule (ce): train on the source track's labels (EXPR) and turn its outputs into this track's.")
     smiles: SmilesSettings = Field(default_factory=SmilesSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @field_validator("features")
     @classmethod
     def _known_features(cls, value):
-        bad = [f for f in value or [] if f not in FEATURE_CHOICES]
+        choices = feature_choices()
+        bad = [f for f in value or [] if f not in choices]
         if bad:
-            raise ValueError(f"unknown feature set(s) {bad}; choose from {', '.join(FEATURE_CHOICES)}")
+            raise ValueError(f"unknown feature set(s) {bad}; choose from {', '.join(choices)}")
         return value
 
     @field_validator("extractors")
@@ -92,13 +88,16 @@ class RunConfig(Settings):
         """Each section must name an extractor and hold its dataclass's fields, with their types."""
         from pydantic import TypeAdapter
 
-        from challenge.features import EXTRACTORS
+        from challenge.errors import ChallengeError
+        from challenge.features.base import extractor_class
 
         for name, settings in sections.items():
-            if name not in EXTRACTORS:
-                raise ValueError(f"extractors.{name}: no such extractor; choose from {', '.join(sorted(EXTRACTORS))}")
             try:
-                TypeAdapter(EXTRACTORS[name]).validate_python(settings)
+                extractor = extractor_class(name)
+            except ChallengeError as error:
+                raise ValueError(f"extractors.{name}: no such extractor ({error})") from None
+            try:
+                TypeAdapter(extractor).validate_python(settings)
             except ValidationError as error:
                 raise ValueError("; ".join(f"{name}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())) from None
         return sections

@@ -24,6 +24,23 @@ def _entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
+@lru_cache(maxsize=None)
+def _group(group: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def entry_point_names(group: str) -> list[str]:
+    """The names registered in an entry point group (heads, extractors), from metadata only."""
+    return list(_group(group))
+
+
+def load_entry_point(group: str, name: str):
+    """Load one entry point of a group (importing its module registers what it defines); None
+    when there is none of that name."""
+    found = _group(group).get(name)
+    return found.load() if found is not None else None
+
+
 def track_names() -> list[str]:
     names = [*_entry_points(), *_REGISTERED]
     return list(dict.fromkeys(names))

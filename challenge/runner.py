@@ -111,7 +111,8 @@ def _train_as_worker(spec, config, head_cls, splits, device, distributed) -> Run
         raise ChallengeError("--tune under torchrun: a study spreads its trials over GPUs with --workers (one process each); "
                              "torchrun is for one fine-tuning run with fixed parameters. Tune first, then run the best parameters under torchrun.")
     params = head_cls.default_parameters() | head_overrides(config, head_cls, spec.problem)
-    value, _ = hold_out(spec, config, head_cls, splits["train"], splits["valid"], device)(params)
+    # the same checkpoint key as rank 0's; rank 0 alone reads and writes the file, and sends a resumed state to every rank
+    value, _ = hold_out(spec, config, head_cls, splits["train"], splits["valid"], device, checkpoints=_checkpoints(config))(params)
     return RunResult("", value, {}, params, None)
 
 

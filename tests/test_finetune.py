@@ -181,3 +181,86 @@ def test_two_gloo_ranks_hold_equal_weights_and_match_one_process(hume, still_wav
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key
     assert any(k.startswith("head.") for k in moved)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(Path(sys.executable).parent / "challenge"), *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def test_finetune_command_logs_a_backbone_the_store_extracts_and_predict_reuses(hume, tmp_path):
+    """`challenge track emi --finetune`: a validated submission, the baseline beside the score,
+    the fine-tuned backbone as a save_pretrained folder; given back as --audio-model it is
+    extracted under its own key; `challenge predict RUN_ID` writes the run's own predictions."""
+    from challenge.demo.models import tiny_wav2vec2
+
+    model = tiny_wav2vec2(tmp_path / "w2v", hidden=32)
+    common = ["--data", str(hume / "data"), "--store", str(tmp_path / "store"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    done = _cli("track", "emi", "--finetune", "--audio-model", str(model), "--epochs", "2", "--finetune-batch-size", "4", *common, cwd=tmp_path)
+    text = " ".join(done.stdout.split())
+    assert "linear baseline (ridge, same split and features)" in text and "(validated)" in text
+    run_id = text.split("MLflow run ")[1].split(";")[0]
+    run_folder = tmp_path / "submissions" / "emi" / run_id
+    backbone = run_folder / "backbone"
+    assert (backbone / "config.json").is_file() and (backbone / "model.safetensors").is_file()
+    params = json.loads((run_folder / "best_params.json").read_text())["params"]
+    assert params["backbone"]["model"] == str(model) and params["batch_size"] == 4 and params["epochs"] == 2
+
+    reused = _cli("track", "emi", "--head", "ridge", "--audio-model", str(backbone), *common, cwd=tmp_path)
+    assert "wav2vec2: computed 43" in " ".join((reused.stdout + reused.stderr).split())  # new features, under the backbone's own content digest
+    predicted = _cli("predict", run_id, "--data", str(hume / "data"), "--store", str(tmp_path / "store"),
+                     "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+    assert "no retraining" in predicted.stdout
+    import pandas as pd
+
+    own = pd.read_csv(run_folder / "predictions.csv")
+    again = pd.read_csv(tmp_path / "submissions" / "emi" / f"{run_id}-predicted" / "predictions.csv")
+    assert own.columns.tolist() == again.columns.tolist()
+    np.testing.assert_allclose(own.iloc[:, 1:].to_numpy(), again.iloc[:, 1:].to_numpy(), atol=1e-5)
+
+
+def test_finetune_a_vit_on_aff_wild2_frames_with_the_quirks(tmp_path):
+    """EXPR with --finetune on the ABAW5-layout corpus of tests/fixtures/quirky.py (first frames
+    without a crop, 25 and 30 fps, a _left/_right pair): the tiny ViT reads the crop folders at
+    its own input size; the submission has one row per frame of the sample file."""
+    from challenge.demo.models import tiny_mae
+    from tests.fixtures.quirky import quirky_affwild
+
+    facts = quirky_affwild(tmp_path / "affwild")
+    model = tiny_mae(tmp_path / "mae", image_size=32)
+    done = _cli("track", "expr", "--data", str(tmp_path / "affwild"), "--finetune", "--visual-model", str(model), "--epochs", "2",
+                "--store", str(tmp_path / "store"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+    text = " ".join(done.stdout.split())
+    assert "(validated)" in text and "linear baseline (logistic" in text
+    run_id = text.split("MLflow run ")[1].split(";")[0]
+    submission = next((tmp_path / "submissions" / "expr" / run_id).glob("*.txt"))
+    rows = submission.read_text().splitlines()
+    assert len(rows) == 1 + sum(facts["videos"][v][1] for v in ("7-30-320x240", "3-25-320x240"))
+    assert (tmp_path / "submissions" / "expr" / run_id / "backbone" / "config.json").is_file()
+
+
+def test_torchrun_runs_the_finetune_command_and_rank_zero_alone_records(hume, still_wav2vec2, tmp_path):
+    """The README's torchrun command on two gloo ranks: it finishes, and there is one MLflow
+    run, one submission folder and one backbone: the other rank trained without writing."""
+    import mlflow
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "challenge.cli", "track", "emi",
+               "--finetune", "--audio-model", str(still_wav2vec2), "--epochs", "1", "--finetune-batch-size", "4", "--data", str(hume / "data"),
+               "--store", str(tmp_path / "store"), "--tracking-uri", uri]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 0, out[-2000:] + err[-3000:]
+    assert out.count("(validated)") == 1  # rank 0's summary only
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 1 and runs[0].data.tags["head"] == "wav2vec2-lstm"
+    folders = list((tmp_path / "submissions" / "emi").iterdir())
+    assert len(folders) == 1 and (folders[0] / "backbone" / "config.json").is_file()

@@ -88,10 +88,19 @@ class Extractor:
         raise NotImplementedError
 
 
-def make_extractor(name: str, **options) -> Extractor:
+def extractor_class(name: str) -> type[Extractor]:
+    """A registered extractor; one from another package is loaded through its entry point."""
     if name not in EXTRACTORS:
-        raise ChallengeError(f"unknown extractor {name!r}; choose one of: {', '.join(sorted(EXTRACTORS))}")
-    cls = EXTRACTORS[name]
+        from challenge.registry import entry_point_names, load_entry_point
+
+        load_entry_point("challenge.extractors", name)  # importing its module registers it
+        if name not in EXTRACTORS:
+            raise ChallengeError(f"unknown extractor {name!r}; choose one of: {', '.join(sorted({*EXTRACTORS, *entry_point_names('challenge.extractors')}))}")
+    return EXTRACTORS[name]
+
+
+def make_extractor(name: str, **options) -> Extractor:
+    cls = extractor_class(name)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(options) - fields
     if unknown:

@@ -164,3 +164,17 @@ def _write_loop(extractor, store, writes, errors) -> None:
             errors.append(error)
         finally:
             lock.release()
+
+
+def extract_for_track(track: str, data: Path, extractor: str, options: dict, store: str | None = None, device: str = "auto",
+                      shard: tuple[int, int] | None = None, skip_missing: bool = False) -> tuple[Extractor, ExtractionReport, list[str]]:
+    """`challenge features extract`: one extractor over the media a track's reader lists (shard
+    I of N of them), into the store. Returns (extractor, report, samples skipped for lack of media)."""
+    from challenge.features.base import make_extractor
+    from challenge.registry import get_track
+
+    samples = get_track(track).read(Path(data), on_missing="skip" if skip_missing else "error")
+    if shard is not None:
+        samples = samples.shard(*shard)
+    config = make_extractor(extractor, **{k: v for k, v in options.items() if v is not None})
+    return config, extract(config, samples, FeatureStore(store), device=device), samples.skipped

@@ -13,18 +13,18 @@ class FinetuneSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    backbone_lr: PositiveFloat = 5e-5  # the last block's learning rate
-    head_lr: PositiveFloat = 1e-3
-    layer_decay: float = Field(0.75, gt=0, le=1)  # each block below the last learns at this fraction of the one above
-    trainable_blocks: NonNegativeInt = 0  # only the last N transformer blocks train (0: all)
-    freeze_feature_encoder: bool = True  # wav2vec2: its convolutional feature encoder stays frozen
-    warmup: float = Field(0.1, ge=0, lt=1)  # fraction of the optimiser steps with a linear warm-up
-    schedule: Literal["cosine", "constant"] = "cosine"  # after the warm-up
-    accumulate: PositiveInt = 1  # micro-batches per optimiser step (the batch is batch_size x accumulate)
-    checkpointing: bool = False  # gradient checkpointing: recompute activations in the backward pass (less memory, ~30% slower)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
-    epochs: PositiveInt = 10
-    patience: PositiveInt = 4
-    batch_size: PositiveInt = 8
-    weight_decay: NonNegativeFloat = 0.01
-    learning_rate: PositiveFloat = 1e-3  # the rate of any parameter outside the backbone's and head's groups
+    backbone_lr: PositiveFloat = Field(5e-5, description="the last block's learning rate")
+    head_lr: PositiveFloat = Field(1e-3, description="The head's learning rate.")
+    layer_decay: float = Field(0.75, gt=0, le=1, description="each block below the last learns at this fraction of the one above")
+    trainable_blocks: NonNegativeInt = Field(0, description="only the last N transformer blocks train (0: all)")
+    freeze_feature_encoder: bool = Field(True, description="wav2vec2: its convolutional feature encoder stays frozen")
+    warmup: float = Field(0.1, ge=0, lt=1, description="fraction of the optimiser steps with a linear warm-up")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="The learning rate after the warm-up.")
+    accumulate: PositiveInt = Field(1, description="micro-batches per optimiser step (the batch is batch_size x accumulate)")
+    checkpointing: bool = Field(False, description="gradient checkpointing: recompute activations in the backward pass (less memory, ~30% slower)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU")
+    epochs: PositiveInt = Field(10, description="Epoch budget (--epochs overrides it too).")
+    patience: PositiveInt = Field(4, description="Epochs without a better validation score before stopping.")
+    batch_size: PositiveInt = Field(8, description="Items per micro-batch (all ranks together under torchrun).")
+    weight_decay: NonNegativeFloat = Field(0.01, description="AdamW weight decay.")
+    learning_rate: PositiveFloat = Field(1e-3, description="the rate of any parameter outside the backbone's and head's groups")

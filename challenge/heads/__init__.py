@@ -1,46 +1,56 @@
-"""Heads registered by name. A new head is one module with `@register_head` plus a line in
-HEAD_MODULES; a head's module (and its libraries: torch, LightGBM, scikit-learn) is imported
-only when that head is asked for, so a run pays for the head it uses."""
+"""Heads, found through the `challenge.heads` entry point group (pyproject.toml), so a team's
+package adds a head as it adds a track, with one entry point:
+
+    [project.entry-points."challenge.heads"]
+    my-head = "my_package.my_head:MyHead"
+
+A new head here is one module with `@register_head` plus its entry point. Listing names reads
+package metadata only (the CLI's help stays light); a head's module (and its libraries: torch,
+LightGBM, scikit-learn) is imported when that head is asked for, so a run pays for the head it
+uses."""
 
 from __future__ import annotations
 
-import importlib
+import sys
 
-from challenge.heads.base import HEADS, Head, register_head, suggest
-
-HEAD_MODULES = {
-    "lstm": "challenge.heads.lstm",
-    "lightgbm": "challenge.heads.lightgbm",
-    "transformer": "challenge.heads.transformer",
-    "lstm-frames": "challenge.heads.frame_lstm",
-    "gru": "challenge.heads.gru",
-    "cnn-gru": "challenge.heads.cnn_gru",
-    "mlp-late-fusion": "challenge.heads.late_fusion",
-    "logistic": "challenge.heads.linear",
-    "ridge": "challenge.heads.linear",
-    "wav2vec2-lstm": "challenge.heads.finetune",
-    "vit-frames": "challenge.heads.finetune",
-}
+GROUP = "challenge.heads"
 
 
 def head_names() -> list[str]:
-    return sorted({*HEAD_MODULES, *HEADS})
+    from challenge.registry import entry_point_names
+
+    registered = sys.modules["challenge.heads.base"].HEADS if "challenge.heads.base" in sys.modules else {}
+    return sorted({*entry_point_names(GROUP), *registered})
 
 
-def get_head(name: str) -> type[Head]:
+def get_head(name: str):
     from challenge.errors import ChallengeError
+    from challenge.heads.base import HEADS
+    from challenge.registry import load_entry_point
 
-    if name not in HEADS and name in HEAD_MODULES:
-        importlib.import_module(HEAD_MODULES[name])
+    if name not in HEADS:
+        load_entry_point(GROUP, name)  # importing the module registers the head
     if name not in HEADS:
         raise ChallengeError(f"unknown head {name!r}; choose one of: {', '.join(head_names())}")
     return HEADS[name]
 
 
-def load_all() -> dict[str, type[Head]]:
-    for module in sorted(set(HEAD_MODULES.values())):
-        importlib.import_module(module)
+def load_all() -> dict:
+    from challenge.heads.base import HEADS
+    from challenge.registry import entry_point_names, load_entry_point
+
+    for name in entry_point_names(GROUP):
+        load_entry_point(GROUP, name)
     return HEADS
 
 
-__all__ = ["HEADS", "HEAD_MODULES", "Head", "get_head", "head_names", "load_all", "register_head", "suggest"]
+def __getattr__(name: str):
+    """HEADS, Head, register_head and suggest, imported from heads.base when first used."""
+    if name in ("HEADS", "Head", "register_head", "suggest"):
+        from challenge.heads import base
+
+        return getattr(base, name)
+    raise AttributeError(name)
+
+
+__all__ = ["HEADS", "Head", "get_head", "head_names", "load_all", "register_head", "suggest"]

@@ -241,16 +241,29 @@ class Trainer:
         torch.save(payload, partial)
         os.replace(partial, self.checkpoint)  # a kill during the write leaves the previous epoch's checkpoint whole
 
-    def _resume(self, state: dict) -> bool:
+    def _read_checkpoint(self) -> dict | None:
         if self.checkpoint is None or not self.checkpoint.is_file():
-            return False
+            return None
         from challenge.errors import ChallengeError
 
         try:
-            saved = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+            return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - a truncated or foreign file
             raise ChallengeError(f"{self.checkpoint}: unreadable training checkpoint ({type(error).__name__}: {error}). "
                                  "Delete it to start this training from the beginning.") from error
+
+    def _resume(self, state: dict) -> bool:
+        """Continue from the checkpoint. Under torchrun, rank 0 reads it and sends it to every
+        rank (the other machines need not see the file), so all resume from the same epoch."""
+        saved = self._read_checkpoint() if self.dist.rank == 0 else None
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            shared = [saved]
+            dist.broadcast_object_list(shared, src=0)
+            saved = shared[0]
+        if saved is None:
+            return False
         self.model.load_state_dict(saved["model"])
         self.optimiser.load_state_dict(saved["optimiser"])
         if self.scheduler and saved["scheduler"]:
