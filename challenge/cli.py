@@ -238,12 +238,26 @@ def _run_options(names: list[str] | None = None, sections: tuple[str, ...] = ())
     return parameters
 
 
+def _head_params(pairs: list[str]) -> dict:
+    import yaml
+
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ChallengeError(f"--head-param {pair!r}: expected NAME=VALUE, for example --head-param encoder=fer.")
+        values[name.strip()] = yaml.safe_load(value)
+    return values
+
+
 def track_command(
     track: TrackName,
     config: ConfigOption = None,
     finetune: Annotated[bool, typer.Option("--finetune", help="Fine-tune the backbone end to end with the track's end-to-end head "
                                                               "(EMI: wav2vec2-lstm; EXPR, AU, VA: vit-frames); same as --head NAME.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="With --tune: run K local worker processes on one study (--trials counts the study's trials, all workers together).")] = 1,
+    head_param: Annotated[Optional[list[str]], typer.Option(help="NAME=VALUE: a head parameter the run fixes (YAML value; repeatable), "
+                                                                  "e.g. --head-param encoder=fer, --head-param loss=ccc. Same as head_params in --config.")] = None,
     quiet: Quiet = False,
     **settings,
 ):
@@ -277,6 +291,8 @@ def track_command(
 
     spec = get_track(track)
     flags = {"track": track, **schema_flags(settings, RunConfig)}
+    if head_param:
+        flags["head_params"] = _head_params(head_param)
     if finetune:
         if not spec.finetune_head:
             raise ChallengeError(f"--finetune: the {track} track names no end-to-end head; pass --head with one of the heads that read media.")

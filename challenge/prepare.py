@@ -81,7 +81,7 @@ def shuffle_training_labels(spec: TrackSpec, train, seed: int) -> None:
         train.targets = shuffled(train.targets, seed)
 
 
-def prepare_media(spec: TrackSpec, config: RunConfig, head_cls):
+def prepare_media(spec: TrackSpec, config: RunConfig, head_cls, samples=None):
     """For an end-to-end head: each split's media through the loader the track supplies for the
     head's medium (waveform windows, face frames), and the frozen backbone's features through the
     store, for the linear baseline beside the fine-tuned model. Returns (samples, media splits,
@@ -92,7 +92,7 @@ def prepare_media(spec: TrackSpec, config: RunConfig, head_cls):
         raise ChallengeError(f"head {head_cls.name} reads {head_cls.medium} media, and the {spec.name} track supplies no {head_cls.medium} "
                              f"loader (it supplies: {media}).")
     frozen = config.model_copy(update={"features": [head_cls.extractor]})
-    samples, features, keys, _ = prepare_features(spec, frozen)
+    samples, features, keys, _ = prepare_features(spec, frozen, samples)
     lengths = frame_lengths(spec, config, samples) if spec.problem.per_frame else None
     splits = {split: loader(samples.split(split), lengths) if samples.split(split) else None for split in ("train", "valid", "test")}
     if config.shuffle_labels:

@@ -36,6 +36,13 @@ def hold_out(spec: TrackSpec, config: RunConfig, head_cls, train, valid, device:
     return fit
 
 
+def checkpoint_root(config: RunConfig) -> Path:
+    """Where end-to-end trainings keep their epoch checkpoints: beside the feature store."""
+    from challenge.features import FeatureStore
+
+    return Path(FeatureStore(config.store).root) / "training-checkpoints"
+
+
 def training_key(spec: TrackSpec, head: str, params: dict, seed: int, train) -> str:
     """A training's identity: track, head, parameters (the backbone's settings among them), seed
     and the training items and their targets."""

@@ -36,7 +36,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     from challenge.finish import finish
     from challenge.heads import get_head
     from challenge.postprocess import PostProcess
-    from challenge.protocols import hold_out
+    from challenge.protocols import checkpoint_root, hold_out
     from challenge.run_context import RunContext
     from challenge.selection import fit_head
     from challenge.tuning import tuning_key
@@ -66,13 +66,13 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     with context.start(fingerprint, keys, tuning_key=key) as run:
         if samples.skipped:
             mlflow.log_text("\n".join(samples.skipped), "skipped.txt")
-        fit = hold_out(train_spec, config, head_cls, train, valid, context.device, checkpoints=_checkpoints(config) if end_to_end else None)
+        fit = hold_out(train_spec, config, head_cls, train, valid, context.device, checkpoints=checkpoint_root(config) if end_to_end else None)
         fitted = fit_head(train_spec, config, head_cls, fit, fingerprint, key)
         head, params, trials_run, provenance = fitted.head, fitted.params, fitted.ran, fitted.provenance
         if config.zero_shot:
             mlflow.log_metric("source_score", max((r["valid_score"] for r in head.history), default=float("nan")))
             head, valid, test = _zero_shot(spec, head, config, train.normaliser)
-        if end_to_end:
+        if hasattr(head, "save_backbone"):  # a transformers backbone (cnn-gru's CNN stays inside its saved model)
             folder = head.save_backbone(run.out / "backbone")
             say(f"fine-tuned backbone: {folder.resolve()} (logged with the run; pass it as "
                 f"{'--audio-model' if head_cls.medium == 'audio' else '--visual-model'} to extract features from it)")
@@ -94,17 +94,10 @@ def _flat_params(params: dict) -> dict:
     return tracking.flatten("head.", params)
 
 
-def _checkpoints(config: RunConfig) -> Path:
-    """Where end-to-end trainings keep their epoch checkpoints: beside the feature store."""
-    from challenge.features import FeatureStore
-
-    return Path(FeatureStore(config.store).root) / "training-checkpoints"
-
-
 def _train_as_worker(spec, config, head_cls, splits, device, distributed) -> RunResult:
     """A rank > 0 of a torchrun job: the same training as rank 0 (DDP keeps the weights equal),
     with the run's parameters; rank 0 alone tracks, checkpoints and writes."""
-    from challenge.protocols import hold_out
+    from challenge.protocols import checkpoint_root, hold_out
     from challenge.selection import head_overrides
 
     if config.tune:
@@ -112,7 +105,7 @@ def _train_as_worker(spec, config, head_cls, splits, device, distributed) -> Run
                              "torchrun is for one fine-tuning run with fixed parameters. Tune first, then run the best parameters under torchrun.")
     params = head_cls.default_parameters() | head_overrides(config, head_cls, spec.problem)
     # the same checkpoint key as rank 0's; rank 0 alone reads and writes the file, and sends a resumed state to every rank
-    value, _ = hold_out(spec, config, head_cls, splits["train"], splits["valid"], device, checkpoints=_checkpoints(config))(params)
+    value, _ = hold_out(spec, config, head_cls, splits["train"], splits["valid"], device, checkpoints=checkpoint_root(config))(params)
     return RunResult("", value, {}, params, None)
 
 

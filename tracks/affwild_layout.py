@@ -8,7 +8,7 @@ from pathlib import Path
 
 from challenge.data.affwild import LABELS, find_sample_file, read_affwild, sample_file_frames
 from challenge.demo.affwild import write_affwild_demo
-from challenge.finetune.media import face_frames
+from challenge.finetune.media import face_crops, face_frames
 from challenge.track import TrackSpec
 from submissions.affwild import AffWildSubmission
 
@@ -23,6 +23,6 @@ def affwild_track(name: str, **fields) -> TrackSpec:
         labels=LABELS[name].header, read=partial(read_affwild, track=name), write_demo=write_affwild_demo,
         write_submission=submission.write, validate_submission=submission.validate, test_frames=partial(test_frames, name),
         default_features=("mae", "wav2vec2"), default_head="transformer", items="videos",
-        media={"faces": face_frames}, finetune_head="vit-frames",
+        media={"faces": face_frames, "face-crops": face_crops}, finetune_head="vit-frames",
     )
     return TrackSpec(name=name, **(defaults | fields))

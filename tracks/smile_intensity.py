@@ -4,6 +4,7 @@ track (held-out reports and a human comparison, no leaderboard file)."""
 from __future__ import annotations
 
 from challenge.demo.smiles import write_smiles_demo
+from challenge.finetune.media import face_crops
 from challenge.frame_metrics import classification_score
 from challenge.metrics import Score
 from challenge.smiles.intensity import run_smile_intensity
@@ -30,4 +31,6 @@ TRACK = TrackSpec(
     items="recordings",
     default_seeds=3,
     run=run_smile_intensity,
+    media={"face-crops": face_crops},  # cnn-gru's detected crops, cut as `challenge live` cuts them
+    finetune_head="cnn-gru",
 )

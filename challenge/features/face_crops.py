@@ -1,6 +1,8 @@
-"""Face crops as features: per frame, the detected face cut out, levelled and scaled to a small
-grey square (`challenge.vision.faces.crop_face`), flattened. The pixels themselves are the
-features, for heads that learn their own face encoder (cnn-gru, the live smile-intensity model).
+"""The face-crop recipe: per frame, the detected face cut out, levelled and scaled to a small
+grey square (`challenge.vision.faces.crop_face`), flattened. Not a feature set (raw pixels are
+not stored in the feature store): the `fer` extractor computes its features on these crops, the
+face-crops media loader (challenge.finetune.media.FaceCrops) gives them to cnn-gru, which learns
+or fine-tunes its own face encoder on them, and `challenge live` cuts its crops by the same recipe.
 
 The detector runs every `detect_every` frames on the largest face; the frames between keep its
 box. A video where no face is ever found (or a folder of frames that are already crops) uses the
@@ -13,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge.features.base import Extractor, Features, register_extractor
+from challenge.features.base import Extractor, Features
 
 
-@register_extractor
 @dataclass(frozen=True)
 class FaceCropExtractor(Extractor):
     name = "face-crops"

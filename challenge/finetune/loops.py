@@ -34,8 +34,10 @@ def _waveform_batch(windows: list[np.ndarray], device: str):
 
 
 def fit_clips(model, train: WaveformClips, valid: WaveformClips, params: dict, score, report, seed: int, device: str,
-              checkpoint: Path | None = None):
-    """Random windows of each clip, the clip's targets; selection on the validation score."""
+              checkpoint: Path | None = None, keep_start: bool = False):
+    """Random windows of each clip, the clip's targets; selection on the validation score.
+    `keep_start`: the model's starting point (a head initialised from a fitted linear model)
+    competes with the epochs."""
     from challenge.training.losses import ccc_loss
 
     prepare_backbone(model, params)
@@ -64,12 +66,23 @@ def fit_clips(model, train: WaveformClips, valid: WaveformClips, params: dict, s
         return float(np.mean(losses))
 
     evaluate = lambda: score(valid.targets, predict_clips(model, valid, params, device))  # noqa: E731
-    return trainer.run(run_epoch, evaluate, report)
+    return trainer.run(run_epoch, evaluate, report, keep_start=keep_start)
 
 
 @torch.inference_mode()
-def predict_clips(model, data: WaveformClips, params: dict, device: str, batch: int = 16) -> np.ndarray:
+def predict_clips(model, data: WaveformClips, params: dict, device: str) -> np.ndarray:
     """Mean of the model's outputs over half-overlapping windows of each clip."""
+    return _per_clip(lambda x, samples: model(x, samples), model, data, params, device)
+
+
+@torch.inference_mode()
+def clip_contexts(model, data: WaveformClips, params: dict, device: str) -> np.ndarray:
+    """[clips, 2H]: each clip's global context (mean and std of the backbone's steps), averaged
+    over its evaluation windows: what the linear path reads, so its prediction is linear in it."""
+    return _per_clip(lambda x, samples: model.encode(x, samples)[2], model, data, params, device)
+
+
+def _per_clip(compute, model, data: WaveformClips, params: dict, device: str, batch: int = 16) -> np.ndarray:
     model.eval()
     windows, owners = [], []
     for i in range(len(data)):
@@ -79,7 +92,7 @@ def predict_clips(model, data: WaveformClips, params: dict, device: str, batch: 
     outputs = []
     for start in range(0, len(windows), batch):
         x, samples = _waveform_batch(windows[start : start + batch], device)
-        outputs.append(model(x, samples).float().cpu().numpy())
+        outputs.append(compute(x, samples).float().cpu().numpy())
     per_window, owners = np.concatenate(outputs), np.array(owners)
     summed = np.zeros((len(data), per_window.shape[1]), np.float32)
     np.add.at(summed, owners, per_window)

@@ -13,6 +13,7 @@ written to the feature store: raw pixels and waveforms are not features."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,21 +105,42 @@ def waveform_clips(samples, lengths=None) -> WaveformClips:
 
 
 @dataclass
-class FaceFrames:
-    medium = "faces"
+class VideoMedia:
+    """What the per-frame loaders share: videos (or crop folders) with their label rows."""
+
     ids: list[str]
     lengths: list[int]  # frames per video: its label rows (the sample file's frame count for test videos)
     sources: list[Path]  # a folder of face crops (numbered images) or a video file
     labels: list[np.ndarray] | None = None  # per video [frames, width], invalid markers kept
-    size: int = 224  # the backbone's input side
-    normaliser = None
-    _index: dict = field(default_factory=dict, repr=False)
+    normaliser = None  # media are scaled by the model, not with training statistics
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def targets(self) -> np.ndarray:
         return np.concatenate(self.labels)
+
+    def normalise_with(self, normaliser):
+        return self
+
+    def subset(self, indices):
+        indices = list(indices)
+        pick = lambda values: [values[i] for i in indices]  # noqa: E731
+        return dataclasses.replace(self, ids=pick(self.ids), lengths=pick(self.lengths), sources=pick(self.sources),
+                                   labels=None if self.labels is None else pick(self.labels))
+
+    @classmethod
+    def join(cls, parts: list):
+        """Several splits as one pool (grouped folds over train and valid)."""
+        labels = None if any(p.labels is None for p in parts) else [x for p in parts for x in p.labels]
+        joined = lambda name: [x for p in parts for x in getattr(p, name)]  # noqa: E731
+        return dataclasses.replace(parts[0], ids=joined("ids"), lengths=joined("lengths"), sources=joined("sources"), labels=labels)
+
+
+@dataclass
+class FaceFrames(VideoMedia):
+    medium = "faces"
+    size: int = 224  # the backbone's input side
 
     def video(self, i: int) -> np.ndarray:
         """[frames, size, size, 3] uint8, one per label row; a frame without a crop (Aff-Wild2
@@ -132,14 +154,6 @@ class FaceFrames:
             return pixels[pick]
 
         return MEDIA_RAM.get(("faces", str(self.sources[i]), self.size), decode)
-
-    def normalise_with(self, normaliser) -> FaceFrames:
-        return self
-
-    def subset(self, indices) -> FaceFrames:
-        indices = list(indices)
-        pick = lambda values: [values[i] for i in indices]  # noqa: E731
-        return FaceFrames(pick(self.ids), pick(self.lengths), pick(self.sources), None if self.labels is None else pick(self.labels), self.size)
 
 
 def _decode_faces(source: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,3 +192,58 @@ def face_frames(samples, lengths: dict[str, int], size: int = 224) -> FaceFrames
         raise ChallengeError(f"{len(missing)} video(s) have neither face crops nor a video file (first: {missing[:5]}).")
     labels = [s.labels for s in samples] if samples and samples[0].labels is not None else None
     return FaceFrames([s.id for s in samples], [lengths[s.id] for s in samples], [Path(p) for p in sources], labels, size)
+
+
+@dataclass
+class FaceCrops(VideoMedia):
+    """Per-frame tracks' detected face crops: each video's faces found by the project's detector
+    and cut, levelled and scaled to a grey square as `challenge live` cuts them
+    (challenge.vision.faces.crop_face), flattened to [frames, size²] in [0, 1], one row per label
+    row (a frame without a crop takes the nearest one's). What cnn-gru reads; `recipe` (the
+    detector, its interval, the margin and the side) is set by the head, so its saved parameters
+    say how live crops must be made."""
+
+    medium = "face-crops"
+    recipe: dict = field(default_factory=dict)  # FaceCropExtractor settings
+
+    @property
+    def dims(self) -> list[int]:
+        from challenge.features.face_crops import FaceCropExtractor
+
+        return [FaceCropExtractor(**self.recipe).size ** 2]
+
+    def video(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """([frames, size²] float32 crops, [frames] True where the frame had no crop of its own)."""
+        from challenge.training.frames import visual_on_frames
+
+        def decode():
+            from challenge.features.face_crops import FaceCropExtractor, FaceCropRunner
+
+            array, _, index = FaceCropRunner(FaceCropExtractor(**self.recipe)).prepare(self.sources[i])
+            return array.astype(np.float16), np.asarray(index)
+
+        key = ("face-crops", str(self.sources[i]), tuple(sorted(self.recipe.items())))
+        array, index = MEDIA_RAM.get(key, lambda: _Decoded(decode()))
+        aligned, missing = visual_on_frames(array, list(index), self.lengths[i])
+        return aligned.astype(np.float32), missing
+
+    def filled_frames(self) -> int:
+        return sum(int(self.video(i)[1].sum()) for i in range(len(self)))
+
+
+class _Decoded(tuple):
+    """(crops, frame numbers) as one cache item: its size is the crops'."""
+
+    @property
+    def nbytes(self) -> int:
+        return self[0].nbytes + self[1].nbytes
+
+
+def face_crops(samples, lengths: dict[str, int]) -> FaceCrops:
+    """The loader of detected face crops: a sample's crop folder (already cut faces) or its video."""
+    sources = [s.frames_dir if s.frames_dir is not None else s.video for s in samples]
+    missing = [s.id for s, source in zip(samples, sources) if source is None]
+    if missing:
+        raise ChallengeError(f"{len(missing)} video(s) have neither face crops nor a video file (first: {missing[:5]}).")
+    labels = [s.labels for s in samples] if samples and samples[0].labels is not None else None
+    return FaceCrops([s.id for s in samples], [lengths[s.id] for s in samples], [Path(p) for p in sources], labels)

@@ -17,14 +17,18 @@ class ClipRegressor(nn.Module):
         self.backbone = backbone
         self.head = head  # challenge.heads.lstm.GlobalContextLSTM over the backbone's width
 
-    def forward(self, waveforms: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-        steps = self.backbone(waveforms)
+    def encode(self, waveforms: torch.Tensor, samples: torch.Tensor):
+        """(steps [B, T, H], their real lengths [B], the global context [B, 2H]: mean and std over the real steps)."""
+        steps = self.backbone(waveforms).float()
         lengths = self.backbone.steps(samples).clamp(1, steps.shape[1])
         valid = (torch.arange(steps.shape[1], device=steps.device)[None] < lengths[:, None].to(steps.device)).unsqueeze(-1)
         count = lengths.to(steps.device)[:, None].float()
         mean = (steps * valid).sum(1) / count
         std = (((steps - mean[:, None]) ** 2 * valid).sum(1) / count).clamp_min(1e-8).sqrt()
-        return self.head(steps.float(), lengths, torch.cat([mean, std], -1).float())
+        return steps, lengths, torch.cat([mean, std], -1)
+
+    def forward(self, waveforms: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        return self.head(*self.encode(waveforms, samples))
 
 
 class FrameClassifier(nn.Module):

@@ -73,21 +73,33 @@ class Wav2Vec2LSTMHead(EndToEndHead):
     problems = {Problem.CLIP_REGRESSION}
     defaults = FinetuneSettings().model_dump() | {
         "hidden": 128, "layers": 1, "dropout": 0.1, "mlp_hidden": 128, "window_seconds": 4.0, "augment_gain_db": 6.0, "loss": "mse",
-        "backbone": {},
+        "linear_path": True, "backbone": {},
     }
-    search_space = FINETUNE_SPACE | {"hidden": CategoricalDistribution([64, 128, 256]), "dropout": FloatDistribution(0.0, 0.4)}
+    search_space = FINETUNE_SPACE | {"hidden": CategoricalDistribution([64, 128, 256]), "dropout": FloatDistribution(0.0, 0.4),
+                                     "linear_path": CategoricalDistribution([True, False])}
 
     def assemble(self, backbone):
         from challenge.finetune.models import ClipRegressor
         from challenge.heads.lstm import GlobalContextLSTM
 
         p = self.params
-        return ClipRegressor(backbone, GlobalContextLSTM(backbone.width, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs))
+        return ClipRegressor(backbone, GlobalContextLSTM(backbone.width, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs,
+                                                         p["linear_path"]))
 
     def train_model(self, train, valid, score, report):
-        from challenge.finetune.loops import fit_clips
+        """With `linear_path`, the head's linear map starts as ridge on the pretrained backbone's
+        pooled steps (the MLP's last layer at zero): training starts where the frozen linear
+        baseline ends, and that start competes with the epochs."""
+        import numpy as np
 
-        return fit_clips(self.model, train, valid, self.params, score, report, self.seed, self.device, self.checkpoint)
+        from challenge.finetune.loops import clip_contexts, fit_clips
+        from challenge.heads.linear import fit_ridge
+
+        if self.params["linear_path"]:
+            weights, biases, _ = fit_ridge(clip_contexts(self.model.to(self.device), train, self.params, self.device), train.targets)
+            self.model.head.start_from(weights.astype(np.float32), biases.astype(np.float32))
+        return fit_clips(self.model, train, valid, self.params, score, report, self.seed, self.device, self.checkpoint,
+                         keep_start=self.params["linear_path"])
 
     def predict(self, data):
         from challenge.finetune.loops import predict_clips

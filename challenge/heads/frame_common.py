@@ -22,8 +22,10 @@ class FrameHeadMixin:
         torch.manual_seed(self.seed)
         self.shape = {"dims": [int(d) for d in train.dims]}
         self.model = self.build(**self.shape)
+        if hasattr(self, "start"):  # a pretrained part takes its weights (cnn-gru's FER encoder)
+            self.start(self.model)
         best, self.history = fit_frame_model(self.model, self.problem, train, valid, self.params, score, report, self.seed, self.device,
-                                             self.n_outputs)
+                                             self.n_outputs, getattr(self, "checkpoint", None))
         return best
 
     def predict(self, data):

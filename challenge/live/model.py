@@ -18,7 +18,7 @@ from challenge.track import Problem
 
 @dataclass
 class CropSettings:
-    """How the run's face crops were made (its face-crops extractor settings): live crops must match."""
+    """How the run's face crops were made (the face-crop recipe its cnn-gru cut them by): live crops must match."""
 
     size: int = 48
     margin: float = 0.25
@@ -27,11 +27,10 @@ class CropSettings:
     detection_width: int = 320
 
     @classmethod
-    def from_run(cls, features: dict) -> CropSettings:
+    def from_recipe(cls, recipe: dict) -> CropSettings:
         from challenge.features.face_crops import FaceCropExtractor
 
-        settings = {**{f: getattr(FaceCropExtractor(), f) for f in ("size", "margin", "detector", "detect_every", "detection_width")},
-                    **features.get("extractors", {}).get("face-crops", {})}
+        settings = {**{f: getattr(FaceCropExtractor(), f) for f in ("size", "margin", "detector", "detect_every", "detection_width")}, **recipe}
         return cls(**{k: v for k, v in settings.items() if k in cls.__dataclass_fields__})
 
 
@@ -69,8 +68,11 @@ class LiveModel:
         labels += ["Subtle"][: networks[0].out.out_features - len(labels)]  # smile-intensity --subtle keep adds a fifth class
         if saved.post.problem != Problem.FRAME_CLASSIFICATION:
             raise ChallengeError(f"run {run_id}: track {saved.track} is not a per-frame classification track.")
-        return cls.export(networks, saved.normaliser.mean, saved.normaliser.std, labels,
-                          CropSettings.from_run(saved.features), saved.head.params["window"], run_id, threads)
+        first = members[0]
+        crops = CropSettings.from_recipe(first.crop_recipe())
+        # cnn-gru reads crops in [0, 1] and scales them itself: no normaliser between the crops and the CNN
+        return cls.export(networks, np.zeros(crops.size**2, np.float32), np.ones(crops.size**2, np.float32), labels,
+                          crops, saved.head.params["window"], run_id, threads)
 
     @classmethod
     def untrained(cls, labels: list[str], crops: CropSettings | None = None, window: int = 20, seed: int = 0, threads: int = 0) -> LiveModel:
@@ -83,7 +85,7 @@ class LiveModel:
 
         network = CNNGRU(crops.size, p["channels"], p["embedding"], p["units"], p["layers"], p["dropout"], len(labels))
         dim = crops.size**2
-        return cls.export([network], np.full(dim, 0.5, np.float32), np.full(dim, 0.25, np.float32), labels, crops, window, "untrained", threads)
+        return cls.export([network], np.zeros(dim, np.float32), np.ones(dim, np.float32), labels, crops, window, "untrained", threads)
 
     @classmethod
     def export(cls, networks: list, mean: np.ndarray, std: np.ndarray, labels: list[str], crops: CropSettings, window: int, source: str,
@@ -112,7 +114,8 @@ class LiveModel:
 
 
 class _Encoder(torch.nn.Module):
-    """The run's normalisation, then each model's CNN: raw crops in, their embeddings side by side."""
+    """An optional per-pixel normalisation (identity for cnn-gru, which scales crops itself), then
+    each model's CNN: raw crops in, their embeddings side by side."""
 
     def __init__(self, cnns, mean, std):
         super().__init__()

@@ -51,8 +51,8 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
 
     from challenge.frame_metrics import classification_score
     from challenge.heads import get_head
-    from challenge.prepare import prepare_features
-    from challenge.protocols import hold_out
+    from challenge.prepare import prepare_features, prepare_media
+    from challenge.protocols import checkpoint_root, hold_out
     from challenge.run_context import RunContext
     from challenge.selection import fit_head
     from challenge.smiles.reports import classification_table, matrices_plot, model_vs_human_plot, recall_and_precision_matrices
@@ -68,9 +68,13 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
     counts = samples.counts()
     if not all(counts.values()):
         raise ChallengeError(f"{config.data}/splits.csv: the track needs train, valid and test recordings; it has {counts}.")
-    samples, splits, keys, extractors = prepare_features(spec, config, samples)
-    if not any(e.modality != "audio" for e in extractors):
-        raise ChallengeError("smile-intensity reads face frames: pass a visual extractor in --features (mae).")
+    if head_cls.reads == "media":  # cnn-gru: detected crops through the track's loader; the frozen FER features beside it
+        samples, splits, keys, features = prepare_media(spec, config, head_cls, samples)
+    else:
+        samples, splits, keys, extractors = prepare_features(spec, config, samples)
+        if not any(e.modality != "audio" for e in extractors):
+            raise ChallengeError("smile-intensity reads face frames: pass a visual extractor in --features (mae, fer).")
+        features = splits
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     protocol = f"{config.smiles.folds} grouped folds" if config.smiles.folds >= 2 else ""
     fingerprint, key = samples.fingerprint(), tuning_key(keys, head_cls, protocol)
@@ -80,8 +84,9 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
         # selection, early stopping and the post-processing: on grouped folds of the train and
         # valid recordings, or with --folds 1 on the corpus's valid recordings
         cv = _dev_folds(config, train, valid, annotators, reference, groups) if config.smiles.folds >= 2 else None
-        fitted = fit_head(spec, config, head_cls, _fold_fit(spec, config, head_cls, cv) if cv else hold_out(spec, config, head_cls, train, valid, device),
-                          fingerprint, key)
+        checkpoints = checkpoint_root(config) if head_cls.reads == "media" else None
+        fitted = fit_head(spec, config, head_cls, _fold_fit(spec, config, head_cls, cv) if cv else hold_out(spec, config, head_cls, train, valid, device,
+                                                                                                         checkpoints), fingerprint, key)
         head, post = fitted.head, _fit_post(spec, fitted.head, cv, valid)
         if cv:
             mlflow.log_metric("cross_validated_macro_f1", float(fitted.value))
@@ -118,7 +123,10 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
             summary |= {"human": human, "frames_compared": int(scored.sum()),
                         "kappa_model_vs_reference_same_frames": float(cohen_kappa_score(ref[scored], mod[scored])),
                         "kappa_human_vs_reference": float(cohen_kappa_score(ref[scored], hum[scored]))}
-        baseline = _baseline_on_test(spec, config, macro, train, valid, test, truth[keep], keep, names, cv)
+        # the baseline on features: the run's own, or beside cnn-gru the frozen FER network's, on the same folds and frames
+        feature_cv = cv if features is splits or cv is None else _dev_folds(config, features["train"], features["valid"], annotators, reference, groups)
+        baseline = _baseline_on_test(spec, config, macro, features["train"], features["valid"], features["test"], truth[keep], keep, names,
+                                     feature_cv)
         if baseline is not None:
             summary |= {"baseline_macro_f1": baseline.score, "gain_over_baseline": baseline.gain}
         mlflow.log_metrics({"score": macro, **{k: v for k, v in summary.items() if isinstance(v, float)}})
@@ -145,10 +153,9 @@ class DevFolds:
 
 def _dev_folds(config: RunConfig, train, valid, annotators: dict, reference: str, groups: dict) -> DevFolds:
     from challenge.training.control import shuffled
-    from challenge.training.frame_data import FrameFeatures
     from challenge.training.grouped_folds import grouped_folds
 
-    dev = FrameFeatures.join([train, valid])
+    dev = type(train).join([train, valid])  # features (FrameFeatures) or cnn-gru's crops (FaceCrops)
     truth = [annotators[k][reference][:, None].astype(np.float32) for k in dev.ids]
     dev.labels = shuffled(truth, config.seed) if config.shuffle_labels else truth
     what = "speakers" if any(groups[k] != k for k in dev.ids) else "recordings"

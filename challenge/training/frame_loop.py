@@ -81,9 +81,9 @@ def _train_batches(data: FrameFeatures, window: int, batch_size: int, rng):
 
 
 def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, params: dict, score, report, seed: int, device: str,
-                    n_outputs: int | None = None):
+                    n_outputs: int | None = None, checkpoint=None):
     rng = np.random.default_rng(seed)
-    trainer = Trainer(model, params, device, rngs=[rng])
+    trainer = Trainer(model, params, device, rngs=[rng], checkpoint=checkpoint)
     window = params["window"]
     truth = valid.targets()
     weights = None
