@@ -72,6 +72,9 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         if config.zero_shot:
             mlflow.log_metric("source_score", max((r["valid_score"] for r in head.history), default=float("nan")))
             head, valid, test = _zero_shot(spec, head, config, train.normaliser)
+        conversion = getattr(getattr(getattr(head, "model", None), "backbone", None), "conversion", None)
+        if conversion:  # a single weights file: what was recognised and dropped, kept with the run
+            mlflow.log_text(conversion + "\n", "backbone_conversion.txt")
         if hasattr(head, "save_backbone"):  # a transformers backbone (cnn-gru's CNN stays inside its saved model)
             folder = head.save_backbone(run.out / "backbone")
             say(f"fine-tuned backbone: {folder.resolve()} (logged with the run; pass it as "

@@ -45,7 +45,7 @@ def head_overrides(config: RunConfig, head_cls, problem=None) -> dict:
     given = {"epochs": config.epochs, "window": config.window}
     fixed = {k: v for k, v in given.items() if v is not None and k in head_cls.defaults}
     if head_cls.reads == "media":  # the finetune section's settings the run gives (the others stay tunable) and the backbone
-        fixed |= {k: getattr(config.finetune, k) for k in config.finetune.model_fields_set}
+        fixed |= {k: getattr(config.finetune, k) for k in config.finetune.model_fields_set if k in head_cls.defaults}
         if "backbone" in head_cls.defaults:
             fixed["backbone"] = backbone_settings(config, head_cls.extractor)
     for name, value in config.head_params.items():

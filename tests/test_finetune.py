@@ -264,3 +264,27 @@ def test_torchrun_runs_the_finetune_command_and_rank_zero_alone_records(hume, st
     assert len(runs) == 1 and runs[0].data.tags["head"] == "wav2vec2-lstm"
     folders = list((tmp_path / "submissions" / "emi").iterdir())
     assert len(folders) == 1 and (folders[0] / "backbone" / "config.json").is_file()
+
+
+def test_a_single_weights_file_backbone_says_what_it_became_and_a_bad_crop_recipe_is_named(tmp_path):
+    """A team's wav2vec2 saved with torch.save (DataParallel prefix) is a fine-tuning backbone
+    too; what the file became is kept for the run's backbone_conversion.txt. A crop recipe with
+    an unknown setting is refused by name."""
+    from challenge.demo.models import tiny_wav2vec2
+    from challenge.errors import ChallengeError
+    from challenge.finetune.backbones import load_backbone
+    from challenge.heads import get_head
+    from challenge.track import Problem
+    from transformers import Wav2Vec2Model
+
+    folder = tiny_wav2vec2(tmp_path / "w2v", hidden=32)
+    state = {f"module.{k}": v for k, v in Wav2Vec2Model.from_pretrained(folder).state_dict().items()}
+    torch.save({"model": state, "epoch": 3}, tmp_path / "team.pth")
+    backbone = load_backbone("wav2vec2", {"model": str(tmp_path / "team.pth"), "heads": 2})
+    reference = load_backbone("wav2vec2", {"model": str(folder)})
+    assert backbone.conversion.startswith(str(tmp_path / "team.pth")) and reference.conversion is None
+    x = torch.randn(1, 8000)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.eval()(x), reference.eval()(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ChallengeError, match=r"no setting\(s\) \['margn'\]"):
+        get_head("cnn-gru")({"crop": {"margn": 0.3}}, Problem.FRAME_CLASSIFICATION, 4).crop_recipe()

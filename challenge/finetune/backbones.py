@@ -23,6 +23,7 @@ class Backbone(nn.Module):
 
     kind: str
     layer_pattern: str  # the name of a transformer block's parameters, its index as group 1
+    conversion: str | None = None  # what a single weights file became (recognised, dropped): logged with the run
 
     def __init__(self, network, preprocessor: dict):
         super().__init__()
@@ -155,13 +156,15 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
 
         if is_weights_file(model):
             network, dropped = load_wav2vec2_file(model, settings.get("heads"), settings.get("conv_stride"))
-            if dropped:
-                say(f"{model}: dropped {len(dropped)} tensors not in wav2vec2 ({', '.join(dropped[:3])}...)")
+            conversion = f"{model}: a wav2vec2 state dict; dropped {len(dropped)} tensors not in wav2vec2" + (f" ({', '.join(dropped)})" if dropped else "")
+            say(conversion)
         else:
             network = load_wav2vec2(model)
         backbone = Wav2Vec2Backbone(network.wav2vec2, {"do_normalize": True, "sampling_rate": 16000, **preprocessor_config(model)}
                                     if not is_weights_file(model) else {"do_normalize": True, "sampling_rate": 16000})
         backbone.keep_blocks(layer)
+        if is_weights_file(model):
+            backbone.conversion = conversion
         return backbone
     if kind == "vit-mae":
         from transformers import ViTMAEModel
@@ -171,7 +174,9 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
         if is_weights_file(model):
             network, conversion = load_vit_mae(model, settings.get("heads"), settings.get("input_size"))
             say(f"{model}: {conversion.describe()}")
-            return ViTBackbone(network, {})
+            backbone = ViTBackbone(network, {})
+            backbone.conversion = f"{model}: {conversion.describe()}"
+            return backbone
         return ViTBackbone(load_pretrained(ViTMAEModel, model, "--visual-model", mask_ratio=0.0), preprocessor_config(model))
     raise ChallengeError(f"no backbone kind {kind!r}; kinds: wav2vec2, vit-mae")
 

@@ -108,7 +108,14 @@ class CNNGRUHead(FrameHeadMixin, Head):
 
     def crop_recipe(self) -> dict:
         """The recipe the loader cuts crops by: the run's (head parameter `crop`), at the encoder's side."""
+        import dataclasses
+
+        from challenge.features.face_crops import FaceCropExtractor
+
         recipe = dict(self.params["crop"])
+        fields = {f.name for f in dataclasses.fields(FaceCropExtractor)}
+        if set(recipe) - fields:
+            raise ChallengeError(f"head_params crop: no setting(s) {sorted(set(recipe) - fields)} in the face-crop recipe; it has {sorted(fields)}.")
         if self.params["encoder"] == "fer":
             recipe["size"] = FEREncoder.size
         return recipe
