@@ -186,12 +186,17 @@ def _decode_faces(source: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
 def face_frames(samples, lengths: dict[str, int], size: int = 224) -> FaceFrames:
     """The loader of per-frame tracks: each video's crop folder (Aff-Wild2's cropped_aligned), or
     the video itself when there is none. The end-to-end head sets `size` to its backbone's input."""
+    return _per_video(FaceFrames, samples, lengths, size=size)
+
+
+def _per_video(kind, samples, lengths: dict[str, int], **settings):
+    """A VideoMedia of `kind` over the samples: each one's crop folder, else its video."""
     sources = [s.frames_dir if s.frames_dir is not None else s.video for s in samples]
     missing = [s.id for s, source in zip(samples, sources) if source is None]
     if missing:
         raise ChallengeError(f"{len(missing)} video(s) have neither face crops nor a video file (first: {missing[:5]}).")
     labels = [s.labels for s in samples] if samples and samples[0].labels is not None else None
-    return FaceFrames([s.id for s in samples], [lengths[s.id] for s in samples], [Path(p) for p in sources], labels, size)
+    return kind([s.id for s in samples], [lengths[s.id] for s in samples], [Path(p) for p in sources], labels, **settings)
 
 
 @dataclass
@@ -227,9 +232,6 @@ class FaceCrops(VideoMedia):
         aligned, missing = visual_on_frames(array, list(index), self.lengths[i])
         return aligned.astype(np.float32), missing
 
-    def filled_frames(self) -> int:
-        return sum(int(self.video(i)[1].sum()) for i in range(len(self)))
-
 
 class _Decoded(tuple):
     """(crops, frame numbers) as one cache item: its size is the crops'."""
@@ -241,9 +243,4 @@ class _Decoded(tuple):
 
 def face_crops(samples, lengths: dict[str, int]) -> FaceCrops:
     """The loader of detected face crops: a sample's crop folder (already cut faces) or its video."""
-    sources = [s.frames_dir if s.frames_dir is not None else s.video for s in samples]
-    missing = [s.id for s, source in zip(samples, sources) if source is None]
-    if missing:
-        raise ChallengeError(f"{len(missing)} video(s) have neither face crops nor a video file (first: {missing[:5]}).")
-    labels = [s.labels for s in samples] if samples and samples[0].labels is not None else None
-    return FaceCrops([s.id for s in samples], [lengths[s.id] for s in samples], [Path(p) for p in sources], labels)
+    return _per_video(FaceCrops, samples, lengths)
