@@ -68,6 +68,19 @@ def test_layer_wise_rates_and_frozen_blocks(tmp_path):
     assert load_backbone("wav2vec2", {"model": str(tmp_path / "w")}, layer=2).depth == 2
 
 
+def test_vit_blocks_get_their_own_rates_and_freeze(tmp_path):
+    from challenge.demo.models import tiny_mae
+    from challenge.finetune.backbones import load_backbone
+
+    backbone = load_backbone("vit-mae", {"model": str(tiny_mae(tmp_path / "m"))})  # 2 blocks
+    rates = {g["layer"]: g["lr"] for g in backbone.parameter_groups(1e-3, 0.5)}
+    assert sorted(rates) == [0, 1, 2, 3]  # embeddings, block 0, block 1, final norm
+    assert rates[2] == pytest.approx(1e-3) and rates[1] == pytest.approx(5e-4) and rates[0] == pytest.approx(2.5e-4)
+    backbone.freeze(trainable_blocks=1, freeze_feature_encoder=False)
+    trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in backbone.network.named_parameters() if p.requires_grad}
+    assert trainable == {"layers.1", "layernorm.weight", "layernorm.bias"}
+
+
 def test_gradient_accumulation_equals_the_whole_batch():
     from challenge.training.trainer import Trainer
 

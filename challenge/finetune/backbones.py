@@ -114,7 +114,8 @@ class Wav2Vec2Backbone(Backbone):
 
 class ViTBackbone(Backbone):
     kind = "vit-mae"
-    layer_pattern = r"^encoder\.layer\.(\d+)\."
+    # transformers 5 names ViTMAE's blocks layers.N; 4.x named them encoder.layer.N
+    layer_pattern = r"^(?:encoder\.layer|layers)\.(\d+)\."
 
     def after_blocks(self, name: str) -> bool:
         return name.startswith(("layernorm", "fc_norm"))
