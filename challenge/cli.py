@@ -697,6 +697,75 @@ def warm_command(
         f"it ends after {idle:g} idle minutes or with `challenge warm --stop`")
 
 
+pretrain_app = typer.Typer(help="Self-supervised pretraining on your own data; the output is a backbone --visual-model takes.",
+                            no_args_is_help=True)
+app.add_typer(pretrain_app, name="pretrain")
+
+
+def pretrain_mae_command(
+    images: Annotated[Optional[list[Path]], typer.Option(help="A folder of face images, searched recursively (Aff-Wild2's "
+                                                              "cropped_aligned, any image folder); repeat for several.")] = None,
+    videos: Annotated[Optional[list[Path]], typer.Option(help="A folder of videos: faces are found and cut by the project's detector "
+                                                              "(once, kept under OUT/face-crops); repeat for several.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder, and where the checkpoint lives while training "
+                                                     "(default pretrained/mae-<digest of inputs and settings>).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file of settings (top level or under `pretrain:`); flags override it.")] = None,
+    device: DeviceOption = None,
+    tracking_uri: TrackingOption = None,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out unreadable images and videos (counted) instead of stopping.")] = False,
+    quiet: Quiet = False,
+    **settings,
+):
+    """Pretrain a masked autoencoder (ViTMAEForPreTraining) on face images, from scratch or from
+    --init. Resumable: after a crash or a kill, the same command continues from the last epoch.
+    Several GPUs or machines: start it under torchrun.
+
+    Examples:
+
+        challenge pretrain mae --images /data/affwild2/cropped_aligned --epochs 100 --out /models/mae-faces
+
+        challenge pretrain mae --videos /data/smiles/videos --init /models/mae_pretrain_vit_base.pth --epochs 20
+
+        torchrun --nproc-per-node 8 -m challenge.cli pretrain mae --images /data/faces --batch-size 512
+
+        challenge track expr --data /data/affwild2 --features mae --visual-model /models/mae-faces
+    """
+    set_quiet(quiet)
+    import yaml
+
+    from challenge.cli_options import schema_flags
+    from challenge.pretrain.mae import default_out, pretrain_mae
+    from challenge.pretrain.settings import MAEPretrainSettings
+
+    values = {}
+    if config is not None:
+        if not config.is_file():
+            raise ChallengeError(f"{config}: no such settings file (--config).")
+        loaded = yaml.safe_load(config.read_text()) or {}
+        values = loaded.get("pretrain", loaded) if isinstance(loaded, dict) else {}
+    values |= schema_flags(settings, MAEPretrainSettings)
+    try:
+        resolved = MAEPretrainSettings(**values)
+    except ValueError as error:
+        raise ChallengeError(f"pretraining settings: {error}") from error
+    target = out or default_out(images or [], videos or [], resolved)
+    result = pretrain_mae(images or [], videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
+    typer.echo(f"pretrained on {result.images} images, {result.steps} steps: training loss {result.first_loss:.4f} -> "
+               f"{result.last_loss:.4f}, best held-out reconstruction loss {result.best_valid_loss:.4f}"
+               + (f"; {result.skipped} unreadable left out" if result.skipped else ""))
+    typer.echo(f"backbone: {result.out} (--visual-model {result.out})" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+
+
+def _pretrain_options() -> list[inspect.Parameter]:
+    from challenge.cli_options import schema_parameters
+    from challenge.pretrain.settings import MAEPretrainSettings
+
+    return schema_parameters(MAEPretrainSettings, panel="pretraining")
+
+
+pretrain_app.command("mae")(with_schema_options(pretrain_mae_command, _pretrain_options()))
+
+
 @app.command("demo")
 def demo_command(
     directory: Annotated[Path, typer.Option(help="Where the demo dataset and its stand-in model live.")] = Path("demo_data"),

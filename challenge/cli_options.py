@@ -100,12 +100,12 @@ def schema_flags(values: dict[str, Any], model: type[BaseModel]) -> dict[str, An
     """Command-line values back in the schema's shape: section options into their sections,
     comma-separated lists split, paths as text; options not given (None) left out."""
     flags: dict[str, Any] = {}
-    sections = {section: model.model_fields[section].annotation for section in SECTION_PREFIX}
+    sections = {section: model.model_fields[section].annotation for section in SECTION_PREFIX if section in model.model_fields}
     for name, value in values.items():
         if value is None:
             continue
         target, key, annotation = flags, name, model.model_fields[name].annotation if name in model.model_fields else None
-        for section, section_model in sections.items():
+        for section, section_model in sections.items():  # a flat schema (pretraining's settings) has none
             prefix = SECTION_PREFIX[section]
             field = name.removeprefix(prefix) if prefix and name.startswith(prefix) else (name if not prefix else None)
             if field is not None and field in section_model.model_fields and name not in model.model_fields:

@@ -126,21 +126,7 @@ def vit_mae_from_timm(state: dict, source: str, heads: int | None = None, image_
         out["embeddings.position_embeddings"] = resample_positions(position, target)
         conversion.notes.append(f"position embeddings interpolated from {grid}x{grid} to {target}x{target} patches")
     for i in range(depth):
-        block = f"blocks.{i}."
-        layer = f"layers.{i}."
-        qkv = take(f"{layer}_qkv", block + "attn.qkv.weight")
-        del out[f"{layer}_qkv"]
-        for name, part in zip(("q_proj", "k_proj", "v_proj"), torch.chunk(qkv, 3, dim=0)):
-            out[f"{layer}attention.{name}.weight"] = part.clone()
-        if config["qkv_bias"]:
-            bias = take(f"{layer}_qkv_bias", block + "attn.qkv.bias")
-            del out[f"{layer}_qkv_bias"]
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), torch.chunk(bias, 3, dim=0)):
-                out[f"{layer}attention.{name}.bias"] = part.clone()
-        for ours, theirs in (("attention.o_proj", "attn.proj"), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
-                             ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
-            take(f"{layer}{ours}.weight", f"{block}{theirs}.weight")
-            take(f"{layer}{ours}.bias", f"{block}{theirs}.bias")
+        _timm_block(take, out, f"blocks.{i}.", f"layers.{i}.", config["qkv_bias"])
     take("layernorm.weight", f"{norm}.weight")
     take("layernorm.bias", f"{norm}.bias")
     conversion.recognised = sorted(used)
@@ -149,6 +135,56 @@ def vit_mae_from_timm(state: dict, source: str, heads: int | None = None, image_
     if unexpected:
         conversion.notes.append(f"{len(unexpected)} tensor(s) of no known part left unused: {', '.join(unexpected[:10])}")
     return conversion
+
+
+def _timm_block(take, out: dict, block: str, layer: str, qkv_bias: bool) -> None:
+    """One timm transformer block (fused qkv, norm1/norm2) as a transformers ViTMAE layer."""
+    import torch
+
+    qkv = take(f"{layer}_qkv", block + "attn.qkv.weight")
+    del out[f"{layer}_qkv"]
+    for name, part in zip(("q_proj", "k_proj", "v_proj"), torch.chunk(qkv, 3, dim=0)):
+        out[f"{layer}attention.{name}.weight"] = part.clone()
+    if qkv_bias:
+        bias = take(f"{layer}_qkv_bias", block + "attn.qkv.bias")
+        del out[f"{layer}_qkv_bias"]
+        for name, part in zip(("q_proj", "k_proj", "v_proj"), torch.chunk(bias, 3, dim=0)):
+            out[f"{layer}attention.{name}.bias"] = part.clone()
+    for ours, theirs in (("attention.o_proj", "attn.proj"), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
+                         ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
+        take(f"{layer}{ours}.weight", f"{block}{theirs}.weight")
+        take(f"{layer}{ours}.bias", f"{block}{theirs}.bias")
+
+
+def mae_decoder_from_timm(state: dict, source: str, heads: int) -> tuple[dict, dict] | None:
+    """The decoder of a facebookresearch/mae pretraining checkpoint (decoder_embed,
+    decoder_blocks.N, decoder_norm, decoder_pred, mask_token, decoder_pos_embed) as
+    ViTMAEForPreTraining's `decoder.*` tensors, with the ViTMAEConfig arguments it implies;
+    None when the file holds no decoder (a fine-tuned or encoder-only file)."""
+    if "decoder_embed.weight" not in state:
+        return None
+    width = int(state["decoder_embed.weight"].shape[0])
+    depth = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"decoder_blocks\.(\d+)\.", k))), default=-1)
+    if width % heads:
+        raise ChallengeError(f"{source}: decoder width {width} is not divisible by {heads} heads; set --decoder-heads to the checkpoint's.")
+    out: dict = {}
+
+    def take(name: str, key: str):
+        if key not in state:
+            raise ChallengeError(f"{source}: the decoder weight {key} is missing from the file (a damaged checkpoint?).")
+        out[name] = state[key]
+        return state[key]
+
+    for name, key in (("decoder.mask_token", "mask_token"), ("decoder.decoder_pos_embed", "decoder_pos_embed"),
+                      ("decoder.decoder_embed.weight", "decoder_embed.weight"), ("decoder.decoder_embed.bias", "decoder_embed.bias"),
+                      ("decoder.decoder_norm.weight", "decoder_norm.weight"), ("decoder.decoder_norm.bias", "decoder_norm.bias"),
+                      ("decoder.decoder_pred.weight", "decoder_pred.weight"), ("decoder.decoder_pred.bias", "decoder_pred.bias")):
+        take(name, key)
+    for i in range(depth):
+        _timm_block(take, out, f"decoder_blocks.{i}.", f"decoder.decoder_layers.{i}.", "decoder_blocks.0.attn.qkv.bias" in state)
+    config = {"decoder_hidden_size": width, "decoder_num_hidden_layers": depth, "decoder_num_attention_heads": heads,
+              "decoder_intermediate_size": int(state["decoder_blocks.0.mlp.fc1.weight"].shape[0])}
+    return out, config
 
 
 def resample_positions(position, grid: int):

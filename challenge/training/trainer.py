@@ -119,9 +119,12 @@ class Trainer:
     so a resumed run draws the same batches an uninterrupted one would."""
 
     def __init__(self, model: torch.nn.Module, params: dict, device: str, steps_per_epoch: int = 1, groups: list[dict] | None = None,
-                 rngs: Iterable[np.random.Generator] = (), checkpoint: Path | None = None):
+                 rngs: Iterable[np.random.Generator] = (), checkpoint: Path | None = None, keep_checkpoint: bool = False):
         self.params, self.device, self.rngs = params, device, list(rngs)
         self.checkpoint = Path(checkpoint) if checkpoint else None
+        # kept after training when the caller still has to save its result from it (pretraining)
+        self.keep_checkpoint = keep_checkpoint
+        self.epoch = 0  # the epoch being trained (run_epoch may read it: pretraining's data order does)
         self.model = model.to(device)
         self.dist = Distributed()
         if self.dist.world > 1:
@@ -211,6 +214,7 @@ class Trainer:
             for _ in range(state["epoch"]):
                 advance()
             while state["epoch"] < epochs and state["stale"] < self.params.get("patience", 8):
+                self.epoch = state["epoch"]
                 self.model.train()
                 loss = run_epoch()
                 self.end_epoch()
@@ -281,5 +285,5 @@ class Trainer:
 
     def finished(self) -> None:
         """Training ended (or was pruned): its checkpoint is no longer needed."""
-        if self.checkpoint is not None and self.dist.rank == 0:
+        if self.checkpoint is not None and self.dist.rank == 0 and not self.keep_checkpoint:
             self.checkpoint.unlink(missing_ok=True)

@@ -1,0 +1,87 @@
+"""Does MAE pretraining on the team's own faces help? A linear probe (the project's logistic
+head on the frozen encoder's `mae` features) of a pretrained tiny MAE against the same
+architecture at its random initialisation (the weights pretraining starts from), per seed, on
+demo Aff-Wild2 EXPR (pretrained on its cropped_aligned images) and on the smile-intensity demo
+(pretrained on faces the detector cuts from its videos, `--videos`).
+
+Pretraining uses no labels; it sees every video's frames (train, validation and test), as a team
+pretraining on its whole unlabelled corpus would. Tiny models on drawn faces: the figures say
+whether the machinery learns something a probe can use, not what a ViT-B learns from Aff-Wild2.
+
+    .venv/bin/python benchmarks/pretrain_probe.py [--seeds 3] [--epochs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+TINY = dict(image_size=32, patch_size=4, hidden_size=64, layers=3, heads=4, decoder_hidden_size=32, decoder_layers=1, decoder_heads=2,
+            batch_size=64, learning_rate=2e-3, workers=2, valid_images=64)
+
+
+def probe(track: str, data: Path, model: Path, seed: int, root: Path) -> float:
+    from challenge.config import load_config
+    from challenge.registry import get_track
+    from challenge.runner import run
+
+    spec = get_track(track)
+    flags = {"track": track, "data": str(data), "features": ["mae"], "head": "logistic", "seed": seed, "extractors": {"mae": {"model": str(model)}},
+             "tracking_uri": f"sqlite:///{root}/mlflow.db", "out": str(root / "runs" / f"{track}-{model.name}-{seed}")}
+    return float(run(spec, load_config(None, flags, spec)).score)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epoch-steps", type=int, default=30)
+    args = parser.parse_args()
+    from challenge.demo.affwild import write_affwild_demo
+    from challenge.demo.smiles import write_smiles_demo
+    from challenge.pretrain.mae import build_mae, pretrain_mae
+    from challenge.pretrain.settings import MAEPretrainSettings
+    from challenge.progress import set_quiet
+
+    set_quiet(True)
+    root = Path(tempfile.mkdtemp(prefix="pretrain-probe-"))
+    os.environ["CHALLENGE_FEATURE_STORE"] = str(root / "store")
+    affwild, smiles = root / "affwild", root / "smiles"
+    write_affwild_demo(affwild)
+    write_smiles_demo(smiles)
+    corpora = {"expr": (affwild, {"images": [affwild / "cropped_aligned"], "videos": []}),
+               "smile-intensity": (smiles / "a", {"images": [], "videos": [smiles / "a" / "videos"]})}
+    rows = []
+    for track, (data, inputs) in corpora.items():
+        for seed in range(args.seeds):
+            settings = MAEPretrainSettings(**TINY, epochs=args.epochs, epoch_steps=args.epoch_steps, seed=seed)
+            start = time.perf_counter()
+            result = pretrain_mae(inputs["images"], inputs["videos"], root / f"mae-{track}-{seed}", settings, "cpu", f"sqlite:///{root}/mlflow.db")
+            seconds = time.perf_counter() - start
+            random_folder = root / f"random-{track}-{seed}"
+            model, processor, _ = build_mae(settings)  # the same seed's starting weights
+            model.save_pretrained(random_folder)
+            (random_folder / "preprocessor_config.json").write_text(json.dumps(processor | {"size": {"height": 32, "width": 32}}))
+            pretrained, random = probe(track, data, result.out, seed, root), probe(track, data, random_folder, seed, root)
+            rows.append({"track": track, "seed": seed, "pretrained": pretrained, "random": random, "images": result.images,
+                         "steps": result.steps, "loss": f"{result.first_loss:.3f}->{result.last_loss:.3f}", "seconds": seconds})
+            print(json.dumps(rows[-1], default=lambda v: round(v, 4)), flush=True)
+    print(f"\ntiny MAE ({TINY['hidden_size']} wide, {TINY['layers']} blocks, {TINY['image_size']} px, patch {TINY['patch_size']}), "
+          f"{args.epochs} x {args.epoch_steps} steps of {TINY['batch_size']} images; linear probe = logistic head on the mae features")
+    for track in corpora:
+        part = [r for r in rows if r["track"] == track]
+        stats = {k: (statistics.mean(r[k] for r in part), statistics.stdev(r[k] for r in part) if len(part) > 1 else 0.0) for k in ("pretrained", "random")}
+        gains = [r["pretrained"] - r["random"] for r in part]
+        gain_sd = statistics.stdev(gains) if len(gains) > 1 else 0.0
+        print(f"{track:16s} pretrained {stats['pretrained'][0]:.4f} +- {stats['pretrained'][1]:.4f}   random init {stats['random'][0]:.4f} +- "
+              f"{stats['random'][1]:.4f}   gain {statistics.mean(gains):+.4f} +- {gain_sd:.4f}   ({part[0]['images']} images, {part[0]['steps']} steps)")
+    print(f"files: {root}")
+
+
+if __name__ == "__main__":
+    main()

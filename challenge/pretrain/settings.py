@@ -1,0 +1,42 @@
+"""The settings of `challenge pretrain mae`: the architecture (when training from scratch), the
+masking, the optimiser and schedule, and the data loading. Each field is a command-line option
+(challenge.cli_options) and a key of the `pretrain:` section of a --config YAML."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+
+class MAEPretrainSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    init: str | None = Field(None, description="Start from this MAE (hub id, save_pretrained folder or .pth weights file) "
+                                                "instead of random weights; the architecture fields below are then ignored.")
+    image_size: PositiveInt = Field(224, description="Side of the square input in pixels.")
+    patch_size: PositiveInt = Field(16, description="Side of a patch in pixels.")
+    hidden_size: PositiveInt = Field(768, description="Encoder width (ViT-B: 768).")
+    layers: PositiveInt = Field(12, description="Encoder blocks.")
+    heads: PositiveInt = Field(12, description="Attention heads per encoder block.")
+    decoder_hidden_size: PositiveInt = Field(512, description="Decoder width.")
+    decoder_layers: PositiveInt = Field(8, description="Decoder blocks.")
+    decoder_heads: PositiveInt = Field(16, description="Attention heads per decoder block.")
+    mask_ratio: float = Field(0.75, gt=0, lt=1, description="Fraction of the patches hidden from the encoder.")
+    norm_pix_loss: bool = Field(True, description="Reconstruct each patch's pixels standardised by its own mean and variance (MAE's default).")
+    epochs: PositiveInt = Field(10, description="Epochs (an epoch is --epoch-steps steps, or one pass over the images).")
+    epoch_steps: NonNegativeInt = Field(0, description="Optimiser steps per epoch, and so between checkpoints (0: one pass over the images).")
+    batch_size: PositiveInt = Field(64, description="Images per micro-batch (all ranks together under torchrun).")
+    accumulate: PositiveInt = Field(1, description="Micro-batches per optimiser step.")
+    learning_rate: PositiveFloat = Field(1.5e-4, description="Peak learning rate (MAE: 1.5e-4 x batch / 256).")
+    weight_decay: NonNegativeFloat = Field(0.05, description="AdamW weight decay.")
+    warmup: float = Field(0.05, ge=0, lt=1, description="Fraction of the optimiser steps with a linear warm-up, then cosine decay.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU.")
+    flip: bool = Field(True, description="Random horizontal flips.")
+    crop_scale: float = Field(0.6, gt=0, le=1, description="Random resized crops keep at least this fraction of the image (1: none).")
+    workers: NonNegativeInt = Field(2, description="DataLoader processes that decode images (0: decode in the training process).")
+    valid_images: NonNegativeInt = Field(64, description="Images held out to score reconstruction each epoch (the best epoch is kept).")
+    grid_every: NonNegativeInt = Field(0, description="Log a grid of masked inputs and reconstructions every N steps (0: at each epoch's end only).")
+    frame_step: PositiveInt = Field(10, description="--videos: crop a face from every Nth frame.")
+    crop_margin: float = Field(0.25, ge=0, description="--videos: the crop widens the detected face box by this fraction.")
+    seed: int = Field(0, description="Seeds the weights, the image order, the augmentation and the masks.")
