@@ -85,7 +85,7 @@ def main() -> None:
     size = SIZES[args.size]
     write_images(root / "images", max(4 * args.batch, 256), size["image_size"])
     settings = lambda k: MAEPretrainSettings(**size, epochs=1, epoch_steps=args.steps, batch_size=args.batch, workers=args.workers,  # noqa: E731
-                                             valid_images=0, precision=args.precision, crop_scale=0.6, seed=k)
+                                             valid_items=0, precision=args.precision, crop_scale=0.6, seed=k)
     engine, bare, waits = [], [], []
     for k in range(args.repeats):  # alternated, so drift of the machine falls on both
         start = time.perf_counter()

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 TINY = dict(image_size=32, patch_size=4, hidden_size=64, layers=3, heads=4, decoder_hidden_size=32, decoder_layers=1, decoder_heads=2,
-            batch_size=64, learning_rate=2e-3, workers=2, valid_images=64)
+            batch_size=64, learning_rate=2e-3, workers=2, valid_items=64)
 
 
 def probe(track: str, data: Path, model: Path, seed: int, root: Path) -> float:
@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--epoch-steps", type=int, default=30)
+    parser.add_argument("--no-norm-pix-loss", action="store_true", help="reconstruct raw pixels (MAE's norm_pix_loss off)")
+    parser.add_argument("--crop-scale", type=float, default=0.6)
+    parser.add_argument("--tracks", default="expr,smile-intensity")
     args = parser.parse_args()
     from challenge.demo.affwild import write_affwild_demo
     from challenge.demo.smiles import write_smiles_demo
@@ -56,10 +59,12 @@ def main() -> None:
     write_smiles_demo(smiles)
     corpora = {"expr": (affwild, {"images": [affwild / "cropped_aligned"], "videos": []}),
                "smile-intensity": (smiles / "a", {"images": [], "videos": [smiles / "a" / "videos"]})}
+    corpora = {k: v for k, v in corpora.items() if k in args.tracks.split(",")}
     rows = []
     for track, (data, inputs) in corpora.items():
         for seed in range(args.seeds):
-            settings = MAEPretrainSettings(**TINY, epochs=args.epochs, epoch_steps=args.epoch_steps, seed=seed)
+            settings = MAEPretrainSettings(**TINY, epochs=args.epochs, epoch_steps=args.epoch_steps, seed=seed,
+                                           norm_pix_loss=not args.no_norm_pix_loss, crop_scale=args.crop_scale)
             start = time.perf_counter()
             result = pretrain_mae(inputs["images"], inputs["videos"], root / f"mae-{track}-{seed}", settings, "cpu", f"sqlite:///{root}/mlflow.db")
             seconds = time.perf_counter() - start
@@ -68,11 +73,12 @@ def main() -> None:
             model.save_pretrained(random_folder)
             (random_folder / "preprocessor_config.json").write_text(json.dumps(processor | {"size": {"height": 32, "width": 32}}))
             pretrained, random = probe(track, data, result.out, seed, root), probe(track, data, random_folder, seed, root)
-            rows.append({"track": track, "seed": seed, "pretrained": pretrained, "random": random, "images": result.images,
+            rows.append({"track": track, "seed": seed, "pretrained": pretrained, "random": random, "images": result.items,
                          "steps": result.steps, "loss": f"{result.first_loss:.3f}->{result.last_loss:.3f}", "seconds": seconds})
             print(json.dumps(rows[-1], default=lambda v: round(v, 4)), flush=True)
     print(f"\ntiny MAE ({TINY['hidden_size']} wide, {TINY['layers']} blocks, {TINY['image_size']} px, patch {TINY['patch_size']}), "
-          f"{args.epochs} x {args.epoch_steps} steps of {TINY['batch_size']} images; linear probe = logistic head on the mae features")
+          f"{args.epochs} x {args.epoch_steps} steps of {TINY['batch_size']} images, norm_pix_loss {not args.no_norm_pix_loss}, "
+          f"crop_scale {args.crop_scale}; linear probe = logistic head on the mae features")
     for track in corpora:
         part = [r for r in rows if r["track"] == track]
         stats = {k: (statistics.mean(r[k] for r in part), statistics.stdev(r[k] for r in part) if len(part) > 1 else 0.0) for k in ("pretrained", "random")}

@@ -96,6 +96,7 @@ def features_extract(
     extractor: Annotated[str, typer.Option(help="A registered extractor: " + ", ".join(entry_point_names("challenge.extractors")) + ".")],
     audio_model: AudioModelOption = None,
     visual_model: VisualModelOption = None,
+    social_mae_model: Annotated[Optional[str], typer.Option(help="Social-MAE folder or the authors' .pth (--extractor social-mae).")] = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
     kind: Annotated[Optional[str], typer.Option(help="provided: wav2vec2 or vit (the organisers' folder).")] = None,
     device: DeviceOption = "auto",
@@ -122,7 +123,7 @@ def features_extract(
     set_quiet(quiet)
     from challenge.features.base import extractor_class
 
-    chosen = {"audio": audio_model, "visual": visual_model}.get(extractor_class(extractor).modality)
+    chosen = social_mae_model if extractor == "social-mae" else {"audio": audio_model, "visual": visual_model}.get(extractor_class(extractor).modality)
     job = {"track": track, "data": str(data), "extractor": extractor, "options": {"model": chosen, "layer": layer, "kind": kind},
            "store": str(store) if store else None, "skip_missing": skip_missing}
     devices = device.split(",")
@@ -217,7 +218,8 @@ def _shard(text: str) -> tuple[int, int]:
 def _model_options() -> list[inspect.Parameter]:
     """--audio-model and --visual-model: the one spelling of the model option, in every command."""
     help_text = {"audio_model": "wav2vec2 hub id, save_pretrained folder or weights file (.pth, .pt, .bin, .safetensors).",
-                 "visual_model": "MAE ViT hub id, save_pretrained folder or weights file (facebookresearch/mae .pth...)."}
+                 "visual_model": "MAE ViT hub id, save_pretrained folder or weights file (facebookresearch/mae .pth...).",
+                 "social_mae_model": "Social-MAE folder (challenge pretrain social-mae) or the authors' weights file (.pth)."}
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                               annotation=Annotated[Optional[str], typer.Option(help=help_text[name], show_default=False)]) for name in MODEL_FLAGS]
 
@@ -731,11 +733,62 @@ def pretrain_mae_command(
         challenge track expr --data /data/affwild2 --features mae --visual-model /models/mae-faces
     """
     set_quiet(quiet)
+    from challenge.pretrain.loop import default_out
+    from challenge.pretrain.mae import pretrain_mae
+    from challenge.pretrain.settings import MAEPretrainSettings
+
+    resolved = _pretrain_settings(MAEPretrainSettings, config, settings)
+    target = out or default_out("mae", {"images": images or [], "videos": videos or []}, resolved)
+    result = pretrain_mae(images or [], videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
+    typer.echo(f"pretrained on {result.items} images, {result.steps} steps: training loss {result.first_loss:.4f} -> "
+               f"{result.last_loss:.4f}, best held-out reconstruction loss {result.best_valid_loss:.4f}"
+               + (f"; {result.skipped} unreadable left out" if result.skipped else ""))
+    typer.echo(f"backbone: {result.out} (--visual-model {result.out})" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+
+
+def pretrain_social_mae_command(
+    videos: Annotated[Optional[list[Path]], typer.Option(help="A folder of videos with sound and faces (searched recursively); "
+                                                              "each is read once into OUT/clips. Repeat for several.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder, and where the checkpoint lives while training "
+                                                     "(default pretrained/social-mae-<digest of inputs and settings>).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file of settings (top level or under `pretrain:`); flags override it.")] = None,
+    device: DeviceOption = None,
+    tracking_uri: TrackingOption = None,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out unreadable videos (counted) instead of stopping.")] = False,
+    quiet: Quiet = False,
+    **settings,
+):
+    """Pretrain Social-MAE (audio-visual masked autoencoder: log-mel filterbank and face frames,
+    modality encoders, joint blocks, reconstruction plus contrastive loss) on clips of videos,
+    from scratch or from --init (a folder it wrote, or the authors' .pth). Resumable; torchrun for
+    several GPUs. The defaults are the paper's sizes (ViT-B, 128 x 1024 filterbank, 8 frames).
+
+    Examples:
+
+        challenge pretrain social-mae --videos /data/voxceleb2/mp4 --init /models/social-mae.pth --epochs 5
+
+        challenge track smile-laugh --data /data/ndc --features social-mae --social-mae-model pretrained/social-mae-XXXX
+    """
+    set_quiet(quiet)
+    from challenge.pretrain.loop import default_out
+    from challenge.pretrain.settings import SocialMAEPretrainSettings
+    from challenge.pretrain.social import pretrain_social_mae
+
+    resolved = _pretrain_settings(SocialMAEPretrainSettings, config, settings)
+    target = out or default_out("social-mae", {"videos": videos or []}, resolved)
+    result = pretrain_social_mae(videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
+    typer.echo(f"pretrained on {result.items} clips, {result.steps} steps: training loss {result.first_loss:.4f} -> "
+               f"{result.last_loss:.4f}, best held-out loss {result.best_valid_loss:.4f}"
+               + (f"; {result.skipped} unreadable left out" if result.skipped else ""))
+    typer.echo(f"model: {result.out} (--features social-mae --social-mae-model {result.out})" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+
+
+def _pretrain_settings(model, config: Path | None, flags: dict):
+    """A pretraining's settings: the --config YAML (top level or its `pretrain:` section), then the flags."""
     import yaml
+    from pydantic import ValidationError
 
     from challenge.cli_options import schema_flags
-    from challenge.pretrain.mae import default_out, pretrain_mae
-    from challenge.pretrain.settings import MAEPretrainSettings
 
     values = {}
     if config is not None:
@@ -743,27 +796,23 @@ def pretrain_mae_command(
             raise ChallengeError(f"{config}: no such settings file (--config).")
         loaded = yaml.safe_load(config.read_text()) or {}
         values = loaded.get("pretrain", loaded) if isinstance(loaded, dict) else {}
-    values |= schema_flags(settings, MAEPretrainSettings)
+    values |= schema_flags(flags, model)
     try:
-        resolved = MAEPretrainSettings(**values)
-    except ValueError as error:
-        raise ChallengeError(f"pretraining settings: {error}") from error
-    target = out or default_out(images or [], videos or [], resolved)
-    result = pretrain_mae(images or [], videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
-    typer.echo(f"pretrained on {result.images} images, {result.steps} steps: training loss {result.first_loss:.4f} -> "
-               f"{result.last_loss:.4f}, best held-out reconstruction loss {result.best_valid_loss:.4f}"
-               + (f"; {result.skipped} unreadable left out" if result.skipped else ""))
-    typer.echo(f"backbone: {result.out} (--visual-model {result.out})" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+        return model(**values)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        raise ChallengeError(f"pretraining settings: {problems}") from None
 
 
-def _pretrain_options() -> list[inspect.Parameter]:
+def _pretrain_options(model_name: str) -> list[inspect.Parameter]:
     from challenge.cli_options import schema_parameters
-    from challenge.pretrain.settings import MAEPretrainSettings
+    from challenge.pretrain import settings
 
-    return schema_parameters(MAEPretrainSettings, panel="pretraining")
+    return schema_parameters(getattr(settings, model_name), panel="pretraining")
 
 
-pretrain_app.command("mae")(with_schema_options(pretrain_mae_command, _pretrain_options()))
+pretrain_app.command("mae")(with_schema_options(pretrain_mae_command, _pretrain_options("MAEPretrainSettings")))
+pretrain_app.command("social-mae")(with_schema_options(pretrain_social_mae_command, _pretrain_options("SocialMAEPretrainSettings")))
 
 
 @app.command("demo")

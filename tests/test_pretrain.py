@@ -21,7 +21,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--image-size", "32", "--patch-size", "8", "--hidden-size", "32", "--layers", "2", "--heads", "2", "--decoder-hidden-size", "32",
-        "--decoder-layers", "1", "--decoder-heads", "2", "--batch-size", "8", "--valid-images", "8"]
+        "--decoder-layers", "1", "--decoder-heads", "2", "--batch-size", "8", "--valid-items", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_pretraining_lowers_the_loss_and_its_folder_is_a_backbone(photos, tmp_pa
                 "--learning-rate", "3e-3", "--workers", "2", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "pretrain.json").read_text())
-    assert summary["images"] == 72 and summary["valid_images"] == 8 and summary["steps"] == 40
+    assert summary["items"] == 72 and summary["valid_items"] == 8 and summary["steps"] == 40
     history = summary["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.05  # norm_pix targets: a model that learns nothing stays near 1
     assert max(h["valid_score"] for h in history) > history[0]["valid_score"]
@@ -190,7 +190,7 @@ def test_a_damaged_image_is_named_or_left_out_and_counted(photos, tmp_path):
     shutil.copytree(photos, corpus)
     damaged = corpus / "person1" / "session-a" / "broken.jpg"
     damaged.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    args = ["pretrain", "mae", "--images", str(corpus), *TINY, "--epochs", "1", "--epoch-steps", "0", "--valid-images", "0", "--workers", "0",
+    args = ["pretrain", "mae", "--images", str(corpus), *TINY, "--epochs", "1", "--epoch-steps", "0", "--valid-items", "0", "--workers", "0",
             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
     refused = _cli(*args, "--out", str(tmp_path / "a"))
     assert refused.returncode == 2 and "broken.jpg: unreadable image" in refused.stderr and "--skip-missing" in refused.stderr
@@ -198,6 +198,6 @@ def test_a_damaged_image_is_named_or_left_out_and_counted(photos, tmp_path):
     kept = _cli(*args, "--out", str(tmp_path / "b"), "--skip-missing")
     assert kept.returncode == 0, kept.stderr[-3000:]
     summary = json.loads((tmp_path / "b" / "pretrain.json").read_text())
-    assert summary["images"] == 81 and summary["skipped"] == 1 and "1 unreadable left out" in " ".join(kept.stdout.split())
+    assert summary["items"] == 81 and summary["skipped"] == 1 and "1 unreadable left out" in " ".join(kept.stdout.split())
     missing = _cli("pretrain", "mae", "--images", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c"))
     assert missing.returncode == 2 and "nowhere: no such folder of images" in missing.stderr

@@ -167,15 +167,3 @@ def collate_images(items: list) -> tuple[torch.Tensor, list[int]]:
     kept = [x for x in items if not isinstance(x, Unreadable)]
     batch = torch.stack(kept) if kept else torch.empty(0, dtype=torch.uint8)
     return batch, [x.index for x in items if isinstance(x, Unreadable)]
-
-
-def image_order(count: int, seed: int, start: int, stop: int) -> np.ndarray:
-    """The image indices at positions start..stop of the training stream: pass p over the
-    images is the permutation drawn from (seed, p). A function of the position alone, so an epoch
-    of any length resumes where it stopped with nothing but the step count."""
-    positions = np.arange(start, stop)
-    out = np.empty(len(positions), dtype=np.int64)
-    for p in np.unique(positions // count):
-        where = positions // count == p
-        out[where] = np.random.default_rng([seed, int(p), 7]).permutation(count)[positions[where] % count]
-    return out
