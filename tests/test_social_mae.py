@@ -191,3 +191,29 @@ def test_pretrain_social_mae_on_videos_lowers_the_loss_and_the_extractor_reads_i
     kept = subprocess.run([*args, "--out", str(tmp_path / "r2"), "--skip-missing"], capture_output=True, text=True, timeout=300, env=env)
     assert kept.returncode == 0, kept.stderr[-3000:]
     assert json.loads((tmp_path / "r2" / "pretrain.json").read_text())["skipped"] == 1
+
+
+def test_social_mae_fine_tunes_on_emi_clips_and_its_backbone_is_extracted_again(tmp_path):
+    """--head social-mae-clips on an EMI-layout set written apart from the demo (separate WAV
+    audio, videos at 10 fps): it trains end to end, writes the submission, logs the fine-tuned
+    encoder, and that folder is a --social-mae-model the feature store extracts."""
+    from challenge.features.social_mae_network import SocialMAE, SocialMAEConfig
+    from tests.fixtures.quirky import quirky_hume
+
+    quirky_hume(tmp_path / "hume")
+    torch.manual_seed(0)
+    SocialMAE(SocialMAEConfig(image_size=32, frames=4, tubelet=2, patch_size=8, mel_bins=32, audio_frames=64, width=32, modality_depth=1,
+                              joint_depth=1, heads=2, decoder_width=16, decoder_depth=1, decoder_heads=2)).save_pretrained(tmp_path / "smae")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")}
+    common = ["--data", str(tmp_path / "hume"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q"]
+    tuned = subprocess.run([sys.executable, "-m", "challenge.cli", "track", "emi", "--head", "social-mae-clips", "--social-mae-model",
+                            str(tmp_path / "smae"), "--finetune-epochs", "2", "--finetune-batch-size", "4", "--out", str(tmp_path / "run"), *common],
+                           capture_output=True, text=True, timeout=600, env=env)
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    assert "validation score" in tuned.stdout and "linear baseline (ridge" in tuned.stdout and (tmp_path / "run" / "predictions.csv").is_file()
+    backbone = tmp_path / "run" / "backbone"
+    assert (backbone / "social_mae_config.json").is_file()
+    again = subprocess.run([sys.executable, "-m", "challenge.cli", "track", "emi", "--features", "social-mae", "--social-mae-model", str(backbone),
+                            "--head", "ridge", "--out", str(tmp_path / "again"), *common], capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "validation score" in again.stdout

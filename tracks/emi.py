@@ -6,7 +6,7 @@ import numpy as np
 
 from challenge.data.hume import EMOTIONS, read_hume
 from challenge.demo.hume import write_emi_demo
-from challenge.finetune.media import waveform_clips
+from challenge.finetune.media import audio_visual_clips, waveform_clips
 from challenge.metrics import Score, mean_pearson
 from challenge.track import Problem, TrackSpec
 from submissions.emi import check_emi, submit_emi
@@ -30,6 +30,6 @@ TRACK = TrackSpec(
     default_features=("wav2vec2",),
     default_head="lstm",
     metric="mean Pearson over 6 emotions",
-    media={"audio": waveform_clips},
+    media={"audio": waveform_clips, "audio-visual": audio_visual_clips},  # wav2vec2-lstm; social-mae-clips
     finetune_head="wav2vec2-lstm",
 )

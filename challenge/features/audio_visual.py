@@ -40,13 +40,15 @@ def filterbank(signal: np.ndarray, mel_bins: int) -> np.ndarray:
     return extractor(signal, sampling_rate=16000, return_tensors="np")["input_values"][0]
 
 
-def read_video(path: Path, mel_bins: int, size: int, face_rate: float, margin: float = 0.25, detector=None) -> VideoArrays:
-    """The filterbank of the video's audio and its faces `face_rate` times per second."""
+def read_video(path: Path, mel_bins: int, size: int, face_rate: float, margin: float = 0.25, detector=None,
+               audio: Path | None = None) -> VideoArrays:
+    """The filterbank of the video's audio (or of a separate `audio` file) and its faces
+    `face_rate` times per second."""
     from challenge.media import AUDIO_RATE, iter_video_frames, read_audio, video_frame_rate
     from challenge.vision.faces import crop_face, make_detector, whole_frame_box
 
     path = Path(path)
-    fbank = filterbank(read_audio(path, AUDIO_RATE), mel_bins).astype(np.float16)
+    fbank = filterbank(read_audio(Path(audio) if audio is not None else path, AUDIO_RATE), mel_bins).astype(np.float16)
     step = max(1, round(video_frame_rate(path) / face_rate))
     detector = detector or make_detector("centerface")
     faces, times = [], []

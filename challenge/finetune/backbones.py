@@ -144,6 +144,55 @@ class ViTBackbone(Backbone):
         return fc_norm(pooled) if fc_norm is not None else pooled
 
 
+class SocialMAEBackbone(Backbone):
+    """Social-MAE's encoder (challenge.features.social_mae_network): a clip's filterbank and face
+    frames -> [B, 3 x width], its pooled joint, audio and video embeddings (as the social-mae
+    extractor stores them). The decoder stays out of fine-tuning (frozen, never run). Layers for
+    the rates: block i of either modality encoder is layer i + 1, the joint blocks follow."""
+
+    kind = "social-mae"
+    layer_pattern = r"^blocks_[av]\.(\d+)\."
+
+    def __init__(self, network, preprocessor: dict | None = None):
+        super().__init__(network, preprocessor or {})
+        for name, parameter in network.named_parameters():
+            if name.startswith(("decoder", "mask_token")):
+                parameter.requires_grad_(False)
+
+    @property
+    def depth(self) -> int:
+        return self.network.config.modality_depth + self.network.config.joint_depth
+
+    @property
+    def width(self) -> int:
+        return 3 * self.network.config.width
+
+    def layer_of(self, name: str) -> int:
+        match = re.match(r"^blocks_u\.(\d+)\.", name)
+        if match:
+            return self.network.config.modality_depth + int(match.group(1)) + 1
+        return super().layer_of(name)
+
+    def after_blocks(self, name: str) -> bool:
+        return name.startswith(("norm.", "norm_a.", "norm_v."))
+
+    def config_dict(self) -> dict:
+        import dataclasses
+
+        return {"kind": self.kind, "config": dataclasses.asdict(self.network.config), "preprocessor": {}}
+
+    def checkpointing(self, enabled: bool) -> None:
+        if enabled:
+            raise ChallengeError("gradient checkpointing is not available for Social-MAE yet: leave finetune.checkpointing off.")
+
+    def save_pretrained(self, folder: Path) -> Path:
+        return self.network.save_pretrained(folder)
+
+    def forward(self, fbank: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        pooled = self.network.encode(fbank, faces)
+        return torch.cat([pooled["joint"], pooled["audio"], pooled["video"]], -1)
+
+
 def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbone:
     """The pretrained backbone named by an extractor's settings (`model`, and for single weights
     files `heads`, `conv_stride`, `input_size`). wav2vec2 keeps its first `layer` blocks (the
@@ -179,7 +228,17 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
             backbone.conversion = f"{model}: {conversion.describe()}"
             return backbone
         return ViTBackbone(load_pretrained(ViTMAEModel, model, "--visual-model", mask_ratio=0.0), preprocessor_config(model))
-    raise ChallengeError(f"no backbone kind {kind!r}; kinds: wav2vec2, vit-mae")
+    if kind == "social-mae":
+        from challenge.features.social_mae_network import load_social_mae
+
+        if not settings.get("model"):
+            raise ChallengeError("a Social-MAE head needs its model: --social-mae-model DIR (challenge pretrain social-mae) or the authors' .pth.")
+        network, origin = load_social_mae(settings["model"], settings.get("heads"), None, settings.get("frames"), settings.get("mel_bins", 128))
+        say(origin)
+        backbone = SocialMAEBackbone(network)
+        backbone.conversion = origin
+        return backbone
+    raise ChallengeError(f"no backbone kind {kind!r}; kinds: wav2vec2, vit-mae, social-mae")
 
 
 def rebuild_backbone(saved: dict) -> Backbone:
@@ -188,6 +247,10 @@ def rebuild_backbone(saved: dict) -> Backbone:
     from challenge.features.models import quiet_transformers
 
     quiet_transformers()
+    if saved["kind"] == "social-mae":
+        from challenge.features.social_mae_network import SocialMAE, SocialMAEConfig
+
+        return SocialMAEBackbone(SocialMAE(SocialMAEConfig.from_dict(saved["config"])))
     if saved["kind"] == "wav2vec2":
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 

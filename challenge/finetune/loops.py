@@ -35,9 +35,18 @@ def _waveform_batch(windows: list[np.ndarray], device: str):
 
 def fit_clips(model, train: WaveformClips, valid: WaveformClips, params: dict, score, report, seed: int, device: str,
               checkpoint: Path | None = None, keep_start: bool = False):
-    """Random windows of each clip, the clip's targets; selection on the validation score.
-    `keep_start`: the model's starting point (a head initialised from a fitted linear model)
-    competes with the epochs."""
+    """Random windows of each clip (random gain), the clip's targets; selection on the validation
+    score. `keep_start`: the model's starting point (a head initialised from a fitted linear
+    model) competes with the epochs."""
+    draw = lambda i, rng: train.train_window(i, params["window_seconds"], rng, params["augment_gain_db"])  # noqa: E731
+    return _fit_clip_regression(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, draw,
+                                lambda windows: _waveform_batch(windows, device), lambda: predict_clips(model, valid, params, device))
+
+
+def _fit_clip_regression(model, train, valid, params: dict, score, report, seed: int, device: str, checkpoint, keep_start: bool,
+                         draw, inputs, predict):
+    """What the clip models' training shares: `draw(i, rng)` one training item of clip i,
+    `inputs(items)` the model's arguments, `predict()` the validation predictions."""
     from challenge.training.losses import ccc_loss
 
     prepare_backbone(model, params)
@@ -50,22 +59,20 @@ def fit_clips(model, train: WaveformClips, valid: WaveformClips, params: dict, s
         order, losses = rng.permutation(len(train)), []
         for start in range(0, len(order), params["batch_size"]):
             batch = order[start : start + params["batch_size"]]
-            # the whole global batch's windows are drawn on every rank, then each takes its share:
+            # the whole global batch's items are drawn on every rank, then each takes its share:
             # the data order and the augmentation are those of a single process, whatever the world size
-            windows = [train.train_window(int(i), params["window_seconds"], rng, params["augment_gain_db"]) for i in batch]
+            items = [draw(int(i), rng) for i in batch]
             mine = trainer.dist.shard(np.arange(len(batch)))
             if not len(mine):
                 continue
-            index = batch[mine]
-            x, samples = _waveform_batch([windows[k] for k in mine], device)
             with trainer.autocast():
-                prediction = trainer.forward(x, samples).float()
-            y = targets[index].to(device)
-            loss = ccc_loss(prediction, y) if params["loss"] == "ccc" and len(index) > 2 else torch.nn.functional.mse_loss(prediction, y)
+                prediction = trainer.forward(*inputs([items[k] for k in mine])).float()
+            y = targets[batch[mine]].to(device)
+            loss = ccc_loss(prediction, y) if params["loss"] == "ccc" and len(mine) > 2 else torch.nn.functional.mse_loss(prediction, y)
             losses.append(trainer.step(loss))
         return float(np.mean(losses))
 
-    evaluate = lambda: score(valid.targets, predict_clips(model, valid, params, device))  # noqa: E731
+    evaluate = lambda: score(valid.targets, predict())  # noqa: E731
     return trainer.run(run_epoch, evaluate, report, keep_start=keep_start)
 
 
@@ -169,3 +176,40 @@ def predict_frames(model, problem, data: FaceFrames, device: str, batch: int = 6
         logits = [model(torch.from_numpy(np.ascontiguousarray(pixels[s : s + batch])).to(device)).float() for s in range(0, len(pixels), batch)]
         outputs.append(activation(problem, torch.cat(logits)).cpu().numpy())
     return outputs
+
+
+def _av_batch(clips: list, device: str):
+    from challenge.features.audio_visual import scale_faces
+
+    fbank = torch.from_numpy(np.stack([c[0] for c in clips])).to(device)
+    return fbank, scale_faces(torch.from_numpy(np.stack([np.asarray(c[1]) for c in clips])), device)
+
+
+def fit_av_clips(model, train, valid, params: dict, score, report, seed: int, device: str, checkpoint: Path | None = None,
+                 keep_start: bool = False):
+    """Audio-visual clips (challenge.finetune.media.AudioVisualClips): a random window of each
+    clip with random faces from its parts, the clip's targets; selection on the validation score."""
+    return _fit_clip_regression(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, train.train_clip,
+                                lambda clips: _av_batch(clips, device), lambda: predict_av_clips(model, valid, device))
+
+
+@torch.inference_mode()
+def predict_av_clips(model, data, device: str) -> np.ndarray:
+    """Mean of the model's outputs over half-overlapping windows of each clip."""
+    return _per_av_clip(model, model, data, device)
+
+
+@torch.inference_mode()
+def av_embeddings(model, data, device: str) -> np.ndarray:
+    """[clips, 3W]: each clip's backbone embedding averaged over its evaluation windows (what the linear layer reads)."""
+    return _per_av_clip(model.backbone, model, data, device)
+
+
+def _per_av_clip(compute, model, data, device: str, batch: int = 8) -> np.ndarray:
+    model.eval()
+    rows = []
+    for i in range(len(data)):
+        clips = data.eval_clips(i)
+        outputs = [compute(*_av_batch(clips[s : s + batch], device)).float() for s in range(0, len(clips), batch)]
+        rows.append(torch.cat(outputs).mean(0).cpu().numpy())
+    return np.stack(rows)

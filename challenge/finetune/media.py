@@ -244,3 +244,83 @@ class _Decoded(tuple):
 def face_crops(samples, lengths: dict[str, int]) -> FaceCrops:
     """The loader of detected face crops: a sample's crop folder (already cut faces) or its video."""
     return _per_video(FaceCrops, samples, lengths)
+
+
+@dataclass
+class AudioVisualClips:
+    """Clip tracks' videos as Social-MAE reads them (challenge.features.audio_visual): each
+    sample's filterbank and faces, decoded once (kept in RAM up to the budget). Training reads a
+    random clip window of the model's length with a random face from each part of it; evaluation
+    half-overlapping windows covering the sample. `model` (the Social-MAE config: bins, side,
+    frames, clip length) is set by the head, as its backbone reads."""
+
+    medium = "audio-visual"
+    ids: list[str]
+    videos: list[Path]
+    audios: list[Path | None]  # a separate audio file (EMI's), else the video's own sound
+    targets: np.ndarray | None = None
+    model: object = None  # SocialMAEConfig
+    normaliser = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def arrays(self, i: int):
+        from challenge.features.audio_visual import read_video
+
+        c = self.model
+        rate = 2 * c.frames / c.clip_seconds
+
+        def decode():
+            try:
+                return _Arrays(read_video(self.videos[i], c.mel_bins, c.image_size, rate, audio=self.audios[i]))
+            except ChallengeError:
+                raise
+            except Exception as error:  # noqa: BLE001 - PyAV's many kinds of decoding error
+                raise ChallengeError(f"{self.videos[i]}: cannot decode it ({type(error).__name__}: {error}).") from error
+
+        return MEDIA_RAM.get(("audio-visual", str(self.videos[i]), c.mel_bins, c.image_size, rate), decode).value
+
+    def train_clip(self, i: int, rng: np.random.Generator):
+        from challenge.features.audio_visual import cut_clip
+
+        video, c = self.arrays(i), self.model
+        start = rng.uniform(0, max(0.0, video.seconds - c.clip_seconds))
+        return cut_clip(video, start, c.audio_frames, c.frames, rng)
+
+    def eval_clips(self, i: int) -> list:
+        from challenge.features.audio_visual import clip_starts, cut_clip
+
+        video, c = self.arrays(i), self.model
+        return [cut_clip(video, s, c.audio_frames, c.frames) for s in clip_starts(video.seconds, c.clip_seconds, c.clip_seconds / 2)]
+
+    def normalise_with(self, normaliser) -> AudioVisualClips:
+        return self
+
+    def subset(self, indices) -> AudioVisualClips:
+        indices = list(indices)
+        return dataclasses.replace(self, ids=[self.ids[i] for i in indices], videos=[self.videos[i] for i in indices],
+                                   audios=[self.audios[i] for i in indices], targets=None if self.targets is None else self.targets[indices])
+
+
+class _Arrays:
+    """A decoded video as one cache item: its size is its arrays'."""
+
+    def __init__(self, value):
+        self.value = value
+
+    @property
+    def nbytes(self) -> int:
+        return self.value.fbank.nbytes + self.value.faces.nbytes
+
+
+def audio_visual_clips(samples, lengths=None) -> AudioVisualClips:
+    """The loader of clip tracks with video: a sample's video for its faces, its audio file (or
+    the video's own sound) for the filterbank."""
+    missing = [s.id for s in samples if s.video is None]
+    if missing:
+        raise ChallengeError(f"{len(missing)} clip(s) have no video to read faces from (first: {missing[:5]}); "
+                             "pass --skip-missing to leave them out.")
+    targets = np.stack([s.labels for s in samples]).astype(np.float32) if samples and samples[0].labels is not None else None
+    return AudioVisualClips([s.id for s in samples], [Path(s.video) for s in samples],
+                            [Path(s.audio) if s.audio is not None else None for s in samples], targets)

@@ -41,3 +41,16 @@ class FrameClassifier(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.out(self.backbone(pixels).float())
+
+
+class ClipEmbeddingRegressor(nn.Module):
+    """A clip's pooled audio-visual embedding (Social-MAE: joint, audio, video) into a linear
+    layer, as the paper fine-tunes it (the decoder replaced by a linear layer)."""
+
+    def __init__(self, backbone: Backbone, dropout: float, outputs: int):
+        super().__init__()
+        self.backbone = backbone
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.width, outputs))
+
+    def forward(self, fbank: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        return self.out(self.backbone(fbank, faces).float())

@@ -137,3 +137,49 @@ class ViTFramesHead(EndToEndHead):
         from challenge.finetune.loops import predict_frames
 
         return predict_frames(self.model, self.problem, self.sized(data), self.device)
+
+
+@register_head
+class SocialMAEClipsHead(EndToEndHead):
+    """Social-MAE fine-tuned on clips (EMI): its encoder and a linear layer on the pooled joint,
+    audio and video embeddings, trained together on random windows (the paper's recipe: the
+    decoder replaced by a linear layer, no masking). The layer starts as ridge on the pretrained
+    encoder's embeddings, so training starts where the frozen linear baseline ends."""
+
+    name = "social-mae-clips"
+    medium, extractor, backbone_kind = "audio-visual", "social-mae", "social-mae"
+    problems = {Problem.CLIP_REGRESSION}
+    defaults = FinetuneSettings().model_dump() | {"dropout": 0.1, "loss": "mse", "linear_start": True, "backbone": {},
+                                                  "freeze_feature_encoder": False, "backbone_lr": 1e-4, "head_lr": 1e-3}
+    search_space = FINETUNE_SPACE | {"dropout": FloatDistribution(0.0, 0.4)}
+
+    def assemble(self, backbone):
+        from challenge.finetune.models import ClipEmbeddingRegressor
+
+        return ClipEmbeddingRegressor(backbone, self.params["dropout"], self.n_outputs)
+
+    def sized(self, data):
+        """The track's audio-visual loader, cut as this backbone reads (bins, side, frames, length)."""
+        data.model = self.model.backbone.network.config
+        return data
+
+    def train_model(self, train, valid, score, report):
+        import numpy as np
+        import torch
+
+        from challenge.finetune.loops import av_embeddings, fit_av_clips
+        from challenge.heads.linear import fit_ridge
+
+        train, valid = self.sized(train), self.sized(valid)
+        if self.params["linear_start"]:
+            weights, biases, _ = fit_ridge(av_embeddings(self.model.to(self.device), train, self.device), train.targets)
+            with torch.no_grad():
+                self.model.out[1].weight.copy_(torch.from_numpy(np.asarray(weights, np.float32)))  # [outputs, width], as nn.Linear holds it
+                self.model.out[1].bias.copy_(torch.from_numpy(np.asarray(biases, np.float32)))
+        return fit_av_clips(self.model, train, valid, self.params, score, report, self.seed, self.device, self.checkpoint,
+                            keep_start=self.params["linear_start"])
+
+    def predict(self, data):
+        from challenge.finetune.loops import predict_av_clips
+
+        return predict_av_clips(self.model, self.sized(data), self.device)
