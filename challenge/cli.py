@@ -740,6 +740,8 @@ def pretrain_mae_command(
     resolved = _pretrain_settings(MAEPretrainSettings, config, settings)
     target = out or default_out("mae", {"images": images or [], "videos": videos or []}, resolved)
     result = pretrain_mae(images or [], videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
     typer.echo(f"pretrained on {result.items} images, {result.steps} steps: training loss {result.first_loss:.4f} -> "
                f"{result.last_loss:.4f}, best held-out reconstruction loss {result.best_valid_loss:.4f}"
                + (f"; {result.skipped} unreadable left out" if result.skipped else ""))
@@ -777,6 +779,8 @@ def pretrain_social_mae_command(
     resolved = _pretrain_settings(SocialMAEPretrainSettings, config, settings)
     target = out or default_out("social-mae", {"videos": videos or []}, resolved)
     result = pretrain_social_mae(videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
+    if os.environ.get("RANK", "0") != "0":
+        return
     typer.echo(f"pretrained on {result.items} clips, {result.steps} steps: training loss {result.first_loss:.4f} -> "
                f"{result.last_loss:.4f}, best held-out loss {result.best_valid_loss:.4f}"
                + (f"; {result.skipped} unreadable left out" if result.skipped else ""))

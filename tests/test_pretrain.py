@@ -201,3 +201,28 @@ def test_a_damaged_image_is_named_or_left_out_and_counted(photos, tmp_path):
     assert summary["items"] == 81 and summary["skipped"] == 1 and "1 unreadable left out" in " ".join(kept.stdout.split())
     missing = _cli("pretrain", "mae", "--images", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c"))
     assert missing.returncode == 2 and "nowhere: no such folder of images" in missing.stderr
+
+
+def test_torchrun_pretrains_on_two_gloo_ranks_and_rank_zero_alone_records(photos, tmp_path):
+    """`torchrun -m challenge.cli pretrain mae` (the fine-tuning launch): both ranks train on
+    their shares of each batch; one MLflow run, one finished folder, one summary line."""
+    import mlflow
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "challenge.cli", "pretrain", "mae",
+               "--images", str(photos), "--out", str(tmp_path / "mae"), *TINY, "--epochs", "2", "--epoch-steps", "3", "--workers", "0",
+               "--device", "cpu", "--tracking-uri", uri]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 0, out[-2000:] + err[-3000:]
+    assert " ".join(out.split()).count("pretrained on 72 images, 6 steps") == 1  # rank 0 speaks for both
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 1 and runs[0].data.tags["model"] == "mae"
+    summary = json.loads((tmp_path / "mae" / "pretrain.json").read_text())
+    assert summary["steps"] == 6 and summary["run_id"] == runs[0].info.run_id

@@ -289,6 +289,18 @@ class _Tracking:
         return False
 
 
+def rank_zero_first(dist, prepare):
+    """`prepare()` on rank 0 first, then on the others (which find its files done): the data a
+    pretraining cuts once (faces, clips) is written by one process, not raced for."""
+    if dist.world == 1:
+        return prepare()
+    import torch.distributed
+
+    result = prepare() if dist.rank == 0 else None
+    torch.distributed.barrier()
+    return result if dist.rank == 0 else prepare()
+
+
 def start(out: Path, settings: PretrainSettings, device: str):
     """(finished result or None, device, distributed context): the common start of a pretraining."""
     from challenge.features.base import resolve_device

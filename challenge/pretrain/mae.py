@@ -60,7 +60,7 @@ def build_mae(settings: MAEPretrainSettings) -> tuple[torch.nn.Module, dict, str
 
 def pretrain_mae(images: list[Path], videos: list[Path], out: Path, settings: MAEPretrainSettings, device: str = "auto",
                  tracking_uri: str | None = None, skip_missing: bool = False):
-    from challenge.pretrain.loop import held_out, run_pretraining, start
+    from challenge.pretrain.loop import held_out, rank_zero_first, run_pretraining, start
 
     s, out = settings, Path(out)
     done, device, dist = start(out, s, device)
@@ -71,7 +71,8 @@ def pretrain_mae(images: list[Path], videos: list[Path], out: Path, settings: MA
     paths = image_files(images) if images else []
     skipped_videos = 0
     if videos:
-        folders, skipped_videos = cut_video_faces(video_files(videos), out / "face-crops", s.image_size, s.frame_step, s.crop_margin, skip_missing)
+        cut = lambda: cut_video_faces(video_files(videos), out / "face-crops", s.image_size, s.frame_step, s.crop_margin, skip_missing)  # noqa: E731
+        folders, skipped_videos = rank_zero_first(dist, cut)
         paths += image_files(folders)
     valid, train = held_out(len(paths), s.valid_items, s.seed)
     task = MAETask(s, [paths[i] for i in train], [paths[i] for i in valid], device, skip_missing, skipped_videos)

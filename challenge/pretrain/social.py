@@ -220,7 +220,7 @@ def _unpatch_audio(model, patches: torch.Tensor) -> np.ndarray:
 
 def pretrain_social_mae(videos: list[Path], out: Path, settings: SocialMAEPretrainSettings, device: str = "auto",
                         tracking_uri: str | None = None, skip_missing: bool = False):
-    from challenge.pretrain.loop import held_out, run_pretraining, start
+    from challenge.pretrain.loop import held_out, rank_zero_first, run_pretraining, start
 
     s, out = settings, Path(out)
     done, device, dist = start(out, s, device)
@@ -229,7 +229,7 @@ def pretrain_social_mae(videos: list[Path], out: Path, settings: SocialMAEPretra
     if not videos:
         raise ChallengeError("nothing to pretrain on: pass --videos DIR (folders of videos with sound and faces).")
     config = social_config(s) if s.init is None else build_social_mae(s)[0].config
-    folders, skipped = read_videos(video_files(videos), out / "clips", config, s.crop_margin, skip_missing)
+    folders, skipped = rank_zero_first(dist, lambda: read_videos(video_files(videos), out / "clips", config, s.crop_margin, skip_missing))
     from challenge.features.audio_visual import clip_starts
 
     clips = []
