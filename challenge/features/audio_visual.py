@@ -16,7 +16,6 @@ import numpy as np
 from challenge.errors import ChallengeError
 
 FBANK_MEAN, FBANK_STD = -5.081, 4.4849  # CAV-MAE's AudioSet filterbank statistics
-FACE_MEAN, FACE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as the paper normalises frames
 
 
 @dataclass
@@ -45,7 +44,7 @@ def read_video(path: Path, mel_bins: int, size: int, face_rate: float, margin: f
     """The filterbank of the video's audio (or of a separate `audio` file) and its faces
     `face_rate` times per second."""
     from challenge.media import AUDIO_RATE, iter_video_frames, read_audio, video_frame_rate
-    from challenge.vision.faces import crop_face, make_detector, whole_frame_box
+    from challenge.vision.faces import largest_face_rgb, make_detector
 
     path = Path(path)
     fbank = filterbank(read_audio(Path(audio) if audio is not None else path, AUDIO_RATE), mel_bins).astype(np.float16)
@@ -53,11 +52,7 @@ def read_video(path: Path, mel_bins: int, size: int, face_rate: float, margin: f
     detector = detector or make_detector("centerface")
     faces, times = [], []
     for time, rgb in iter_video_frames(path, step):
-        found = detector.detect(rgb)
-        k = found.largest()
-        box = found.boxes[k] if k is not None else whole_frame_box(*rgb.shape[:2])
-        crop = crop_face(rgb, box, size, margin if k is not None else 0.0, float(found.angles[k]) if k is not None else 0.0)
-        faces.append(np.clip(crop * 255 + 0.5, 0, 255).astype(np.uint8))
+        faces.append(largest_face_rgb(detector, rgb, size, margin))
         times.append(time)
     if not faces:
         raise ChallengeError(f"{path}: the video has no frames.")
@@ -90,6 +85,8 @@ def cut_clip(video: VideoArrays, start: float, audio_frames: int, frames: int, r
 def scale_faces(faces, device: str):
     """uint8 [B, frames, size, size, 3] -> float [B, frames, 3, size, size], standardised."""
     import torch
+
+    from challenge.features.mae_network import IMAGENET_MEAN as FACE_MEAN, IMAGENET_STD as FACE_STD  # as the paper normalises frames
 
     mean = torch.tensor(FACE_MEAN, device=device).view(1, 1, 3, 1, 1)
     std = torch.tensor(FACE_STD, device=device).view(1, 1, 3, 1, 1)

@@ -53,7 +53,7 @@ def cut_video_faces(videos: list[Path], into: Path, size: int, frame_step: int, 
     from PIL import Image
 
     from challenge.media import iter_video_frames
-    from challenge.vision.faces import crop_face, make_detector, whole_frame_box
+    from challenge.vision.faces import largest_face_rgb, make_detector
 
     detector, folders, skipped = None, [], 0
     with progress_bar("cutting faces from videos", len(videos)) as advance:
@@ -68,11 +68,8 @@ def cut_video_faces(videos: list[Path], into: Path, size: int, frame_step: int, 
                 try:
                     count = 0
                     for i, (_, rgb) in enumerate(iter_video_frames(video, frame_step)):
-                        faces = detector.detect(rgb)
-                        k = faces.largest()
-                        box = faces.boxes[k] if k is not None else whole_frame_box(*rgb.shape[:2])
-                        crop = crop_face(rgb, box, size, margin if k is not None else 0.0, float(faces.angles[k]) if k is not None else 0.0)
-                        Image.fromarray(np.clip(crop * 255 + 0.5, 0, 255).astype(np.uint8)).save(partial / f"{i * frame_step + 1:06d}.jpg", quality=95)
+                        crop = largest_face_rgb(detector, rgb, size, margin)
+                        Image.fromarray(crop).save(partial / f"{i * frame_step + 1:06d}.jpg", quality=95)
                         count += 1
                     if not count:
                         raise ChallengeError(f"{video}: the video has no frames.")

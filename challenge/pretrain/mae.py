@@ -18,7 +18,7 @@ from challenge.pretrain.images import ImageLoading, PretrainImages, collate_imag
 from challenge.pretrain.settings import MAEPretrainSettings
 from challenge.progress import say
 
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # ImageNet's, as the published MAEs normalise
+from challenge.features.mae_network import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD  # as the published MAEs normalise
 GRID_IMAGES = 6
 
 

@@ -172,7 +172,7 @@ def clip_grid(model, dataset, noise, inputs, count: int = GRID_CLIPS):
     patches grey) and their reconstruction; then its filterbank, masked and reconstructed."""
     from PIL import Image
 
-    from challenge.features.audio_visual import FACE_MEAN, FACE_STD
+    from challenge.features.mae_network import IMAGENET_MEAN as FACE_MEAN, IMAGENET_STD as FACE_STD
 
     n = min(count, len(dataset))
     batch, _ = collate_clips([dataset[(0, i)] for i in range(n)])

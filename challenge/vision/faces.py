@@ -117,6 +117,16 @@ def crop_face(gray: np.ndarray, box: np.ndarray, size: int, margin: float, angle
     return crop.astype(np.float32) / 255.0
 
 
+def largest_face_rgb(detector, rgb: np.ndarray, size: int, margin: float) -> np.ndarray:
+    """The frame's largest face cut and levelled as `crop_face` cuts it, in colour: [size, size, 3]
+    uint8 (the centred square when no face is found). What the MAE and Social-MAE pretraining read."""
+    faces = detector.detect(rgb)
+    k = faces.largest()
+    box = faces.boxes[k] if k is not None else whole_frame_box(*rgb.shape[:2])
+    crop = crop_face(rgb, box, size, margin if k is not None else 0.0, float(faces.angles[k]) if k is not None else 0.0)
+    return np.clip(crop * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
