@@ -77,8 +77,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
             mlflow.log_text(conversion + "\n", "backbone_conversion.txt")
         if hasattr(head, "save_backbone"):  # a transformers backbone (cnn-gru's CNN stays inside its saved model)
             folder = head.save_backbone(run.out / "backbone")
-            say(f"fine-tuned backbone: {folder.resolve()} (logged with the run; pass it as "
-                f"{'--audio-model' if head_cls.medium == 'audio' else '--visual-model'} to extract features from it)")
+            say(f"fine-tuned backbone: {folder.resolve()} (logged with the run; pass it as {head.model_flag} to extract features from it)")
         post = PostProcess.for_track(spec)
         result = finish(spec, config, head, post, valid, test, run.run_id, params, provenance)
         result.trials_run = trials_run

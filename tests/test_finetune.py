@@ -301,3 +301,32 @@ def test_a_single_weights_file_backbone_says_what_it_became_and_a_bad_crop_recip
         torch.testing.assert_close(backbone.eval()(x), reference.eval()(x), rtol=1e-5, atol=1e-5)
     with pytest.raises(ChallengeError, match=r"no setting\(s\) \['margn'\]"):
         get_head("cnn-gru")({"crop": {"margn": 0.3}}, Problem.FRAME_CLASSIFICATION, 4).crop_recipe()
+
+
+def test_smile_intensity_faces_are_each_frames_detected_face_not_the_whole_scene(tmp_path):
+    """smile-intensity's face loader for vit-frames: its videos are scenes, so each frame gives
+    the largest face CenterFace finds (a real photograph of Grace Hopper placed off-centre in a
+    wide frame), and a frame without a face the centred square; the Aff-Wild2 loader, given the
+    same video, resizes the whole frame."""
+    from PIL import Image
+
+    from challenge.data.samples import Sample, Samples
+    from challenge.finetune.media import detected_face_frames, face_frames
+    from tests.fixtures.face_video import photographs
+    from tests.fixtures.quirky import write_mp4
+
+    patch, _ = photographs()["grace"]
+    scene = Image.new("RGB", (640, 400), (30, 90, 30))
+    scene.paste(Image.fromarray(np.ascontiguousarray(patch)).resize((165, 200)), (440, 150))
+    write_mp4(tmp_path / "scene.mp4", [scene] * 3 + [Image.new("RGB", (640, 400), (30, 90, 30))] * 2, 5)
+    samples = Samples([Sample("scene", "train", video=tmp_path / "scene.mp4", labels=np.zeros((5, 1)))])
+    faces = detected_face_frames(samples, {"scene": 5}, size=64).video(0)
+    whole = face_frames(samples, {"scene": 5}, size=64).video(0)
+    assert faces.shape == whole.shape == (5, 64, 64, 3)
+
+    def background(image) -> float:  # the share of the scene's green in an image
+        rgb = np.asarray(image, np.int32)
+        return float(((rgb[..., 1] > rgb[..., 0] + 30) & (rgb[..., 1] > rgb[..., 2] + 30)).mean())
+
+    assert background(whole[0]) > 0.8 and background(faces[0]) < 0.05  # the face, cut with its margin, fills the crop
+    assert background(faces[4]) > 0.95  # no face: the centred square of the empty frame

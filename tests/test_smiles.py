@@ -294,3 +294,44 @@ def test_seeds_that_change_nothing_are_not_reported_as_a_spread():
     assert "every seed gave the same figures" in verdict and "more than one sd" not in verdict
     rows[0]["value"] = 0.72  # one seed differs: a spread exists again
     assert _gains(pd.DataFrame(rows))["verdict"].iloc[0] == "beats the baseline by more than one sd"
+
+
+def test_smile_laugh_fine_tunes_wav2vec2_and_social_mae_on_the_clips_of_real_recordings(workdir, real_corpora, models):
+    """End-to-end heads on smile-laugh: each 1.2 s clip is read as its span of the recording
+    (challenge.smiles.media), on the same grouped folds, seeds and baseline as the feature heads.
+    `--finetune` (wav2vec2 + LSTM with global context) learns laughter against speech on the real
+    recordings far above a shuffled-label control (two seeds each); Social-MAE fine-tunes on the
+    same clips and reports its audio-visual output beside the baseline."""
+    import pandas as pd
+    import torch
+
+    from challenge.features.social_mae_network import SocialMAE, SocialMAEConfig
+
+    female, male = real_corpora
+    common = ["track", "smile-laugh", "--data", str(female), "--eval-data", str(male), "--features", "egemaps", "--folds", "3", "-q"]
+    tuned = ["--finetune", "--audio-model", str(models["wav2vec2"]), "--finetune-epochs", "3", "--seeds", "2"]
+
+    def macro(result, pattern: str) -> pd.DataFrame:
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        path = max(workdir.glob(pattern), key=lambda p: p.stat().st_mtime)
+        return pd.read_csv(path).set_index(["set", "modality"])
+
+    real = macro(runner.invoke(app, [*common, *tuned]), "submissions/smile-laugh/*/gain_over_baseline.csv")
+    control = macro(runner.invoke(app, [*common, *tuned, "--shuffle-labels"]), "submissions/smile-laugh/*-CONTROL/gain_over_baseline.csv")
+    learnt, shuffled = real.loc[("cross-validated", "audio"), "model"], control.loc[("cross-validated", "audio"), "model"]
+    assert learnt > 0.6 and learnt > shuffled + 0.15, (real, control)
+    assert ("zero-shot", "audio") in real.index and real.loc[("cross-validated", "audio"), "baseline"] > 0.75
+
+    torch.manual_seed(0)
+    SocialMAE(SocialMAEConfig(image_size=32, frames=4, tubelet=2, patch_size=8, mel_bins=32, audio_frames=128, width=32, modality_depth=1,
+                              joint_depth=1, heads=2, decoder_width=16, decoder_depth=1, decoder_heads=2)).save_pretrained(workdir / "smae")
+    # an audio-visual head without visual features for its baseline is refused with the fix
+    refused = runner.invoke(app, [*common, "--head", "social-mae-clips", "--social-mae-model", str(workdir / "smae")])
+    assert refused.exit_code != 0 and "add a visual extractor to --features" in str(refused.exception)
+    social = macro(runner.invoke(app, [*common, "--features", "egemaps,mae", "--visual-model", str(models["mae"]), "--head", "social-mae-clips",
+                                       "--social-mae-model", str(workdir / "smae"), "--seeds", "1", "--finetune-epochs", "2",
+                                       "--finetune-batch-size", "16"]), "submissions/smile-laugh/*/gain_over_baseline.csv")
+    assert ("cross-validated", "audiovisual") in social.index and 0 <= social.loc[("cross-validated", "audiovisual"), "model"] <= 1
+    # each fold's fine-tuned backbone is kept: three folds, three folders the loaders read back
+    folds = sorted(max(workdir.glob("submissions/smile-laugh/*/backbone"), key=lambda p: p.stat().st_mtime).iterdir())
+    assert [f.name for f in folds] == ["fold-0", "fold-1", "fold-2"] and all((f / "social_mae_config.json").is_file() for f in folds)

@@ -4,7 +4,7 @@ track (held-out reports and a human comparison, no leaderboard file)."""
 from __future__ import annotations
 
 from challenge.demo.smiles import write_smiles_demo
-from challenge.finetune.media import face_crops
+from challenge.finetune.media import detected_face_frames, face_crops
 from challenge.frame_metrics import classification_score
 from challenge.metrics import Score
 from challenge.smiles.intensity import run_smile_intensity
@@ -30,7 +30,9 @@ TRACK = TrackSpec(
     metric="macro F1 over intensity classes, held-out recordings",
     items="recordings",
     default_seeds=3,
+    settings="smiles",  # clip length, folds, the zero-shot corpus...: challenge/smiles_settings.py
     run=run_smile_intensity,
-    media={"face-crops": face_crops},  # cnn-gru's detected crops, cut as `challenge live` cuts them
+    # cnn-gru's detected grey crops, cut as `challenge live` cuts them; vit-frames' colour faces
+    media={"face-crops": face_crops, "faces": detected_face_frames},
     finetune_head="cnn-gru",
 )

@@ -7,6 +7,7 @@ from challenge.demo.smiles import write_smiles_demo
 from challenge.metrics import Score
 from challenge.smiles.labels import CLASSES
 from challenge.smiles.laughs import present_macro_f1_of_probabilities, read_recordings, run_smile_laugh
+from challenge.smiles.media import clip_audio_visual, clip_waveforms
 from challenge.track import Problem, TrackSpec
 
 
@@ -28,5 +29,9 @@ TRACK = TrackSpec(
     metric="macro F1 over the classes present, mean over seeds; held-out recordings, else cross-validated",
     items="recordings",
     default_seeds=3,
+    settings="smiles",  # clip length, folds, the zero-shot corpus...: challenge/smiles_settings.py
     run=run_smile_laugh,
+    # end-to-end heads read the clips' spans of each recording: (corpus, clips) -> the head's data
+    media={"audio": clip_waveforms, "audio-visual": clip_audio_visual},
+    finetune_head="wav2vec2-lstm",
 )

@@ -34,26 +34,41 @@ def _waveform_batch(windows: list[np.ndarray], device: str):
 
 
 def fit_clips(model, train: WaveformClips, valid: WaveformClips, params: dict, score, report, seed: int, device: str,
-              checkpoint: Path | None = None, keep_start: bool = False):
+              checkpoint: Path | None = None, keep_start: bool = False, classes: int | None = None):
     """Random windows of each clip (random gain), the clip's targets; selection on the validation
     score. `keep_start`: the model's starting point (a head initialised from a fitted linear
-    model) competes with the epochs."""
+    model) competes with the epochs. `classes`: the targets are class indices (cross-entropy,
+    classes weighted by inverse frequency; scored on probabilities), else values (MSE or CCC)."""
     draw = lambda i, rng: train.train_window(i, params["window_seconds"], rng, params["augment_gain_db"])  # noqa: E731
-    return _fit_clip_regression(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, draw,
-                                lambda windows: _waveform_batch(windows, device), lambda: predict_clips(model, valid, params, device))
+    return _fit_clip_model(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, draw,
+                           lambda windows: _waveform_batch(windows, device), lambda: predict_clips(model, valid, params, device), classes)
 
 
-def _fit_clip_regression(model, train, valid, params: dict, score, report, seed: int, device: str, checkpoint, keep_start: bool,
-                         draw, inputs, predict):
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
+def _fit_clip_model(model, train, valid, params: dict, score, report, seed: int, device: str, checkpoint, keep_start: bool,
+                    draw, inputs, predict, classes: int | None = None):
     """What the clip models' training shares: `draw(i, rng)` one training item of clip i,
-    `inputs(items)` the model's arguments, `predict()` the validation predictions."""
+    `inputs(items)` the model's arguments, `predict()` the validation outputs (logits when
+    `classes`, scored as probabilities)."""
     from challenge.training.losses import ccc_loss
 
     prepare_backbone(model, params)
     rng = np.random.default_rng(seed)
     trainer = Trainer(model, params, device, steps_per_epoch=math.ceil(len(train) / params["batch_size"]),
                       groups=parameter_groups(model, params), rngs=[rng], checkpoint=checkpoint)
-    targets = torch.from_numpy(train.targets)
+    targets = torch.from_numpy(np.asarray(train.targets, np.int64 if classes else np.float32))
+    weights = class_weights(np.asarray(train.targets, int), classes).to(device) if classes else None
+
+    def loss_of(prediction, y):
+        if classes:
+            return torch.nn.functional.cross_entropy(prediction, y, weight=weights)
+        if params["loss"] == "ccc" and len(y) > 2:
+            return ccc_loss(prediction, y)
+        return torch.nn.functional.mse_loss(prediction, y)
 
     def run_epoch() -> float:
         order, losses = rng.permutation(len(train)), []
@@ -67,12 +82,10 @@ def _fit_clip_regression(model, train, valid, params: dict, score, report, seed:
                 continue
             with trainer.autocast():
                 prediction = trainer.forward(*inputs([items[k] for k in mine])).float()
-            y = targets[batch[mine]].to(device)
-            loss = ccc_loss(prediction, y) if params["loss"] == "ccc" and len(mine) > 2 else torch.nn.functional.mse_loss(prediction, y)
-            losses.append(trainer.step(loss))
+            losses.append(trainer.step(loss_of(prediction, targets[batch[mine]].to(device))))
         return float(np.mean(losses))
 
-    evaluate = lambda: score(valid.targets, predict())  # noqa: E731
+    evaluate = lambda: score(valid.targets, softmax(predict()) if classes else predict())  # noqa: E731
     return trainer.run(run_epoch, evaluate, report, keep_start=keep_start)
 
 
@@ -186,11 +199,11 @@ def _av_batch(clips: list, device: str):
 
 
 def fit_av_clips(model, train, valid, params: dict, score, report, seed: int, device: str, checkpoint: Path | None = None,
-                 keep_start: bool = False):
+                 keep_start: bool = False, classes: int | None = None):
     """Audio-visual clips (challenge.finetune.media.AudioVisualClips): a random window of each
     clip with random faces from its parts, the clip's targets; selection on the validation score."""
-    return _fit_clip_regression(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, train.train_clip,
-                                lambda clips: _av_batch(clips, device), lambda: predict_av_clips(model, valid, device))
+    return _fit_clip_model(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, train.train_clip,
+                           lambda clips: _av_batch(clips, device), lambda: predict_av_clips(model, valid, device), classes)
 
 
 @torch.inference_mode()

@@ -45,18 +45,54 @@ class MediaCache:
 MEDIA_RAM = MediaCache(int(float(os.environ.get("CHALLENGE_MEDIA_RAM_MB", "2048")) * 2**20))
 
 
-@dataclass
-class WaveformClips:
-    medium = "audio"
-    ids: list[str]
-    sources: list[Path]
-    targets: np.ndarray | None = None  # [N, C]
-    normaliser = None  # media are standardised per clip, not with training statistics
+class ClipSet:
+    """What the clip loaders share: `spans` (start, end seconds) cut each item out of a longer
+    recording (smile-laugh's clips of a dialogue); without them an item is its whole file (EMI).
+    `take`, `fit_normalisation` and `own_normaliser` let the grouped-fold protocol treat them as
+    it treats pooled features (media are standardised per item, never with training statistics)."""
+
+    normaliser = None
+    own_normaliser = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def normalise_with(self, normaliser):
+        return self
+
+    def fit_normalisation(self):
+        return None
+
+    def take(self, rows, normaliser=None):
+        """The given rows (a mask, indices or a slice) as their own set."""
+        return self.subset(np.arange(len(self))[rows])
+
+    def subset(self, indices):
+        indices = list(indices)
+        pick = lambda values: None if values is None else [values[i] for i in indices]  # noqa: E731
+        changed = {name: pick(getattr(self, name)) for name in self.per_item}
+        return dataclasses.replace(self, **changed, targets=None if self.targets is None else self.targets[indices])
+
+    def span(self, i: int, total: float) -> tuple[float, float]:
+        """(start, end) seconds of item i inside its file of `total` seconds."""
+        if self.spans is None:
+            return 0.0, total
+        start, end = self.spans[i]
+        return max(0.0, min(start, total)), max(0.0, min(end, total))
+
+
+@dataclass
+class WaveformClips(ClipSet):
+    medium = "audio"
+    per_item = ("ids", "sources", "spans")
+    ids: list[str]
+    sources: list[Path]
+    targets: np.ndarray | None = None  # [N, C] (regression) or [N] class indices
+    spans: list[tuple[float, float]] | None = None
+
     def waveform(self, i: int) -> np.ndarray:
+        """Item i's samples, zero mean and unit variance as wav2vec2's feature extractor makes
+        them (do_normalize): the whole file, or the item's span of it standardised on its own."""
         def decode():
             try:
                 signal = read_audio(self.sources[i], AUDIO_RATE)
@@ -66,10 +102,14 @@ class WaveformClips:
                 raise ChallengeError(f"{self.sources[i]}: cannot decode its audio ({type(error).__name__}: {error}).") from error
             if signal.size == 0:
                 raise ChallengeError(f"{self.sources[i]}: no audio samples in the file (clip {self.ids[i]}).")
-            # zero mean, unit variance, as wav2vec2's feature extractor does (do_normalize)
-            return ((signal - signal.mean()) / np.sqrt(signal.var() + 1e-7)).astype(np.float32)
+            return _standardised(signal)
 
-        return MEDIA_RAM.get(("audio", str(self.sources[i])), decode)
+        signal = MEDIA_RAM.get(("audio", str(self.sources[i])), decode)
+        if self.spans is None:
+            return signal
+        start, end = self.span(i, len(signal) / AUDIO_RATE)
+        piece = signal[int(start * AUDIO_RATE) : max(int(end * AUDIO_RATE), int(start * AUDIO_RATE) + 1)]
+        return _standardised(piece)
 
     def train_window(self, i: int, seconds: float, rng: np.random.Generator, gain_db: float = 0.0) -> np.ndarray:
         """A random window of the clip (the whole clip when shorter), with a random gain of up
@@ -85,13 +125,9 @@ class WaveformClips:
         signal, size = self.waveform(i), int(seconds * AUDIO_RATE)
         return [signal[s : s + size] for s in window_starts(len(signal), size)]
 
-    def normalise_with(self, normaliser) -> WaveformClips:
-        return self
 
-    def subset(self, indices) -> WaveformClips:
-        indices = list(indices)
-        return WaveformClips([self.ids[i] for i in indices], [self.sources[i] for i in indices],
-                             None if self.targets is None else self.targets[indices])
+def _standardised(signal: np.ndarray) -> np.ndarray:
+    return ((signal - signal.mean()) / np.sqrt(signal.var() + 1e-7)).astype(np.float32)
 
 
 def waveform_clips(samples, lengths=None) -> WaveformClips:
@@ -141,23 +177,28 @@ class VideoMedia:
 class FaceFrames(VideoMedia):
     medium = "faces"
     size: int = 224  # the backbone's input side
+    # a video's frames are whole scenes (smile-intensity's dyadic recordings): each frame's
+    # largest face found by this detector, in colour (challenge.vision.faces.largest_face_rgb)
+    detector: str | None = None
+    margin: float = 0.25
 
     def video(self, i: int) -> np.ndarray:
         """[frames, size, size, 3] uint8, one per label row; a frame without a crop (Aff-Wild2
         drops frames where no face was found) takes the nearest frame that has one."""
         def decode():
-            pixels, numbers = _decode_faces(self.sources[i], self.size)
+            pixels, numbers = _decode_faces(self.sources[i], self.size, self.detector, self.margin)
             rows = np.arange(1, self.lengths[i] + 1)
             nearest = np.clip(np.searchsorted(numbers, rows), 0, len(numbers) - 1)
             before = np.clip(nearest - 1, 0, len(numbers) - 1)
             pick = np.where(np.abs(numbers[before] - rows) <= np.abs(numbers[nearest] - rows), before, nearest)
             return pixels[pick]
 
-        return MEDIA_RAM.get(("faces", str(self.sources[i]), self.size), decode)
+        return MEDIA_RAM.get(("faces", str(self.sources[i]), self.size, self.detector, self.margin), decode)
 
 
-def _decode_faces(source: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels [n, size, size, 3] uint8, their 1-based frame numbers, ascending)."""
+def _decode_faces(source: Path, size: int, detector: str | None = None, margin: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels [n, size, size, 3] uint8, their 1-based frame numbers, ascending): a crop folder's
+    images, or a video's frames (with `detector`, each frame's largest face)."""
     from PIL import Image
 
     from challenge.features.mae_network import frame_files
@@ -177,7 +218,13 @@ def _decode_faces(source: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
                 raise ChallengeError(f"{path}: unreadable image ({error}). Replace or delete it.") from error
             numbers.append(int(path.stem) if path.stem.isdigit() else k + 1)
         return np.stack(frames), np.asarray(numbers)
-    frames = [np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR)) for _, rgb in iter_video_frames(source, 1)]
+    if detector is not None:
+        from challenge.vision.faces import largest_face_rgb, make_detector
+
+        finder = make_detector(detector)
+        frames = [largest_face_rgb(finder, rgb, size, margin) for _, rgb in iter_video_frames(source, 1)]
+    else:
+        frames = [np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR)) for _, rgb in iter_video_frames(source, 1)]
     if not frames:
         raise ChallengeError(f"{source}: the video has no frames.")
     return np.stack(frames), np.arange(1, len(frames) + 1)
@@ -187,6 +234,12 @@ def face_frames(samples, lengths: dict[str, int], size: int = 224) -> FaceFrames
     """The loader of per-frame tracks: each video's crop folder (Aff-Wild2's cropped_aligned), or
     the video itself when there is none. The end-to-end head sets `size` to its backbone's input."""
     return _per_video(FaceFrames, samples, lengths, size=size)
+
+
+def detected_face_frames(samples, lengths: dict[str, int], size: int = 224) -> FaceFrames:
+    """The loader of per-frame tracks whose videos are scenes, not crops (smile-intensity): each
+    frame's largest face, found by CenterFace, in colour at the backbone's size."""
+    return _per_video(FaceFrames, samples, lengths, size=size, detector="centerface")
 
 
 def _per_video(kind, samples, lengths: dict[str, int], **settings):
@@ -247,23 +300,22 @@ def face_crops(samples, lengths: dict[str, int]) -> FaceCrops:
 
 
 @dataclass
-class AudioVisualClips:
+class AudioVisualClips(ClipSet):
     """Clip tracks' videos as Social-MAE reads them (challenge.features.audio_visual): each
-    sample's filterbank and faces, decoded once (kept in RAM up to the budget). Training reads a
-    random clip window of the model's length with a random face from each part of it; evaluation
-    half-overlapping windows covering the sample. `model` (the Social-MAE config: bins, side,
-    frames, clip length) is set by the head, as its backbone reads."""
+    sample's filterbank and faces, decoded once per file (kept in RAM up to the budget). Training
+    reads a random window of the model's length inside the item with a random face from each
+    part of it; evaluation half-overlapping windows covering the item (one centred window when
+    the item is shorter than the model's). `model` (the Social-MAE config: bins, side, frames,
+    clip length) is set by the head, as its backbone reads."""
 
     medium = "audio-visual"
+    per_item = ("ids", "videos", "audios", "spans")
     ids: list[str]
     videos: list[Path]
     audios: list[Path | None]  # a separate audio file (EMI's), else the video's own sound
     targets: np.ndarray | None = None
     model: object = None  # SocialMAEConfig
-    normaliser = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
+    spans: list[tuple[float, float]] | None = None
 
     def arrays(self, i: int):
         from challenge.features.audio_visual import read_video
@@ -285,22 +337,22 @@ class AudioVisualClips:
         from challenge.features.audio_visual import cut_clip
 
         video, c = self.arrays(i), self.model
-        start = rng.uniform(0, max(0.0, video.seconds - c.clip_seconds))
-        return cut_clip(video, start, c.audio_frames, c.frames, rng)
+        start, end = self.span(i, video.seconds)
+        first, last = sorted((start, max(0.0, end - c.clip_seconds)))
+        if end - start <= c.clip_seconds:  # a short item: the model's window centred on it
+            first = last = max(0.0, (start + end - c.clip_seconds) / 2)
+        return cut_clip(video, rng.uniform(first, last), c.audio_frames, c.frames, rng)
 
     def eval_clips(self, i: int) -> list:
         from challenge.features.audio_visual import clip_starts, cut_clip
 
         video, c = self.arrays(i), self.model
-        return [cut_clip(video, s, c.audio_frames, c.frames) for s in clip_starts(video.seconds, c.clip_seconds, c.clip_seconds / 2)]
-
-    def normalise_with(self, normaliser) -> AudioVisualClips:
-        return self
-
-    def subset(self, indices) -> AudioVisualClips:
-        indices = list(indices)
-        return dataclasses.replace(self, ids=[self.ids[i] for i in indices], videos=[self.videos[i] for i in indices],
-                                   audios=[self.audios[i] for i in indices], targets=None if self.targets is None else self.targets[indices])
+        start, end = self.span(i, video.seconds)
+        if end - start <= c.clip_seconds:
+            starts = [max(0.0, (start + end - c.clip_seconds) / 2)]
+        else:
+            starts = start + clip_starts(end - start, c.clip_seconds, c.clip_seconds / 2)
+        return [cut_clip(video, s, c.audio_frames, c.frames) for s in starts]
 
 
 class _Arrays:

@@ -20,6 +20,9 @@ from challenge.heads.frame_common import FRAME_PROBLEMS
 from challenge.saved_state import load_module, module_arrays
 from challenge.track import Problem
 
+# the smile-laugh reports' modality names (audio+visual reads as "audiovisual")
+MODALITY_OF_MEDIUM = {"audio": "audio", "audio-visual": "audio+visual", "faces": "visual"}
+
 FINETUNE_SPACE = {
     "backbone_lr": FloatDistribution(1e-5, 3e-4, log=True),
     "head_lr": FloatDistribution(1e-4, 3e-3, log=True),
@@ -33,6 +36,7 @@ class EndToEndHead(Head):
     medium: ClassVar[str]  # what the track's loader must give: "audio" or "faces"
     extractor: ClassVar[str]  # the extractor whose settings name the backbone (and give the frozen baseline's features)
     backbone_kind: ClassVar[str]
+    model_flag: ClassVar[str]  # the option that takes the saved backbone back (--audio-model, ...)
     checkpoint: Path | None = None  # set by the run: where each epoch's training state is kept (resumable)
 
     def backbone_settings(self) -> dict:
@@ -60,6 +64,31 @@ class EndToEndHead(Head):
         self.shape = info["shape"]
         self.model = load_module(self.assemble(rebuild_backbone(self.shape["backbone"])), arrays)
 
+    @property
+    def classes(self) -> int | None:
+        """The number of classes of a clip classification (smile-laugh), else None."""
+        return self.n_outputs if self.problem == Problem.CLIP_CLASSIFICATION else None
+
+    def linear_start(self, x, targets):
+        """(weights [outputs, D], biases [outputs]) of the linear model fitted on the pretrained
+        backbone's embeddings `x` that the head's linear layer starts as: ridge for values, the
+        baselines' logistic regression (balanced classes) for classes, fitted on standardised
+        columns with the scaling folded into the weights."""
+        import numpy as np
+
+        from challenge.heads.linear import fit_ridge, logistic_weights
+
+        if not self.classes:
+            weights, biases, _ = fit_ridge(x, targets)
+            return weights.astype(np.float32), biases.astype(np.float32)
+        mean, std = x.mean(0), x.std(0) + 1e-6
+        weights, biases = logistic_weights((x - mean) / std, np.asarray(targets, int), self.classes, 1.0)
+        return (weights / std).astype(np.float32), (biases - (weights / std) @ mean).astype(np.float32)
+
+    def predict_each(self, data) -> dict:
+        """The smiles reports' outputs by modality: one, named by what the backbone reads."""
+        return {MODALITY_OF_MEDIUM[self.medium]: self.predict(data)}
+
     def save_backbone(self, folder: Path) -> Path:
         """The fine-tuned backbone as a `save_pretrained` folder: given back as --audio-model or
         --visual-model, it is extracted into the feature store under its own content digest."""
@@ -69,8 +98,8 @@ class EndToEndHead(Head):
 @register_head
 class Wav2Vec2LSTMHead(EndToEndHead):
     name = "wav2vec2-lstm"
-    medium, extractor, backbone_kind = "audio", "wav2vec2", "wav2vec2"
-    problems = {Problem.CLIP_REGRESSION}
+    medium, extractor, backbone_kind, model_flag = "audio", "wav2vec2", "wav2vec2", "--audio-model"
+    problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}
     defaults = FinetuneSettings().model_dump() | {
         "hidden": 128, "layers": 1, "dropout": 0.1, "mlp_hidden": 128, "window_seconds": 4.0, "augment_gain_db": 6.0, "loss": "mse",
         "linear_path": True, "backbone": {},
@@ -87,30 +116,28 @@ class Wav2Vec2LSTMHead(EndToEndHead):
                                                          p["linear_path"]))
 
     def train_model(self, train, valid, score, report):
-        """With `linear_path`, the head's linear map starts as ridge on the pretrained backbone's
-        pooled steps (the MLP's last layer at zero): training starts where the frozen linear
-        baseline ends, and that start competes with the epochs."""
-        import numpy as np
-
+        """With `linear_path`, the head's linear map starts as the linear model (ridge, or
+        logistic for classes) on the pretrained backbone's pooled steps (the MLP's last layer at
+        zero): training starts where the frozen linear baseline ends, and that start competes
+        with the epochs."""
         from challenge.finetune.loops import clip_contexts, fit_clips
-        from challenge.heads.linear import fit_ridge
 
         if self.params["linear_path"]:
-            weights, biases, _ = fit_ridge(clip_contexts(self.model.to(self.device), train, self.params, self.device), train.targets)
-            self.model.head.start_from(weights.astype(np.float32), biases.astype(np.float32))
+            self.model.head.start_from(*self.linear_start(clip_contexts(self.model.to(self.device), train, self.params, self.device), train.targets))
         return fit_clips(self.model, train, valid, self.params, score, report, self.seed, self.device, self.checkpoint,
-                         keep_start=self.params["linear_path"])
+                         keep_start=self.params["linear_path"], classes=self.classes)
 
     def predict(self, data):
-        from challenge.finetune.loops import predict_clips
+        from challenge.finetune.loops import predict_clips, softmax
 
-        return predict_clips(self.model, data, self.params, self.device)
+        outputs = predict_clips(self.model, data, self.params, self.device)
+        return softmax(outputs) if self.classes else outputs
 
 
 @register_head
 class ViTFramesHead(EndToEndHead):
     name = "vit-frames"
-    medium, extractor, backbone_kind = "faces", "mae", "vit-mae"
+    medium, extractor, backbone_kind, model_flag = "faces", "mae", "vit-mae", "--visual-model"
     problems = FRAME_PROBLEMS
     defaults = FinetuneSettings().model_dump() | {
         "dropout": 0.1, "frames_per_video": 64, "augment_flip": 0.5, "class_weighted": True, "backbone": {}, "freeze_feature_encoder": False,
@@ -141,14 +168,14 @@ class ViTFramesHead(EndToEndHead):
 
 @register_head
 class SocialMAEClipsHead(EndToEndHead):
-    """Social-MAE fine-tuned on clips (EMI): its encoder and a linear layer on the pooled joint,
+    """Social-MAE fine-tuned on clips (EMI's intensities, smile-laugh's classes): its encoder and a linear layer on the pooled joint,
     audio and video embeddings, trained together on random windows (the paper's recipe: the
     decoder replaced by a linear layer, no masking). The layer starts as ridge on the pretrained
     encoder's embeddings, so training starts where the frozen linear baseline ends."""
 
     name = "social-mae-clips"
-    medium, extractor, backbone_kind = "audio-visual", "social-mae", "social-mae"
-    problems = {Problem.CLIP_REGRESSION}
+    medium, extractor, backbone_kind, model_flag = "audio-visual", "social-mae", "social-mae", "--social-mae-model"
+    problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}
     defaults = FinetuneSettings().model_dump() | {"dropout": 0.1, "loss": "mse", "linear_start": True, "backbone": {},
                                                   "freeze_feature_encoder": False, "backbone_lr": 1e-4, "head_lr": 1e-3}
     search_space = FINETUNE_SPACE | {"dropout": FloatDistribution(0.0, 0.4)}
@@ -164,22 +191,21 @@ class SocialMAEClipsHead(EndToEndHead):
         return data
 
     def train_model(self, train, valid, score, report):
-        import numpy as np
         import torch
 
         from challenge.finetune.loops import av_embeddings, fit_av_clips
-        from challenge.heads.linear import fit_ridge
 
         train, valid = self.sized(train), self.sized(valid)
         if self.params["linear_start"]:
-            weights, biases, _ = fit_ridge(av_embeddings(self.model.to(self.device), train, self.device), train.targets)
+            weights, biases = self.linear_start(av_embeddings(self.model.to(self.device), train, self.device), train.targets)
             with torch.no_grad():
-                self.model.out[1].weight.copy_(torch.from_numpy(np.asarray(weights, np.float32)))  # [outputs, width], as nn.Linear holds it
-                self.model.out[1].bias.copy_(torch.from_numpy(np.asarray(biases, np.float32)))
+                self.model.out[1].weight.copy_(torch.from_numpy(weights))  # [outputs, width], as nn.Linear holds it
+                self.model.out[1].bias.copy_(torch.from_numpy(biases))
         return fit_av_clips(self.model, train, valid, self.params, score, report, self.seed, self.device, self.checkpoint,
-                            keep_start=self.params["linear_start"])
+                            keep_start=self.params["linear_start"], classes=self.classes)
 
     def predict(self, data):
-        from challenge.finetune.loops import predict_av_clips
+        from challenge.finetune.loops import predict_av_clips, softmax
 
-        return predict_av_clips(self.model, self.sized(data), self.device)
+        outputs = predict_av_clips(self.model, self.sized(data), self.device)
+        return softmax(outputs) if self.classes else outputs

@@ -49,22 +49,26 @@ class FoldEnsemble:
 
     def save_state(self, arrays: dict, prefix: str) -> dict:
         """The fold models and their normalisers (the out-of-fold outputs served the run and are not kept)."""
-        return {"models": [{"head": describe(m.head, arrays, f"{prefix}models.{i}."), "normaliser": m.normaliser.state()}
+        return {"models": [{"head": describe(m.head, arrays, f"{prefix}models.{i}."),
+                            "normaliser": m.normaliser.state() if m.normaliser is not None else None}
                            for i, m in enumerate(self.models)], "history": self.history}
 
     @classmethod
     def load_state(cls, info: dict, arrays: dict, prefix: str) -> FoldEnsemble:
-        models = [FoldModel(rebuild(m["head"], arrays, f"{prefix}models.{i}."), Normaliser.from_state(m["normaliser"]))
+        models = [FoldModel(rebuild(m["head"], arrays, f"{prefix}models.{i}."),
+                            Normaliser.from_state(m["normaliser"]) if m["normaliser"] is not None else None)
                   for i, m in enumerate(info["models"])]
         return cls(models, {}, info["history"])
 
 
 def cross_validate(head_cls, params: dict, dev: PooledClips, folds: np.ndarray, seed: int, score, n_classes: int,
-                   device: str = "cpu", fit_targets: np.ndarray | None = None, report=None) -> tuple[float, FoldEnsemble]:
+                   device: str = "cpu", fit_targets: np.ndarray | None = None, report=None, checkpoint=None) -> tuple[float, FoldEnsemble]:
     """(score of the pooled out-of-fold predictions, the fold models). `fit_targets` replaces
     the labels the models learn from (a shuffled-label control) while scores use the truth.
     Each fold's features are standardised with its own training rows' statistics
-    (challenge.training.grouped_folds.fold_loop)."""
+    (challenge.training.grouped_folds.fold_loop); `dev` may be media clips for an end-to-end
+    head (challenge.finetune.media), whose `checkpoint(params, seed, train)` names where each
+    fold's epochs are kept."""
     from challenge.training.grouped_folds import fold_loop
 
     targets = dev.targets if fit_targets is None else fit_targets
@@ -78,6 +82,8 @@ def cross_validate(head_cls, params: dict, dev: PooledClips, folds: np.ndarray, 
         train.normalise_with(normaliser)
         stop = dev.take(held, normaliser)
         head = head_cls(params, Problem.CLIP_CLASSIFICATION, n_classes, seed=seed + fold, device=device)
+        if checkpoint is not None:
+            head.checkpoint = checkpoint(params, seed + fold, train)
         fold_score = head.fit(train, stop, score)
         for name, probabilities in head.predict_each(stop).items():
             out_of_fold.setdefault(name, np.zeros((len(dev), n_classes), np.float32))[held] = probabilities

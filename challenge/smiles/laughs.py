@@ -112,10 +112,14 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
     if config.smiles.eval_data:
         other = read_corpus(Path(config.smiles.eval_data), config)
         sets[ZERO_SHOT] = (other, [c for split in other.clips.values() for c in split])
-    data = {name: PooledClips.of(c.features, clips, modalities, config.smiles.pooling) for name, (c, clips) in sets.items()}
-    baseline = _baseline_sets(config, sets, data)
+    pooled = {name: PooledClips.of(c.features, clips, modalities, config.smiles.pooling) for name, (c, clips) in sets.items()}
+    end_to_end = head_cls.reads == "media"
+    # an end-to-end head reads each clip's span of its recording through the track's loader; the
+    # pooled features stay for the baseline (and --features still names what it pools)
+    data = _media_sets(spec, head_cls, sets, modalities) if end_to_end else pooled
+    baseline = _baseline_sets(config, sets, pooled)
     if config.smiles.corpus_norm and ZERO_SHOT in data:  # the other corpus standardised with its own statistics (no labels used)
-        for part in (data[ZERO_SHOT], baseline[ZERO_SHOT]):
+        for part in (data[ZERO_SHOT], baseline[ZERO_SHOT]) if not end_to_end else (baseline[ZERO_SHOT],):
             part.own_normaliser = part.fit_normalisation()
     groups = corpus.groups(dev_clips)
     what = "speakers" if any(r.speaker for r in corpus.recordings) else "recordings"
@@ -124,6 +128,12 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
     fingerprint = _clips_fingerprint(corpus, data[CROSS_VALIDATED], config)
     key = tuning_key(corpus.keys, head_cls)
     rows = []
+    checkpoint = None
+    if end_to_end:  # each fold's training keeps a checkpoint per epoch: the same command resumes a killed run
+        from challenge.protocols import checkpoint_root, training_key
+
+        root = checkpoint_root(config)
+        checkpoint = lambda params, fold_seed, train: root / training_key(spec, head_cls.name, params, fold_seed, train) / "last.pt"  # noqa: E731
     params = {"seeds": len(seeds), "folds": config.smiles.folds, "fold_groups": what, "clip_length": config.smiles.clip_length,
               "clip_hop": config.smiles.clip_hop, "eval_data": config.smiles.eval_data or "", **{f"clips.{name}": len(d) for name, d in data.items()}}
     with context.start(fingerprint, corpus.keys, name=context.default_name(spec.name), params=params, tuning_key=key,
@@ -137,7 +147,8 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
             fit_targets = shuffled(data[CROSS_VALIDATED].targets, seed) if config.shuffle_labels else None
 
             def fit(params, report=None, seed=seed, folds=folds, fit_targets=fit_targets):
-                return cross_validate(head_cls, params, data[CROSS_VALIDATED], folds, seed, score, len(CLASSES), device, fit_targets, report)
+                return cross_validate(head_cls, params, data[CROSS_VALIDATED], folds, seed, score, len(CLASSES), device, fit_targets, report,
+                                      checkpoint)
 
             if fitted is None:  # tuned (or defaults) on the first seed's folds, then repeated with the same parameters
                 fitted = fit_head(spec, config, head_cls, fit, fingerprint, key)
@@ -175,15 +186,37 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
         (out / "scores.json").write_text(json.dumps({"trained_on": str(corpus.root), "zero_shot_on": config.smiles.eval_data, "headline": {"set": headline_set, "modality": headline_modality, **headline.drop(["set", "modality"]).to_dict()},
                                                      "summary": summary.to_dict("records"), "gains": gains.to_dict("records")}, indent=1, default=float))
         run.record(fitted.params, fitted.provenance)
+        if end_to_end:  # each fold model fine-tuned its own backbone (the first seed's)
+            for k, fold in enumerate(fitted.head.models):
+                fold.head.save_backbone(out / "backbone" / f"fold-{k}")
+            say(f"fine-tuned backbones: {(out / 'backbone').resolve()}/fold-K, one per fold (logged with the run; pass one as "
+                f"{head_cls.model_flag} to extract features from it)")
         mlflow.log_artifacts(str(out))
-        width = data[CROSS_VALIDATED].raw.shape[1]  # each fold model carries its own normaliser
-        run.save_model(fitted.head, PostProcess.for_track(spec), Normaliser(np.zeros(width, np.float32), np.ones(width, np.float32)), corpus.keys)
+        # each fold model carries its own normaliser (none for media)
+        identity = None if end_to_end else Normaliser(np.zeros(pooled[CROSS_VALIDATED].raw.shape[1], np.float32),
+                                                      np.ones(pooled[CROSS_VALIDATED].raw.shape[1], np.float32))
+        run.save_model(fitted.head, PostProcess.for_track(spec), identity, corpus.keys)
     say(f"reports: {out.resolve()} (summary.csv, seeds.csv, gain_over_baseline.csv, per-class tables, confusion matrices, heatmaps, t-SNE)")
     details = {f"{r['set']} {r['modality']}": r["model"] for _, r in gains.iterrows()}
     details |= {f"{r['set']} {r['modality']} baseline": r["baseline"] for _, r in gains.iterrows()}
     result = RunResult(run.run_id, float(headline["model"]), details, fitted.params, None)
     result.trials_run, result.seeds = fitted.ran, len(seeds)
     return result
+
+
+def _media_sets(spec, head_cls, sets: dict, modalities: list[str]) -> dict:
+    """Every clip set through the track's loader for the head's medium. The baseline beside the
+    head reads the same modalities: eGeMAPS for the sound, the run's visual features for faces."""
+    from challenge.heads.finetune import MODALITY_OF_MEDIUM
+
+    loader = spec.media.get(head_cls.medium)
+    if loader is None:
+        raise ChallengeError(f"--head {head_cls.name} reads {head_cls.medium} media, which the {spec.name} track does not supply "
+                             f"(it supplies: {', '.join(spec.media) or 'none'}).")
+    if "visual" in MODALITY_OF_MEDIUM[head_cls.medium] and "visual" not in modalities:
+        raise ChallengeError(f"--head {head_cls.name} reads faces as well as sound, and its baseline needs visual features beside eGeMAPS: "
+                             "add a visual extractor to --features (e.g. --features compare,mae, the default).")
+    return {name: loader(corpus, clips) for name, (corpus, clips) in sets.items()}
 
 
 def _log_seed(spec, seed: int, rows: list[dict]) -> None:
