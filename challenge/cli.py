@@ -325,7 +325,13 @@ def track_command(
     typer.echo(f"MLflow run {result.run_id}; browse with: " + (f"{store}" if store.startswith("http") else f"mlflow ui --backend-store-uri {store}"))
 
 
-app.command("track")(with_schema_options(track_command, _run_options(sections=("smiles", "finetune"))))
+def _track_sections() -> tuple[str, ...]:
+    from challenge.config import track_sections
+
+    return (*track_sections(), "finetune")
+
+
+app.command("track")(with_schema_options(track_command, _run_options(sections=_track_sections())))
 
 
 class SplitName(str, Enum):

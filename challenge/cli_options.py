@@ -18,10 +18,6 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 from pydantic import BaseModel
 
-# option name prefix of each section's settings on the command line (smiles' options keep their
-# plain names, as the smiles tracks have always spelled them)
-SECTION_PREFIX = {"smiles": "", "finetune": "finetune_"}
-SECTION_PANEL = {"smiles": "smile-laugh and smile-intensity", "finetune": "fine-tuning (end-to-end heads, --finetune)"}
 
 
 def _scalar(annotation) -> type | None:
@@ -80,8 +76,11 @@ def schema_parameters(model: type[BaseModel], names: list[str] | None = None, pr
 
 
 def section_parameters(model: type[BaseModel], section: str) -> list[inspect.Parameter]:
-    field = model.model_fields[section]
-    return schema_parameters(field.annotation, prefix=SECTION_PREFIX[section], panel=SECTION_PANEL[section])
+    """A section's fields as options, spelled with its `option_prefix` in its own help panel."""
+    from challenge.config import option_prefix
+
+    section_model = model.model_fields[section].annotation
+    return schema_parameters(section_model, prefix=option_prefix(section_model, section), panel=getattr(section_model, "panel", section))
 
 
 def with_schema_options(function, parameters: list[inspect.Parameter]):
@@ -100,13 +99,15 @@ def schema_flags(values: dict[str, Any], model: type[BaseModel]) -> dict[str, An
     """Command-line values back in the schema's shape: section options into their sections,
     comma-separated lists split, paths as text; options not given (None) left out."""
     flags: dict[str, Any] = {}
-    sections = {section: model.model_fields[section].annotation for section in SECTION_PREFIX if section in model.model_fields}
+    from challenge.config import option_prefix, sections as schema_sections
+
+    sections = schema_sections(model)
     for name, value in values.items():
         if value is None:
             continue
         target, key, annotation = flags, name, model.model_fields[name].annotation if name in model.model_fields else None
         for section, section_model in sections.items():  # a flat schema (pretraining's settings) has none
-            prefix = SECTION_PREFIX[section]
+            prefix = option_prefix(section_model, section)
             field = name.removeprefix(prefix) if prefix and name.startswith(prefix) else (name if not prefix else None)
             if field is not None and field in section_model.model_fields and name not in model.model_fields:
                 target, key, annotation = flags.setdefault(section, {}), field, section_model.model_fields[field].annotation

@@ -8,10 +8,14 @@ saved with the run as resolved_config.yaml.
       wav2vec2: {model: /models/wav2vec2-base, layer: 6}
       mae: {model: /models/mae-face, frame_step: 2}
     head: lstm
-    smiles: {clip_length: 1.2, subtle: merge}
+    smiles: {clip_length: 1.2, subtle: merge}   # a study track's own section (see track_sections)
 
 `--audio-model` and `--visual-model` (the one spelling of the model option, in every command)
-set `extractors.wav2vec2.model` and `extractors.mae.model`."""
+set `extractors.wav2vec2.model` and `extractors.mae.model`.
+
+Study tracks declare their own settings section through the `challenge.track_settings` entry
+point group (section name -> a pydantic model; `smiles` is one): RunConfig gets a field per
+section and the CLI an option per field, so a new study track edits neither this file nor the CLI."""
 
 from __future__ import annotations
 
@@ -20,11 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, create_model, field_validator
 
 from challenge.errors import ChallengeError
 from challenge.finetune.settings import FinetuneSettings
-from challenge.smiles_settings import SmilesSettings
 from challenge.track import TrackSpec
 
 MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae", "social_mae_model": "social-mae"}  # flag -> extractor whose `model` it sets
@@ -40,11 +43,27 @@ def feature_choices() -> list[str]:
     return [choice for n in names for choice in (["provided-wav2vec2", "provided-vit"] if n == "provided" else [n])]
 
 
+TRACK_SETTINGS = "challenge.track_settings"  # entry point group: a study track's settings section
+
+
+def track_sections() -> dict[str, type[BaseModel]]:
+    """Section name -> settings model of every section study tracks declare (loaded from their
+    entry points: light modules of pydantic models, so `--help` stays fast)."""
+    from challenge.registry import entry_point_names, load_entry_point
+
+    return {name: load_entry_point(TRACK_SETTINGS, name) for name in entry_point_names(TRACK_SETTINGS)}
+
+
+def option_prefix(section_model: type[BaseModel], section: str) -> str:
+    """How a section's fields are spelled as options: the model's `option_prefix`, else `SECTION_`."""
+    return getattr(section_model, "option_prefix", f"{section}_")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class RunConfig(Settings):
+class _RunConfig(Settings):
     """Everything a run depends on."""
 
     track: str
@@ -70,7 +89,6 @@ class RunConfig(Settings):
     skip_missing: bool = Field(False, description="Leave out clips without media (counted, listed in skipped.txt).")
     store: str | None = Field(None, description="Feature store root (default $CHALLENGE_FEATURE_STORE or ~/.cache/challenge/features).")
     zero_shot: bool = Field(False, description="Tracks with a zero-shot rule (ce): train on the source track's labels (EXPR) and turn its outputs into this track's.")
-    smiles: SmilesSettings = Field(default_factory=SmilesSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @field_validator("features")
@@ -104,6 +122,19 @@ class RunConfig(Settings):
 
     def extractor_settings(self, name: str) -> dict[str, Any]:
         return dict(self.extractors.get(name, {}))
+
+
+RunConfig = create_model("RunConfig", __base__=_RunConfig, __module__=__name__,
+                         **{name: (model, Field(default_factory=model, description=f"{name}: a study track's settings"))
+                            for name, model in track_sections().items()})
+RunConfig.__doc__ = _RunConfig.__doc__ + " With a field per study track's settings section (track_sections)."
+
+
+def sections(model: type[BaseModel] | None = None) -> dict[str, type[BaseModel]]:
+    """The settings sections of the run config (finetune and the study tracks'), by name."""
+    model = model or RunConfig
+    return {name: field.annotation for name, field in model.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
 
 
 @dataclass
@@ -165,9 +196,11 @@ def dataset_defaults(data: str | None) -> dict:
     for section in values.get("extractors", {}).values():
         if isinstance(section.get("model"), str) and (path.parent / section["model"]).exists():
             section["model"] = str((path.parent / section["model"]).resolve())
-    smiles = values.get("smiles", {})
-    if isinstance(smiles.get("scheme"), str) and (path.parent / smiles["scheme"]).exists():
-        smiles["scheme"] = str((path.parent / smiles["scheme"]).resolve())
+    for name, section_model in track_sections().items():  # a section's file settings, named relative to the dataset
+        section = values.get(name, {})
+        for key in getattr(section_model, "dataset_paths", ()):
+            if isinstance(section.get(key), str) and (path.parent / section[key]).exists():
+                section[key] = str((path.parent / section[key]).resolve())
     from challenge.progress import say
 
     say(f"[dim]dataset defaults from {path}: {yaml.safe_dump(values, default_flow_style=True, width=1000).strip()}[/]")
@@ -176,14 +209,16 @@ def dataset_defaults(data: str | None) -> dict:
 
 def flag_values(flags: dict) -> dict:
     """CLI flags (None = not given) in the schema's shape: the model flags fill extractor
-    sections, the smiles flags the smiles section."""
+    sections, a section's plain-named flags (the smiles tracks' --eval-data) its section."""
     values = {k: v for k, v in flags.items() if v is not None}
     for flag, extractor in MODEL_FLAGS.items():
         if flag in values:
             values.setdefault("extractors", {}).setdefault(extractor, {})["model"] = values.pop(flag)
-    for key in SmilesSettings.model_fields:
-        if key in values:
-            values.setdefault("smiles", {})[key] = values.pop(key)
+    for name, section_model in track_sections().items():
+        if option_prefix(section_model, name) == "":
+            for key in section_model.model_fields:
+                if key in values and key not in _RunConfig.model_fields:
+                    values.setdefault(name, {})[key] = values.pop(key)
     return values
 
 
@@ -198,6 +233,11 @@ def load_config(path: Path | None, flags: dict, spec: TrackSpec) -> RunConfig:
         _check(from_file, str(path))
     from_flags = flag_values(flags)
     _check(from_flags, "flags")
+    for name, section_model in track_sections().items():
+        if from_flags.get(name) and spec.settings != name:
+            given = ", ".join("--" + (option_prefix(section_model, name) + key).replace("_", "-") for key in from_flags[name])
+            raise ChallengeError(f"{given}: setting(s) of the {name} section, which the {spec.name} track does not read "
+                                 f"(the tracks that do: {', '.join(_tracks_reading(name)) or 'none'}).")
     data = from_flags.get("data", from_file.get("data"))
     values = _merge(_merge(dataset_defaults(data), from_file), from_flags)
     config = RunConfig.model_validate(values)
@@ -208,6 +248,12 @@ def load_config(path: Path | None, flags: dict, spec: TrackSpec) -> RunConfig:
         config.features = list(get_head(config.head).features or spec.default_features)
     config.seeds = config.seeds or spec.default_seeds
     return config
+
+
+def _tracks_reading(section: str) -> list[str]:
+    from challenge.registry import get_track, track_names
+
+    return [name for name in track_names() if get_track(name).settings == section]
 
 
 def resolved_yaml(config: RunConfig, **sections) -> str:

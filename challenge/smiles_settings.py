@@ -1,9 +1,11 @@
 """The `smiles:` section of the run config: the smiles-and-laughter tracks' own settings (beside
-the smiles package, which imports the config: the section sits below both)."""
+the smiles package, which imports the config: the section sits below both). It is registered
+as the `challenge.track_settings` entry point `smiles` (pyproject.toml), the way a team's own
+study track adds its section, and the two tracks declare it (TrackSpec.settings = "smiles")."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
@@ -12,6 +14,9 @@ class SmilesSettings(BaseModel):
     """smile-laugh and smile-intensity read these (TrackSpec.settings = "smiles")."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    option_prefix: ClassVar[str] = ""  # the options keep their plain names (--eval-data), as the smiles tracks have always spelled them
+    panel: ClassVar[str] = "smile-laugh and smile-intensity"
+    dataset_paths: ClassVar[tuple[str, ...]] = ("scheme",)  # relative paths in a dataset's challenge.yaml: beside that file
 
     eval_data: str | None = Field(None, description="smile-laugh: a second corpus, scored zero-shot.")
     scheme: str | None = Field(None, description="ELAN tier names and level spellings (YAML; default the corpus's elan_scheme.yaml).")

@@ -57,6 +57,34 @@ def test_a_teams_package_adds_a_track_through_an_entry_point(tmp_path):
     assert loaded.stdout.strip() == "A team track", loaded.stderr
 
 
+
+def test_a_teams_study_track_brings_its_own_settings_section(tmp_path):
+    """A study track is a module plus entry points: its settings section (a pydantic model under
+    `challenge.track_settings`) becomes a section of the run config and options of `challenge
+    track`, spelled SECTION-FIELD, without an edit to config.py or cli.py; its run reads them,
+    and another track given them is told which tracks read that section."""
+    (tmp_path / "team_study.py").write_text(
+        "import dataclasses\nfrom pydantic import BaseModel, ConfigDict, Field\nfrom tracks.emi import TRACK as EMI\n"
+        "class StudySettings(BaseModel):\n    model_config = ConfigDict(extra='forbid')\n"
+        "    window: int = Field(4, description='Frames per study window.')\n\n"
+        "def run(spec, config):\n    print('window', config.study.window, 'of', spec.name)\n    raise SystemExit(0)\n\n"
+        "TRACK = dataclasses.replace(EMI, name='team-study', title='A study', settings='study', run=run)\n")
+    info = tmp_path / "team_study-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: team-study\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[challenge.tracks]\nteam-study = team_study:TRACK\n\n"
+                                           "[challenge.track_settings]\nstudy = team_study:StudySettings\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    listed = subprocess.run([str(BIN / "challenge"), "track", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert "--study-window" in listed.stdout and "Frames per study window" in listed.stdout, listed.stdout
+    ran = subprocess.run([str(BIN / "challenge"), "track", "team-study", "--data", str(tmp_path), "--study-window", "7"], capture_output=True,
+                         text=True, env=env, timeout=120, cwd=tmp_path)
+    assert "window 7 of team-study" in ran.stdout, ran.stdout + ran.stderr
+    wrong = subprocess.run([str(BIN / "challenge"), "track", "emi", "--data", str(tmp_path), "--study-window", "7"], capture_output=True,
+                           text=True, env=env, timeout=120, cwd=tmp_path)
+    assert wrong.returncode != 0 and "--study-window" in wrong.stderr and "the emi track does not read" in wrong.stderr
+    assert "team-study" in wrong.stderr, wrong.stderr
+
 # ---- a track defined here, in one place: two of the six EMI emotions, its own metric and file ----
 
 def _read_two(root, on_missing="error"):

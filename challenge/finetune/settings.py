@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -12,6 +12,8 @@ class FinetuneSettings(BaseModel):
     so Optuna tunes those in the head's search space; one set here is fixed for the run."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    option_prefix: ClassVar[str] = "finetune_"
+    panel: ClassVar[str] = "fine-tuning (end-to-end heads, --finetune)"
 
     backbone_lr: PositiveFloat = Field(5e-5, description="the last block's learning rate")
     head_lr: PositiveFloat = Field(1e-3, description="The head's learning rate.")
