@@ -27,7 +27,7 @@ browser:
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 clean-demo:
 	rm -rf demo_data mlflow/mlflow.db mlflow/artifacts optuna submissions/emi

@@ -309,7 +309,7 @@ def test_smile_laugh_fine_tunes_wav2vec2_and_social_mae_on_the_clips_of_real_rec
 
     female, male = real_corpora
     common = ["track", "smile-laugh", "--data", str(female), "--eval-data", str(male), "--features", "egemaps", "--folds", "3", "-q"]
-    tuned = ["--finetune", "--audio-model", str(models["wav2vec2"]), "--finetune-epochs", "3", "--seeds", "2"]
+    tuned = ["--finetune", "--audio-model", str(models["wav2vec2"]), "--finetune-epochs", "2", "--seeds", "2"]
 
     def macro(result, pattern: str) -> pd.DataFrame:
         assert result.exit_code == 0, result.output + repr(result.exception)
@@ -329,7 +329,7 @@ def test_smile_laugh_fine_tunes_wav2vec2_and_social_mae_on_the_clips_of_real_rec
     refused = runner.invoke(app, [*common, "--head", "social-mae-clips", "--social-mae-model", str(workdir / "smae")])
     assert refused.exit_code != 0 and "add a visual extractor to --features" in str(refused.exception)
     social = macro(runner.invoke(app, [*common, "--features", "egemaps,mae", "--visual-model", str(models["mae"]), "--head", "social-mae-clips",
-                                       "--social-mae-model", str(workdir / "smae"), "--seeds", "1", "--finetune-epochs", "2",
+                                       "--social-mae-model", str(workdir / "smae"), "--seeds", "1", "--finetune-epochs", "1",
                                        "--finetune-batch-size", "16"]), "submissions/smile-laugh/*/gain_over_baseline.csv")
     assert ("cross-validated", "audiovisual") in social.index and 0 <= social.loc[("cross-validated", "audiovisual"), "model"] <= 1
     # each fold's fine-tuned backbone is kept: three folds, three folders the loaders read back
