@@ -333,25 +333,28 @@ class AudioVisualClips(ClipSet):
 
         return MEDIA_RAM.get(("audio-visual", str(self.videos[i]), c.mel_bins, c.image_size, rate), decode).value
 
+    def _window(self, i: int, video) -> tuple[float, float]:
+        """(first, last) start time of the model's window inside item i: anywhere in its span, or
+        for an item shorter than the window one start, the window centred on the item."""
+        start, end = self.span(i, video.seconds)
+        if end - start <= self.model.clip_seconds:
+            centred = max(0.0, (start + end - self.model.clip_seconds) / 2)
+            return centred, centred
+        return start, end - self.model.clip_seconds
+
     def train_clip(self, i: int, rng: np.random.Generator):
         from challenge.features.audio_visual import cut_clip
 
         video, c = self.arrays(i), self.model
-        start, end = self.span(i, video.seconds)
-        first, last = sorted((start, max(0.0, end - c.clip_seconds)))
-        if end - start <= c.clip_seconds:  # a short item: the model's window centred on it
-            first = last = max(0.0, (start + end - c.clip_seconds) / 2)
+        first, last = self._window(i, video)
         return cut_clip(video, rng.uniform(first, last), c.audio_frames, c.frames, rng)
 
     def eval_clips(self, i: int) -> list:
         from challenge.features.audio_visual import clip_starts, cut_clip
 
         video, c = self.arrays(i), self.model
-        start, end = self.span(i, video.seconds)
-        if end - start <= c.clip_seconds:
-            starts = [max(0.0, (start + end - c.clip_seconds) / 2)]
-        else:
-            starts = start + clip_starts(end - start, c.clip_seconds, c.clip_seconds / 2)
+        first, last = self._window(i, video)
+        starts = [first] if first == last else first + clip_starts(last - first + c.clip_seconds, c.clip_seconds, c.clip_seconds / 2)
         return [cut_clip(video, s, c.audio_frames, c.frames) for s in starts]
 
 

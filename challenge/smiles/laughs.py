@@ -193,8 +193,8 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
                 f"{head_cls.model_flag} to extract features from it)")
         mlflow.log_artifacts(str(out))
         # each fold model carries its own normaliser (none for media)
-        identity = None if end_to_end else Normaliser(np.zeros(pooled[CROSS_VALIDATED].raw.shape[1], np.float32),
-                                                      np.ones(pooled[CROSS_VALIDATED].raw.shape[1], np.float32))
+        width = pooled[CROSS_VALIDATED].raw.shape[1]
+        identity = None if end_to_end else Normaliser(np.zeros(width, np.float32), np.ones(width, np.float32))
         run.save_model(fitted.head, PostProcess.for_track(spec), identity, corpus.keys)
     say(f"reports: {out.resolve()} (summary.csv, seeds.csv, gain_over_baseline.csv, per-class tables, confusion matrices, heatmaps, t-SNE)")
     details = {f"{r['set']} {r['modality']}": r["model"] for _, r in gains.iterrows()}
