@@ -153,7 +153,7 @@ def test_two_track_commands_without_worker_claim_their_own_index_and_never_repea
     from pathlib import Path
 
     command = [str(Path(sys.executable).parent / "challenge"), "track", "emi", "--data", str(emi_root), "--features", "egemaps",
-               "--head", "lightgbm", "--tune", "--trials", "6", "-q"]
+               "--head", "lightgbm", "--estimate-folds", "0", "--tune", "--trials", "6", "-q"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "CHALLENGE_FEATURE_STORE": str(tmp_path / "store"),
            "OMP_NUM_THREADS": "1"}
     prepared = subprocess.run([*command[:-4], "-q"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # the features, once
