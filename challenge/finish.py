@@ -37,8 +37,10 @@ def finish_clips(spec, config, head, post, valid, test, run_id, params, provenan
     predicted_vs_true(valid.targets, prediction, spec.labels, score.details, out / "predicted_vs_true.png")
     _record(out, params, provenance, post, score=score.value)
     submission = None
-    if test is not None and len(test):
-        submission = submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(head.predict(test), [1] * len(test))))
+    test_outputs = head.predict(test) if test is not None and len(test) else None
+    save_outputs(out, valid.ids, [1] * len(valid), valid.targets, prediction, test, None if test_outputs is None else list(test_outputs[:, None]))
+    if test_outputs is not None:
+        submission = submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(test_outputs, [1] * len(test))))
     else:
         say(f"[yellow]no test {spec.items} found: no submission written[/]")
     mlflow.log_artifacts(str(out))
@@ -68,8 +70,10 @@ def finish_frames(spec, config, head, post, valid, test, run_id, params, provena
         confusion_matrix_plot(labels[labels >= 0], decided[labels >= 0], spec.labels, out / "confusion_matrix.png")
     _record(out, params, provenance, post, score=score.value, score_unsmoothed=raw.value)
     submission = None
-    if test is not None and len(test):
-        submission = submit(config, lambda: write_frames(spec, config, test.ids, head.predict(test), post, out))
+    test_outputs = head.predict(test) if test is not None and len(test) else None
+    save_outputs(out, valid.ids, valid.lengths, truth, outputs, test, test_outputs)
+    if test_outputs is not None:
+        submission = submit(config, lambda: write_frames(spec, config, test.ids, test_outputs, post, out))
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, score.value, score.details | {"unsmoothed": raw.value, "sigma": post.sigma}, params, submission)
 
@@ -91,6 +95,21 @@ def _submit_without_validation(spec, config, head, post, test, run_id, params, p
     submission = submit(config, lambda: write_frames(spec, config, test.ids, head.predict(test), post, out))
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, float("nan"), {}, params, submission)
+
+
+OUTPUTS = "outputs.npz"  # a run's raw validation and test outputs: what `challenge ensemble --runs` combines
+
+
+def save_outputs(out: Path, valid_ids, valid_lengths, truth, valid_outputs, test, test_outputs) -> None:
+    """The head's raw outputs (before smoothing and decisions) on the validation rows, with
+    their truth, and on the test items: rows of item i follow those of item i-1.
+    `test_outputs`: one [rows, C] array per test item (or None without a test split)."""
+    test_ids = list(test.ids) if test_outputs is not None else []
+    test_rows = [np.asarray(o, dtype=np.float32) for o in test_outputs] if test_outputs is not None else []
+    np.savez(out / OUTPUTS, valid_ids=np.asarray(valid_ids, dtype=str), valid_lengths=np.asarray(valid_lengths, dtype=np.int64),
+             truth=np.asarray(truth, dtype=np.float64), valid=np.asarray(valid_outputs, dtype=np.float32),
+             test_ids=np.asarray(test_ids, dtype=str), test_lengths=np.asarray([len(r) for r in test_rows], dtype=np.int64),
+             test=np.concatenate(test_rows) if test_rows else np.zeros((0, np.shape(valid_outputs)[1]), np.float32))
 
 
 def _record(out: Path, params, provenance, post: PostProcess, **scores) -> None:

@@ -8,17 +8,14 @@ out-of-fold predictions, one MLflow run with a nested run per member, one valida
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 from challenge.config import RunConfig
 from challenge.errors import ChallengeError
-from challenge.postprocess import PostProcess
 from challenge.progress import say
-from ensembles.combine import RULES, Context, applicable_rules, cross_fit
+from ensembles.finish import EnsembleResult, RoleTable, TestTable, evaluate, finish_ensemble
 from ensembles.members import Member, evaluation_items, plan_members
 from challenge.track import Problem, TrackSpec
 
@@ -33,18 +30,6 @@ class EnsembleOptions:
     background_train: str = "in"  # a subset's member trains on it ("in") or on everything else ("out")
     own_weight: float = 2.0  # weight of a video's own-subset members in the own-subset rule
     stop_share: float = 0.2  # share of a member's training videos held back for early stopping
-
-
-@dataclass
-class EnsembleResult:
-    run_id: str
-    score: float  # the submitted combination's out-of-fold score (smoothed for frame tracks)
-    best_member: float  # the best role's out-of-fold score
-    rule: str
-    steps: dict[str, float]  # score after each step: best member, combination, smoothing
-    member_scores: dict[str, float]
-    submission: Path | None
-    valid_score: float = float("nan")  # the same outputs scored on the validation split only
 
 
 def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -> EnsembleResult:
@@ -192,99 +177,37 @@ def item_truth(problem: Problem, data) -> list[np.ndarray]:
     return list(data.labels)
 
 
-def evaluate(spec: TrackSpec, truth: np.ndarray, outputs: np.ndarray) -> float:
-    """The track's score; AU thresholds tuned on the same rows, as a single run does."""
-    return PostProcess.for_track(spec).score(spec, truth, outputs).value
-
-
 def _combine_and_finish(spec, config, options, members, pool, n_train, test, heldout, test_outputs, subsets, test_subsets,
                         member_scores, params, provenance, run_id) -> EnsembleResult:
-    import mlflow
-
-    from challenge.finish import out_dir
-
+    """The out-of-fold table: for each role, each evaluation item's prediction by the member of
+    that role that held the item out; then what every ensemble does with it (ensembles.finish)."""
     items = evaluation_items(members)
     roles = list(dict.fromkeys(m.role for m in members))
     truth_items = item_truth(spec.problem, pool.subset(items))
     lengths = [len(t) for t in truth_items]
-    truth = np.concatenate(truth_items)
     row_items = np.repeat(items, lengths)
-    row_subsets = np.repeat(subsets[items], lengths) if subsets is not None else np.full(len(truth), -1)
-    # the out-of-fold table: for each role, each evaluation item's prediction by the member of
-    # that role that held the item out
     by_role = {role: {} for role in roles}  # role -> item -> the held-out prediction of that role's member
     for member in members:
         by_role[member.role].update(heldout[member.name])
-    outputs = np.stack([np.concatenate([by_role[role][i] for i in items]) for role in roles]).astype(np.float64)
-    role_scores = {role: evaluate(spec, truth, outputs[r]) for r, role in enumerate(roles)}
-    role_subsets = [next(m.subset for m in members if m.role == role) for role in roles]
-    context = Context(spec.problem, lambda t, o: evaluate(spec, t, o), role_subsets, options.own_weight)
-    combined, rule_scores = {}, {}
-    for name in applicable_rules(context):
-        combined[name] = cross_fit(RULES[name], outputs, truth, row_items, row_subsets, context, seed=config.seed)
-        rule_scores[name] = evaluate(spec, truth, combined[name])
-    rule = max(rule_scores, key=lambda n: (rule_scores[n], n == "mean"))  # ties: the simplest
-    best_role = max(role_scores, key=role_scores.get)
-    steps = {"best_member": role_scores[best_role], "combination": rule_scores[rule]}
-    post = PostProcess.for_track(spec)  # fitted on the out-of-fold outputs, as a single run fits it on validation
-    fitted = post.fit(spec, truth, combined[rule], lengths).value
-    final = post.smooth(combined[rule], lengths)
-    if post.smooths:
-        steps["smoothing"] = fitted
-    sigma, by_sigma = post.sigma, post.scores_by_sigma
-    score = list(steps.values())[-1]
-    on_valid = row_items >= n_train  # the validation clips or videos: comparable with a single run's score
-    valid_score = evaluate(spec, truth[on_valid], final[on_valid]) if on_valid.any() else float("nan")
-    _report(spec, role_scores, rule_scores, rule, steps, sigma)
-    say(f"on the validation {'clips' if spec.problem == Problem.CLIP_REGRESSION else 'videos'} alone: {valid_score:.4f}")
-    mlflow.log_metrics({
-        "score": score, "score_unsmoothed": rule_scores[rule], "smoothing.sigma": sigma, "score_valid_items": valid_score,
-        **{f"member.{k}": v for k, v in member_scores.items()}, **{f"role.{k}": v for k, v in role_scores.items()},
-        **{f"combine.{k}": v for k, v in rule_scores.items()}, **{f"smoothing.score_sigma_{k:g}": v for k, v in by_sigma.items()},
-        "gain.combination": steps["combination"] - steps["best_member"],
-        **({"gain.smoothing": steps["smoothing"] - steps["combination"]} if "smoothing" in steps else {}),
-    })
-    beats = score > steps["best_member"]
-    mlflow.set_tags({"ensemble.rule": rule, "ensemble.beats_best_member": str(beats), "ensemble.best_role": best_role})
-    submission = None
-    out = out_dir(config, spec, run_id)
+    table = RoleTable(
+        roles, np.stack([np.concatenate([by_role[role][i] for i in items]) for role in roles]).astype(np.float64),
+        np.concatenate(truth_items), lengths, row_items,
+        np.repeat(subsets[items], lengths) if subsets is not None else np.full(len(row_items), -1),
+        [next(m.subset for m in members if m.role == role) for role in roles],
+        row_items >= n_train,  # the validation clips or videos
+    )
+    test_table = None
     if test is not None and len(test):
-        test_stack = np.stack([np.concatenate(_role_test_outputs(members, test_outputs, role)) for role in roles]).astype(np.float64)
         test_lengths = [len(o) for o in test_outputs[members[0].name]]
-        state = RULES[rule].fit(outputs, truth, context)
-        test_row_subsets = np.repeat(test_subsets, test_lengths) if test_subsets is not None else np.full(test_stack.shape[1], -1)
-        combined_test = RULES[rule].apply(state, test_stack, test_row_subsets, context)
-        submission = _write_submission(spec, config, test, combined_test, test_lengths, post, out)
-    (out / "ensemble.json").write_text(json.dumps({
-        "split": options.split, "rule": rule, "score": score, "steps": steps, "roles": role_scores, "rules": rule_scores,
-        "members": member_scores, "post_processing": post.state(), "score_valid_items": valid_score, "params": params, "provenance": provenance,
-        "beats_best_member": beats,
-    }, indent=1, default=str))
-    mlflow.log_artifacts(str(out))
-    return EnsembleResult(run_id, score, steps["best_member"], rule, steps, member_scores, submission, valid_score)
+        test_table = TestTable(
+            test.ids, np.stack([np.concatenate(_role_test_outputs(members, test_outputs, role)) for role in roles]).astype(np.float64),
+            test_lengths, np.repeat(test_subsets, test_lengths) if test_subsets is not None else np.full(sum(test_lengths), -1),
+        )
+    return finish_ensemble(spec, config, table, test_table, member_scores, run_id, options.own_weight,
+                           record={"split": options.split, "params": params, "provenance": provenance})
 
 
 def _role_test_outputs(members, test_outputs, role) -> list[np.ndarray]:
     """A role's test prediction: the mean over its members (one per fold, or the subset's one)."""
     own = [test_outputs[m.name] for m in members if m.role == role]
     return [np.mean([outputs[v] for outputs in own], axis=0) for v in range(len(own[0]))]
-
-
-def _report(spec, role_scores, rule_scores, rule, steps, sigma) -> None:
-    say("out-of-fold scores by role: " + ", ".join(f"{k} {v:.4f}" for k, v in role_scores.items()))
-    say("combination rules (cross-fitted): " + ", ".join(f"{k} {v:.4f}" for k, v in rule_scores.items()) + f"; chosen: {rule}")
-    if "smoothing" in steps:
-        say(f"smoothing sigma {sigma:g} frames: {steps['combination']:.4f} -> {steps['smoothing']:.4f}")
-    final = list(steps.values())[-1]
-    if final <= steps["best_member"]:
-        say(f"[yellow]the ensemble ({final:.4f}) does not beat its best member ({steps['best_member']:.4f}) out of fold; "
-            "its file is still the one written, since choosing on test data is not allowed[/]")
-
-
-def _write_submission(spec, config, test, combined_test, test_lengths, post, out) -> Path:
-    from challenge.finish import submit, write_frames
-
-    if not spec.problem.per_frame:
-        return submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(combined_test, test_lengths)))
-    per_video = np.split(combined_test, np.cumsum(test_lengths)[:-1])
-    return submit(config, lambda: write_frames(spec, config, test.ids, per_video, post, out))

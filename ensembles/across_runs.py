@@ -1,0 +1,152 @@
+"""`challenge ensemble TRACK --runs ID,ID,...`: finished `challenge track` runs of any heads and
+feature sets, combined into one submission.
+
+Every track run logs `outputs.npz` (challenge.finish.save_outputs): its head's raw outputs on
+the validation rows, their truth, and its outputs on the test items. The runs are members whose
+held-out rows are the validation split: the combination rules are fitted and chosen by
+cross-fitting over the validation clips or videos (never on test), as for the trained
+ensembles, and the chosen rule, fitted on all of them, combines the runs' test outputs.
+
+Runs are refused unless they are comparable, each offender named: the same track, the same
+data fingerprint (ids, splits and labels), the same validation rows and truth and the same test
+items; a control run (shuffled labels) is never a member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from challenge.errors import ChallengeError, list_offenders
+from challenge.finish import OUTPUTS
+from challenge.progress import say
+from challenge.track import TrackSpec
+from ensembles.finish import EnsembleResult, RoleTable, TestTable, finish_ensemble
+
+
+@dataclass
+class RunOutputs:
+    run_id: str
+    head: str
+    features: list[str]
+    fingerprint: str
+    score: float  # the run's own validation score, as it logged it
+    valid_ids: list[str]
+    valid_lengths: list[int]
+    truth: np.ndarray
+    valid: np.ndarray
+    test_ids: list[str]
+    test_lengths: list[int]
+    test: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return f"{self.head} on {'+'.join(self.features)}"
+
+    @property
+    def role(self) -> str:
+        return f"{self.run_id[:8]}-{self.head}"
+
+
+def read_run(client, run_id: str, track: str) -> RunOutputs:
+    """A finished track run's outputs, or an error naming the run and what it lacks."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        raise ChallengeError(f"run {run_id}: not found in the tracking store ({error.message.splitlines()[0]}). "
+                             f"List the runs with: challenge runs {track}") from None
+    tags = run.data.tags
+    problems = []
+    if tags.get("track") != track:
+        problems.append(f"it is a run of track {tags.get('track')!r}, not {track}")
+    if tags.get("challenge.kind") != "track":
+        problems.append(f"it is a {tags.get('challenge.kind', 'non-challenge')} run, not a `challenge track` run")
+    if tags.get("shuffled_labels") == "True":
+        problems.append("it is a control run (shuffled labels)")
+    if run.info.status != "FINISHED":
+        problems.append(f"its status is {run.info.status}")
+    if problems:
+        raise ChallengeError(f"run {run_id}: cannot be an ensemble member: {'; '.join(problems)}.")
+    try:
+        local = client.download_artifacts(run_id, OUTPUTS)
+    except (MlflowException, OSError):
+        raise ChallengeError(f"run {run_id}: holds no {OUTPUTS} (runs made before the cross-run ensembles, or a seeds run's "
+                             "parent: pass one of its seed runs). Run the track again to have one.") from None
+    with np.load(local) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    return RunOutputs(
+        run_id, tags.get("head", "?"), tags.get("features", "").split(","), tags.get("data_fingerprint", ""), run.data.metrics.get("score", float("nan")),
+        arrays["valid_ids"].tolist(), arrays["valid_lengths"].tolist(), arrays["truth"], arrays["valid"].astype(np.float64),
+        arrays["test_ids"].tolist(), arrays["test_lengths"].tolist(), arrays["test"].astype(np.float64),
+    )
+
+
+def check_comparable(runs: list[RunOutputs], fingerprint: str) -> None:
+    """Every run on the data given (`fingerprint`), with the same rows: else the offenders."""
+    first = runs[0]
+    offenders = []
+    for r in runs:
+        if r.fingerprint != fingerprint:
+            offenders.append(f"{r.run_id}: data fingerprint {r.fingerprint or '(none)'}, the data given has {fingerprint}")
+        elif r.valid_ids != first.valid_ids or r.valid_lengths != first.valid_lengths or not np.array_equal(r.truth, first.truth):
+            offenders.append(f"{r.run_id}: other validation rows than {first.run_id}")
+        elif r.test_ids != first.test_ids or r.test_lengths != first.test_lengths:
+            offenders.append(f"{r.run_id}: other test items than {first.run_id}")
+        elif r.valid.shape[1] != first.valid.shape[1]:
+            offenders.append(f"{r.run_id}: {r.valid.shape[1]} outputs per row, {first.run_id} has {first.valid.shape[1]}")
+    if offenders:
+        raise ChallengeError(f"{len(offenders)} run(s) are not comparable with the others, so they cannot be combined:\n"
+                             f"{list_offenders(offenders)}\nCombine runs made on the same data (the same --data, splits and labels).")
+
+
+def ensemble_runs(spec: TrackSpec, config, run_ids: list[str]) -> EnsembleResult:
+    from mlflow import MlflowClient
+
+    from challenge import tracking
+    from challenge.prepare import read_samples
+    from challenge.run_context import RunContext
+
+    if spec.run is not None:
+        raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
+    run_ids = list(dict.fromkeys(r.strip() for r in run_ids if r.strip()))
+    if len(run_ids) < 2:
+        raise ChallengeError(f"--runs needs at least two run ids (got {len(run_ids)}); list them with: challenge runs {spec.name}")
+    client = MlflowClient(tracking.connect(config.tracking_uri))
+    runs = [read_run(client, run_id, spec.name) for run_id in run_ids]
+    # the ensemble run is tagged with its members' heads and feature sets, not the track's defaults
+    heads = "+".join(dict.fromkeys(r.head for r in runs))
+    features = list(dict.fromkeys(f for r in runs for f in r.features))
+    context = RunContext(spec, config.model_copy(update={"head": heads, "features": features}), kind="ensemble")
+    samples = read_samples(spec, config)  # the data given: its fingerprint must be the runs', and the test list validates the file
+    fingerprint = samples.fingerprint()
+    check_comparable(runs, fingerprint)
+    first = runs[0]
+    lengths = first.valid_lengths
+    row_items = np.repeat(np.arange(len(lengths)), lengths)
+    roles = [r.role for r in runs]
+    table = RoleTable(roles, np.stack([r.valid for r in runs]), first.truth, lengths, row_items,
+                      np.full(len(row_items), -1), [None] * len(runs), np.ones(len(row_items), bool))
+    test = None
+    if first.test_ids:
+        test = TestTable(first.test_ids, np.stack([r.test for r in runs]), first.test_lengths, np.full(sum(first.test_lengths), -1))
+    for r in runs:
+        say(f"member {r.run_id[:8]} ({r.name}): validation {r.score:.4f} as the run logged it")
+    members = {r.run_id[:8]: r.score for r in runs}
+    with context.start(fingerprint, {}, name=f"ensemble-runs-{len(runs)}", params={"ensemble.runs": ",".join(run_ids)},
+                       sections={"ensemble": {"runs": run_ids}}, **{"ensemble.split": "runs"}) as run:
+        return finish_ensemble(spec, config, table, test, members, run.run_id, record={"split": "runs", "runs": run_ids,
+                                                                                       "members_described": {r.run_id: r.name for r in runs}})
+
+
+def member_runs(text: str) -> list[str]:
+    """--runs: comma-separated run ids, or @FILE with one id per line."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise ChallengeError(f"--runs {text}: {path} not found (one run id per line).")
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return text.split(",")
