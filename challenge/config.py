@@ -30,7 +30,7 @@ from challenge.errors import ChallengeError
 from challenge.finetune.settings import FinetuneSettings
 from challenge.track import TrackSpec
 
-MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae", "social_mae_model": "social-mae"}  # flag -> extractor whose `model` it sets
+MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae", "social_mae_model": "social-mae", "text_model": "text"}  # flag -> extractor whose `model` it sets
 INTERNAL_EXTRACTORS = ("background",)  # registered for the ensembles' background subsets; not a feature set a head reads
 
 

@@ -18,6 +18,7 @@ EMOTIONS = ["Admiration", "Amusement", "Determination", "Empathic Pain", "Excite
 HEADER = ["Filename", *EMOTIONS]
 SPLIT_FILES = {"train": "train_split.csv", "valid": "valid_split.csv"}
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".m4a")
+TRANSCRIPTS = "transcripts"  # the team's transcripts, one UTF-8 text file per clip (challenge.features.text)
 
 
 def clip_id(value: str) -> str:
@@ -85,6 +86,13 @@ def _media(root: Path, clip: str, raw_dir: Path, audio_dir: Path) -> tuple[Path 
     return video, audio or video  # without an audio file the video's own track is decoded
 
 
+def _transcript(root: Path, clip: str) -> Path | None:
+    """The team's transcript of a clip (the text stream): transcripts/<clip>.txt, the id with or
+    without its zero padding, as face_images/ names it either way."""
+    names = [clip] + ([str(int(clip))] if clip.isdigit() else [])
+    return next((path for name in names if (path := root / TRANSCRIPTS / f"{name}.txt").is_file()), None)
+
+
 def _sample(root: Path, clip: str, split: str, labels, raw_dir: Path, audio_dir: Path) -> Sample:
     video, audio = _media(root, clip, raw_dir, audio_dir)
     faces = root / "face_images" / str(int(clip)) if clip.isdigit() else root / "face_images" / clip
@@ -94,7 +102,7 @@ def _sample(root: Path, clip: str, split: str, labels, raw_dir: Path, audio_dir:
     return Sample(
         id=clip, split=split, video=video, audio=audio,
         frames_dir=faces if faces.exists() else None, labels=labels,
-        provided={k: p for k, p in provided.items() if p.exists()},
+        provided={k: p for k, p in provided.items() if p.exists()}, transcript=_transcript(root, clip),
     )
 
 

@@ -20,6 +20,7 @@ class Sample:
     labels: np.ndarray | None = None  # [C] per clip, or [T, C] per frame (row i = frame index[i])
     frame_index: np.ndarray | None = None  # 1-based frame numbers of label rows (frame tracks)
     provided: dict[str, Path] = field(default_factory=dict)  # organisers' feature files by kind
+    transcript: Path | None = None  # the team's transcript of the clip (the text stream)
 
 
 class Samples(list):

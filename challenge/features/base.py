@@ -46,7 +46,8 @@ class Runner(Protocol):
 @dataclass(frozen=True)
 class Extractor:
     name: ClassVar[str]
-    modality: ClassVar[str]  # "audio" or "visual": which media of a sample it reads
+    modality: ClassVar[str]  # "audio", "visual" or "text": which media of a sample it reads
+    reads: ClassVar[str] = ""  # where that media is, for the error when no sample has it
     schema_version: ClassVar[int] = 1
     dtype: str = "float16"  # storage dtype; heads compute in float32
 

@@ -53,6 +53,9 @@ def extract(extractor: Extractor, samples, store: FeatureStore, device: str = "a
     sources = media_digests(extractor, samples, store, report)
     todo = [(d, s) for d, s in sources.items() if not store.has(extractor, d)]
     report.cached = len(sources) - len(todo)
+    if samples and not sources:
+        raise ChallengeError(f"{extractor.name}: none of the {len(samples)} sample(s) has the media it reads"
+                             f"{f' ({extractor.reads})' if extractor.reads else ''}. Drop it from --features, or add that media.")
     if report.missing_media:
         say(f"[yellow]{extractor.name}: {len(report.missing_media)} sample(s) have no media for this extractor "
             f"(for example {', '.join(report.missing_media[:5])}); they get no {extractor.name} features.[/]")

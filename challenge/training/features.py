@@ -86,6 +86,10 @@ class ClipFeatures:
         out = np.concatenate(columns, axis=1)
         return self.normaliser(out) if self.normaliser is not None else out
 
+    def present(self) -> np.ndarray:
+        """[N, M] bool: which modalities each clip has (a missing one reads as zeros)."""
+        return np.array([[e.entry is not None for e in row] for row in self.entries], dtype=bool).reshape(len(self), len(self.dims))
+
     def clip_context(self) -> np.ndarray:
         """[N, 2D] mean and std of each whole clip over time (the global context, and what the
         pooled heads see), read once and kept: every epoch and every trial reuses it."""
@@ -157,7 +161,8 @@ def _width(found: dict, extractor, samples) -> int:
         return entry.width
     split = samples[0].split if samples else "?"
     hint = (" The organisers' pickles cover only some splits: use an extractor that runs on the media "
-            "(wav2vec2, mae, egemaps) for this split." if extractor.name == "provided" else "")
+            "(wav2vec2, mae, egemaps) for this split." if extractor.name == "provided" else
+            f" It reads {extractor.reads}." if extractor.reads else "")
     raise ChallengeError(f"no {extractor.label} features for any of the {len(samples)} {split} sample(s): extraction did not run "
                          f"or every media file is missing.{hint}")
 

