@@ -385,10 +385,11 @@ def ensemble_command(
     else:
         options = EnsembleOptions(split=split.value, members=members, background_train=background_train, own_weight=own_weight)
         result = run_ensemble(spec, resolved, options)
+    where = "on validation, rules cross-fitted" if runs is not None else "out of fold"
     typer.echo("members (held-out score): " + ", ".join(f"{k} {v:.4f}" for k, v in result.member_scores.items()))
     for step, value in result.steps.items():
-        typer.echo(f"  {step:<12} {value:.4f}  (out of fold)")
-    typer.echo(f"ensemble ({result.rule}): {result.score:.4f} out of fold; on the validation split alone {result.valid_score:.4f}")
+        typer.echo(f"  {step:<12} {value:.4f}  ({where})")
+    typer.echo(f"ensemble ({result.rule}): {result.score:.4f} {where}; on the validation split alone {result.valid_score:.4f}")
     typer.echo(f"gain over the best member: {result.score - result.best_member:+.4f}; each role against the best: "
                + ", ".join(f"{k} {v - result.best_member:+.4f}" for k, v in result.role_scores.items()))
     if result.score <= result.best_member:

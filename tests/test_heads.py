@@ -45,6 +45,25 @@ def test_final_state_ignores_padding_and_equals_packed_state():
     torch.testing.assert_close(outputs[torch.arange(3), lengths - 1], h_n[-1])
 
 
+def test_fusion_transformer_masks_a_missing_modality_and_the_padding():
+    """clip-transformer: what sits in a modality a clip lacks, or after its last step, changes
+    nothing; a modality that is there does."""
+    from challenge.heads.clip_transformer import ClipFusionTransformer
+
+    torch.manual_seed(0)
+    model = ClipFusionTransformer([5, 3], 16, 2, 4, 0.0, 12, 6).eval()
+    x, lengths, context = torch.randn(3, 12, 8), torch.tensor([12, 7, 4]), torch.randn(3, 16)
+    present = torch.tensor([[True, True], [True, False], [False, True]])
+    dirty = x.clone()
+    dirty[1, :, 5:] = 50.0  # clip 1 has no second modality
+    dirty[2, :, :5] = -50.0  # clip 2 has no first
+    dirty[1, 7:], dirty[2, 4:] = 100.0, -100.0  # padding
+    torch.testing.assert_close(model(x, lengths, context, present), model(dirty, lengths, context, present))
+    changed = x.clone()
+    changed[0, :, 5:] += 1.0  # clip 0 has both: its second modality is read
+    assert not torch.allclose(model(x, lengths, context, present)[0], model(changed, lengths, context, present)[0])
+
+
 def test_windowed_prediction_covers_long_clips(tmp_path):
     data = synthetic_clips(tmp_path, 4, seed=3)
     from challenge.training.loop import ClipBatches
@@ -64,7 +83,7 @@ def test_head_beats_shuffled_labels(tmp_path, name):
     normaliser = train.fit_normalisation()
     train.normalise_with(normaliser), valid.normalise_with(normaliser)
     head_cls = get_head(name)
-    fast = {"epochs": 15, "max_steps": 60} if name == "lstm" else {"n_estimators": 100}
+    fast = {"lightgbm": {"n_estimators": 100}}.get(name, {"epochs": 15, "max_steps": 60})
     score = lambda t, p: emi_score(t, p).value  # noqa: E731
     head = head_cls(fast, Problem.CLIP_REGRESSION, 6, seed=0)
     head.fit(train, valid, score)

@@ -19,7 +19,33 @@ from challenge.training.loop import fit_clip_regressor, predict_clips
 from challenge.track import Problem
 
 
-class GlobalContextLSTM(nn.Module):
+class LinearPathModel(nn.Module):
+    """A clip model with an optional linear map of the pooled mean and std beside it, started at
+    a fitted linear model (the ridge baseline) while the model's own output layer starts at zero:
+    the untrained model predicts exactly what that linear model predicts. Subclasses set
+    `self.linear` (None without the path) and name their output layer."""
+
+    linear: nn.Linear | None
+
+    def output_layer(self) -> nn.Linear:
+        raise NotImplementedError
+
+    def start_from(self, weights: np.ndarray, bias: np.ndarray) -> None:
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.from_numpy(weights))
+            self.linear.bias.copy_(torch.from_numpy(bias))
+            self.output_layer().weight.zero_()
+            self.output_layer().bias.zero_()
+
+    def intensities(self, residual: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if self.linear is None:
+            return torch.sigmoid(residual)  # intensities in [0, 1]
+        values = self.linear(context) + residual
+        # trained unclipped (a clamp has no gradient outside [0, 1]); predicts within the range
+        return values if self.training else values.clamp(0, 1)
+
+
+class GlobalContextLSTM(LinearPathModel):
     def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float, mlp_hidden: int, outputs: int,
                  linear_path: bool = False):
         super().__init__()
@@ -29,27 +55,17 @@ class GlobalContextLSTM(nn.Module):
         )
         self.linear = nn.Linear(2 * input_dim, outputs) if linear_path else None
 
-    def start_from(self, weights: np.ndarray, bias: np.ndarray) -> None:
-        """The linear path takes a fitted linear model; the MLP's last layer starts at zero, so
-        the untrained model predicts exactly what that linear model predicts."""
-        with torch.no_grad():
-            self.linear.weight.copy_(torch.from_numpy(weights))
-            self.linear.bias.copy_(torch.from_numpy(bias))
-            self.mlp[-1].weight.zero_()
-            self.mlp[-1].bias.zero_()
+    def output_layer(self) -> nn.Linear:
+        return self.mlp[-1]
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, context: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """`present` (which modalities a clip has) is not read: a missing one is zeros here."""
         # padding sits after each clip's last step, so the output there is the clip's own final
         # state: padding never reaches it (equal to a packed sequence's h_n, and on CPU the
         # backward pass is 2x faster than through a PackedSequence)
         outputs, _ = self.lstm(x)
         final = outputs[torch.arange(len(x), device=x.device), lengths.to(x.device) - 1]
-        residual = self.mlp(torch.cat([final, context], dim=-1))
-        if self.linear is None:
-            return torch.sigmoid(residual)  # intensities in [0, 1]
-        values = self.linear(context) + residual
-        # trained unclipped (a clamp has no gradient outside [0, 1]); predicts within the range
-        return values if self.training else values.clamp(0, 1)
+        return self.intensities(self.mlp(torch.cat([final, context], dim=-1)), context)
 
 
 @register_head

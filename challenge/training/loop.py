@@ -16,11 +16,13 @@ from challenge.training.windows import window_starts
 
 
 class ClipBatches:
-    """Padded windows of clips plus each clip's whole-clip mean and std (the global context)."""
+    """Padded windows of clips plus each clip's whole-clip mean and std (the global context) and
+    which modalities it has. A clip model is called as model(x, lengths, context, present)."""
 
     def __init__(self, data: ClipFeatures, max_steps: int, seed: int):
         self.data, self.max_steps = data, max_steps
         self.rng = np.random.default_rng(seed)
+        self.present = data.present()
 
     @property
     def context(self) -> np.ndarray:
@@ -36,10 +38,10 @@ class ClipBatches:
         return [self.data.sequence(i, s, s + self.max_steps) for s in window_starts(self.data.steps(i), self.max_steps)]
 
     @staticmethod
-    def collate(windows: list[np.ndarray], context: np.ndarray, device: str):
+    def collate(windows: list[np.ndarray], context: np.ndarray, present: np.ndarray, device: str):
         lengths = torch.tensor([len(w) for w in windows])
         padded = pad_sequence([torch.from_numpy(w) for w in windows], batch_first=True)
-        return padded.to(device), lengths, torch.from_numpy(context).to(device)
+        return padded.to(device), lengths, torch.from_numpy(context).to(device), torch.from_numpy(present).to(device)
 
 
 def pearson_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -60,8 +62,9 @@ def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: 
         losses = []
         for start in range(0, len(order), params["batch_size"]):
             index = order[start : start + params["batch_size"]]
-            x, lengths, context = ClipBatches.collate([batches.train_window(i) for i in index], batches.context[index], device)
-            prediction = model(x, lengths, context)
+            x, lengths, context, present = ClipBatches.collate([batches.train_window(i) for i in index], batches.context[index],
+                                                               batches.present[index], device)
+            prediction = model(x, lengths, context, present)
             y = targets[index].to(device)
             loss = ccc_loss(prediction, y) if params.get("loss") == "ccc" and len(index) > 2 else torch.nn.functional.mse_loss(prediction, y)
             if params.get("pearson_weight", 0) > 0 and len(index) > 2:
@@ -89,8 +92,7 @@ def predict_clips(model, data: ClipFeatures, max_steps: int, device: str, clips_
             windows.extend(clip_windows)
             owners.extend([i - first] * len(clip_windows))
         owners = np.array(owners)
-        x, lengths, m = ClipBatches.collate(windows, context[owners + first], device)
-        per_window = model(x, lengths, m).float().cpu().numpy()
+        per_window = model(*ClipBatches.collate(windows, context[owners + first], batches.present[owners + first], device)).float().cpu().numpy()
         summed = np.zeros((len(clips), per_window.shape[1]), np.float32)
         np.add.at(summed, owners, per_window)
         result.append(summed / np.bincount(owners, minlength=len(clips))[:, None])

@@ -1,0 +1,88 @@
+"""Cross-modal fusion for clip tracks (after the ABAW6 EMI entry, which fuses visual, audio and
+text encoders with a transformer): one token sequence per modality (audio steps, face frames,
+a transcript's embedding), each tagged with a learned modality embedding and a learned
+position, plus one global-context token made from the clip's whole-clip mean and std. The
+encoder reads them together; a modality a clip lacks and the padding after a window's last step
+are masked out of attention, so a missing modality changes nothing but its absence. The output
+is read from the global token.
+
+As in the LSTM head, `linear_path` adds a linear map of the pooled mean and std that starts as
+the ridge baseline's fit, with the transformer's output layer starting at zero: training starts
+where the linear baseline ends."""
+
+from __future__ import annotations
+
+import torch
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from torch import nn
+
+from challenge.heads.base import Head, register_head
+from challenge.heads.lstm import LinearPathModel, ridge_weights
+from challenge.training.loop import fit_clip_regressor, predict_clips
+from challenge.track import Problem
+
+
+class ClipFusionTransformer(LinearPathModel):
+    def __init__(self, dims: list[int], width: int, layers: int, heads: int, dropout: float, max_steps: int, outputs: int,
+                 linear_path: bool = False):
+        super().__init__()
+        self.dims = list(dims)
+        self.project = nn.ModuleList(nn.Linear(d, width) for d in self.dims)
+        self.modality = nn.Parameter(torch.zeros(len(self.dims), width))
+        self.position = nn.Parameter(torch.zeros(max_steps, width))
+        nn.init.normal_(self.modality, std=0.02)
+        nn.init.normal_(self.position, std=0.02)
+        self.context = nn.Linear(2 * sum(self.dims), width)  # the global-context token
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, outputs))
+        self.linear = nn.Linear(2 * sum(self.dims), outputs) if linear_path else None
+
+    def output_layer(self) -> nn.Linear:
+        return self.out[-1]
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, context: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        batch, steps, _ = x.shape
+        padding = torch.arange(steps, device=x.device)[None] >= lengths.to(x.device)[:, None]  # [B, T]
+        tokens, masks = [self.context(context)[:, None]], [torch.zeros(batch, 1, dtype=torch.bool, device=x.device)]
+        for m, part in enumerate(torch.split(x, self.dims, dim=-1)):
+            tokens.append(self.project[m](part) + self.modality[m] + self.position[:steps])
+            masks.append(padding | ~present[:, m, None])
+        encoded = self.encoder(torch.cat(tokens, 1), src_key_padding_mask=torch.cat(masks, 1))
+        return self.intensities(self.out(encoded[:, 0]), context)
+
+
+@register_head
+class ClipTransformerHead(Head):
+    name = "clip-transformer"
+    problems = {Problem.CLIP_REGRESSION}
+    defaults = {
+        "width": 64, "layers": 2, "heads": 4, "dropout": 0.1, "learning_rate": 5e-4, "weight_decay": 1e-4,
+        "batch_size": 16, "max_steps": 128, "pearson_weight": 0.0, "epochs": 30, "patience": 8, "linear_path": True,
+    }
+    search_space = {
+        "width": CategoricalDistribution([32, 64, 128]),
+        "layers": IntDistribution(1, 3),
+        "dropout": FloatDistribution(0.0, 0.4),
+        "learning_rate": FloatDistribution(1e-4, 2e-3, log=True),
+        "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
+        "max_steps": CategoricalDistribution([64, 128, 256]),
+        "pearson_weight": FloatDistribution(0.0, 1.0),
+        "linear_path": CategoricalDistribution([True, False]),
+    }
+
+    def fit(self, train, valid, score, report=None) -> float:
+        torch.manual_seed(self.seed)  # the same parameters and seed give the same model
+        self.shape = {"dims": list(train.dims)}
+        self.model = self.build(**self.shape)
+        if self.params["linear_path"]:
+            self.model.start_from(*ridge_weights(train))
+        best, self.history = fit_clip_regressor(self.model, train, valid, self.params, score, report, self.seed, self.device)
+        return best
+
+    def build(self, dims: list[int]) -> ClipFusionTransformer:
+        p = self.params
+        return ClipFusionTransformer(dims, p["width"], p["layers"], p["heads"], p["dropout"], p["max_steps"], self.n_outputs, p["linear_path"])
+
+    def predict(self, data):
+        return predict_clips(self.model, data, self.params["max_steps"], self.device)
