@@ -403,6 +403,46 @@ app.command("ensemble")(with_schema_options(ensemble_command, _run_options(
     ["data", "features", "head", "seed", "tune", "trials", "timeout", "storage", "tracking_uri", "out", "epochs", "device", "skip_missing", "store"])))
 
 
+def multitask_command(
+    tasks: Annotated[str, typer.Option(help="Comma-separated Aff-Wild2 tasks trained together: expr, au, va.")] = "expr,au,va",
+    task_weights: Annotated[Optional[str], typer.Option(help="Loss weight per task, in the order of --tasks (default 1 each).")] = None,
+    config: ConfigOption = None,
+    quiet: Quiet = False,
+    **settings,
+):
+    """One model for several Aff-Wild2 tasks on one root: a shared per-frame encoder with a head
+    per task, each trained on the frames that carry its labels; writes and validates each task's
+    official submission, with the linear baseline beside each score.
+
+    Examples:
+
+        challenge multitask --data /data/affwild2 --features mae,wav2vec2
+
+        challenge multitask --data /data/affwild2 --tasks expr,au --task-weights 1,0.5
+    """
+    set_quiet(quiet)
+    from challenge.cli_options import schema_flags
+    from challenge.config import RunConfig, load_config
+    from challenge.multitask import parse_weights, run_multitask
+
+    chosen = [t.strip() for t in tasks.split(",") if t.strip()]
+    spec = get_track(chosen[0] if chosen else "expr")
+    resolved = load_config(config, {"track": spec.name, **schema_flags(settings, RunConfig)}, spec)
+    if not resolved.data:
+        raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+    result = run_multitask(resolved, chosen, parse_weights(chosen, task_weights))
+    typer.echo(f"multi-task model: weighted validation score {result.score:.4f} at its best epoch")
+    for task in result.tasks:
+        baseline = f"; linear baseline {task.baseline:.4f}" if task.baseline is not None else ""
+        written = task.submission or ("none (control run)" if resolved.shuffle_labels else "none (no test videos)")
+        typer.echo(f"  {task.task:<5} validation {task.score:.4f}{baseline}; submission: {written}")
+    typer.echo(f"MLflow run {result.run_id} (experiment affwild-multitask), one nested run per task")
+
+
+app.command("multitask")(with_schema_options(multitask_command, _run_options(
+    ["data", "features", "seed", "tracking_uri", "out", "epochs", "window", "device", "skip_missing", "store", "shuffle_labels"])))
+
+
 @app.command("agree")
 def agree_command(
     first: Annotated[Path, typer.Argument(help="Annotator A: an .eaf file or a folder of them.")],

@@ -1,0 +1,61 @@
+"""`challenge multitask`: one model for EXPR, AU and VA on one Aff-Wild2 root, three validated
+submissions, a nested MLflow run per task; it learns beyond a shuffled-label control."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from challenge.cli import app
+from challenge.errors import ChallengeError
+from tests.fixtures.quirky import quirky_affwild
+
+runner = CliRunner()
+
+
+def _multitask(root, models, *extra: str):
+    return runner.invoke(app, ["multitask", "--data", str(root), "--features", "mae", "--visual-model", str(models["mae"]), "-q", *extra])
+
+
+def test_one_model_for_three_tasks_writes_three_validated_files_and_beats_shuffled_labels(workdir, affwild_root, models):
+    result = _multitask(affwild_root, models, "--epochs", "10", "--out", str(workdir / "mt"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads((workdir / "mt" / "multitask.json").read_text())
+    assert [t["task"] for t in summary["tasks"]] == ["expr", "au", "va"]
+    files = {"expr": "predictions.txt", "au": "predictions.txt", "va": "predictions.txt"}
+    for task, name in files.items():
+        submission = workdir / "mt" / task / name
+        assert submission.exists(), result.output
+        assert runner.invoke(app, ["validate", task, str(submission), "--data", str(affwild_root)]).exit_code == 0
+        assert (workdir / "mt" / task / "outputs.npz").exists()  # so its runs can join cross-run ensembles
+
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["affwild-multitask"])
+    (parent,) = runs[runs["tags.challenge.kind"] == "multitask"]["run_id"]
+    nested = runs[runs["tags.challenge.kind"] == "multitask-task"]
+    assert sorted(nested["tags.task"]) == ["au", "expr", "va"] and (nested["tags.mlflow.parentRunId"] == parent).all()
+    assert nested["metrics.baseline.score"].notna().all()  # the linear baseline beside each task's score
+
+    control = _multitask(affwild_root, models, "--epochs", "10", "--shuffle-labels", "--out", str(workdir / "control"))
+    assert control.exit_code == 0, control.output
+    assert "none (control run)" in control.output
+    shuffled = json.loads((workdir / "control" / "multitask.json").read_text())
+    print(f"weighted validation score: {summary['score']:.4f}, shuffled labels {shuffled['score']:.4f}")
+    assert summary["score"] > shuffled["score"] + 0.08, (summary["score"], shuffled["score"])
+
+
+def test_two_tasks_with_weights_on_the_abaw5_layout_and_bad_options_named(workdir, tmp_path, models):
+    root = tmp_path / "abaw5"
+    quirky_affwild(root)  # EXPR and VA in the ABAW5 folder names, 25 and 30 fps, missing crops
+    result = _multitask(root, models, "--tasks", "expr,va", "--task-weights", "1,0.5", "--epochs", "2", "--out", str(workdir / "mt"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert {t["task"] for t in json.loads((workdir / "mt" / "multitask.json").read_text())["tasks"]} == {"expr", "va"}
+    for options, message in ((["--tasks", "expr,ce"], "choose distinct tasks among expr, au, va"),
+                             (["--tasks", "expr,va", "--task-weights", "1"], "one positive weight per task")):
+        refused = _multitask(root, models, *options)
+        assert isinstance(refused.exception, ChallengeError) and message in str(refused.exception), refused.output
