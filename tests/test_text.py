@@ -54,3 +54,15 @@ def test_text_features_need_transcripts(tmp_path):
     quirky_hume(root, train=4, valid=3, test=1)
     with pytest.raises(ChallengeError, match=r"text: none of the 8 sample\(s\) has the media it reads \(each clip's transcript, transcripts/<clip>.txt"):
         _run(root, tmp_path, "egemaps,text")
+
+
+def test_a_transcript_saved_as_latin1_is_named_with_the_fix(tmp_path):
+    from challenge.features.text import TextExtractor
+
+    transcript = tmp_path / "00007.txt"
+    transcript.write_bytes("Ça m'a fait rire, café crème".encode("latin-1"))
+    runner = TextExtractor().build("cpu")
+    with pytest.raises(ChallengeError, match=r"00007.txt line 1: byte 0xc7 is not UTF-8 .* iconv -f LATIN1 -t UTF-8"):
+        runner.prepare(transcript)
+    (tmp_path / "ok.txt").write_text("Ça m'a fait rire\r\n")
+    assert runner.forward(runner.prepare(tmp_path / "ok.txt")).array.shape == (1, 384)
