@@ -66,3 +66,36 @@ def test_a_transcript_saved_as_latin1_is_named_with_the_fix(tmp_path):
         runner.prepare(transcript)
     (tmp_path / "ok.txt").write_text("Ça m'a fait rire\r\n")
     assert runner.forward(runner.prepare(tmp_path / "ok.txt")).array.shape == (1, 384)
+
+
+def test_a_transcripts_csv_gives_each_clip_its_own_text_and_digest(tmp_path, monkeypatch):
+    """transcripts.csv as a spreadsheet saves it (BOM, CRLF, a header, a quoted text with a comma
+    and a line break, ids without zero padding); a file in transcripts/ wins over its row; an
+    edited row gives only that clip a new content digest; broken rows are named."""
+    from challenge.data.hume import clip_id
+    from challenge.data.transcripts import find_transcripts
+    from challenge.features.store import FeatureStore
+    from challenge.features.text import read_transcript
+    from tests.fixtures.quirky import spreadsheet_text
+
+    monkeypatch.setenv("CHALLENGE_TRANSCRIPT_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    root.mkdir()
+    rows = ["id,text", '3,"Well, that was funny\nreally funny"', "4,I am so sorry for your loss", "5,We keep going"]
+    (root / "transcripts.csv").write_bytes(spreadsheet_text(rows))
+    (root / "transcripts").mkdir()
+    (root / "transcripts" / "00005.txt").write_text("the file's own words")
+    found = find_transcripts(root, clip_id)
+    assert sorted(found) == ["00003", "00004", "00005"]
+    assert read_transcript(found["00003"]) == "Well, that was funny really funny"
+    assert read_transcript(found["00005"]) == "the file's own words"
+    store = FeatureStore(tmp_path / "store")
+    before = {clip: store.media_digest(path) for clip, path in found.items()}
+    rows[2] = "4,I feel terrible for them"
+    (root / "transcripts.csv").write_bytes(spreadsheet_text(rows))
+    after = {clip: store.media_digest(path) for clip, path in find_transcripts(root, clip_id).items()}
+    assert [clip for clip in before if before[clip] != after[clip]] == ["00004"]
+
+    (root / "transcripts.csv").write_text("id,text\n6,one,two\n7,first\n7,second\n")
+    with pytest.raises(ChallengeError, match=r"2 row\(s\) cannot be read:\n  - transcripts.csv record 2: 3 column\(s\).*\n  - transcripts.csv record 4: clip 00007 again"):
+        find_transcripts(root, clip_id)

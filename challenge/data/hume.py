@@ -11,6 +11,7 @@ import numpy as np
 
 from challenge.data.samples import Sample, Samples
 from challenge.data.text import read_lines
+from challenge.data.transcripts import find_transcripts
 from challenge.errors import ChallengeError, list_offenders
 from challenge.progress import warn
 
@@ -18,7 +19,6 @@ EMOTIONS = ["Admiration", "Amusement", "Determination", "Empathic Pain", "Excite
 HEADER = ["Filename", *EMOTIONS]
 SPLIT_FILES = {"train": "train_split.csv", "valid": "valid_split.csv"}
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".m4a")
-TRANSCRIPTS = "transcripts"  # the team's transcripts, one UTF-8 text file per clip (challenge.features.text)
 
 
 def clip_id(value: str) -> str:
@@ -86,14 +86,7 @@ def _media(root: Path, clip: str, raw_dir: Path, audio_dir: Path) -> tuple[Path 
     return video, audio or video  # without an audio file the video's own track is decoded
 
 
-def _transcript(root: Path, clip: str) -> Path | None:
-    """The team's transcript of a clip (the text stream): transcripts/<clip>.txt, the id with or
-    without its zero padding, as face_images/ names it either way."""
-    names = [clip] + ([str(int(clip))] if clip.isdigit() else [])
-    return next((path for name in names if (path := root / TRANSCRIPTS / f"{name}.txt").is_file()), None)
-
-
-def _sample(root: Path, clip: str, split: str, labels, raw_dir: Path, audio_dir: Path) -> Sample:
+def _sample(root: Path, clip: str, split: str, labels, raw_dir: Path, audio_dir: Path, transcripts: dict[str, Path]) -> Sample:
     video, audio = _media(root, clip, raw_dir, audio_dir)
     faces = root / "face_images" / str(int(clip)) if clip.isdigit() else root / "face_images" / clip
     if not faces.exists():
@@ -102,7 +95,7 @@ def _sample(root: Path, clip: str, split: str, labels, raw_dir: Path, audio_dir:
     return Sample(
         id=clip, split=split, video=video, audio=audio,
         frames_dir=faces if faces.exists() else None, labels=labels,
-        provided={k: p for k, p in provided.items() if p.exists()}, transcript=_transcript(root, clip),
+        provided={k: p for k, p in provided.items() if p.exists()}, transcript=transcripts.get(clip),
     )
 
 
@@ -124,10 +117,11 @@ def read_hume(root: Path, on_missing: str = "error") -> Samples:
         raise ChallengeError(f"{root}: dataset folder not found. Pass --data with the Hume-Vidmimic2 root.")
     samples, missing = [], []
     tables = {split: read_split_csv(root / name) for split, name in SPLIT_FILES.items()}
+    transcripts = find_transcripts(root, clip_id)  # the text stream's media, when the team provides it
     _refuse_leaks(root, tables)
     for split, name in SPLIT_FILES.items():
         for clip, row in tables[split].items():
-            sample = _sample(root, clip, split, row.values, root / "raw", root / "audio")
+            sample = _sample(root, clip, split, row.values, root / "raw", root / "audio", transcripts)
             if sample.audio is None and sample.frames_dir is None and not sample.provided:
                 missing.append(f"{clip} ({name}): no raw/{clip}.mp4, audio/{clip}.mp3|wav or face_images/")
                 continue
@@ -141,7 +135,7 @@ def read_hume(root: Path, on_missing: str = "error") -> Samples:
                                  "Test ids continue after the validation ids; check which copy is misplaced.")
         for video in sorted(test_raw.glob("*.mp4")):
             clip = clip_id(video.name)
-            samples.append(_sample(root, clip, "test", None, test_raw, root / "test_data" / "audio"))
+            samples.append(_sample(root, clip, "test", None, test_raw, root / "test_data" / "audio", transcripts))
     if missing and on_missing == "error":
         raise ChallengeError(
             f"{root}: {len(missing)} labelled clip(s) have no media:\n{list_offenders(missing)}\n"

@@ -2,7 +2,8 @@
 
 The team provides the transcripts (the ABAW6 entries transcribe the speech with an ASR model
 and embed the text): one UTF-8 file per clip, `transcripts/<clip>.txt` under the dataset root,
-read through the same rules as the organisers' text files (a byte-order mark and CRLF are
+or a `transcripts.csv` of id,text rows (challenge.data.transcripts), read through the same rules
+as the organisers' text files (a byte-order mark and CRLF are
 accepted, Latin-1 is a named error). A clip without a file gets no text features, and the
 extraction counts and names those clips, as for any missing medium.
 
@@ -48,7 +49,7 @@ class TextExtractor(Extractor):
 
     name = "text"
     modality = "text"
-    reads = "each clip's transcript, transcripts/<clip>.txt under the dataset root (EMI layout)"
+    reads = "each clip's transcript, transcripts/<clip>.txt or rows of transcripts.csv (id,text) under the dataset root (EMI layout)"
     model: str = DEFAULT_TEXT_MODEL
     max_words: int = 256  # the encoder's window (all-MiniLM-L6-v2: 256 word pieces); longer text is truncated by it
     dtype: str = "float32"
