@@ -393,7 +393,7 @@ def ensemble_command(
     typer.echo(f"gain over the best member: {result.score - result.best_member:+.4f}; each role against the best: "
                + ", ".join(f"{k} {v - result.best_member:+.4f}" for k, v in result.role_scores.items()))
     if result.score <= result.best_member:
-        typer.secho("the ensemble does not beat its best member out of fold", fg="yellow")
+        typer.secho(f"the ensemble does not beat its best member ({where})", fg="yellow")
     if result.submission:
         typer.echo(f"submission: {result.submission} (validated)")
     typer.echo(f"MLflow run {result.run_id}; compare with: challenge runs {track}")

@@ -119,7 +119,7 @@ def _report(role_scores, rule_scores, rule, steps, sigma) -> None:
         say(f"smoothing sigma {sigma:g} frames: {steps['combination']:.4f} -> {steps['smoothing']:.4f}")
     final = list(steps.values())[-1]
     if final <= steps["best_member"]:
-        say(f"[yellow]the ensemble ({final:.4f}) does not beat its best member ({steps['best_member']:.4f}) out of fold; "
+        say(f"[yellow]the ensemble ({final:.4f}) does not beat its best member ({steps['best_member']:.4f}) on the held-out rows; "
             "its file is still the one written, since choosing on test data is not allowed[/]")
 
 
