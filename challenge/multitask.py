@@ -78,7 +78,7 @@ def run_multitask(config: RunConfig, tasks: list[str], weights: list[float], par
     from challenge.registry import get_track
     from challenge.run_context import RunContext
     from challenge.training.frame_data import FrameFeatures
-    from challenge.training.multitask import DEFAULTS, MultiTaskFrameModel, Task, fit_multitask, validation_scores
+    from challenge.training.multitask import DEFAULTS, MultiTaskFrameModel, Task, fit_multitask
 
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks or len(set(tasks)) != len(tasks):
@@ -109,9 +109,7 @@ def run_multitask(config: RunConfig, tasks: list[str], weights: list[float], par
                                     {t: len(specs[t].labels) for t in tasks})
         task_data = [Task(specs[t], w, prepared[t]["train"], prepared[t]["valid"]) for t, w in zip(tasks, weights)]
         best, history = fit_multitask(model, task_data, params, config.seed, context.device)
-        mlflow.log_metric("score", best)
-        per_task = validation_scores(model, task_data, params["window"], context.device)
-        say("validation at the best epoch: " + ", ".join(f"{t} {v:.4f}" for t, v in per_task.items()) + f"; weighted mean {best:.4f}")
+        mlflow.log_metric("score", best)  # each task's own score is logged by its nested run's finish below
         result = MultitaskResult(run.run_id, best)
         for t in tasks:
             task_config = config.model_copy(update={"track": t, "head": "multitask",

@@ -80,6 +80,14 @@ def _train_batches(data: FrameFeatures, window: int, batch_size: int, rng):
         yield pool
 
 
+def batch_tensors(batch, window: int, device: str):
+    """A batch of (features, labels) windows as padded tensors (x, labels, present)."""
+    x = torch.from_numpy(_pad([b[0] for b in batch], window, 0.0)).to(device)
+    y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
+    present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
+    return x, y, present
+
+
 def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, params: dict, score, report, seed: int, device: str,
                     n_outputs: int | None = None, checkpoint=None):
     rng = np.random.default_rng(seed)
@@ -93,9 +101,7 @@ def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, 
     def run_epoch() -> float:
         losses = []
         for batch in _train_batches(train, window, params["batch_size"], rng):
-            x = torch.from_numpy(_pad([b[0] for b in batch], window, 0.0)).to(device)
-            y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
-            present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
+            x, y, present = batch_tensors(batch, window, device)
             loss = masked_loss(problem, model(x, present), y, present, weights, params.get("loss"), params.get("focal_gamma", 2.0))
             losses.append(trainer.step(loss))
         return float(np.mean(losses))

@@ -19,7 +19,7 @@ from torch import nn
 
 from challenge.postprocess import PostProcess
 from challenge.training.frame_data import FrameFeatures
-from challenge.training.frame_loop import _pad, _train_batches, masked_loss, predict_frames
+from challenge.training.frame_loop import _train_batches, batch_tensors, masked_loss, predict_frames
 from challenge.training.trainer import Trainer
 from challenge.track import TrackSpec
 
@@ -92,9 +92,7 @@ def fit_multitask(model: MultiTaskFrameModel, tasks: list[Task], params: dict, s
                 if item is None:  # this task's windows are used up for the epoch
                     continue
                 task, batch = item
-                x = torch.from_numpy(_pad([b[0] for b in batch], window, 0.0)).to(device)
-                y = torch.from_numpy(_pad([b[1] for b in batch], window, -1.0)).to(device)
-                present = torch.from_numpy(_pad([np.ones(len(b[0])) for b in batch], window, 0.0)).bool().to(device)
+                x, y, present = batch_tensors(batch, window, device)
                 loss = masked_loss(task.spec.problem, model(x, present, task.name), y, present)
                 losses.append(trainer.step(task.weight / total * len(tasks) * loss))
         return float(np.mean(losses))
