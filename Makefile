@@ -26,8 +26,11 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the live page test"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Two pytest workers (one thread each, see tests/conftest.py) use both cores of the CI machine;
+# --dist loadfile keeps each file's module fixtures in one worker. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 clean-demo:
 	rm -rf demo_data mlflow/mlflow.db mlflow/artifacts optuna submissions/emi

@@ -14,6 +14,13 @@ from challenge.progress import set_quiet
 
 set_quiet(True)
 os.environ["CHALLENGE_WARM"] = "0"  # a developer's own `challenge warm` process never runs the tests' commands (test_warm starts its own)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers on a 2-core machine: one thread each (and in every
+    # command a test starts) keeps them from fighting over both cores, as `--workers K` does.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
