@@ -144,6 +144,39 @@ def features_extract(
     typer.echo(f"{config.name}: {report.computed} computed, {report.cached} cached, {len(report.missing_media)} without media")
 
 
+@app.command("transcribe")
+def transcribe_command(
+    data: Annotated[Path, typer.Option(help="Dataset root in the track's official layout.")],
+    asr_model: Annotated[str, typer.Option(help="Whisper folder (save_pretrained layout) or hub id, e.g. /models/whisper-small.")],
+    track: Annotated[str, typer.Option(help="Track whose reader lists the clips. " + TRACKS_HELP, callback=_known_track)] = "emi",
+    out: Annotated[Optional[Path], typer.Option(help="Folder of <clip>.txt files (default DATA/transcripts, where --features text reads).")] = None,
+    language: Annotated[Optional[str], typer.Option(help="Spoken language for a multilingual Whisper (e.g. en); default: detected.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Transcribe again the clips this command transcribed before (never a team's own file).")] = False,
+    device: DeviceOption = "auto",
+    skip_missing: SkipMissingOption = False,
+    quiet: Quiet = False,
+):
+    """Transcribe each clip's voice with a local Whisper checkpoint into DATA/transcripts/<clip>.txt,
+    which `--features text` embeds. Clips that already have a transcript (the team's, or a
+    killed run's) are kept, so the same command resumes.
+
+    Examples:
+
+        challenge transcribe --data /data/hume --asr-model /models/whisper-small --language en
+
+        challenge track emi --data /data/hume --features wav2vec2,mae,text --head clip-transformer
+    """
+    set_quiet(quiet)
+    from challenge.features.base import resolve_device
+    from challenge.features.speech_recognition import transcribe
+
+    samples = get_track(track).read(Path(data), on_missing="skip" if skip_missing else "error")
+    folder = out or Path(data) / "transcripts"
+    report = transcribe(samples, asr_model, folder, resolve_device(device or "auto"), language, overwrite)
+    without = f", {len(report.no_audio)} without audio" if report.no_audio else ""
+    typer.echo(f"transcripts: {len(report.written)} written, {len(report.kept)} already there (kept){without}: {folder}")
+
+
 @features_app.command("verify")
 def features_verify(
     repair: Annotated[bool, typer.Option("--repair", help="Compute damaged entries again from their media.")] = False,
