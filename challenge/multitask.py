@@ -20,9 +20,10 @@ from pathlib import Path
 from challenge.config import RunConfig
 from challenge.errors import ChallengeError
 from challenge.progress import say
+from challenge.reports import MULTITASK_EXPERIMENT
 
 TASKS = ("expr", "au", "va")
-EXPERIMENT = "affwild-multitask"
+EXPERIMENT = MULTITASK_EXPERIMENT
 
 
 @dataclass

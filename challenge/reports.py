@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MULTITASK_EXPERIMENT = "affwild-multitask"  # challenge.multitask's runs' experiment (defined here, read by both)
+
 
 def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state: bool = False) -> list[dict]:
     """The best finished runs, or with `every_state` the latest runs whatever became of them
@@ -10,17 +12,22 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state
 
     from challenge import tracking
 
-    experiment = tracking.setup(tracking_uri, track)
     runs = mlflow.search_runs(
-        experiment_ids=[experiment], filter_string="" if every_state else "attributes.status = 'FINISHED'",
+        experiment_ids=track_experiments(track, tracking_uri), filter_string="" if every_state else "attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"] if every_state else ["metrics.score DESC"],
     )
     if runs.empty or "tags.challenge.kind" not in runs:
         return []
-    runs = runs[runs["tags.challenge.kind"].isin(["track", "ensemble"])].head(limit)  # not trials or members
+    kind = runs["tags.challenge.kind"]
+    task = runs["tags.task"] if "tags.task" in runs else None
+    listed = kind.isin(["track", "ensemble"])  # not trials or members
+    if task is not None:
+        listed |= (kind == "multitask-task") & (task == track)
+    runs = runs[listed].head(limit)
     rows = []
     for _, run in runs.iterrows():
         ensemble = run.get("tags.challenge.kind") == "ensemble"
+        multitask = run.get("tags.challenge.kind") == "multitask-task"
         params = {k.removeprefix("params.head."): v for k, v in run.items() if str(k).startswith("params.head.") and isinstance(v, str)}  # NaN: a run without that parameter
         key = ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items()) if k not in ("epochs", "patience", "batch_size"))
         state = {"state": run["status"]} if every_state else {}
@@ -28,7 +35,8 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state
             "run": run["run_id"][:8],
             **state,
             "date": run["start_time"].strftime("%Y-%m-%d %H:%M") if run["start_time"] is not None else "",
-            "kind": f"ensemble ({run.get('tags.ensemble.split')}, {run.get('tags.ensemble.rule')})" if ensemble else "single",
+            "kind": (f"ensemble ({run.get('tags.ensemble.split')}, {run.get('tags.ensemble.rule')})" if ensemble
+                     else "multi-task" if multitask else "single"),
             "score": f"{run.get('metrics.score', float('nan')):.4f}" + (" oof" if ensemble else ""),
             "head": run.get("tags.head", ""),
             "features": run.get("tags.features", ""),
@@ -37,6 +45,20 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state
             "key params": key,
         })
     return rows
+
+
+def track_experiments(track: str, tracking_uri: str | None) -> list[str]:
+    """The experiments that hold a track's runs: its own, and for the Aff-Wild2 tasks the
+    `challenge multitask` experiment, whose task runs are tagged with their task."""
+    import mlflow
+
+    from challenge import tracking
+
+    ids = [tracking.setup(tracking_uri, track)]
+    multitask = mlflow.get_experiment_by_name(MULTITASK_EXPERIMENT)
+    if multitask is not None:
+        ids.append(multitask.experiment_id)
+    return ids
 
 
 def _short(value: str) -> str:

@@ -50,6 +50,28 @@ class RunOutputs:
         return f"{self.run_id[:8]}-{self.head}"
 
 
+def resolve_run_ids(given: list[str], experiment_ids: list[str]) -> list[str]:
+    """Full run ids for the ones given, which may be the 8-character ids `challenge runs`
+    prints: a prefix must name exactly one run of the track's experiments."""
+    import mlflow
+
+    short = [g for g in given if len(g) < 32]
+    if not short:
+        return given
+    known = mlflow.search_runs(experiment_ids=experiment_ids, output_format="list")
+    resolved = []
+    for g in given:
+        if len(g) >= 32:
+            resolved.append(g)
+            continue
+        matches = [r.info.run_id for r in known if r.info.run_id.startswith(g)]
+        if len(matches) != 1:
+            raise ChallengeError(f"run {g}: {'no run' if not matches else f'{len(matches)} runs'} of this track start(s) with it; "
+                                 "give the full id (printed as `MLflow run ID` by the run, or in `challenge runs TRACK`).")
+        resolved.append(matches[0])
+    return list(dict.fromkeys(resolved))
+
+
 def read_run(client, run_id: str, track: str) -> RunOutputs:
     """A finished track run's outputs, or an error naming the run and what it lacks."""
     from mlflow.exceptions import MlflowException
@@ -61,10 +83,13 @@ def read_run(client, run_id: str, track: str) -> RunOutputs:
                              f"List the runs with: challenge runs {track}") from None
     tags = run.data.tags
     problems = []
-    if tags.get("track") != track:
-        problems.append(f"it is a run of track {tags.get('track')!r}, not {track}")
-    if tags.get("challenge.kind") != "track":
-        problems.append(f"it is a {tags.get('challenge.kind', 'non-challenge')} run, not a `challenge track` run")
+    # a `challenge multitask` run's task run (kind multitask-task, tag task) is a member of that task's track
+    task_run = tags.get("challenge.kind") == "multitask-task"
+    if (tags.get("task") if task_run else tags.get("track")) != track:
+        problems.append(f"it is a run of track {tags.get('task') if task_run else tags.get('track')!r}, not {track}")
+    if tags.get("challenge.kind") not in ("track", "multitask-task"):
+        problems.append(f"it is a {tags.get('challenge.kind', 'non-challenge')} run, not a `challenge track` run "
+                        "(or a task run of `challenge multitask`)")
     if tags.get("shuffled_labels") == "True":
         problems.append("it is a control run (shuffled labels)")
     if run.info.status != "FINISHED":
@@ -108,6 +133,7 @@ def ensemble_runs(spec: TrackSpec, config, run_ids: list[str]) -> EnsembleResult
 
     from challenge import tracking
     from challenge.prepare import read_samples
+    from challenge.reports import track_experiments
     from challenge.run_context import RunContext
 
     if spec.run is not None:
@@ -116,6 +142,7 @@ def ensemble_runs(spec: TrackSpec, config, run_ids: list[str]) -> EnsembleResult
     if len(run_ids) < 2:
         raise ChallengeError(f"--runs needs at least two run ids (got {len(run_ids)}); list them with: challenge runs {spec.name}")
     client = MlflowClient(tracking.connect(config.tracking_uri))
+    run_ids = resolve_run_ids(run_ids, track_experiments(spec.name, config.tracking_uri))
     runs = [read_run(client, run_id, spec.name) for run_id in run_ids]
     # the ensemble run is tagged with its members' heads and feature sets, not the track's defaults
     heads = "+".join(dict.fromkeys(r.head for r in runs))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -54,7 +55,23 @@ def test_two_tasks_with_weights_on_the_abaw5_layout_and_bad_options_named(workdi
     quirky_affwild(root)  # EXPR and VA in the ABAW5 folder names, 25 and 30 fps, missing crops
     result = _multitask(root, models, "--tasks", "expr,va", "--task-weights", "1,0.5", "--epochs", "2", "--out", str(workdir / "mt"))
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert {t["task"] for t in json.loads((workdir / "mt" / "multitask.json").read_text())["tasks"]} == {"expr", "va"}
+    tasks = {t["task"]: t for t in json.loads((workdir / "mt" / "multitask.json").read_text())["tasks"]}
+    assert set(tasks) == {"expr", "va"}
+
+    # the multi-task run's EXPR run joins a cross-run ensemble beside a single-task EXPR run on the same data
+    single = runner.invoke(app, ["track", "expr", "--data", str(root), "--features", "mae", "--visual-model", str(models["mae"]),
+                                 "--head", "logistic", "-q"])
+    assert single.exit_code == 0, single.output + repr(single.exception)
+    single_id = re.search(r"MLflow run (\w+)", single.output).group(1)
+    listed = runner.invoke(app, ["runs", "expr"])
+    assert tasks["expr"]["run_id"][:8] in listed.output and "multi-task" in listed.output, listed.output
+    # the short ids `challenge runs` prints are taken
+    combined = runner.invoke(app, ["ensemble", "expr", "--data", str(root), "--runs", f"{tasks['expr']['run_id'][:8]},{single_id}",
+                                   "--out", str(workdir / "ens")])
+    assert combined.exit_code == 0, combined.output + repr(combined.exception)
+    assert runner.invoke(app, ["validate", "expr", str(workdir / "ens" / "predictions.txt"), "--data", str(root)]).exit_code == 0
+    wrong_task = runner.invoke(app, ["ensemble", "va", "--data", str(root), "--runs", f"{tasks['expr']['run_id']},{tasks['va']['run_id']}"])
+    assert isinstance(wrong_task.exception, ChallengeError) and "it is a run of track 'expr', not va" in str(wrong_task.exception)
     for options, message in ((["--tasks", "expr,ce"], "choose distinct tasks among expr, au, va"),
                              (["--tasks", "expr,va", "--task-weights", "1"], "one positive weight per task")):
         refused = _multitask(root, models, *options)
