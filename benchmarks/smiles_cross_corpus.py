@@ -7,6 +7,10 @@ pooled as the model pools them), shows how much of the gain is the input and how
 Prints one line per direction and set. Not run by CI.
 
     python benchmarks/smiles_cross_corpus.py --seeds 5 --trials 20 [--pair telephone]
+    python benchmarks/smiles_cross_corpus.py --head clip-transformer --features egemaps --trials 0 --seeds 3 --folds 3
+
+--head picks the model (default: the track's, mlp-late-fusion), --head-param K=V its settings;
+--trials 0 runs its defaults untuned.
 
 --pair telephone builds the second pair (tests/fixtures/telephone_laughter.py: telephone band,
 talkers raised to a female-range pitch, laughs above the talker in one corpus, below in the other).
@@ -36,13 +40,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--features", default="compare")
     parser.add_argument("--pair", choices=["real", "telephone"], default="real")
+    parser.add_argument("--head", default=None)
+    parser.add_argument("--head-param", action="append", default=[])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="smiles-cross-corpus-"))
     fixture = {"real": "tests.fixtures.real_laughter", "telephone": "tests.fixtures.telephone_laughter"}[args.pair]
     female, male = importlib.import_module(fixture).build_two_corpora(work / "corpora")
     challenge = str(Path(sys.executable).parent / "challenge")
     common = ["--features", args.features, "--seeds", str(args.seeds), "--folds", str(args.folds), "-q"]
-    runs = {"tuned": ["--tune", "--trials", str(args.trials)], "control": ["--shuffle-labels"], "same-input": ["--head", "logistic"]}
+    head = ([] if args.head is None else ["--head", args.head]) + [f for p in args.head_param for f in ("--head-param", p)]
+    model = ["--tune", "--trials", str(args.trials)] if args.trials else []
+    runs = {"tuned" if args.trials else "defaults": [*head, *model], "control": [*head, "--shuffle-labels"], "same-input": ["--head", "logistic"]}
+    print(f"head: {args.head or 'the track default'} {' '.join(args.head_param)}")
     for tag, extra in runs.items():
         subprocess.run([challenge, "track", "smile-laugh", "--data", str(female), "--eval-data", str(male), "--both-ways", *common, *extra],
                        cwd=work, check=True, stdout=subprocess.DEVNULL)

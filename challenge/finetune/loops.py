@@ -54,21 +54,14 @@ def _fit_clip_model(model, train, valid, params: dict, score, report, seed: int,
     """What the clip models' training shares: `draw(i, rng)` one training item of clip i,
     `inputs(items)` the model's arguments, `predict()` the validation outputs (logits when
     `classes`, scored as probabilities)."""
-    from challenge.training.losses import ccc_loss
+    from challenge.training.losses import clip_loss
 
     prepare_backbone(model, params)
     rng = np.random.default_rng(seed)
     trainer = Trainer(model, params, device, steps_per_epoch=math.ceil(len(train) / params["batch_size"]),
                       groups=parameter_groups(model, params), rngs=[rng], checkpoint=checkpoint)
     targets = torch.from_numpy(np.asarray(train.targets, np.int64 if classes else np.float32))
-    weights = class_weights(np.asarray(train.targets, int), classes).to(device) if classes else None
-
-    def loss_of(prediction, y):
-        if classes:
-            return torch.nn.functional.cross_entropy(prediction, y, weight=weights)
-        if params["loss"] == "ccc" and len(y) > 2:
-            return ccc_loss(prediction, y)
-        return torch.nn.functional.mse_loss(prediction, y)
+    loss_of = clip_loss(params, train.targets, classes, device)
 
     def run_epoch() -> float:
         order, losses = rng.permutation(len(train)), []

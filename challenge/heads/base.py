@@ -34,6 +34,9 @@ class Head:
     # "features": the head reads cached features (challenge.prepare); "media": it reads media
     # through the track's loader and trains its own backbone (challenge/heads/finetune.py)
     reads: ClassVar[str] = "features"
+    # where a track pools its clips' features before the head (smile-laugh), True asks for each
+    # clip's feature sequences instead (challenge.smiles.features.ClipWindows)
+    sequences: ClassVar[bool] = False
 
     def __init__(self, params: dict, problem: Problem, n_outputs: int, seed: int = 0, device: str = "cpu"):
         self.require(problem)

@@ -6,27 +6,31 @@ encoder reads them together; a modality a clip lacks and the padding after a win
 are masked out of attention, so a missing modality changes nothing but its absence. The output
 is read from the global token.
 
+It serves EMI (six intensities) and smile-laugh (three classes, on each clip's window of its
+recording's feature sequences, `challenge.smiles.features.ClipWindows`).
+
 As in the LSTM head, `linear_path` adds a linear map of the pooled mean and std that starts as
-the ridge baseline's fit, with the transformer's output layer starting at zero: training starts
+the linear baseline's fit (ridge for values, logistic regression for classes), with the transformer's output layer starting at zero: training starts
 where the linear baseline ends."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
 from challenge.heads.base import Head, register_head
 from challenge.heads.lstm import LinearPathModel, ridge_weights
-from challenge.training.loop import fit_clip_regressor, predict_clips
+from challenge.training.loop import fit_clip_model, predict_clips
 from challenge.track import Problem
 
 
 class ClipFusionTransformer(LinearPathModel):
     def __init__(self, dims: list[int], width: int, layers: int, heads: int, dropout: float, max_steps: int, outputs: int,
-                 linear_path: bool = False):
+                 linear_path: bool = False, classify: bool = False):
         super().__init__()
-        self.dims = list(dims)
+        self.dims, self.classify = list(dims), classify
         self.project = nn.ModuleList(nn.Linear(d, width) for d in self.dims)
         self.modality = nn.Parameter(torch.zeros(len(self.dims), width))
         self.position = nn.Parameter(torch.zeros(max_steps, width))
@@ -49,13 +53,15 @@ class ClipFusionTransformer(LinearPathModel):
             tokens.append(self.project[m](part) + self.modality[m] + self.position[:steps])
             masks.append(padding | ~present[:, m, None])
         encoded = self.encoder(torch.cat(tokens, 1), src_key_padding_mask=torch.cat(masks, 1))
-        return self.intensities(self.out(encoded[:, 0]), context)
+        residual = self.out(encoded[:, 0])
+        return self.logits(residual, context) if self.classify else self.intensities(residual, context)
 
 
 @register_head
 class ClipTransformerHead(Head):
     name = "clip-transformer"
-    problems = {Problem.CLIP_REGRESSION}
+    problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}
+    sequences = True  # smile-laugh gives it each clip's feature sequences, not their pooled statistics
     defaults = {
         "width": 64, "layers": 2, "heads": 4, "dropout": 0.1, "learning_rate": 5e-4, "weight_decay": 1e-4,
         "batch_size": 16, "max_steps": 128, "pearson_weight": 0.0, "epochs": 30, "patience": 8, "linear_path": True,
@@ -75,14 +81,32 @@ class ClipTransformerHead(Head):
         torch.manual_seed(self.seed)  # the same parameters and seed give the same model
         self.shape = {"dims": list(train.dims)}
         self.model = self.build(**self.shape)
+        classes = self.n_outputs if self.classify else None
         if self.params["linear_path"]:
-            self.model.start_from(*ridge_weights(train))
-        best, self.history = fit_clip_regressor(self.model, train, valid, self.params, score, report, self.seed, self.device)
+            self.model.start_from(*(self._logistic_start(train) if classes else ridge_weights(train)))
+        best, self.history = fit_clip_model(self.model, train, valid, self.params, score, report, self.seed, self.device, classes)
         return best
+
+    @property
+    def classify(self) -> bool:
+        return self.problem == Problem.CLIP_CLASSIFICATION
+
+    def _logistic_start(self, train) -> tuple[np.ndarray, np.ndarray]:
+        """The linear path's start for classes: logistic regression on the clips' pooled mean and
+        std (the baseline's model; C=1, balanced classes)."""
+        from challenge.heads.linear import logistic_weights
+
+        return logistic_weights(train.clip_context(), np.asarray(train.targets, int), self.n_outputs, 1.0)
 
     def build(self, dims: list[int]) -> ClipFusionTransformer:
         p = self.params
-        return ClipFusionTransformer(dims, p["width"], p["layers"], p["heads"], p["dropout"], p["max_steps"], self.n_outputs, p["linear_path"])
+        return ClipFusionTransformer(dims, p["width"], p["layers"], p["heads"], p["dropout"], p["max_steps"], self.n_outputs, p["linear_path"],
+                                     self.classify)
 
     def predict(self, data):
-        return predict_clips(self.model, data, self.params["max_steps"], self.device)
+        """Intensities, or class probabilities (averaged over a clip's windows)."""
+        return predict_clips(self.model, data, self.params["max_steps"], self.device, probabilities=self.classify)
+
+    def predict_each(self, data) -> dict[str, np.ndarray]:
+        """The smiles reports ask every clip classifier for its outputs by modality: one fused output."""
+        return {data.output_name: self.predict(data)}

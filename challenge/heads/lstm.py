@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from torch import nn
 
 from challenge.heads.base import Head, register_head
-from challenge.training.loop import fit_clip_regressor, predict_clips
+from challenge.training.loop import fit_clip_model, predict_clips
 from challenge.track import Problem
 
 
@@ -36,6 +36,10 @@ class LinearPathModel(nn.Module):
             self.linear.bias.copy_(torch.from_numpy(bias))
             self.output_layer().weight.zero_()
             self.output_layer().bias.zero_()
+
+    def logits(self, residual: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Class logits (clip classification): the linear path's plus the model's residual."""
+        return residual if self.linear is None else self.linear(context) + residual
 
     def intensities(self, residual: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         if self.linear is None:
@@ -96,7 +100,7 @@ class LSTMHead(Head):
         self.model = self.build(**self.shape)
         if p["linear_path"]:
             self.model.start_from(*ridge_weights(train))
-        best, self.history = fit_clip_regressor(self.model, train, valid, p, score, report, self.seed, self.device)
+        best, self.history = fit_clip_model(self.model, train, valid, p, score, report, self.seed, self.device)
         return best
 
     def build(self, input_dim: int) -> GlobalContextLSTM:

@@ -6,11 +6,12 @@ clips are time windows into those sequences, so changing the clip length or hop 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from challenge.errors import ChallengeError
+from challenge.training.features import ClipFeatures, ModalityEntry
 from challenge.training.normalise import Normaliser
 
 
@@ -120,11 +121,50 @@ def pooled_clips(features: dict[str, RecordingFeatures], clips, modality: str, s
     clip's window, side by side."""
     rows = []
     for clip in clips:
-        recording = features[clip.recording]
-        if modality not in recording.arrays:
-            raise ChallengeError(f"recording {clip.recording} has no {modality} features; pass --features with a {modality} extractor.")
-        times, array = recording.times[modality], recording.arrays[modality]
-        inside = (times >= clip.start) & (times < clip.end)
-        window = array[inside] if inside.any() else array[[int(np.abs(times - (clip.start + clip.end) / 2).argmin())]]
+        window = _clip_rows(features[clip.recording], clip, modality)
         rows.append(np.concatenate([POOLING[name](window) for name in statistics]))
     return np.stack(rows).astype(np.float32)
+
+
+def _clip_rows(recording: RecordingFeatures, clip, modality: str) -> np.ndarray:
+    """[T, D] float32: the modality's rows inside the clip's window; the row nearest its middle
+    when none falls inside (a clip shorter than the modality's step)."""
+    if modality not in recording.arrays:
+        raise ChallengeError(f"recording {clip.recording} has no {modality} features; pass --features with a {modality} extractor.")
+    times, array = recording.times[modality], recording.arrays[modality]
+    inside = (times >= clip.start) & (times < clip.end)
+    window = array[inside] if inside.any() else array[[int(np.abs(times - (clip.start + clip.end) / 2).argmin())]]
+    return np.asarray(window, np.float32)
+
+
+@dataclass
+class ClipWindows(ClipFeatures):
+    """Each clip's rows of its recording's feature sequences, one sequence per modality (the
+    first modality's steps set the clip's time axis, as for EMI's clips): the data of heads that
+    read sequences (`Head.sequences`), such as the fusion transformer. `take`, `own_normaliser`
+    and `modalities` let the grouped-fold protocol and the reports treat it as pooled clips."""
+
+    modalities: list[str] = field(default_factory=list)
+    own_normaliser: Normaliser | None = None
+
+    @classmethod
+    def of(cls, features: dict[str, RecordingFeatures], clips, modalities: list[str]) -> ClipWindows:
+        entries = []
+        for clip in clips:
+            row = []
+            for modality in modalities:
+                window = _clip_rows(features[clip.recording], clip, modality)
+                row.append(ModalityEntry(None, len(window), window))
+            entries.append(row)
+        dims = [features[clips[0].recording].arrays[m].shape[1] for m in modalities] if clips else [0] * len(modalities)
+        return cls([f"{c.recording}@{c.start:.3f}" for c in clips], entries, dims, np.array([c.label for c in clips]), modalities=list(modalities))
+
+    def take(self, rows, normaliser: Normaliser | None = None) -> ClipWindows:
+        index = np.arange(len(self))[rows]
+        return ClipWindows([self.ids[i] for i in index], [self.entries[i] for i in index], self.dims,
+                           None if self.targets is None else self.targets[index], normaliser, modalities=self.modalities)
+
+    @property
+    def output_name(self) -> str:
+        """What the reports call a model's output on these clips ("audio+visual": audiovisual)."""
+        return "+".join(self.modalities)

@@ -92,7 +92,7 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
     from challenge.run_context import RunContext
     from challenge.selection import fit_head
     from challenge.smiles.cross_validation import cross_validate
-    from challenge.smiles.features import PooledClips
+    from challenge.smiles.features import ClipWindows, PooledClips
     from challenge.training.control import shuffled
     from challenge.training.grouped_folds import grouped_folds
     from challenge.training.normalise import Normaliser
@@ -116,7 +116,12 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
     end_to_end = head_cls.reads == "media"
     # an end-to-end head reads each clip's span of its recording through the track's loader; the
     # pooled features stay for the baseline (and --features still names what it pools)
-    data = _media_sets(spec, head_cls, sets, modalities) if end_to_end else pooled
+    if end_to_end:
+        data = _media_sets(spec, head_cls, sets, modalities)
+    elif head_cls.sequences:  # each clip's rows of its recording's sequences, one per modality (the fusion transformer)
+        data = {name: ClipWindows.of(c.features, clips, modalities) for name, (c, clips) in sets.items()}
+    else:
+        data = pooled
     baseline = _baseline_sets(config, sets, pooled)
     if config.smiles.corpus_norm and ZERO_SHOT in data:  # the other corpus standardised with its own statistics (no labels used)
         for part in (data[ZERO_SHOT], baseline[ZERO_SHOT]) if not end_to_end else (baseline[ZERO_SHOT],):
@@ -194,7 +199,7 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
         mlflow.log_artifacts(str(out))
         # each fold model carries its own normaliser (none for media)
         width = pooled[CROSS_VALIDATED].raw.shape[1]
-        identity = None if end_to_end else Normaliser(np.zeros(width, np.float32), np.ones(width, np.float32))
+        identity = None if end_to_end or head_cls.sequences else Normaliser(np.zeros(width, np.float32), np.ones(width, np.float32))
         run.save_model(fitted.head, PostProcess.for_track(spec), identity, corpus.keys)
     say(f"reports: {out.resolve()} (summary.csv, seeds.csv, gain_over_baseline.csv, per-class tables, confusion matrices, heatmaps, t-SNE)")
     details = {f"{r['set']} {r['modality']}": r["model"] for _, r in gains.iterrows()}

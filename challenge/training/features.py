@@ -46,6 +46,16 @@ RESIDENT = ResidentArrays(int(float(os.environ.get("CHALLENGE_FEATURE_RAM_MB", "
 class ModalityEntry:
     entry: StoreEntry | None  # the store entry; None when the sample has no such media
     steps: int
+    # rows already in memory instead of a store entry: a clip's window of a longer recording's
+    # features (smile-laugh's clips are windows of one dialogue's cached sequence)
+    values: np.ndarray | None = None
+
+    @property
+    def present(self) -> bool:
+        return self.entry is not None or self.values is not None
+
+    def array(self) -> np.ndarray:
+        return self.values if self.values is not None else RESIDENT.get(self.entry)
 
 
 @dataclass
@@ -68,7 +78,7 @@ class ClipFeatures:
 
     def steps(self, i: int) -> int:
         """Sequence length of sample i: the first modality it has sets the time axis."""
-        return next((e.steps for e in self.entries[i] if e.entry is not None), 1)
+        return next((e.steps for e in self.entries[i] if e.present), 1)
 
     def sequence(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """[stop - start, D] float32, modalities resampled onto one time axis and concatenated."""
@@ -76,19 +86,19 @@ class ClipFeatures:
         stop = total if stop is None else min(stop, total)
         columns = []
         for entry, dim in zip(self.entries[i], self.dims):
-            if entry.entry is None:
+            if not entry.present:
                 columns.append(np.zeros((stop - start, dim), np.float32))  # missing modality
                 continue
             # nearest step of this modality for each step of the clip's time axis
             rows = np.minimum((np.arange(start, stop) * entry.steps) // total, entry.steps - 1)
-            array = RESIDENT.get(entry.entry)
+            array = entry.array()
             columns.append(np.asarray(array[rows[0] : rows[-1] + 1], dtype=np.float32)[rows - rows[0]])
         out = np.concatenate(columns, axis=1)
         return self.normaliser(out) if self.normaliser is not None else out
 
     def present(self) -> np.ndarray:
         """[N, M] bool: which modalities each clip has (a missing one reads as zeros)."""
-        return np.array([[e.entry is not None for e in row] for row in self.entries], dtype=bool).reshape(len(self), len(self.dims))
+        return np.array([[e.present for e in row] for row in self.entries], dtype=bool).reshape(len(self), len(self.dims))
 
     def clip_context(self) -> np.ndarray:
         """[N, 2D] mean and std of each whole clip over time (the global context, and what the

@@ -10,7 +10,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from challenge.training.features import ClipFeatures
-from challenge.training.losses import ccc_loss
+from challenge.training.losses import clip_loss
 from challenge.training.trainer import Trainer
 from challenge.training.windows import window_starts
 
@@ -44,18 +44,15 @@ class ClipBatches:
         return padded.to(device), lengths, torch.from_numpy(context).to(device), torch.from_numpy(present).to(device)
 
 
-def pearson_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - mean over columns of Pearson's r within the batch."""
-    p, t = prediction - prediction.mean(0), target - target.mean(0)
-    r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-8)
-    return 1 - r.mean()
-
-
-def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: dict, score, report, seed: int, device: str):
-    """Returns (best validation score, per-epoch history); `model` ends with the best weights."""
+def fit_clip_model(model, train: ClipFeatures, valid: ClipFeatures, params: dict, score, report, seed: int, device: str,
+                   classes: int | None = None):
+    """Returns (best validation score, per-epoch history); `model` ends with the best weights.
+    `classes`: the targets are class indices and the model's outputs logits (cross-entropy,
+    scored on probabilities), else values (challenge.training.losses.clip_loss)."""
     batches = ClipBatches(train, params["max_steps"], seed)
     trainer = Trainer(model, params, device, steps_per_epoch=math.ceil(len(train) / params["batch_size"]), rngs=[batches.rng])
-    targets = torch.from_numpy(train.targets)
+    targets = torch.from_numpy(np.asarray(train.targets, np.int64 if classes else np.float32))
+    loss_of = clip_loss(params, train.targets, classes, device)
 
     def run_epoch() -> float:
         order = batches.rng.permutation(len(train))
@@ -64,22 +61,19 @@ def fit_clip_regressor(model, train: ClipFeatures, valid: ClipFeatures, params: 
             index = order[start : start + params["batch_size"]]
             x, lengths, context, present = ClipBatches.collate([batches.train_window(i) for i in index], batches.context[index],
                                                                batches.present[index], device)
-            prediction = model(x, lengths, context, present)
-            y = targets[index].to(device)
-            loss = ccc_loss(prediction, y) if params.get("loss") == "ccc" and len(index) > 2 else torch.nn.functional.mse_loss(prediction, y)
-            if params.get("pearson_weight", 0) > 0 and len(index) > 2:
-                loss = loss + params["pearson_weight"] * pearson_loss(prediction, y)
-            losses.append(trainer.step(loss))
+            losses.append(trainer.step(loss_of(model(x, lengths, context, present), targets[index].to(device))))
         return float(np.mean(losses))
 
-    evaluate = lambda: score(valid.targets, predict_clips(model, valid, params["max_steps"], device))  # noqa: E731
+    evaluate = lambda: score(valid.targets, predict_clips(model, valid, params["max_steps"], device, probabilities=bool(classes)))  # noqa: E731
     return trainer.run(run_epoch, evaluate, report)
 
 
 @torch.inference_mode()
-def predict_clips(model, data: ClipFeatures, max_steps: int, device: str, clips_per_batch: int = 32) -> np.ndarray:
-    """Average of the model's outputs over half-overlapping windows of each clip; clips are
-    read a batch at a time so memory stays bounded on a full-size split."""
+def predict_clips(model, data: ClipFeatures, max_steps: int, device: str, clips_per_batch: int = 32,
+                  probabilities: bool = False) -> np.ndarray:
+    """Average of the model's outputs (with `probabilities`, of the softmax of its logits) over
+    half-overlapping windows of each clip; clips are read a batch at a time so memory stays
+    bounded on a full-size split."""
     model.eval()
     batches = ClipBatches(data, max_steps, 0)
     context = batches.context
@@ -92,7 +86,8 @@ def predict_clips(model, data: ClipFeatures, max_steps: int, device: str, clips_
             windows.extend(clip_windows)
             owners.extend([i - first] * len(clip_windows))
         owners = np.array(owners)
-        per_window = model(*ClipBatches.collate(windows, context[owners + first], batches.present[owners + first], device)).float().cpu().numpy()
+        outputs = model(*ClipBatches.collate(windows, context[owners + first], batches.present[owners + first], device)).float()
+        per_window = (outputs.softmax(-1) if probabilities else outputs).cpu().numpy()
         summed = np.zeros((len(clips), per_window.shape[1]), np.float32)
         np.add.at(summed, owners, per_window)
         result.append(summed / np.bincount(owners, minlength=len(clips))[:, None])

@@ -44,3 +44,33 @@ def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float =
     """Focal loss per label: mean of -(1 - p_t)^gamma log p_t, p_t the probability of the true value."""
     log_p = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # log p_t
     return (-((1 - log_p.exp()) ** gamma) * log_p).mean()
+
+
+def clip_loss(params: dict, targets, classes: int | None, device: str):
+    """The loss of a clip model (one output row per clip): with `classes`, cross-entropy with the
+    classes weighted by inverse frequency in `targets`; else `params["loss"]` (MSE by default, or
+    1 - CCC) plus, with `pearson_weight`, that share of 1 - Pearson's r. Concordance and
+    correlation need a few rows, so a batch of two or fewer falls back to MSE."""
+    import numpy as np
+
+    from challenge.training.trainer import class_weights
+
+    if classes:
+        weights = class_weights(np.asarray(targets, int), classes).to(device)
+        return lambda prediction, y: F.cross_entropy(prediction, y, weight=weights)
+
+    def values_loss(prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        several = len(y) > 2
+        loss = ccc_loss(prediction, y) if params.get("loss") == "ccc" and several else F.mse_loss(prediction, y)
+        if params.get("pearson_weight", 0) > 0 and several:
+            loss = loss + params["pearson_weight"] * pearson_loss(prediction, y)
+        return loss
+
+    return values_loss
+
+
+def pearson_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - mean over columns of Pearson's r within the batch."""
+    p, t = prediction - prediction.mean(0), target - target.mean(0)
+    r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-8)
+    return 1 - r.mean()
