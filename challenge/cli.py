@@ -382,7 +382,8 @@ def ensemble_command(
     background_train: Annotated[str, typer.Option(help="in: a subset's member trains on that subset; out: on everything except it.")] = "in",
     own_weight: Annotated[float, typer.Option(help="own-subset rule: weight of the members of a video's own background subset.")] = 2.0,
     runs: Annotated[Optional[str], typer.Option(help="Combine these finished `challenge track` runs instead (any heads and feature sets): "
-                                                     "comma-separated run ids, or @FILE with one per line. Chosen by cross-fitting on validation.")] = None,
+                                                     "comma-separated run ids, @FILE with one per line, or \"search:FILTER\" (MLflow's filter syntax, among "
+                                                     "this track's finished runs on this data). Chosen by cross-fitting on validation.")] = None,
     config: ConfigOption = None,
     quiet: Quiet = False,
     **settings,
@@ -400,6 +401,8 @@ def ensemble_command(
         challenge ensemble va --data /data/affwild2 --split background --background-train out
 
         challenge ensemble emi --data /data/hume --runs 3f2a9c1e...,81b0d4aa...,c07e55f2...
+
+        challenge ensemble emi --data /data/hume --runs "search:metrics.score > 0.6"
     """
     set_quiet(quiet)
     from challenge.cli_options import schema_flags

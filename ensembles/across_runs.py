@@ -138,18 +138,21 @@ def ensemble_runs(spec: TrackSpec, config, run_ids: list[str]) -> EnsembleResult
 
     if spec.run is not None:
         raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
+    client = MlflowClient(tracking.connect(config.tracking_uri))
+    experiments = track_experiments(spec.name, config.tracking_uri)
+    samples = read_samples(spec, config)  # the data given: its fingerprint must be the runs', and the test list validates the file
+    fingerprint = samples.fingerprint()
+    if len(run_ids) == 1 and run_ids[0].startswith(SEARCH):
+        run_ids = searched_runs(run_ids[0][len(SEARCH):], spec.name, experiments, fingerprint)
     run_ids = list(dict.fromkeys(r.strip() for r in run_ids if r.strip()))
     if len(run_ids) < 2:
         raise ChallengeError(f"--runs needs at least two run ids (got {len(run_ids)}); list them with: challenge runs {spec.name}")
-    client = MlflowClient(tracking.connect(config.tracking_uri))
-    run_ids = resolve_run_ids(run_ids, track_experiments(spec.name, config.tracking_uri))
+    run_ids = resolve_run_ids(run_ids, experiments)
     runs = [read_run(client, run_id, spec.name) for run_id in run_ids]
     # the ensemble run is tagged with its members' heads and feature sets, not the track's defaults
     heads = "+".join(dict.fromkeys(r.head for r in runs))
     features = list(dict.fromkeys(f for r in runs for f in r.features))
     context = RunContext(spec, config.model_copy(update={"head": heads, "features": features}), kind="ensemble")
-    samples = read_samples(spec, config)  # the data given: its fingerprint must be the runs', and the test list validates the file
-    fingerprint = samples.fingerprint()
     check_comparable(runs, fingerprint)
     first = runs[0]
     lengths = first.valid_lengths
@@ -169,8 +172,42 @@ def ensemble_runs(spec: TrackSpec, config, run_ids: list[str]) -> EnsembleResult
                                                                                        "members_described": {r.run_id: r.name for r in runs}})
 
 
+SEARCH = "search:"
+
+
+def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fingerprint: str) -> list[str]:
+    """--runs "search:FILTER": the finished, unshuffled runs of this track on this data (its
+    fingerprint) that MLflow's filter selects, best score first."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    given = filter_string.strip()
+    conditions = [given] if given else []
+    conditions += ["attributes.status = 'FINISHED'", f"tags.data_fingerprint = '{fingerprint}'"]
+    try:
+        found = mlflow.search_runs(experiment_ids=experiment_ids, filter_string=" and ".join(conditions), order_by=["metrics.score DESC"])
+    except MlflowException as error:
+        raise ChallengeError(f"--runs search:{filter_string}: MLflow cannot read this filter ({error.message.splitlines()[0]}). "
+                             "It is MLflow's search syntax, conditions joined by `and`, e.g. "
+                             "\"search:tags.head = 'lstm' and metrics.score > 0.5\".") from None
+    if found.empty:
+        return []
+    kind = found.get("tags.challenge.kind")
+    task = found.get("tags.task")
+    members = (kind == "track") & (found.get("tags.track") == track)
+    if task is not None:
+        members |= (kind == "multitask-task") & (task == track)
+    if "tags.shuffled_labels" in found:
+        members &= found["tags.shuffled_labels"] != "True"
+    ids = found[members]["run_id"].tolist()
+    say(f"--runs search:{given}: {len(ids)} finished run(s) of {track} on this data: {', '.join(i[:8] for i in ids) or 'none'}")
+    return ids
+
+
 def member_runs(text: str) -> list[str]:
-    """--runs: comma-separated run ids, or @FILE with one id per line."""
+    """--runs: comma-separated run ids, @FILE with one id per line, or search:FILTER."""
+    if text.startswith(SEARCH):
+        return [text]
     if text.startswith("@"):
         path = Path(text[1:])
         if not path.is_file():

@@ -81,6 +81,13 @@ def test_runs_of_three_heads_and_feature_sets_combine_into_one_validated_file(wo
         refused = _ensemble("emi", hume, members)
         assert isinstance(refused.exception, ChallengeError) and message in str(refused.exception), (message, refused.output)
 
+    # members found by an MLflow search: this track's finished runs on this data, controls left out
+    searched = runner.invoke(app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:tags.head = 'ridge'", "--out", str(workdir / "s")])
+    assert searched.exit_code == 0, searched.output + repr(searched.exception)
+    assert sorted(json.loads((workdir / "s" / "ensemble.json").read_text())["runs"]) == sorted([runs[0], runs[2]])
+    bad = runner.invoke(app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:head is ridge"])
+    assert isinstance(bad.exception, ChallengeError) and "MLflow cannot read this filter" in str(bad.exception), bad.output
+
 
 def test_frame_runs_combine_per_frame_and_smooth(workdir, tmp_path, models):
     root = tmp_path / "affwild"
