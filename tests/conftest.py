@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # a shell without job control starts a background `make test` (`make test &` in a CI script)
+    # with SIGINT ignored, and every command a test starts would inherit that: the Ctrl-C tests
+    # (track --tune, live, serve) would wait for an exit that never comes. A handled SIGINT is
+    # reset to the default in each child, as in a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
