@@ -69,6 +69,18 @@ def parse_weights(tasks: list[str], text: str | None) -> list[float]:
     return weights
 
 
+def _checkpoint(config: RunConfig, tasks: list[str], weights: list[float], params: dict, fingerprints: dict, keys: dict) -> Path:
+    """Where this training keeps its epoch checkpoint, named by everything that decides its
+    weights (tasks, weights, parameters, seed, the data and features, a control's shuffling):
+    the same command after a kill resumes from it; another command never does."""
+    import hashlib
+
+    from challenge.protocols import checkpoint_root
+
+    identity = json.dumps([tasks, weights, params, config.seed, config.shuffle_labels, fingerprints, keys], sort_keys=True, default=str)
+    return checkpoint_root(config) / f"multitask-{hashlib.sha256(identity.encode()).hexdigest()[:16]}" / "last.pt"
+
+
 def run_multitask(config: RunConfig, tasks: list[str], weights: list[float], params: dict | None = None) -> MultitaskResult:
     import mlflow
 
@@ -109,7 +121,8 @@ def run_multitask(config: RunConfig, tasks: list[str], weights: list[float], par
         model = MultiTaskFrameModel(first.dim, params["hidden"], params["layers"], params["dropout"],
                                     {t: len(specs[t].labels) for t in tasks})
         task_data = [Task(specs[t], w, prepared[t]["train"], prepared[t]["valid"]) for t, w in zip(tasks, weights)]
-        best, history = fit_multitask(model, task_data, params, config.seed, context.device)
+        best, history = fit_multitask(model, task_data, params, config.seed, context.device,
+                                      checkpoint=_checkpoint(config, tasks, weights, params, fingerprints, keys))
         mlflow.log_metric("score", best)  # each task's own score is logged by its nested run's finish below
         result = MultitaskResult(run.run_id, best)
         for t in tasks:

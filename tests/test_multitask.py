@@ -76,3 +76,42 @@ def test_two_tasks_with_weights_on_the_abaw5_layout_and_bad_options_named(workdi
                              (["--tasks", "expr,va", "--task-weights", "1"], "one positive weight per task")):
         refused = _multitask(root, models, *options)
         assert isinstance(refused.exception, ChallengeError) and message in str(refused.exception), refused.output
+
+
+def test_a_multitask_training_that_dies_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(workdir, affwild_root, models,
+                                                                                                    store_root, monkeypatch):
+    """Each epoch is checkpointed beside the feature store; a training that dies in its third
+    epoch (here: an error raised in-process while scoring it, not a SIGKILL) leaves the second
+    epoch's checkpoint, and the same command continues from it to the weights and scores of a
+    run that was never interrupted."""
+    import challenge.training.multitask as training
+
+    common = ("--tasks", "expr,va", "--epochs", "4")
+    whole = _multitask(affwild_root, models, *common, "--out", str(workdir / "whole"))
+    assert whole.exit_code == 0, whole.output + repr(whole.exception)
+    assert not list(store_root.rglob("last.pt"))  # a finished training removes its checkpoint
+
+    scored = training.validation_scores
+    calls = []
+
+    def dies_in_the_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the machine went away")
+        return scored(*args, **kwargs)
+
+    monkeypatch.setattr(training, "validation_scores", dies_in_the_third_epoch)
+    died = _multitask(affwild_root, models, *common, "--out", str(workdir / "died"))
+    assert died.exit_code != 0 and "the machine went away" in repr(died.exception)
+    (checkpoint,) = store_root.rglob("last.pt")
+    assert checkpoint.parent.name.startswith("multitask-")
+    resumed_epochs = []
+    monkeypatch.setattr(training, "validation_scores", lambda *args, **kwargs: resumed_epochs.append(1) or scored(*args, **kwargs))
+
+    resumed = _multitask(affwild_root, models, *common, "--out", str(workdir / "resumed"))
+    assert resumed.exit_code == 0, resumed.output + repr(resumed.exception)
+    assert len(resumed_epochs) == 2  # epochs 3 and 4 only: the first two came from the checkpoint
+    first, second = (json.loads((workdir / name / "multitask.json").read_text()) for name in ("whole", "resumed"))
+    assert second["score"] == pytest.approx(first["score"], abs=1e-6)
+    assert [t["score"] for t in second["tasks"]] == pytest.approx([t["score"] for t in first["tasks"]], abs=1e-6)
+    assert not checkpoint.exists()

@@ -79,10 +79,11 @@ def _task_batches(task: Task, window: int, batch_size: int, rng):
         yield task, batch
 
 
-def fit_multitask(model: MultiTaskFrameModel, tasks: list[Task], params: dict, seed: int, device: str, report=None):
-    """Returns (best weighted validation score, per-epoch history); the model ends with the best weights."""
+def fit_multitask(model: MultiTaskFrameModel, tasks: list[Task], params: dict, seed: int, device: str, report=None, checkpoint=None):
+    """Returns (best weighted validation score, per-epoch history); the model ends with the best
+    weights. With `checkpoint` each epoch is kept there, and a killed training resumes from it."""
     rng = np.random.default_rng(seed)
-    trainer = Trainer(model, params, device, rngs=[rng])
+    trainer = Trainer(model, params, device, rngs=[rng], checkpoint=checkpoint)
     window, total = params["window"], sum(t.weight for t in tasks)
 
     def run_epoch() -> float:
