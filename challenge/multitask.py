@@ -20,10 +20,9 @@ from pathlib import Path
 from challenge.config import RunConfig
 from challenge.errors import ChallengeError
 from challenge.progress import say
-from challenge.reports import MULTITASK_EXPERIMENT
+from challenge.reports import MULTITASK_EXPERIMENT as EXPERIMENT
 
 TASKS = ("expr", "au", "va")
-EXPERIMENT = MULTITASK_EXPERIMENT
 
 
 @dataclass

@@ -18,12 +18,7 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state
     )
     if runs.empty or "tags.challenge.kind" not in runs:
         return []
-    kind = runs["tags.challenge.kind"]
-    task = runs["tags.task"] if "tags.task" in runs else None
-    listed = kind.isin(["track", "ensemble"])  # not trials or members
-    if task is not None:
-        listed |= (kind == "multitask-task") & (task == track)
-    runs = runs[listed].head(limit)
+    runs = runs[runs_of_track(runs, track, ("track", "ensemble"))].head(limit)  # not trials or members
     rows = []
     for _, run in runs.iterrows():
         ensemble = run.get("tags.challenge.kind") == "ensemble"
@@ -45,6 +40,22 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state
             "key params": key,
         })
     return rows
+
+
+def counted_track(tags: dict) -> str | None:
+    """The track a run counts for: a `challenge multitask` task run (kind multitask-task) for
+    its task, every other run for its `track` tag."""
+    return tags.get("task") if tags.get("challenge.kind") == "multitask-task" else tags.get("track")
+
+
+def runs_of_track(runs, track: str, kinds: tuple[str, ...]):
+    """Mask of the rows of an `mlflow.search_runs` table over `track_experiments(track)` that
+    are `kinds` runs (only the track's own experiment holds those; a run killed early may lack
+    its track tag) or task runs of `challenge multitask` for this track."""
+    own = runs["tags.challenge.kind"].isin(kinds)
+    if "tags.task" in runs:
+        own |= (runs["tags.challenge.kind"] == "multitask-task") & (runs["tags.task"] == track)
+    return own
 
 
 def track_experiments(track: str, tracking_uri: str | None) -> list[str]:

@@ -76,6 +76,8 @@ def read_run(client, run_id: str, track: str) -> RunOutputs:
     """A finished track run's outputs, or an error naming the run and what it lacks."""
     from mlflow.exceptions import MlflowException
 
+    from challenge.reports import counted_track
+
     try:
         run = client.get_run(run_id)
     except MlflowException as error:
@@ -83,10 +85,8 @@ def read_run(client, run_id: str, track: str) -> RunOutputs:
                              f"List the runs with: challenge runs {track}") from None
     tags = run.data.tags
     problems = []
-    # a `challenge multitask` run's task run (kind multitask-task, tag task) is a member of that task's track
-    task_run = tags.get("challenge.kind") == "multitask-task"
-    if (tags.get("task") if task_run else tags.get("track")) != track:
-        problems.append(f"it is a run of track {tags.get('task') if task_run else tags.get('track')!r}, not {track}")
+    if counted_track(tags) != track:
+        problems.append(f"it is a run of track {counted_track(tags)!r}, not {track}")
     if tags.get("challenge.kind") not in ("track", "multitask-task"):
         problems.append(f"it is a {tags.get('challenge.kind', 'non-challenge')} run, not a `challenge track` run "
                         "(or a task run of `challenge multitask`)")
@@ -181,6 +181,8 @@ def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fin
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from challenge.reports import runs_of_track
+
     given = filter_string.strip()
     conditions = [given] if given else []
     conditions += ["attributes.status = 'FINISHED'", f"tags.data_fingerprint = '{fingerprint}'"]
@@ -192,11 +194,7 @@ def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fin
                              "\"search:tags.head = 'lstm' and metrics.score > 0.5\".") from None
     if found.empty:
         return []
-    kind = found.get("tags.challenge.kind")
-    task = found.get("tags.task")
-    members = (kind == "track") & (found.get("tags.track") == track)
-    if task is not None:
-        members |= (kind == "multitask-task") & (task == track)
+    members = runs_of_track(found, track, ("track",))
     if "tags.shuffled_labels" in found:
         members &= found["tags.shuffled_labels"] != "True"
     ids = found[members]["run_id"].tolist()
