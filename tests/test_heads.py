@@ -64,6 +64,35 @@ def test_fusion_transformer_masks_a_missing_modality_and_the_padding():
     assert not torch.allclose(model(x, lengths, context, present)[0], model(changed, lengths, context, present)[0])
 
 
+def test_fusion_transformer_reads_a_repeated_modality_once_per_distinct_row():
+    """A slower modality repeated along the first one's steps (faces at 25 fps on 100 Hz audio)
+    becomes one token per distinct row, at the step it starts: the output is the one attention
+    gives when the repeats are masked out of the full sequence, written out here by hand."""
+    from challenge.heads.clip_transformer import ClipFusionTransformer, distinct_steps
+
+    torch.manual_seed(0)
+    model = ClipFusionTransformer([5, 3], 16, 2, 4, 0.0, 24, 6).eval()
+    x, lengths, context = torch.randn(3, 24, 8), torch.tensor([24, 13, 6]), torch.randn(3, 16)
+    x[:, :, 5:] = x[:, ::4, 5:].repeat_interleave(4, dim=1)  # the second modality at a quarter of the rate
+    present = torch.tensor([[True, True], [True, True], [True, False]])
+
+    rows, where, hidden = distinct_steps(x[:, :, 5:], torch.arange(24)[None] >= lengths[:, None])
+    assert rows.shape[1] == 6 and (~hidden).sum(1).tolist() == [6, 4, 2]
+    assert where[1, :4].tolist() == [0, 4, 8, 12]  # clip 1 ends after step 12: its last run is one step long
+    torch.testing.assert_close(rows[0], x[0, ::4, 5:])
+
+    padding = torch.arange(24)[None] >= lengths[:, None]
+    repeated = torch.zeros(3, 24, dtype=torch.bool)
+    repeated[:, 1:] = (x[:, 1:, 5:] == x[:, :-1, 5:]).all(-1)
+    tokens, masks = [model.context(context)[:, None]], [torch.zeros(3, 1, dtype=torch.bool)]
+    for m, (part, extra) in enumerate(zip(torch.split(x, [5, 3], -1), (torch.zeros_like(repeated), repeated))):
+        tokens.append(model.project[m](part) + model.modality[m] + model.position[:24])
+        masks.append(padding | ~present[:, m, None] | extra)
+    by_hand = model.out(model.encoder(torch.cat(tokens, 1), src_key_padding_mask=torch.cat(masks, 1))[:, 0])
+    by_hand = model.intensities(by_hand, context)
+    torch.testing.assert_close(model(x, lengths, context, present), by_hand)
+
+
 def test_windowed_prediction_covers_long_clips(tmp_path):
     data = synthetic_clips(tmp_path, 4, seed=3)
     from challenge.training.loop import ClipBatches

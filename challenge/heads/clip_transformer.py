@@ -4,7 +4,8 @@ a transcript's embedding), each tagged with a learned modality embedding and a l
 position, plus one global-context token made from the clip's whole-clip mean and std. The
 encoder reads them together; a modality a clip lacks and the padding after a window's last step
 are masked out of attention, so a missing modality changes nothing but its absence. The output
-is read from the global token.
+is read from the global token. A slower modality, repeated along the first modality's steps, gives one token
+per distinct row (at the step it starts), not one per step.
 
 It serves EMI (six intensities) and smile-laugh (three classes, on each clip's window of its
 recording's feature sequences, `challenge.smiles.features.ClipWindows`).
@@ -50,11 +51,31 @@ class ClipFusionTransformer(LinearPathModel):
         padding = torch.arange(steps, device=x.device)[None] >= lengths.to(x.device)[:, None]  # [B, T]
         tokens, masks = [self.context(context)[:, None]], [torch.zeros(batch, 1, dtype=torch.bool, device=x.device)]
         for m, part in enumerate(torch.split(x, self.dims, dim=-1)):
-            tokens.append(self.project[m](part) + self.modality[m] + self.position[:steps])
-            masks.append(padding | ~present[:, m, None])
+            part, where, hidden = distinct_steps(part, padding | ~present[:, m, None])
+            tokens.append(self.project[m](part) + self.modality[m] + self.position[where])
+            masks.append(hidden)
         encoded = self.encoder(torch.cat(tokens, 1), src_key_padding_mask=torch.cat(masks, 1))
         residual = self.out(encoded[:, 0])
         return self.logits(residual, context) if self.classify else self.intensities(residual, context)
+
+
+def distinct_steps(part: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One token per run of equal consecutive rows of a modality, at the step the run starts.
+
+    A slower modality is repeated along the first modality's steps (faces at 25 fps on eGeMAPS's
+    100 Hz, a transcript's one embedding on every step); its repeats add attention cost and no
+    content. Returns the kept rows [B, K, D], their steps [B, K] (for the position embedding)
+    and the mask of what is not a token [B, K]: K is the most rows any clip of the batch keeps."""
+    batch, steps, _ = part.shape
+    new = torch.ones(batch, steps, dtype=torch.bool, device=part.device)
+    new[:, 1:] = (part[:, 1:] != part[:, :-1]).any(-1)
+    keep = new & ~hidden
+    counts = keep.sum(1)
+    width = max(int(counts.max()), 1)
+    # kept steps first, each group in time order (a stable sort of "not kept")
+    where = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :width]
+    rows = part.gather(1, where[..., None].expand(-1, -1, part.shape[-1]))
+    return rows, where, torch.arange(width, device=part.device)[None] >= counts[:, None]
 
 
 @register_head
