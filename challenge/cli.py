@@ -384,6 +384,8 @@ def ensemble_command(
     runs: Annotated[Optional[str], typer.Option(help="Combine these finished `challenge track` runs instead (any heads and feature sets): "
                                                      "comma-separated run ids, @FILE with one per line, or \"search:FILTER\" (MLflow's filter syntax, among "
                                                      "this track's finished runs on this data). Chosen by cross-fitting on validation.")] = None,
+    max_runs: Annotated[Optional[int], typer.Option(min=2, help="With --runs \"search:FILTER\": keep only this many found runs, "
+                                                                "the best by validation score.")] = None,
     config: ConfigOption = None,
     quiet: Quiet = False,
     **settings,
@@ -403,6 +405,8 @@ def ensemble_command(
         challenge ensemble emi --data /data/hume --runs 3f2a9c1e...,81b0d4aa...,c07e55f2...
 
         challenge ensemble emi --data /data/hume --runs "search:metrics.score > 0.6"
+
+        challenge ensemble emi --data /data/hume --runs "search:tags.head = 'lstm'" --max-runs 5
     """
     set_quiet(quiet)
     from challenge.cli_options import schema_flags
@@ -414,10 +418,12 @@ def ensemble_command(
     resolved = load_config(config, flags, spec)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+    if max_runs is not None and runs is None:
+        raise ChallengeError("--max-runs limits the members of --runs \"search:FILTER\"; pass --runs too.")
     if runs is not None:
         from ensembles.across_runs import ensemble_runs, member_runs
 
-        result = ensemble_runs(spec, resolved, member_runs(runs))
+        result = ensemble_runs(spec, resolved, member_runs(runs), max_runs)
     else:
         options = EnsembleOptions(split=split.value, members=members, background_train=background_train, own_weight=own_weight)
         result = run_ensemble(spec, resolved, options)

@@ -128,7 +128,7 @@ def check_comparable(runs: list[RunOutputs], fingerprint: str) -> None:
                              f"{list_offenders(offenders)}\nCombine runs made on the same data (the same --data, splits and labels).")
 
 
-def ensemble_runs(spec: TrackSpec, config, run_ids: list[str]) -> EnsembleResult:
+def ensemble_runs(spec: TrackSpec, config, run_ids: list[str], max_runs: int | None = None) -> EnsembleResult:
     from mlflow import MlflowClient
 
     from challenge import tracking
@@ -142,8 +142,11 @@ def ensemble_runs(spec: TrackSpec, config, run_ids: list[str]) -> EnsembleResult
     experiments = track_experiments(spec.name, config.tracking_uri)
     samples = read_samples(spec, config)  # the data given: its fingerprint must be the runs', and the test list validates the file
     fingerprint = samples.fingerprint()
-    if len(run_ids) == 1 and run_ids[0].startswith(SEARCH):
-        run_ids = searched_runs(run_ids[0][len(SEARCH):], spec.name, experiments, fingerprint)
+    searched = len(run_ids) == 1 and run_ids[0].startswith(SEARCH)
+    if max_runs is not None and not searched:
+        raise ChallengeError("--max-runs limits the members of --runs \"search:FILTER\"; with listed run ids, list fewer.")
+    if searched:
+        run_ids = searched_runs(run_ids[0][len(SEARCH):], spec.name, experiments, fingerprint, max_runs)
     run_ids = list(dict.fromkeys(r.strip() for r in run_ids if r.strip()))
     if len(run_ids) < 2:
         raise ChallengeError(f"--runs needs at least two run ids (got {len(run_ids)}); list them with: challenge runs {spec.name}")
@@ -175,9 +178,10 @@ def ensemble_runs(spec: TrackSpec, config, run_ids: list[str]) -> EnsembleResult
 SEARCH = "search:"
 
 
-def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fingerprint: str) -> list[str]:
+def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fingerprint: str, max_runs: int | None = None) -> list[str]:
     """--runs "search:FILTER": the finished, unshuffled runs of this track on this data (its
-    fingerprint) that MLflow's filter selects, best score first."""
+    fingerprint) that MLflow's filter selects, best score first; with `max_runs`, the best
+    that many of them."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -199,6 +203,12 @@ def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fin
         members &= found["tags.shuffled_labels"] != "True"
     ids = found[members]["run_id"].tolist()
     say(f"--runs search:{given}: {len(ids)} finished run(s) of {track} on this data: {', '.join(i[:8] for i in ids) or 'none'}")
+    if max_runs is not None and len(ids) > max_runs:
+        # chosen by the same validation score the rules are cross-fitted on: the ensemble's
+        # printed score is then optimistic, and the message says so
+        say(f"--max-runs {max_runs}: kept the {max_runs} best by validation score ({', '.join(i[:8] for i in ids[:max_runs])}); "
+            f"left out {', '.join(i[:8] for i in ids[max_runs:])}. Chosen on validation, so the ensemble's validation score is optimistic.")
+        ids = ids[:max_runs]
     return ids
 
 

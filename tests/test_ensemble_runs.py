@@ -85,6 +85,14 @@ def test_runs_of_three_heads_and_feature_sets_combine_into_one_validated_file(wo
     searched = runner.invoke(app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:tags.head = 'ridge'", "--out", str(workdir / "s")])
     assert searched.exit_code == 0, searched.output + repr(searched.exception)
     assert sorted(json.loads((workdir / "s" / "ensemble.json").read_text())["runs"]) == sorted([runs[0], runs[2]])
+    # --max-runs keeps the best by each run's logged validation score, and says what it left out
+    best = sorted(runs, key=lambda r: _logged(r, "score"), reverse=True)
+    capped = runner.invoke(app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:", "--max-runs", "2", "--out", str(workdir / "m")])
+    assert capped.exit_code == 0, capped.output + repr(capped.exception)
+    assert json.loads((workdir / "m" / "ensemble.json").read_text())["runs"] == best[:2]
+    assert f"left out {best[2][:8]}" in " ".join(capped.output.split()), capped.output  # rich wraps long lines
+    listed = runner.invoke(app, ["ensemble", "emi", "--data", str(hume), "--runs", ",".join(runs), "--max-runs", "2"])
+    assert isinstance(listed.exception, ChallengeError) and "--max-runs limits the members of --runs" in str(listed.exception)
     bad = runner.invoke(app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:head is ridge"])
     assert isinstance(bad.exception, ChallengeError) and "MLflow cannot read this filter" in str(bad.exception), bad.output
 

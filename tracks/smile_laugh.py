@@ -24,7 +24,10 @@ TRACK = TrackSpec(
     read=read_recordings,
     write_demo=write_smiles_demo,
     score=score,
-    default_features=("compare", "mae"),  # ComParE holds across corpora where eGeMAPS did not (tests/test_smiles.py, both real pairs)
+    # ComParE beside YAMNet's AudioSet scores: ComParE alone flips on the telephone pair, where the
+    # laugh's pitch relative to the talker reverses; the pair holds zero-shot on both real pairs
+    # (tests/test_smiles.py, README "cross-corpus")
+    default_features=("compare", "yamnet", "mae"),
     default_head="mlp-late-fusion",
     metric="macro F1 over the classes present, mean over seeds; held-out recordings, else cross-validated",
     items="recordings",

@@ -220,7 +220,7 @@ def _media_sets(spec, head_cls, sets: dict, modalities: list[str]) -> dict:
                              f"(it supplies: {', '.join(spec.media) or 'none'}).")
     if "visual" in MODALITY_OF_MEDIUM[head_cls.medium] and "visual" not in modalities:
         raise ChallengeError(f"--head {head_cls.name} reads faces as well as sound, and its baseline needs visual features beside eGeMAPS: "
-                             "add a visual extractor to --features (e.g. --features compare,mae, the default).")
+                             "add a visual extractor to --features (e.g. --features compare,yamnet,mae, the default).")
     return {name: loader(corpus, clips) for name, (corpus, clips) in sets.items()}
 
 
