@@ -68,7 +68,9 @@ class YAMNetExtractor(Extractor):
     def identity(self) -> dict:
         from challenge.features.models import model_identity
 
-        return {**super().identity(), "model": model_identity(str(self.model_file().resolve()))}
+        # a missing file is named when the model is built; its key here is "missing:<path>"
+        model = str(bundled_yamnet()) if not self.model else str(Path(self.model).expanduser().resolve())
+        return {**super().identity(), "model": model_identity(model)}
 
     def build(self, device: str):
         if self.output not in ("logits", "probabilities"):
