@@ -21,6 +21,11 @@ def say(message: str) -> None:
         console.print(message)
 
 
+def announce(message: str) -> None:
+    """What a user must read even with --quiet: an address to open, with its token."""
+    console.print(message, soft_wrap=True)
+
+
 def warn(message: str) -> None:
     """Data that was repaired, skipped or ignored: shown even with --quiet, which silences progress only."""
     console.print(f"[yellow]warning: {message}[/]", soft_wrap=True)

@@ -339,6 +339,7 @@ def test_the_live_view_answers_its_own_page_only_and_asks_for_the_token():
         assert len(token) >= 24
         assert _http(f"http://{own}/")[0] == 403 and _http(f"http://{own}/latest")[0] == 403
         assert _http(f"http://{own}/?token=wrong")[0] == 403
+        assert _http(f"http://{own}/latest?token=%C3%A9t%C3%A9")[0] == 403  # not ASCII: refused, not a 500
         status, headers = _http(url)
         assert status == 200 and f"challenge_live_token={token}" in headers["set-cookie"] and "samesite=strict" in headers["set-cookie"].lower()
         assert _http(f"http://{own}/latest", {"Cookie": f"challenge_live_token={token}"})[0] == 200
@@ -347,6 +348,30 @@ def test_the_live_view_answers_its_own_page_only_and_asks_for_the_token():
         assert not _websocket(f"ws://{own}/ws", {"Origin": "http://evil.example", "Cookie": f"challenge_live_token={token}"})
     finally:
         server.should_exit = True
+
+
+def test_live_off_loopback_prints_its_token_address_and_the_warning_even_with_quiet(face_video):
+    """With -q the address is still printed when it carries the token (the only way in), and so
+    is the warning that the camera is open to the network. Requests go to 127.0.0.1 only."""
+    video, _ = face_video
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--untrained", "--host", "0.0.0.0",
+                                "--port", str(port), "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "COLUMNS": "400"})
+    try:
+        printed = []
+        while not any("live view:" in line for line in printed):
+            line = process.stdout.readline()
+            assert line, f"exit {process.poll()}: {''.join(printed)}"
+            printed.append(line)
+        text = "".join(printed)
+        assert "open to every machine that can reach 0.0.0.0" in text
+        token = re.search(r"\?token=([\w-]+)", text)[1]
+        assert _http(f"http://127.0.0.1:{port}/latest")[0] == 403
+        assert _http(f"http://127.0.0.1:{port}/latest?token={token}")[0] == 200
+    finally:
+        process.kill()
+        process.wait(30)
 
 
 def test_live_with_the_pretrained_fer_network_reads_the_smiling_face_higher_without_training(face_video, tmp_path):

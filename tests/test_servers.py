@@ -102,36 +102,128 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_completes(s
     assert len(retried) == 1 and retried[0].state in FINISHED and retried[0].params == failed.params
 
 
-def test_serve_shows_the_runs_and_the_studies_on_localhost(tmp_path):
-    """`challenge serve` starts the MLflow UI and optuna-dashboard on 127.0.0.1; both answer with
-    the stores' contents, and Ctrl-C stops both."""
-    import json
+def _serve(*args: str) -> tuple[subprocess.Popen, str]:
+    """Start `challenge serve ARGS`; returns the process and what it printed until both answer."""
+    process = subprocess.Popen([str(BIN), "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:  # the servers answer before this line is printed
+        lines.append(line)
+        if "Ctrl-C stops" in line:
+            break
+    assert process.poll() is None, "".join(lines)
+    return process, "".join(lines)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    process.wait(60)
+    assert process.returncode == 0
+
+
+def _status(url: str, method: str = "GET", **headers: str) -> int:
+    import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(url, method=method, headers=headers, data=b"{}" if method == "POST" else None)
+    if method == "POST":
+        request.add_header("Content-Type", "application/json")
+    try:
+        return urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture
+def stores(tmp_path):
     from challenge import tracking
-    from tests.fixtures.servers import free_port
 
     storage, tracking_uri = f"sqlite:///{tmp_path}/optuna/studies.db", f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     (tmp_path / "optuna").mkdir()
     optuna.create_study(study_name="served-study", storage=storage).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     tracking.setup(tracking_uri, "emi")
+    return storage, tracking_uri
+
+
+def test_serve_shows_the_runs_and_the_studies_on_localhost_and_refuses_foreign_hosts_and_origins(stores):
+    """`challenge serve` starts the MLflow UI and the dashboard on 127.0.0.1; both answer with
+    the stores' contents; neither answers a foreign Host (DNS rebinding) nor takes a state change
+    from a foreign Origin; Ctrl-C stops both."""
+    import json
+    import urllib.request
+
+    from tests.fixtures.servers import free_port
+
+    storage, tracking_uri = stores
     mlflow_port, dashboard_port = free_port(), free_port()
-    process = subprocess.Popen([str(BIN), "serve", "--storage", storage, "--tracking-uri", tracking_uri, "--mlflow-port", str(mlflow_port),
-                                "--dashboard-port", str(dashboard_port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process, _ = _serve("--storage", storage, "--tracking-uri", tracking_uri, "--mlflow-port", str(mlflow_port), "--dashboard-port", str(dashboard_port))
+    dashboard, mlflow_ui = f"http://127.0.0.1:{dashboard_port}", f"http://127.0.0.1:{mlflow_port}"
     try:
-        lines = []
-        for line in process.stdout:  # both servers answer before this line is printed
-            lines.append(line)
-            if "Ctrl-C stops both" in line:
-                break
-        assert process.poll() is None, "".join(lines)
-        studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/api/studies", timeout=10))
+        studies = json.load(urllib.request.urlopen(f"{dashboard}/api/studies", timeout=10))
         assert [s["study_name"] for s in studies["study_summaries"]] == ["served-study"]
-        url = f"http://127.0.0.1:{mlflow_port}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name=emi"
+        url = f"{mlflow_ui}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name=emi"
         assert json.load(urllib.request.urlopen(url, timeout=10))["experiment"]["name"] == "emi"
+
+        rebound = {"Host": f"attacker.example:{dashboard_port}"}
+        assert _status(f"{dashboard}/api/studies", **rebound) == 403
+        assert _status(f"{dashboard}/api/studies/1", "DELETE", **rebound) == 403
+        assert _status(f"{dashboard}/api/studies/1", "DELETE", Origin="http://attacker.example") == 403
+        assert _status(url, Host=f"attacker.example:{mlflow_port}") == 403
+        create = f"{mlflow_ui}/ajax-api/2.0/mlflow/experiments/create"
+        assert _status(create, "POST", Origin="http://attacker.example") == 403
+        assert optuna.get_all_study_names(storage) == ["served-study"]  # nothing was deleted
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(60)
-    assert process.returncode == 0
+        _stop(process)
     with pytest.raises(OSError):  # nothing is left listening
-        urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/api/studies", timeout=3)
+        urllib.request.urlopen(f"{dashboard}/api/studies", timeout=3)
+
+
+def test_serve_off_loopback_needs_a_login_for_mlflow_and_the_token_for_the_dashboard(stores, tmp_path, monkeypatch):
+    """--host 0.0.0.0 without --basic-auth is refused before anything starts; with it, the MLflow
+    UI really asks for a password (its basic-auth app starts) and the dashboard answers only
+    with the token it printed. All requests go to 127.0.0.1."""
+    import re
+
+    from tests.fixtures.servers import free_port
+
+    storage, tracking_uri = stores
+    monkeypatch.chdir(tmp_path)  # basic_auth.db lands here
+    refused = subprocess.run([str(BIN), "serve", "--host", "0.0.0.0", "--storage", storage, "--tracking-uri", tracking_uri],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "add --basic-auth" in refused.stderr + refused.stdout and "Traceback" not in refused.stderr
+    mlflow_port, dashboard_port = free_port(), free_port()
+    process, printed = _serve("--host", "0.0.0.0", "--basic-auth", "--storage", storage, "--tracking-uri", tracking_uri,
+                              "--mlflow-port", str(mlflow_port), "--dashboard-port", str(dashboard_port))
+    try:
+        (password,) = re.findall(r"admin / (\S+)", printed)
+        (token,) = re.findall(r"\?token=([\w-]+)", printed)
+        dashboard, mlflow_ui = f"http://127.0.0.1:{dashboard_port}", f"http://127.0.0.1:{mlflow_port}"
+        assert _status(f"{dashboard}/api/studies") == 403
+        assert _status(f"{dashboard}/api/studies?token=wrong") == 403
+        assert _status(f"{dashboard}/api/studies?token=%C3%A9t%C3%A9") == 403  # non-ASCII: refused, not a 500
+        assert _status(f"{dashboard}/api/studies?token={token}") == 200
+        assert _status(f"{dashboard}/api/studies", Cookie=f"challenge_dashboard_token={token}") == 200
+        experiments = f"{mlflow_ui}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name=emi"
+        assert _status(experiments) == 401
+        import base64
+
+        login = base64.b64encode(f"admin:{password}".encode()).decode()
+        assert _status(experiments, Authorization=f"Basic {login}") == 200
+    finally:
+        _stop(process)
+
+
+def test_serve_without_a_study_yet_starts_the_runs_ui_and_says_why_not_the_dashboard(tmp_path, monkeypatch):
+    from challenge import tracking
+    from tests.fixtures.servers import free_port
+
+    monkeypatch.chdir(tmp_path)
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    tracking.setup(tracking_uri, "emi")
+    mlflow_port = free_port()
+    process, printed = _serve("--tracking-uri", tracking_uri, "--mlflow-port", str(mlflow_port), "--dashboard-port", str(free_port()))
+    try:
+        assert "no study yet" in printed and "Traceback" not in printed
+        assert _status(f"http://127.0.0.1:{mlflow_port}/") == 200
+    finally:
+        _stop(process)
+    assert not (tmp_path / "optuna").exists()  # nothing made that the user did not ask for

@@ -19,7 +19,7 @@ from challenge.live.model import LiveModel
 from challenge.live.output import FacesCsv, annotate, jpeg, update_message
 from challenge.live.pipeline import STAGES, LivePipeline
 from challenge.live.source import FrameSource
-from challenge.progress import progress_bar, say
+from challenge.progress import announce, progress_bar, say, warn
 
 
 @dataclass
@@ -70,7 +70,8 @@ def run_live(source: str, model: LiveModel, out: Path | None = None, port: int |
     server = latest = None
     if serve:
         server, latest, url = _start_server(host, port or 8000, require_token)
-        say(f"live view: {url}  (Ctrl-C to stop)")
+        # the address is the only way in when it carries a token: printed even with --quiet
+        (announce if "token=" in url else say)(f"live view: {url}  (Ctrl-C to stop)")
     recent = deque(maxlen=60)  # finish times of the last readings: the page's fps
     start = time.perf_counter()
     try:
@@ -111,14 +112,14 @@ def _start_server(host: str, port: int, require_token: bool = False):
     import uvicorn
 
     from challenge.errors import ChallengeError
-    from challenge.live.web import Guard, Latest, make_app, new_token
-    from challenge.loopback import is_loopback
+    from challenge.live.web import COOKIE, Latest, make_app
+    from challenge.loopback import Guard, is_loopback, new_token
 
     latest = Latest()
-    guard = Guard(host, port, new_token() if require_token or not is_loopback(host) else None)
+    guard = Guard(host, port, new_token() if require_token or not is_loopback(host) else None, cookie=COOKIE)
     url = f"http://{host}:{port}/" + (f"?token={guard.token}" if guard.token else "")
     if not is_loopback(host):
-        say(f"[yellow]the live view of the camera is open to every machine that can reach {host}:{port}; only the token in the URL lets one in[/]")
+        warn(f"the live view of the camera is open to every machine that can reach {host}:{port}; only the token in the URL lets one in")
     server = uvicorn.Server(uvicorn.Config(make_app(latest, guard), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="live-web", daemon=True)
     thread.start()
