@@ -420,6 +420,9 @@ def ensemble_command(
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
     if max_runs is not None and runs is None:
         raise ChallengeError("--max-runs limits the members of --runs \"search:FILTER\"; pass --runs too.")
+    from challenge.preflight import check_run_settings
+
+    check_run_settings(resolved)  # before the members train: --out, the stores, the device
     if runs is not None:
         from ensembles.across_runs import ensemble_runs, member_runs
 
@@ -472,7 +475,11 @@ def multitask_command(
     resolved = load_config(config, {"track": spec.name, **schema_flags(settings, RunConfig)}, spec)
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
-    result = run_multitask(resolved, chosen, parse_weights(chosen, task_weights))
+    weights = parse_weights(chosen, task_weights)
+    from challenge.preflight import check_run_settings
+
+    check_run_settings(resolved)  # before the model trains: --out, the stores, the device
+    result = run_multitask(resolved, chosen, weights)
     typer.echo(f"multi-task model: weighted validation score {result.score:.4f} at its best epoch")
     for task in result.tasks:
         baseline = f"; linear baseline {task.baseline:.4f}" if task.baseline is not None else ""
@@ -600,8 +607,11 @@ def predict_command(
         challenge predict 3f2a9c... --data /data/affwild2 --out submissions/expr/final
     """
     set_quiet(quiet)
+    from challenge.preflight import check_out, check_stores
     from challenge.saved_model import load_run_model, predict_test
 
+    check_out(out)  # before the test split is predicted
+    check_stores(str(tracking_uri) if tracking_uri else None, None)
     saved = load_run_model(run_id, str(tracking_uri) if tracking_uri else None)
     spec = get_track(saved.track)
     if spec.write_submission is None:
@@ -905,7 +915,8 @@ def _pretrain_settings(model, config: Path | None, flags: dict):
     try:
         return model(**values)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(((".".join(str(p) for p in e["loc"]) + ": ") if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+                             for e in error.errors())
         raise ChallengeError(f"pretraining settings: {problems}") from None
 
 

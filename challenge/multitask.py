@@ -12,6 +12,8 @@ its task and holds the same artifacts as a single-task run of that track (output
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -63,8 +65,8 @@ def parse_weights(tasks: list[str], text: str | None) -> list[float]:
         weights = [float(w) for w in text.split(",")]
     except ValueError:
         weights = []
-    if len(weights) != len(tasks) or any(w <= 0 for w in weights):
-        raise ChallengeError(f"--task-weights {text}: give one positive weight per task, in the order of --tasks ({','.join(tasks)}).")
+    if len(weights) != len(tasks) or not all(math.isfinite(w) and w > 0 for w in weights):  # nan > 0 is False too
+        raise ChallengeError(f"--task-weights {text}: give one positive, finite weight per task, in the order of --tasks ({','.join(tasks)}).")
     return weights
 
 

@@ -57,11 +57,11 @@ class SavedModel:
     def read(cls, folder: Path, trust_pickle: bool = False) -> SavedModel:
         """The saved model in `folder`. A pickled head (earlier versions) is read only with
         `trust_pickle`, which `challenge reexport --trust-pickle` alone passes."""
-        from challenge.saved_state import read_model
+        from challenge.saved_state import read_json, read_model
 
         if not (folder / "model.json").is_file():
             raise ChallengeError(f"{folder}: not a saved challenge model (model.json expected).")
-        meta = json.loads((folder / "model.json").read_text())
+        meta = read_json(folder / "model.json", "the saved model's description")
         if (folder / "head.json").is_file():
             head = read_model(folder)
         elif (folder / "head.pt").is_file() and trust_pickle:

@@ -69,7 +69,7 @@ def write_model(model, folder: Path) -> None:
 def read_model(folder: Path):
     from safetensors.numpy import load_file
 
-    info = json.loads((folder / "head.json").read_text())
+    info = read_json(folder / "head.json", "the saved model's head")
     if info.get("format") != FORMAT:
         raise ChallengeError(f"{folder / 'head.json'}: saved model format {info.get('format')!r}, this version reads {FORMAT}; "
                              "retrain the run with this version.")
@@ -110,3 +110,16 @@ def put(arrays: dict[str, np.ndarray], named: dict[str, np.ndarray], prefix: str
 def _plain(value):
     """As JSON: numpy scalars (in histories, parameters) become plain numbers."""
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else float(v)))
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object a run saved; a truncated or foreign file is a named error."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ChallengeError(f"{path}: {what} is damaged ({error}): a truncated download or copy. Fetch the run's artifacts again "
+                             "(mlflow artifacts download) or retrain the run.") from None
+    if not isinstance(value, dict):
+        raise ChallengeError(f"{path}: {what} holds {type(value).__name__}, not the object it was saved as; the file is damaged. "
+                             "Fetch the run's artifacts again or retrain the run.")
+    return value

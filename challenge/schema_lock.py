@@ -12,6 +12,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+DEFAULT_STORAGE = "sqlite:///optuna/studies.db"  # the project's own stores: the only sqlite folders a command makes
+DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 ADVISORY_KEY = 0x43484C47  # any fixed 32-bit number: the same key in every worker
 
 

@@ -7,9 +7,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from challenge.schema_lock import schema_lock, sqlite_path
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
+from challenge.preflight import check_store
+from challenge.schema_lock import DEFAULT_TRACKING_URI, schema_lock, sqlite_path
 
 
 def connect(tracking_uri: str | None) -> str:
@@ -24,8 +23,7 @@ def connect(tracking_uri: str | None) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if (database := sqlite_path(uri)) is not None:
-        database.parent.mkdir(parents=True, exist_ok=True)
+    check_store(uri, "--tracking-uri", DEFAULT_TRACKING_URI)  # a server that answers, a sound database; makes the default folder
     mlflow.set_tracking_uri(uri)
     return uri
 

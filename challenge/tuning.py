@@ -12,9 +12,8 @@ import warnings
 
 import optuna
 
-from challenge.schema_lock import schema_lock, sqlite_path
-
-DEFAULT_STORAGE = "sqlite:///optuna/studies.db"
+from challenge.preflight import check_store
+from challenge.schema_lock import DEFAULT_STORAGE, schema_lock
 HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; three missed and its worker counts as dead
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -32,8 +31,7 @@ def tuning_key(feature_keys: dict[str, str], head_cls, protocol: str = "") -> st
 
 def storage_for(url: str | None):
     url = url or DEFAULT_STORAGE
-    if (database := sqlite_path(url)) is not None:
-        database.parent.mkdir(parents=True, exist_ok=True)
+    check_store(url, "--storage", DEFAULT_STORAGE)  # makes the default folder; a named path must exist
     # the heartbeat marks trials of a killed process as failed; the callback re-queues their
     # parameters, so a resumed study finishes what the killed one started
     with warnings.catch_warnings():  # the heartbeat API is marked experimental
@@ -55,6 +53,7 @@ def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, di
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _quiet_interrupts()
     url = storage_url or DEFAULT_STORAGE
+    check_store(url, "--storage", DEFAULT_STORAGE)
     with schema_lock(url):  # table creation and the defaults' enqueueing: one process at a time
         study = optuna.create_study(
             study_name=name, storage=storage_for(url), direction=direction, load_if_exists=True,

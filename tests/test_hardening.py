@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -532,6 +533,217 @@ def case_binary_label_file(w: World) -> str:
     return cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "-q")
 
 
+# ---- the cases of the issue "what broke this round" (the server rows are in test_servers and test_live) ----
+@contextmanager
+def mounted(kind: str, target: Path, source: Path | None = None, size: str = "256k"):
+    """A real read-only bind mount or a real small tmpfs (CI runs as root, as this machine does)."""
+    target.mkdir(parents=True, exist_ok=True)
+    if kind == "ro":
+        subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
+    else:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], check=True)
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+def case_task_weight_nan(w: World) -> str:
+    return "\n".join(cli("multitask", "--data", str(w.affwild), "--tasks", "expr,au", "--task-weights", weights, "-q")
+                     for weights in ("1,nan", "1,inf"))
+
+
+def case_read_only_store_missing_entry(w: World) -> str:
+    copy = w.tmp / "lab-store"  # a copy: the lab's read-only store misses an entry the world's store has
+    shutil.copytree(w.store.root, copy)
+    (copy / w.entry_of("00011").relative_to(w.store.root)).unlink()
+    with mounted("ro", w.tmp / "ro-store", copy) as read_only:
+        text = cli("features", "extract", "--data", str(w.emi), "--track", "emi", "--extractor", "egemaps", "--store", str(read_only), "-q")
+    return text
+
+
+def case_nul_bytes(w: World) -> str:
+    path = w.emi / "valid_split.csv"
+    path.write_bytes(b"\x00" * 16 + path.read_bytes())
+    return message(lambda: read_hume(w.emi))
+
+
+def case_checkpoint_on_full_disk(w: World) -> str:
+    import torch
+
+    from challenge.atomic import write_atomically
+
+    with mounted("tmpfs", w.tmp / "small", size="256k") as small:
+        (small / "last.pt").write_bytes(b"the previous epoch")
+        text = message(lambda: write_atomically(small / "last.pt", lambda h: torch.save({"w": torch.zeros(200_000)}, h), "training checkpoint"))
+        left = sorted(p.name for p in small.iterdir())
+        kept = (small / "last.pt").read_bytes()
+    return f"{text}\nfiles left: {left}; previous kept: {kept == b'the previous epoch'}"
+
+
+def case_out_read_only(w: World) -> str:
+    (w.tmp / "ro-source").mkdir()
+    with mounted("ro", w.tmp / "ro", w.tmp / "ro-source") as read_only:
+        start = time.perf_counter()
+        text = cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "--out", str(read_only / "run"), "-q")
+        return f"{text}\nafter {time.perf_counter() - start:.1f} s"
+
+
+def case_out_is_a_file_for_every_command(w: World) -> str:
+    taken = w.tmp / "taken.txt"
+    taken.write_text("")
+    return "\n".join([
+        cli("multitask", "--data", str(w.affwild), "--tasks", "expr,au", "--out", str(taken), "-q"),
+        cli("predict", "0123abcd", "--data", str(w.emi), "--out", str(taken)),
+        cli("ensemble", "emi", "--data", str(w.emi), "--features", "egemaps", "--out", str(taken), "-q"),
+    ])
+
+
+def case_unreachable_tracking_server(w: World) -> str:
+    start = time.perf_counter()
+    text = cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "--tracking-uri", "http://127.0.0.1:1", "-q")
+    return f"{text}\nafter {time.perf_counter() - start:.1f} s"
+
+
+def case_study_store_urls(w: World) -> str:
+    base = ["track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "--tune", "--trials", "1", "-q"]
+    (w.tmp / "afile").write_text("")
+    out = [cli(*base, "--storage", "mysql://u@127.0.0.1/db"), cli(*base, "--storage", f"sqlite:///{w.tmp}/afile/x/studies.db"),
+           cli(*base, "--storage", f"sqlite:///{w.tmp}/nonexistent-dir/studies.db")]
+    return "\n".join(out) + f"\nfolder made: {(w.tmp / 'nonexistent-dir').exists()}"
+
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    connection = sqlite3.connect(sys.argv[1])
+    connection.execute("BEGIN IMMEDIATE")
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+    connection.execute("ROLLBACK")
+    """
+)
+
+
+def case_tracking_store_locked(w: World, monkeypatch) -> str:
+    from challenge import preflight, tracking
+
+    database = w.tmp / "mlflow.db"
+    tracking.setup(f"sqlite:///{database}", "emi")  # a store with its tables
+    monkeypatch.setattr(preflight, "LOCK_WAIT_SECONDS", 3)
+    out = []
+    for hold in (2, 30):  # released while the command waits; held past its wait
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(database), str(hold)], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "held"
+        preflight._CHECKED.clear()
+        start = time.perf_counter()
+        text = message(lambda: preflight.check_store(f"sqlite:///{database}", "--tracking-uri", "sqlite:///mlflow/mlflow.db"))
+        out.append(f"held {hold} s: {text} after {time.perf_counter() - start:.0f} s")
+        holder.kill()
+        holder.wait()
+    return "\n".join(out)
+
+
+def case_damaged_databases(w: World) -> str:
+    from challenge import tracking
+
+    database = w.tmp / "runs" / "mlflow.db"
+    database.parent.mkdir()
+    tracking.setup(f"sqlite:///{database}", "emi")
+    data = database.read_bytes()
+    database.write_bytes(data[: len(data) // 3])
+    (w.tmp / "studies.db").write_text("not a database, a note someone saved here\n" * 100)
+    base = ["track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "-q"]
+    return "\n".join([cli(*base, "--tracking-uri", f"sqlite:///{database}"),
+                      cli(*base, "--tune", "--trials", "1", "--storage", f"sqlite:///{w.tmp}/studies.db", "--tracking-uri", f"sqlite:///{w.tmp}/mlflow.db")])
+
+
+def case_checkpoint_of_another_model(w: World) -> str:
+    import torch
+
+    from challenge.training.trainer import Trainer
+
+    def trainer(model, checkpoint):
+        return Trainer(model, {"epochs": 2, "learning_rate": 1e-3, "weight_decay": 0.0, "batch_size": 4, "patience": 5}, "cpu", checkpoint=checkpoint)
+
+    checkpoint = w.tmp / "run" / "last.pt"
+    other = trainer(torch.nn.Linear(7, 2), checkpoint)
+    other._save({"epoch": 1, "best": 0.1, "best_state": None, "history": [], "stale": 0})
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    return message(lambda: trainer(model, checkpoint).run(lambda: 0.0, lambda: 0.0))
+
+
+def case_weights_file_damaged(w: World) -> str:
+    import torch
+
+    from challenge.demo.models import tiny_wav2vec2
+    from challenge.features.wav2vec2_network import Wav2Vec2WithEmotionHead
+
+    folder = tiny_wav2vec2(w.tmp / "w2v")
+    state = Wav2Vec2WithEmotionHead.from_pretrained(folder).state_dict()
+    wrong = dict(state)
+    key = "wav2vec2.encoder.layers.0.attention.q_proj.weight"
+    wrong[key.replace("q_proj", "k_proj")] = torch.zeros(3, 3)
+    torch.save(wrong, w.tmp / "wrong-shape.pth")
+    missing = {k: v for k, v in state.items() if "feed_forward" not in k}
+    torch.save(missing, w.tmp / "missing.pth")
+    return "\n".join(message(lambda name=name: make_extractor("wav2vec2", model=str(w.tmp / name)).build("cpu"))
+                     for name in ("wrong-shape.pth", "missing.pth"))
+
+
+def case_asr_model_damaged(w: World) -> str:
+    import pickle
+
+    from challenge.features.speech_recognition import load_recogniser
+    from tests.fixtures.tiny_whisper import tiny_whisper
+
+    unsafe = tiny_whisper(w.tmp / "unsafe")
+    (unsafe / "model.safetensors").unlink()
+    (unsafe / "pytorch_model.bin").write_bytes(pickle.dumps({"x": Payload()}))
+    truncated = tiny_whisper(w.tmp / "truncated")
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return "\n".join(message(lambda folder=folder: load_recogniser(str(folder), "cpu", None)) for folder in (unsafe, truncated))
+
+
+def case_head_json_truncated(w: World) -> str:
+    trained = cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "-q")
+    assert trained.startswith("exit 0"), trained
+    (head,) = [p for p in w.tmp.rglob("head.json") if "submissions" not in p.parts]  # the run's artifact, which predict reads
+    head.write_text(head.read_text()[:20])
+    run_id = next((w.tmp / "submissions" / "emi").iterdir()).name
+    return cli("predict", run_id, "--data", str(w.emi), "--out", str(w.tmp / "again"))
+
+
+def case_pretrain_patch_size(w: World) -> str:
+    start = time.perf_counter()
+    text = cli("pretrain", "mae", "--images", str(w.affwild / "cropped_aligned"), "--image-size", "32", "--patch-size", "7", "-q")
+    return f"{text}\nafter {time.perf_counter() - start:.1f} s"
+
+
+def case_transcription_killed_then_rerun(w: World) -> str:
+    from challenge.features.speech_recognition import transcribe
+
+    samples = [s for s in read_hume(w.emi) if s.audio is not None]
+    out = w.tmp / "transcripts"
+    out.mkdir()
+    for sample in samples:
+        (out / f"{sample.id}.txt").write_text("already there\n")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (out / f".00004.txt.partial-{dead}").write_text("half a sent")
+    report = transcribe(samples, "no-model-needed", out)
+    return f"kept {len(report.kept)}; left: {sorted(p.name for p in out.iterdir() if p.name.startswith('.'))}"
+
+
+def case_progress_in_a_log(w: World) -> str:
+    command = [str(Path(sys.executable).parent / "challenge"), "track", "emi", "--data", str(w.emi), "--features", "egemaps",
+               "--head", "lstm", "--epochs", "3"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "CHALLENGE_LOG_EVERY": "0", "CHALLENGE_WARM": "0"})
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if " elapsed" in line]
+    return f"exit {done.returncode}; progress lines {len(lines) >= 3}:\n" + "\n".join(lines[:6])
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -591,6 +803,35 @@ CASES = [
          ["write postgresql://", "unknown kind of store 'notadb'", "--tracking-uri foo://bar: unknown kind of store 'foo'",
           "--device cuda: no CUDA GPU here", "a file is there; the run writes a folder", "runs written: 0"]),
     Case("14 a binary label file", case_binary_label_file, ["valid_split.csv: not a text file (binary data"]),
+    Case("15 --task-weights with nan or inf", case_task_weight_nan, ["--task-weights 1,nan: give one positive, finite weight", "--task-weights 1,inf"]),
+    Case("15 read-only store with an entry missing", case_read_only_store_missing_entry, ["cannot be written there", "CHALLENGE_FEATURE_STORE_SHARED"]),
+    Case("15 label file starting with NUL bytes", case_nul_bytes, ["valid_split.csv: holds NUL bytes (the first at byte 0)", "Restore the file"]),
+    Case("15 checkpoint on a full disk", case_checkpoint_on_full_disk,
+         ["last.pt: the training checkpoint could not be written: no space left", "files left: ['last.pt']; previous kept: True"]),
+    Case("15 --out on a read-only folder", case_out_read_only, ["--out", "cannot be written (read-only file system", "after 0."]),
+    Case("15 --out a file for multitask, predict, ensemble", case_out_is_a_file_for_every_command,
+         ["taken.txt: a file is there; the run writes a folder"] ),
+    Case("15 tracking server that does not answer", case_unreachable_tracking_server,
+         ["--tracking-uri http://127.0.0.1:1 does not answer", "start the tracking server", "after 0."]),
+    Case("15 study store: no driver, a file in the path, a missing folder", case_study_store_urls,
+         ["mysql://u@127.0.0.1/db: the database driver for mysql is not installed", "pip install PyMySQL",
+          "afile is a file, not a folder", "nonexistent-dir does not exist", "folder made: False"]),
+    Case("15 tracking store locked by another writer", case_tracking_store_locked,
+         ["held 2 s: None after", "held 30 s: error: --tracking-uri", "stayed locked by another process for 3 s"], ("monkeypatch",)),
+    Case("15 truncated mlflow.db, studies.db not a database", case_damaged_databases,
+         ["mlflow.db is not a readable SQLite database (database disk image is malformed)", "mv ",
+          "studies.db is not a readable SQLite database (file is not a database)"]),
+    Case("15 checkpoint of another model", case_checkpoint_of_another_model, ["last.pt: not a training checkpoint of this model", "Delete it"]),
+    Case("15 weights file with a wrong shape, with tensors missing", case_weights_file_damaged,
+         ["wrong-shape.pth: 1 tensor(s) of the wrong shape: wav2vec2.encoder.layers.0.attention.k_proj.weight (3, 3)",
+          "missing.pth: the tensor", "feed_forward", "is missing from the file"]),
+    Case("15 ASR model: a code pickle, a truncated safetensors", case_asr_model_damaged,
+         ["unsafe' cannot be loaded (its weights file is a pickle that holds more than tensors", "truncated' cannot be loaded (", "--asr-model"]),
+    Case("15 truncated head.json, then predict", case_head_json_truncated, ["head.json: the saved model's head is damaged", "retrain the run"]),
+    Case("15 pretrain image size not a multiple of the patch", case_pretrain_patch_size,
+         ["--image-size 32 is not a multiple of --patch-size 7", "Use --image-size 28 or 35", "after 0."]),
+    Case("15 transcription killed, then rerun", case_transcription_killed_then_rerun, ["left: []"]),
+    Case("15 progress in a log file", case_progress_in_a_log, ["exit 0; progress lines True", "elapsed"]),
 ]
 
 

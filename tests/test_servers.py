@@ -138,7 +138,7 @@ def stores(tmp_path):
     from challenge import tracking
 
     storage, tracking_uri = f"sqlite:///{tmp_path}/optuna/studies.db", f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    (tmp_path / "optuna").mkdir()
+    (tmp_path / "optuna").mkdir(), (tmp_path / "mlflow").mkdir()
     optuna.create_study(study_name="served-study", storage=storage).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     tracking.setup(tracking_uri, "emi")
     return storage, tracking_uri
@@ -217,7 +217,7 @@ def test_serve_without_a_study_yet_starts_the_runs_ui_and_says_why_not_the_dashb
     from tests.fixtures.servers import free_port
 
     monkeypatch.chdir(tmp_path)
-    tracking_uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracking.setup(tracking_uri, "emi")
     mlflow_port = free_port()
     process, printed = _serve("--tracking-uri", tracking_uri, "--mlflow-port", str(mlflow_port), "--dashboard-port", str(free_port()))

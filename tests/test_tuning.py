@@ -134,6 +134,8 @@ def test_two_workers_started_together_share_one_study_without_duplicates(tmp_pat
     the workers' samplers, seeded per worker, never propose the same parameters."""
     script = tmp_path / "worker.py"
     script.write_text(SHARED_STUDY_WORKER)
+    for folder in ("mlflow", "optuna"):  # a store's folder is the user's to make; its tables are the workers' race
+        (tmp_path / folder).mkdir()
     start = time.time() + 4  # after both interpreters have imported MLflow
     workers = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(k), str(start)], stderr=subprocess.PIPE, text=True)
                for k in range(2)]

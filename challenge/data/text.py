@@ -63,6 +63,12 @@ def _check_head(path: Path, raw: bytes) -> None:
             f"{path}: not a text file (binary data: {_control_share(raw[:4096]):.0%} control bytes, first bytes {raw[:8].hex(' ')}). "
             "Is this the right file? Expected a text file (CSV or one value a line); restore it from the organisers' archive."
         )
+    if b"\x00" in raw[:200] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")) and not _looks_utf16(raw[:200]):
+        first = raw.index(b"\x00")
+        raise ChallengeError(
+            f"{path}: holds NUL bytes (the first at byte {first}), which no text file has: a copy or download cut short, or a disk "
+            "that filled while it was written, leaves them. Restore the file from the organisers' archive."
+        )
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:200]:
         raise ChallengeError(
             f"{path}: saved as UTF-16 (a spreadsheet's 'Unicode text'); it must be UTF-8. Re-save it as "

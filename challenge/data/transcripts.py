@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from challenge.data.text import read_lines
+from challenge.atomic import write_text_atomically
 from challenge.errors import ChallengeError, list_offenders
 
 FOLDER, TABLE = "transcripts", "transcripts.csv"
@@ -63,8 +64,6 @@ def _split_table(table: Path, clip_id) -> dict[str, Path]:
         path = cache / f"{clip}.txt"
         if not path.is_file():
             cache.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(text + "\n", encoding="utf-8")
-            os.replace(partial, path)  # a killed split leaves no half-written transcript
+            write_text_atomically(path, text + "\n", "transcript")  # a killed split leaves no half-written transcript
         paths[clip] = path
     return paths

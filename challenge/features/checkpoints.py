@@ -231,6 +231,16 @@ def wav2vec2_config_from_tensors(state: dict, source: str, heads: int | None = N
     stride = conv_stride or ([5] + [2] * (len(conv) - 1) if len(conv) == 7 else None)
     if stride is None or len(stride) != len(conv):
         raise ChallengeError(f"{source}: {len(conv)} conv layers; set extractors.wav2vec2.conv_stride to their {len(conv)} strides.")
+    try:
+        return _wav2vec2_config(state, conv, layers, width, stride, heads)
+    except (KeyError, AttributeError, IndexError) as error:
+        name = error.args[0] if isinstance(error, KeyError) else "encoder.pos_conv_embed.conv (weight_v or parametrizations.weight.original1)"
+        raise ChallengeError(f"{source}: the tensor {name} is missing from the file; the architecture is read off it, and no weight is "
+                             "ever initialised at random. The file is damaged or encoder-only in other names: pass a save_pretrained "
+                             "folder or a complete state dict.") from None
+
+
+def _wav2vec2_config(state: dict, conv: list[int], layers: int, width: int, stride: list[int], heads: int | None) -> dict:
     position = state.get("encoder.pos_conv_embed.conv.parametrizations.weight.original1", state.get("encoder.pos_conv_embed.conv.weight_v"))
     layer_norm_convs = "feature_extractor.conv_layers.1.layer_norm.weight" in state
     return {"hidden_size": width, "num_hidden_layers": layers, "num_attention_heads": heads or max(1, width // 64),

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from challenge.atomic import sweep_partials, write_text_atomically
 from challenge.errors import ChallengeError
 from challenge.media import AUDIO_RATE, read_audio
 from challenge.progress import progress_bar
@@ -46,9 +47,13 @@ def load_recogniser(model: str, device: str = "cpu", language: str | None = None
     where = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
     try:
         pipeline = transformers.pipeline("automatic-speech-recognition", model=where, device=device)
-    except (OSError, ValueError, KeyError) as error:
-        raise ChallengeError(f"speech recognition model {model!r} cannot be loaded ({error}). Give a Whisper folder (what "
-                             "save_pretrained writes: config.json, weights, the processor's files) or a hub id with --asr-model.") from error
+    except Exception as error:  # noqa: BLE001 - a damaged or unsafe file raises whatever its reader raises (UnpicklingError, SafetensorError)
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        unsafe = "weights only load failed" in str(error).lower()
+        why = ("its weights file is a pickle that holds more than tensors; torch refused to run it. Re-save the model as safetensors "
+               "(save_pretrained(..., safe_serialization=True)) where you trust it" if unsafe else f"{type(error).__name__}: {first}")
+        raise ChallengeError(f"speech recognition model {model!r} cannot be loaded ({why}). Give a Whisper folder (what "
+                             "save_pretrained writes: config.json, weights, the processor's files) or a hub id with --asr-model.") from None
     kwargs = {"language": language, "task": "transcribe"} if language else {}
     return lambda signals: [out["text"].strip() for out in pipeline(signals, chunk_length_s=30, batch_size=len(signals),
                                                                       generate_kwargs=kwargs)]
@@ -66,6 +71,7 @@ def transcribe(samples, model: str, out: Path, device: str = "cpu", language: st
     except OSError as error:
         raise ChallengeError(f"{out}: cannot write transcripts there ({error.strerror}). Pass --out with a writable folder "
                              "(the text stream reads DATA/transcripts: transcribe into a writable copy of the dataset's root).") from error
+    sweep_partials(out)  # what a killed run was writing
     report = TranscriptionReport()
     todo = []
     for sample in samples:
@@ -85,13 +91,9 @@ def transcribe(samples, model: str, out: Path, device: str = "cpu", language: st
             texts = recognise([{"raw": read_audio(s.audio, AUDIO_RATE), "sampling_rate": AUDIO_RATE} for s in batch])
             for sample, text in zip(batch, texts):
                 (out / f"{sample.id}{MARK}").touch()  # first: a run killed between the two leaves a mark, and the clip is redone
-                _write_atomically(out / f"{sample.id}.txt", text + "\n")
+                write_text_atomically(out / f"{sample.id}.txt", text + "\n", "transcript")  # a killed run leaves no half-written one
                 report.written.append(sample.id)
             advance(len(batch))
     return report
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)  # a killed run leaves no half-written transcript

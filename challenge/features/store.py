@@ -95,6 +95,8 @@ def _writable_folder(folder: Path) -> None:
         if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST):
             raise _not_writable(folder, error) from error
         raise
+    if not os.access(folder, os.W_OK):  # a folder that exists on a read-only mount: the lock file would fail next
+        raise _not_writable(folder, OSError(errno.EROFS, "read-only file system or no write permission"))
 
 
 def _atomic_write_bytes(path: Path, write) -> None:

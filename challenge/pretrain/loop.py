@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from challenge.atomic import write_text_atomically
 from challenge.errors import ChallengeError
 from challenge.pretrain.settings import PretrainSettings
 from challenge.progress import say, warn
@@ -125,13 +126,9 @@ def same_settings(out: Path, settings: PretrainSettings) -> None:
                                  "Pass another --out, the same settings, or delete the folder to start again.")
         return
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomically(written, json.dumps(wanted, indent=1))
+    write_text_atomically(written, json.dumps(wanted, indent=1), "pretraining settings file")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 def run_pretraining(task: PretrainTask, out: Path, settings: PretrainSettings, device: str, dist, tracking_uri: str | None) -> PretrainResult:
@@ -209,7 +206,7 @@ def run_pretraining(task: PretrainTask, out: Path, settings: PretrainSettings, d
                  + " (--skip-missing)")
         if dist.rank == 0:
             task.save(out)  # the weights and configs first; pretrain.json last says the folder is complete
-            _write_atomically(out / "pretrain.json", json.dumps(summary, indent=1, default=float))
+            write_text_atomically(out / "pretrain.json", json.dumps(summary, indent=1, default=float), "pretraining summary")
             logger.finish(summary)
     if dist.rank == 0:
         (out / "checkpoint.pt").unlink(missing_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, model_validator, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 
 class PretrainSettings(BaseModel):
@@ -48,6 +48,14 @@ class MAEPretrainSettings(PretrainSettings):
     flip: bool = Field(True, description="Random horizontal flips.")
     crop_scale: float = Field(0.6, gt=0, le=1, description="Random resized crops keep at least this fraction of the image (1: none).")
 
+    @model_validator(mode="after")
+    def _architecture_fits(self):
+        if self.init is None:  # with --init the architecture is read from the model
+            _divides(("image_size", self.image_size), ("patch_size", self.patch_size))
+            _divides(("hidden_size", self.hidden_size), ("heads", self.heads))
+            _divides(("decoder_hidden_size", self.decoder_hidden_size), ("decoder_heads", self.decoder_heads))
+        return self
+
 
 class SocialMAEPretrainSettings(PretrainSettings):
     """`challenge pretrain social-mae`: the audio-visual Social-MAE on clips of videos (their
@@ -72,3 +80,23 @@ class SocialMAEPretrainSettings(PretrainSettings):
     mask_ratio_audio: float = Field(0.75, gt=0, lt=1, description="Fraction of the audio patches hidden.")
     mask_ratio_video: float = Field(0.75, gt=0, lt=1, description="Fraction of the video patches hidden.")
     contrast_weight: NonNegativeFloat = Field(0.01, description="Weight of the audio-video contrastive loss beside reconstruction.")
+
+    @model_validator(mode="after")
+    def _architecture_fits(self):
+        if self.init is None:
+            for size in ("image_size", "mel_bins", "audio_frames"):
+                _divides((size, getattr(self, size)), ("patch_size", self.patch_size))
+            _divides(("frames", self.frames), ("tubelet", self.tubelet))
+            _divides(("width", self.width), ("heads", self.heads))
+            _divides(("decoder_width", self.decoder_width), ("decoder_heads", self.decoder_heads))
+        return self
+
+
+def _divides(whole: tuple[str, int], part: tuple[str, int]) -> None:
+    """Checked before any data is read: the network would refuse the sizes only at its first batch."""
+    (name, value), (part_name, part_value) = whole, part
+    if value % part_value:
+        option, part_option = (f"--{n.replace('_', '-')}" for n in (name, part_name))
+        below, above = value - value % part_value, value - value % part_value + part_value
+        raise ValueError(f"{option} {value} is not a multiple of {part_option} {part_value}: a ViT cuts it into whole pieces. "
+                         f"Use {option} {below or above} or {above}, or another {part_option}.")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from challenge.atomic import sweep_partials, write_atomically
 from challenge.progress import progress_bar, say
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -233,7 +234,6 @@ class Trainer:
     def _save(self, state: dict) -> None:
         if self.checkpoint is None or self.dist.rank != 0:
             return
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             **state, "model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
@@ -241,9 +241,9 @@ class Trainer:
             "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "data_order": [g.bit_generator.state for g in self.rngs], "global_rngs": _global_rngs(),
         }
-        partial = self.checkpoint.with_name(self.checkpoint.name + f".partial-{os.getpid()}")
-        torch.save(payload, partial)
-        os.replace(partial, self.checkpoint)  # a kill during the write leaves the previous epoch's checkpoint whole
+        # a kill or a full disk during the write leaves the previous epoch's checkpoint whole
+        sweep_partials(self.checkpoint.parent)
+        write_atomically(self.checkpoint, lambda handle: torch.save(payload, handle), "training checkpoint")
 
     def _read_checkpoint(self) -> dict | None:
         if self.checkpoint is None or not self.checkpoint.is_file():
@@ -268,6 +268,18 @@ class Trainer:
             saved = shared[0]
         if saved is None:
             return False
+        try:
+            self._restore(saved, state)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
+            from challenge.errors import ChallengeError
+
+            first = " ".join(line.strip() for line in str(error).strip().splitlines()[:3])[:300] or repr(error)
+            raise ChallengeError(f"{self.checkpoint}: not a training checkpoint of this model ({type(error).__name__}: {first}). It was "
+                                 "written by another model, other settings or another program. Delete it to start this training "
+                                 "from the beginning, or run with the settings that wrote it.") from None
+        return True
+
+    def _restore(self, saved: dict, state: dict) -> None:
         self.model.load_state_dict(saved["model"])
         self.optimiser.load_state_dict(saved["optimiser"])
         if self.scheduler and saved["scheduler"]:
@@ -281,7 +293,6 @@ class Trainer:
             generator.bit_generator.state = order
         _set_global_rngs(saved["global_rngs"])
         state.update({k: saved[k] for k in state})
-        return True
 
     def finished(self) -> None:
         """Training ended (or was pruned): its checkpoint is no longer needed."""
