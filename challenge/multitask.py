@@ -66,7 +66,7 @@ def parse_weights(tasks: list[str], text: str | None) -> list[float]:
     except ValueError:
         weights = []
     if len(weights) != len(tasks) or not all(math.isfinite(w) and w > 0 for w in weights):  # nan > 0 is False too
-        raise ChallengeError(f"--task-weights {text}: give one positive, finite weight per task, in the order of --tasks ({','.join(tasks)}).")
+        raise ChallengeError(f"--task-weights {text}: give one positive weight per task (finite), in the order of --tasks ({','.join(tasks)}).")
     return weights
 
 

@@ -803,7 +803,7 @@ CASES = [
          ["write postgresql://", "unknown kind of store 'notadb'", "--tracking-uri foo://bar: unknown kind of store 'foo'",
           "--device cuda: no CUDA GPU here", "a file is there; the run writes a folder", "runs written: 0"]),
     Case("14 a binary label file", case_binary_label_file, ["valid_split.csv: not a text file (binary data"]),
-    Case("15 --task-weights with nan or inf", case_task_weight_nan, ["--task-weights 1,nan: give one positive, finite weight", "--task-weights 1,inf"]),
+    Case("15 --task-weights with nan or inf", case_task_weight_nan, ["--task-weights 1,nan: give one positive weight per task (finite)", "--task-weights 1,inf"]),
     Case("15 read-only store with an entry missing", case_read_only_store_missing_entry, ["cannot be written there", "CHALLENGE_FEATURE_STORE_SHARED"]),
     Case("15 label file starting with NUL bytes", case_nul_bytes, ["valid_split.csv: holds NUL bytes (the first at byte 0)", "Restore the file"]),
     Case("15 checkpoint on a full disk", case_checkpoint_on_full_disk,
