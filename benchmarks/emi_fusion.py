@@ -26,11 +26,11 @@ sys.path.insert(0, str(HERE))
 
 def prepare(work: Path, name: str) -> tuple[Path, list[str]]:
     """The dataset root (with a challenge.yaml naming stand-in models) and its feature sets."""
-    from challenge.demo.models import write_stand_ins
+    from challenge.synthetic.stand_ins import write_stand_ins
 
     data = work / name
     if name == "demo":
-        from challenge.demo.hume import write_emi_demo
+        from tracks.hume.demo import write_emi_demo
 
         write_emi_demo(data)
     elif name == "quirky":
@@ -49,7 +49,7 @@ def run(data: Path, features: list[str], work: Path, seeds: int, **flags):
     from challenge.config import load_config
     from challenge.progress import set_quiet
     from challenge.registry import get_track
-    from challenge.runner import run as run_track
+    from challenge.run.runner import run as run_track
 
     set_quiet(True)
     spec = get_track("emi")

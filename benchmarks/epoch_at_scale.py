@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from challenge.heads import get_head
-from challenge.features.store import StoreEntry
-from challenge.training.features import ClipFeatures, ModalityEntry
+from challenge.stores.feature_store import StoreEntry
+from challenge.training.inputs import ClipFeatures, ModalityEntry
 from challenge.track import Problem
-from tracks.emi import score as emi_score
+from tracks.hume.emi import score as emi_score
 
 DIM = 1024
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from challenge.data.samples import Sample
-from challenge.demo.synth import FaceState, burst_envelope, draw_face, voice, write_audio
+from challenge.synthetic.draw import FaceState, burst_envelope, draw_face, voice, write_audio
 from challenge.features import FeatureStore, make_extractor
 from challenge.features.extract import extract
 from challenge.progress import set_quiet

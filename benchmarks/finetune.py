@@ -44,7 +44,7 @@ def clips(work: Path, count: int, seconds: float):
     import numpy as np
     import soundfile
 
-    from challenge.finetune.media import WaveformClips
+    from challenge.finetune.loaders import WaveformClips
 
     work.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -62,7 +62,7 @@ def clips(work: Path, count: int, seconds: float):
 
 def build(folder: Path, device: str, checkpointing: bool):
     from challenge.finetune.backbones import load_backbone
-    from challenge.finetune.models import ClipRegressor
+    from challenge.finetune.modules import ClipRegressor
     from challenge.heads.lstm import GlobalContextLSTM
 
     backbone = load_backbone("wav2vec2", {"model": str(folder)})

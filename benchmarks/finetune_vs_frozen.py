@@ -26,13 +26,13 @@ sys.path.insert(0, str(HERE))
 
 def prepare(work: Path, name: str) -> tuple[Path, Path]:
     if name == "demo":
-        from challenge.demo.hume import write_emi_demo
-        from challenge.demo.models import write_stand_ins
+        from tracks.hume.demo import write_emi_demo
+        from challenge.synthetic.stand_ins import write_stand_ins
 
         data = work / "demo"
         write_emi_demo(data)
         return data, write_stand_ins(data, [data])["audio_model"]
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from tests.fixtures.quirky import quirky_hume
 
     data = work / "quirky"
@@ -44,7 +44,7 @@ def run(data: Path, model: Path, work: Path, seeds: int, **flags):
     from challenge.config import load_config
     from challenge.progress import set_quiet
     from challenge.registry import get_track
-    from challenge.runner import run as run_track
+    from challenge.run.runner import run as run_track
 
     set_quiet(True)
     spec = get_track("emi")

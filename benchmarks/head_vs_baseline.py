@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures
 def run_once(data: Path, features: list[str], head: str, seed: int, tune: bool, trials: int, work: Path, extra: dict):
     from challenge.config import load_config
     from challenge.registry import get_track
-    from challenge.runner import run
+    from challenge.run.runner import run
 
     spec = get_track("emi")
     name = f"{head}-{seed}-{'tuned' if tune else 'defaults'}"
@@ -60,8 +60,8 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, default=Path("demo_data/emi"))
     parser.add_argument("--sets", default="demo,quirky,ordered")
     args = parser.parse_args()
-    from challenge.demo.hume import write_emi_demo
-    from challenge.demo.models import write_stand_ins
+    from tracks.hume.demo import write_emi_demo
+    from challenge.synthetic.stand_ins import write_stand_ins
     from challenge.progress import set_quiet
     from tests.fixtures.ordered_events import ordered_events_hume
     from tests.fixtures.quirky import quirky_hume

@@ -28,10 +28,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from challenge.live.model import LiveModel  # noqa: E402
-from challenge.live.pipeline import STAGES, LivePipeline  # noqa: E402
-from challenge.live.run import LiveSummary  # noqa: E402
-from challenge.live.source import FrameSource  # noqa: E402
+from challenge.app.live.model import LiveModel  # noqa: E402
+from challenge.app.live.pipeline import STAGES, LivePipeline  # noqa: E402
+from challenge.app.live.run import LiveSummary  # noqa: E402
+from challenge.app.live.source import FrameSource  # noqa: E402
 from challenge.progress import set_quiet  # noqa: E402
 from tests.fixtures.face_video import photographs  # noqa: E402
 
@@ -127,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     set_quiet(True)
     if args.model == "fer":
-        from challenge.live.fer_model import FERLiveModel
+        from challenge.app.live.fer_model import FERLiveModel
 
         model = FERLiveModel()
     else:

@@ -24,11 +24,11 @@ sys.path.insert(0, str(HERE))
 
 
 def prepare(work: Path, name: str) -> tuple[Path, list[str]]:
-    from challenge.demo.models import write_stand_ins
+    from challenge.synthetic.stand_ins import write_stand_ins
 
     data = work / name
     if name == "demo":
-        from challenge.demo.affwild import write_affwild_demo
+        from tracks.affwild2.demo import write_affwild_demo
 
         write_affwild_demo(data)
         tasks = ["expr", "au", "va"]
@@ -44,7 +44,7 @@ def prepare(work: Path, name: str) -> tuple[Path, list[str]]:
 def run(data: Path, work: Path, tasks: list[str], seed: int, epochs: int) -> dict[str, tuple[float, float]]:
     """task -> (validation score, linear baseline)."""
     from challenge.config import load_config
-    from challenge.multitask import run_multitask
+    from challenge.run.multitask import run_multitask
     from challenge.progress import set_quiet
     from challenge.registry import get_track
 

@@ -107,7 +107,7 @@ def main() -> None:
         settings = lambda k: MAEPretrainSettings(**size, **common, crop_scale=0.6, seed=k)  # noqa: E731
         run = lambda k: pretrain_mae([root / "images"], [], root / f"out-{k}", settings(k), args.device, f"sqlite:///{root}/mlflow.db")  # noqa: E731
     else:
-        from challenge.demo.smiles import write_smiles_demo
+        from tracks.smiles.demo import write_smiles_demo
 
         size = SOCIAL_SIZES[args.size]
         write_smiles_demo(root / "smiles")

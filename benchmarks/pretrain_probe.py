@@ -31,7 +31,7 @@ TINY = dict(image_size=32, patch_size=4, hidden_size=64, layers=3, heads=4, deco
 def probe(track: str, data: Path, model: Path, seed: int, root: Path) -> float:
     from challenge.config import load_config
     from challenge.registry import get_track
-    from challenge.runner import run
+    from challenge.run.runner import run
 
     spec = get_track(track)
     extractor = "social-mae" if track == "smile-laugh" else "mae"
@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument("--crop-scale", type=float, default=0.6)
     parser.add_argument("--tracks", default="expr,smile-intensity,smile-laugh")
     args = parser.parse_args()
-    from challenge.demo.affwild import write_affwild_demo
-    from challenge.demo.smiles import write_smiles_demo
+    from tracks.affwild2.demo import write_affwild_demo
+    from tracks.smiles.demo import write_smiles_demo
     from challenge.pretrain.mae import build_mae, pretrain_mae
     from challenge.pretrain.settings import MAEPretrainSettings, SocialMAEPretrainSettings
     from challenge.pretrain.social import build_social_mae, pretrain_social_mae

@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 def tiny_social_mae(folder: Path) -> Path:
     import torch
 
-    from challenge.features.social_mae_network import SocialMAE, SocialMAEConfig
+    from challenge.networks.social_mae import SocialMAE, SocialMAEConfig
 
     torch.manual_seed(0)
     # 1.28 s clips (128 filterbank frames): one model window per 1.2 s clip
@@ -48,7 +48,7 @@ def run(work: Path, name: str, female: Path, male: Path, seeds: int, *flags: str
 
     out = work / name
     env = {**os.environ, "CHALLENGE_FEATURE_STORE": str(work / "store")}
-    done = subprocess.run([sys.executable, "-m", "challenge.cli", "track", "smile-laugh", "--data", str(female), "--eval-data", str(male),
+    done = subprocess.run([sys.executable, "-m", "challenge.app.cli", "track", "smile-laugh", "--data", str(female), "--eval-data", str(male),
                            "--seeds", str(seeds), "--folds", "3", "--out", str(out), "--tracking-uri", f"sqlite:///{work}/mlflow.db", "-q", *flags],
                           capture_output=True, text=True, env=env)
     if done.returncode:
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--rows", default="wav2vec2,social-mae")
     args = parser.parse_args()
-    from challenge.demo.models import tiny_mae, tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_mae, tiny_wav2vec2
     from tests.fixtures.real_laughter import build_two_corpora
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))  # tests.fixtures
 
 
 def prepare(work: Path) -> tuple[Path, Path]:
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from tests.fixtures.quirky import quirky_hume
 
     data, model = work / "hume", work / "w2v"
@@ -45,7 +45,7 @@ def run(repo: Path, work: Path, data: Path, model: Path, trials: int | None, tag
     env = {**os.environ, "PYTHONPATH": str(repo), "CHALLENGE_WARM": "0", "CHALLENGE_FEATURE_STORE": str(work / "store"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow-{repo.name}.db"}
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-P", "-c", "from challenge.cli import main; main()", *args], cwd=work, env=env,
+    done = subprocess.run([sys.executable, "-P", "-c", "from challenge.app.cli import main; main()", *args], cwd=work, env=env,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - began
     if done.returncode != 0:

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     import optuna
 
-    from challenge.demo.hume import write_emi_demo
+    from tracks.hume.demo import write_emi_demo
     from tests.fixtures.servers import mlflow_server, postgres_server
 
     if not (args.data / "valid_split.csv").exists():

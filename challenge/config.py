@@ -145,9 +145,9 @@ class RunResult:
     params: dict
     submission: Path | None
     trials_run: int = 0
-    baseline: object | None = None  # challenge.baseline.Baseline: the linear model on the same split and features
-    estimate: object | None = None  # challenge.estimate.Estimate: a tuned run's figures that selected nothing
-    seeds: int = 1  # a seeds run (challenge.protocols.over_seeds): its score and details are means over this many
+    baseline: object | None = None  # challenge.run.baseline.Baseline: the linear model on the same split and features
+    estimate: object | None = None  # challenge.run.estimate.Estimate: a tuned run's figures that selected nothing
+    seeds: int = 1  # a seeds run (challenge.run.protocols.over_seeds): its score and details are means over this many
 
 
 DATASET_DEFAULTS = "challenge.yaml"  # beside a dataset: its own defaults (the demo data names its stand-in models there)

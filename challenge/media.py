@@ -90,3 +90,13 @@ def media_duration(path: Path) -> float:
     if not spans:
         raise ChallengeError(f"{path}: its duration cannot be read. Re-export the file.")
     return max(spans)
+
+
+# the published MAEs (and Social-MAE's faces) normalise pixels with ImageNet's statistics
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """Image files of a frame folder in frame order (numeric stems sort as numbers)."""
+    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=lambda p: (int(p.stem) if p.stem.isdigit() else float("inf"), p.name))

@@ -80,7 +80,7 @@ class TrackSpec:
     # the shared runner: (spec, RunConfig) -> RunResult; it still takes its model from the heads
     run: Callable[..., object] | None = None
     # the media loaders the track supplies to end-to-end heads, by medium ("audio", "faces"):
-    # (samples of one split, frames per video or None) -> the head's data (challenge.finetune.media);
+    # (samples of one split, frames per video or None) -> the head's data (challenge.finetune.loaders);
     # a study track's own pipeline may pass what its items are (smile-laugh: corpus and clips)
     media: dict[str, Callable[..., object]] = field(default_factory=dict)
     finetune_head: str | None = None  # the end-to-end head `--finetune` picks

@@ -1,7 +1,7 @@
 """`challenge ensemble TRACK --runs ID,ID,...`: finished `challenge track` runs of any heads and
 feature sets, combined into one submission.
 
-Every track run logs `outputs.npz` (challenge.finish.save_outputs): its head's raw outputs on
+Every track run logs `outputs.npz` (challenge.run.finish.save_outputs): its head's raw outputs on
 the validation rows, their truth, and its outputs on the test items. The runs are members whose
 held-out rows are the validation split: the combination rules are fitted and chosen by
 cross-fitting over the validation clips or videos (never on test), as for the trained
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.errors import ChallengeError, list_offenders
-from challenge.finish import OUTPUTS
+from challenge.run.finish import OUTPUTS
 from challenge.progress import say
 from challenge.track import TrackSpec
 from ensembles.finish import EnsembleResult, RoleTable, TestTable, finish_ensemble
@@ -76,7 +76,7 @@ def read_run(client, run_id: str, track: str) -> RunOutputs:
     """A finished track run's outputs, or an error naming the run and what it lacks."""
     from mlflow.exceptions import MlflowException
 
-    from challenge.reports import counted_track
+    from challenge.stores.reports import counted_track
 
     try:
         run = client.get_run(run_id)
@@ -131,10 +131,10 @@ def check_comparable(runs: list[RunOutputs], fingerprint: str) -> None:
 def ensemble_runs(spec: TrackSpec, config, run_ids: list[str], max_runs: int | None = None) -> EnsembleResult:
     from mlflow import MlflowClient
 
-    from challenge import tracking
-    from challenge.prepare import read_samples
-    from challenge.reports import track_experiments
-    from challenge.run_context import RunContext
+    from challenge.stores import tracking
+    from challenge.run.prepare import read_samples
+    from challenge.stores.reports import track_experiments
+    from challenge.run.context import RunContext
 
     if spec.run is not None:
         raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
@@ -185,7 +185,7 @@ def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fin
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from challenge.reports import runs_of_track
+    from challenge.stores.reports import runs_of_track
 
     given = filter_string.strip()
     conditions = [given] if given else []

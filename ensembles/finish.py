@@ -65,7 +65,7 @@ def finish_ensemble(spec: TrackSpec, config, table: RoleTable, test: TestTable |
     """Combine, choose, smooth, report, log and write; `record` adds to ensemble.json."""
     import mlflow
 
-    from challenge.finish import out_dir
+    from challenge.run.finish import out_dir
 
     outputs, truth = table.outputs, table.truth
     role_scores = {role: evaluate(spec, truth, outputs[r]) for r, role in enumerate(table.roles)}
@@ -124,7 +124,7 @@ def _report(role_scores, rule_scores, rule, steps, sigma) -> None:
 
 
 def _write_submission(spec, config, test: TestTable, combined_test, post, out) -> Path:
-    from challenge.finish import submit, write_frames
+    from challenge.run.finish import submit, write_frames
 
     if not spec.problem.per_frame:
         return submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(combined_test, test.lengths)))

@@ -35,13 +35,13 @@ class EnsembleOptions:
 def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -> EnsembleResult:
     import mlflow
 
-    from challenge import tracking
+    from challenge.stores import tracking
     from challenge.heads import get_head
     from challenge.preflight import check_run_settings
-    from challenge.prepare import prepare_features, read_samples
-    from challenge.protocols import hold_out
-    from challenge.run_context import RunContext
-    from challenge.selection import head_overrides, tune_head
+    from challenge.run.prepare import prepare_features, read_samples
+    from challenge.run.protocols import hold_out
+    from challenge.run.context import RunContext
+    from challenge.run.selection import head_overrides, tune_head
 
     check_run_settings(config)
     if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
@@ -87,7 +87,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
 def _background_subsets(samples, config, options, pool_samples, groups, n_train):
     """Cluster the source videos of the pool (training split only for --split background)."""
     from challenge.features import make_extractor
-    from challenge.prepare import extract_all
+    from challenge.run.prepare import extract_all
     from ensembles.background import cluster_backgrounds
 
     extractor = make_extractor("background")
@@ -121,10 +121,10 @@ def _descriptors(samples, extractor, digests, store) -> dict[str, np.ndarray]:
 
 def _head_parameters(spec, config, head_cls, fit, fingerprint, overrides, tune_head):
     """Tuned here (--tune), else the best tuned `challenge track` run on this data, else defaults."""
-    from challenge.reports import best_tuned_parameters
+    from challenge.stores.reports import best_tuned_parameters
 
-    from challenge.prepare import feature_keys, make_extractors
-    from challenge.tuning import tuning_key
+    from challenge.run.prepare import feature_keys, make_extractors
+    from challenge.stores.tuning import tuning_key
 
     key = tuning_key(feature_keys(make_extractors(config)), head_cls)
     if config.tune:
@@ -145,7 +145,7 @@ def _train_member(spec, config, head_cls, params, member: Member, pool, test, sc
     test outputs per item)."""
     import mlflow
 
-    from challenge import tracking
+    from challenge.stores import tracking
 
     with mlflow.start_run(run_name=member.name, nested=True):
         mlflow.set_tags({"challenge.kind": "member", "role": member.role, "fold": str(member.fold), "subset": str(member.subset),

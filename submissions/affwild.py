@@ -1,18 +1,86 @@
-"""Aff-Wild2 / C-EXPR-DB submissions: one text file per track, the official header, one row
+"""Aff-Wild2 / C-EXPR-DB: the official label vocabularies (annotation headers, invalid values), the
+organisers' test name lists and sample prediction files, and the submissions: one text file per track, the official header, one row
 `<video>/<frame:05d>.jpg,<prediction>` for every frame the organisers' sample file lists, in its
 order (frames without a face included)."""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from challenge.data.affwild import LABELS
 from challenge.data.text import iter_lines, read_lines
 from challenge.errors import ChallengeError, list_offenders
+
+
+@dataclass(frozen=True)
+class FrameLabels:
+    """What one track's annotation files look like."""
+
+    track: str
+    folder: re.Pattern  # annotation folder name
+    test_list: re.Pattern  # test-set name list file name
+    header: list[str]
+    kind: str  # "class" (one int a line), "multilabel" (0/1 each) or "regression"
+    invalid: float  # the value that marks an unannotated frame
+    low: float = 0.0
+    high: float = 1.0
+
+
+LABELS = {
+    "va": FrameLabels("va", re.compile(r"^VA", re.I), re.compile(r"(^|_)VA(_|\.)|Valence", re.I), ["valence", "arousal"], "regression", -5, -1.0, 1.0),
+    "expr": FrameLabels(
+        "expr", re.compile(r"^EXPR|^Expr", re.I), re.compile(r"Expr", re.I),
+        ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"], "class", -1, 0, 7,
+    ),
+    "au": FrameLabels(
+        "au", re.compile(r"^AU", re.I), re.compile(r"(^|_)AU(_|\.)|Action_Unit", re.I),
+        ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"], "multilabel", -1, 0, 1,
+    ),
+    "ce": FrameLabels(
+        "ce", re.compile(r"^CE|Compound", re.I), re.compile(r"(^|_)CE(_|\.)|Compound", re.I),
+        ["Fearfully_Surprised", "Happily_Surprised", "Sadly_Surprised", "Disgustedly_Surprised",
+         "Angrily_Surprised", "Sadly_Fearful", "Sadly_Angry"], "class", -1, 0, 6,
+    ),
+}
+
+
+# each compound class of C-EXPR-DB as its two basic expressions (EXPR class indices)
+CE_PARTS = {0: (3, 6), 1: (4, 6), 2: (5, 6), 3: (2, 6), 4: (1, 6), 5: (5, 3), 6: (5, 1)}
+
+
+def read_test_names(root: Path, spec: FrameLabels) -> list[str]:
+    lists = [p for p in root.rglob("*.txt") if "names_of_videos" in str(p.parent).lower() or "test_set" in p.name.lower()]
+    lists = [p for p in lists if spec.test_list.search(p.name) and "prediction" not in str(p).lower()]
+    if not lists:
+        return []
+    return [line.strip() for line in read_lines(sorted(lists)[0]) if line.strip()]
+
+
+def find_sample_file(root: Path, track: str) -> Path:
+    """The organisers' sample prediction file for a track: the reference list of test frames."""
+    spec = LABELS[track]
+    found = [p for p in Path(root).rglob("*.txt") if "prediction" in str(p.parent).lower() and spec.test_list.search(p.name)]
+    if not found:
+        raise ChallengeError(
+            f"{root}: no sample prediction file for {track.upper()} (prediction_files_format/*{track.upper()}*test_set_sample.txt). "
+            "Copy the organisers' prediction_files_format folder into the dataset root: it lists every test frame."
+        )
+    return sorted(found)[0]
+
+
+def sample_file_frames(path: Path) -> dict[str, int]:
+    """Frames per test video as the sample file lists them (its highest frame number)."""
+    frames: dict[str, int] = {}
+    for line in read_lines(path)[1:]:
+        location = line.split(",", 1)[0].strip()
+        if "/" in location:
+            video, name = location.split("/", 1)
+            frames[video] = max(frames.get(video, 0), int(Path(name).stem))
+    return frames
 
 
 def official_header(track: str) -> str:
@@ -192,13 +260,11 @@ class AffWildSubmission:
     track: str
 
     def write(self, root: Path, out: Path, video_ids: list[str], decisions: list[np.ndarray]) -> Path:
-        from challenge.data.affwild import find_sample_file, read_test_names
 
         root = Path(root)
         return write_affwild(self.track, Path(out) / "predictions.txt", dict(zip(video_ids, decisions)),
                              find_sample_file(root, self.track), read_test_names(root, LABELS[self.track]))
 
     def validate(self, root: Path, path: Path, video_ids: list[str]) -> list[str]:
-        from challenge.data.affwild import find_sample_file
 
         return validate_affwild(self.track, path, find_sample_file(Path(root), self.track), video_ids)

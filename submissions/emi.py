@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge.data.hume import HEADER
 from challenge.data.text import read_lines
 from challenge.errors import ChallengeError, list_offenders
+
+EMOTIONS = ["Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy"]
+HEADER = ["Filename", *EMOTIONS]  # the label files' header and the submission's
 
 
 def validate_emi(path: Path, expected_ids: list[str]) -> list[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from challenge.demo.affwild import write_affwild_demo
-from challenge.demo.hume import write_emi_demo
-from challenge.demo.models import tiny_mae, tiny_wav2vec2
+from tracks.affwild2.demo import write_affwild_demo
+from tracks.hume.demo import write_emi_demo
+from challenge.synthetic.stand_ins import tiny_mae, tiny_wav2vec2
 from challenge.progress import set_quiet
 
 set_quiet(True)

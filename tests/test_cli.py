@@ -1,7 +1,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from challenge.cli import app
+from challenge.app.cli import app
 
 runner = CliRunner()
 

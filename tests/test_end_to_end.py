@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from challenge.cli import app
+from challenge.app.cli import app
 
 runner = CliRunner()
 

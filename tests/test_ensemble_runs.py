@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from challenge.cli import app
+from challenge.app.cli import app
 from challenge.errors import ChallengeError
 from challenge.metrics import mean_pearson
 from tests.fixtures.quirky import EMOTIONS, quirky_affwild, quirky_hume

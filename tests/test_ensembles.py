@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from challenge.cli import app
+from challenge.app.cli import app
 from challenge.errors import ChallengeError
 from challenge.features.background import describe_borders
 from ensembles.background import cluster_backgrounds
@@ -177,7 +177,7 @@ def test_ensemble_takes_the_tuned_runs_parameters(workdir, emi_root):
 @pytest.fixture(scope="module")
 def affwild_nine(tmp_path_factory):
     """Nine labelled source videos: enough for folds with background members inside them."""
-    from challenge.demo.affwild import write_affwild_demo
+    from tracks.affwild2.demo import write_affwild_demo
 
     root = tmp_path_factory.mktemp("affwild9")
     write_affwild_demo(root, train=6, valid=3, test=1, frames=30, seed=2)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from challenge.cli import app
+from challenge.app.cli import app
 from challenge.features import FeatureStore
 
 BIN = Path(sys.executable).parent / "challenge"
@@ -81,7 +81,7 @@ def _flip_bytes(store: Path, count: int) -> list[Path]:
 
 
 def _damaged(store: Path) -> int:
-    from challenge.features.store import check_entries
+    from challenge.stores.feature_store import check_entries
 
     return sum(problem is not None for _, _, problem in check_entries(FeatureStore(store).entry_files()))
 

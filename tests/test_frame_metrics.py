@@ -4,8 +4,8 @@ from sklearn.metrics import f1_score
 
 from challenge.frame_metrics import au_score, classification_score, tune_au_thresholds, va_score
 from challenge.metrics import ccc
-from tracks.ce import zero_shot_from_expr
-from tracks.expr import score as expr_score
+from tracks.affwild2.ce import zero_shot_from_expr
+from tracks.affwild2.expr import score as expr_score
 
 
 def one_hot(classes, n):

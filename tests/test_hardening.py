@@ -23,14 +23,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from challenge.cli import app
-from challenge.data.affwild import read_affwild
-from challenge.data.elan import read_smiles_corpus
-from challenge.data.hume import read_hume
+from challenge.app.cli import app
+from tracks.affwild2.reader import read_affwild
+from tracks.smiles.elan import read_smiles_corpus
+from tracks.hume.reader import read_hume
 from challenge.errors import ChallengeError
 from challenge.features import FeatureStore, make_extractor
 from challenge.features.extract import extract
-from challenge.features.store import check_entries
+from challenge.stores.feature_store import check_entries
 from tests.fixtures.quirky import quirky_affwild, quirky_elan, quirky_hume
 
 
@@ -102,7 +102,7 @@ def counts(report) -> str:
 
 # ---- the cases ------------------------------------------------------------------------------
 def case_model_rewritten_in_place(w: World) -> str:
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     model, valid = w.tmp / "w2v", read_hume(w.emi).split("valid")
     tiny_wav2vec2(model, seed=0)
@@ -113,7 +113,7 @@ def case_model_rewritten_in_place(w: World) -> str:
 
 
 def case_model_relative_and_absolute(w: World) -> str:
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     valid = read_hume(w.emi).split("valid")
     tiny_wav2vec2(w.tmp / "w2v")
@@ -125,7 +125,7 @@ def case_model_relative_and_absolute(w: World) -> str:
 def _damaged_then_recomputed(w: World, damage: Callable[[Path], None]) -> str:
     entry = w.entry_of("00011")
     damage(entry)
-    from challenge.training.features import clip_features
+    from challenge.training.inputs import clip_features
 
     samples = read_hume(w.emi).split("valid")
     extractor = make_extractor("egemaps")
@@ -213,8 +213,8 @@ def case_both_provided_kinds(w: World) -> str:
     digest table: one of them read the other's entries, or none."""
     import pickle
 
-    from challenge.prepare import extract_all
-    from challenge.training.features import clip_features
+    from challenge.run.prepare import extract_all
+    from challenge.training.inputs import clip_features
     from challenge.config import load_config
     from challenge.registry import get_track
 
@@ -271,7 +271,7 @@ def case_annotation_longer_than_crops(w: World) -> str:
 
 
 def case_frame_track_on_quirky_layout(w: World) -> str:
-    from challenge.demo.models import tiny_mae
+    from challenge.synthetic.stand_ins import tiny_mae
 
     model = tiny_mae(w.tmp / "mae")
     return cli("track", "va", "--data", str(w.affwild), "--features", "mae,egemaps", "--visual-model", str(model),
@@ -294,7 +294,7 @@ def case_header_names(w: World) -> str:
 
 
 def case_overlapping_segments(w: World) -> str:
-    from challenge.smiles.labels import CLASSES, cut_clips
+    from tracks.smiles.labels import CLASSES, cut_clips
 
     recordings, _ = read_smiles_corpus(w.elan)
     annotation = recordings[0].annotations["coder1"]
@@ -343,7 +343,7 @@ def case_utf16(w: World) -> str:
 
 
 def _affwild_submission(w: World) -> tuple[Path, Path, list[str]]:
-    from challenge.data.affwild import LABELS, find_sample_file, read_test_names
+    from tracks.affwild2.reader import LABELS, find_sample_file, read_test_names
 
     sample = find_sample_file(w.affwild, "expr")
     submission = w.tmp / "predictions.txt"
@@ -371,7 +371,7 @@ def case_submission_trailing_blank(w: World) -> str:
 
 
 def case_checkpoint_not_a_model(w: World) -> str:
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     model = tiny_wav2vec2(w.tmp / "broken")
     (model / "model.safetensors").write_bytes(b"this is not a tensor file" * 10)
@@ -386,7 +386,7 @@ class Payload:
 def case_checkpoint_unsafe(w: World) -> str:
     import pickle
 
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     model = tiny_wav2vec2(w.tmp / "unsafe")
     (model / "model.safetensors").unlink()
@@ -397,7 +397,7 @@ def case_checkpoint_unsafe(w: World) -> str:
 KILLED_RUN = textwrap.dedent(
     """
     import os, signal, mlflow
-    from challenge import tracking
+    from challenge.stores import tracking
     experiment = tracking.setup(None, "emi")
     mlflow.start_run(experiment_id=experiment, run_name="doomed")
     mlflow.set_tags({"challenge.kind": "track", **tracking.process_tags()})
@@ -410,8 +410,8 @@ KILLED_RUN = textwrap.dedent(
 def case_killed_run(w: World) -> str:
     import mlflow
 
-    from challenge import tracking
-    from challenge.reports import best_runs
+    from challenge.stores import tracking
+    from challenge.stores.reports import best_runs
 
     done = subprocess.run([sys.executable, "-c", KILLED_RUN], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert done.returncode == -signal.SIGKILL, done.stderr
@@ -432,7 +432,7 @@ def case_shuffled_control(w: World) -> str:
 
 def case_unreachable_hub(w: World, monkeypatch) -> str:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from challenge.features import models
+    from challenge.networks import sources as models
 
     models.hub_reachable.cache_clear()
     start = time.perf_counter()
@@ -572,7 +572,7 @@ def case_nul_bytes(w: World) -> str:
 def case_checkpoint_on_full_disk(w: World) -> str:
     import torch
 
-    from challenge.atomic import write_atomically
+    from challenge.stores.atomic import write_atomically
 
     with mounted("tmpfs", w.tmp / "small", size="256k") as small:
         (small / "last.pt").write_bytes(b"the previous epoch")
@@ -627,18 +627,18 @@ HOLD_LOCK = textwrap.dedent(
 
 
 def case_tracking_store_locked(w: World, monkeypatch) -> str:
-    from challenge import preflight, tracking
+    from challenge.stores import checks, tracking
 
     database = w.tmp / "mlflow.db"
     tracking.setup(f"sqlite:///{database}", "emi")  # a store with its tables
-    monkeypatch.setattr(preflight, "LOCK_WAIT_SECONDS", 3)
+    monkeypatch.setattr(checks, "LOCK_WAIT_SECONDS", 3)
     out = []
     for hold in (2, 30):  # released while the command waits; held past its wait
         holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(database), str(hold)], stdout=subprocess.PIPE, text=True)
         assert holder.stdout.readline().strip() == "held"
-        preflight._CHECKED.clear()
+        checks._CHECKED.clear()
         start = time.perf_counter()
-        text = message(lambda: preflight.check_store(f"sqlite:///{database}", "--tracking-uri", "sqlite:///mlflow/mlflow.db"))
+        text = message(lambda: checks.check_store(f"sqlite:///{database}", "--tracking-uri", "sqlite:///mlflow/mlflow.db"))
         out.append(f"held {hold} s: {text} after {time.perf_counter() - start:.0f} s")
         holder.kill()
         holder.wait()
@@ -646,7 +646,7 @@ def case_tracking_store_locked(w: World, monkeypatch) -> str:
 
 
 def case_damaged_databases(w: World) -> str:
-    from challenge import tracking
+    from challenge.stores import tracking
 
     database = w.tmp / "runs" / "mlflow.db"
     database.parent.mkdir()
@@ -677,8 +677,8 @@ def case_checkpoint_of_another_model(w: World) -> str:
 def case_weights_file_damaged(w: World) -> str:
     import torch
 
-    from challenge.demo.models import tiny_wav2vec2
-    from challenge.features.wav2vec2_network import Wav2Vec2WithEmotionHead
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
+    from challenge.networks.wav2vec2 import Wav2Vec2WithEmotionHead
 
     folder = tiny_wav2vec2(w.tmp / "w2v")
     state = Wav2Vec2WithEmotionHead.from_pretrained(folder).state_dict()

@@ -5,10 +5,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from challenge.heads import get_head, load_all
 from challenge.heads.lstm import GlobalContextLSTM
-from challenge.features.store import StoreEntry
-from challenge.training.features import ClipFeatures, ModalityEntry
+from challenge.stores.feature_store import StoreEntry
+from challenge.training.inputs import ClipFeatures, ModalityEntry
 from challenge.track import Problem
-from tracks.emi import score as emi_score
+from tracks.hume.emi import score as emi_score
 
 
 def synthetic_clips(tmp_path, n: int, seed: int, dim: int = 8) -> ClipFeatures:

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from challenge.cli import app
-from challenge.demo.smiles import write_smiles_demo
+from challenge.app.cli import app
+from tracks.smiles.demo import write_smiles_demo
 from challenge.errors import ChallengeError
 from tests.fixtures.face_video import PEOPLE, match_readings, write_face_video
 from tests.fixtures.servers import free_port
@@ -105,7 +105,7 @@ def test_the_live_page_in_headless_chromium_shows_each_person_with_an_emoji(face
     run_id, uri, _, _ = trained_run
     port = free_port()
     # with the token required, as it is off loopback: the browser gets in through the printed URL only
-    process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--model", run_id, "--tracking-uri", uri,
+    process = subprocess.Popen([sys.executable, "-m", "challenge.app.cli", "live", str(video), "--model", run_id, "--tracking-uri", uri,
                                 "--port", str(port), "--require-token"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store"), "COLUMNS": "400"})
     try:
@@ -156,7 +156,7 @@ def test_the_live_page_in_headless_chromium_shows_each_person_with_an_emoji(face
 def test_a_busy_pipeline_drops_frames_and_is_never_late(face_video):
     """A file shown live plays at its own pace: a consumer taking 3 frame periods per frame gets
     the newest frame each time (the others are dropped and counted), never an old one."""
-    from challenge.live.source import FrameSource
+    from challenge.app.live.source import FrameSource
 
     video, truth = face_video
     source = FrameSource(str(video), paced=True)
@@ -172,10 +172,10 @@ def test_a_busy_pipeline_drops_frames_and_is_never_late(face_video):
 
 
 def test_a_csv_is_scored_against_the_elan_annotation_of_its_video(trained_run, tmp_path):
-    from challenge.data.elan import read_eaf
-    from challenge.live.score import score_csv
+    from tracks.smiles.elan import read_eaf
+    from challenge.app.live.score import score_csv
     from challenge.media import video_frame_count, video_frame_rate
-    from challenge.smiles.labels import INTENSITY_CLASSES, frame_intensities
+    from tracks.smiles.labels import INTENSITY_CLASSES, frame_intensities
 
     _, _, corpus, _ = trained_run
     video = corpus / "a" / "videos" / "a00_p0.mp4"
@@ -220,7 +220,7 @@ def test_a_stream_url_is_read_as_a_live_source(face_video):
     import http.server
     import threading
 
-    from challenge.live.source import FrameSource
+    from challenge.app.live.source import FrameSource
 
     import av
 
@@ -262,7 +262,7 @@ def test_rows_reach_the_csv_as_they_are_made_and_a_killed_run_keeps_them_whole(t
     video = tmp_path / "long.mp4"
     write_face_video(video, seconds=40.0)
     out = tmp_path / "faces.csv"
-    process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--untrained", "--out", str(out)],
+    process = subprocess.Popen([sys.executable, "-m", "challenge.app.cli", "live", str(video), "--untrained", "--out", str(out)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")})
     seen = set()  # the row counts observed while the run goes
     try:
@@ -312,7 +312,7 @@ def test_the_live_view_answers_its_own_page_only_and_asks_for_the_token():
     """Any web page the user opens may try the camera's websocket, and DNS rebinding sends a
     foreign Host to 127.0.0.1: both are refused; with the token required (as off loopback),
     nothing is answered without it, and the page's cookie lets its own websocket in."""
-    from challenge.live.run import _start_server
+    from challenge.app.live.run import _start_server
 
     port = free_port()
     server, latest, url = _start_server("127.0.0.1", port)
@@ -355,7 +355,7 @@ def test_live_off_loopback_prints_its_token_address_and_the_warning_even_with_qu
     is the warning that the camera is open to the network. Requests go to 127.0.0.1 only."""
     video, _ = face_video
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "challenge.cli", "live", str(video), "--untrained", "--host", "0.0.0.0",
+    process = subprocess.Popen([sys.executable, "-m", "challenge.app.cli", "live", str(video), "--untrained", "--host", "0.0.0.0",
                                 "--port", str(port), "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "COLUMNS": "400"})
     try:
@@ -378,7 +378,7 @@ def test_live_with_the_pretrained_fer_network_reads_the_smiling_face_higher_with
     """`--model fer`: no run, no training. On the video of real photographs the smiling astronaut
     reads a higher level than Grace Hopper (neutral), frame for frame; a calibrated model file
     is taken by --model the same way."""
-    from challenge.live.fer_model import LEVELS, FERLiveModel
+    from challenge.app.live.fer_model import LEVELS, FERLiveModel
 
     video, truth = face_video
     out = tmp_path / "fer.csv"
@@ -404,7 +404,7 @@ def test_live_with_the_pretrained_fer_network_reads_the_smiling_face_higher_with
 def test_fer_thresholds_are_fitted_to_an_annotation():
     """The calibration's search: on happiness that separates the levels, the fitted thresholds
     recover them (macro F1 1.0) where the defaults do not."""
-    from challenge.live.fer_model import DEFAULT_THRESHOLDS, _macro_f1, fit_thresholds
+    from challenge.app.live.fer_model import DEFAULT_THRESHOLDS, _macro_f1, fit_thresholds
 
     rng = np.random.default_rng(0)
     levels = np.repeat([0, 1, 2, 3], 50)

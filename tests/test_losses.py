@@ -45,7 +45,7 @@ def test_the_loss_is_a_head_parameter_checked_against_the_problem(emi_root):
     from challenge.errors import ChallengeError
     from challenge.heads import get_head
     from challenge.registry import get_track
-    from challenge.selection import head_overrides
+    from challenge.run.selection import head_overrides
     from challenge.track import Problem
 
     config = load_config(None, {"track": "emi", "data": str(emi_root)}, get_track("emi"))

@@ -4,7 +4,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import f1_score
 
 from challenge.metrics import ccc, macro_f1, mean_binary_f1, mean_pearson, pearson
-from tracks.emi import score as emi_score
+from tracks.hume.emi import score as emi_score
 
 
 def test_pearson_matches_scipy():
@@ -55,7 +55,7 @@ def test_macro_f1_of_a_set_without_smiles_counts_only_the_classes_present():
     from sklearn.metrics import cohen_kappa_score
 
     from challenge.metrics import classification_figures, present_macro_f1
-    from challenge.smiles.reports import classification_table
+    from tracks.smiles.analyses import classification_table
 
     truth = np.array([0, 0, 0, 2, 2, 2, 2, 0])
     decided = np.array([0, 0, 2, 2, 2, 2, 0, 0])
@@ -94,7 +94,7 @@ def test_grouped_folds_keep_each_recording_in_one_fold_and_change_with_the_seed(
 def test_a_seed_sweep_aggregates_mean_sd_and_gain_seed_by_seed():
     import pandas as pd
 
-    from challenge.smiles.laughs import _gains, _summarise
+    from tracks.smiles.laughs import _gains, _summarise
 
     model, baseline = [0.70, 0.60, 0.80], [0.50, 0.55, 0.45]
     rows = [{"set": "zero-shot", "modality": "audio", "who": who, "figure": "macro_f1", "seed": seed, "value": value}

@@ -10,7 +10,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from challenge.cli import app
+from challenge.app.cli import app
 from challenge.errors import ChallengeError
 from tests.fixtures.quirky import quirky_affwild
 
@@ -84,7 +84,7 @@ def test_a_multitask_training_that_dies_resumes_from_its_last_epoch_and_ends_as_
     epoch (here: an error raised in-process while scoring it, not a SIGKILL) leaves the second
     epoch's checkpoint, and the same command continues from it to the weights and scores of a
     run that was never interrupted."""
-    import challenge.training.multitask as training
+    import challenge.training.multitask_model as training
 
     common = ("--tasks", "expr,va", "--epochs", "4")
     whole = _multitask(affwild_root, models, *common, "--out", str(workdir / "whole"))

@@ -45,7 +45,7 @@ def photos(tmp_path_factory) -> Path:
 
 
 def _cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "challenge.cli", *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([sys.executable, "-m", "challenge.app.cli", *args], capture_output=True, text=True, timeout=timeout,
                           env=env or {**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -99,7 +99,7 @@ def _epoch_of(checkpoint: Path) -> int:
 
 def test_sigkill_then_the_same_command_ends_where_an_uninterrupted_run_ends(photos, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = lambda out: [sys.executable, "-m", "challenge.cli", "pretrain", "mae", "--images", str(photos), "--out", str(out), *TINY,  # noqa: E731
+    command = lambda out: [sys.executable, "-m", "challenge.app.cli", "pretrain", "mae", "--images", str(photos), "--out", str(out), *TINY,  # noqa: E731
                            "--epochs", "6", "--epoch-steps", "6", "--workers", "2", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q"]
     killed = subprocess.Popen(command(tmp_path / "a"), env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -204,13 +204,13 @@ def test_a_damaged_image_is_named_or_left_out_and_counted(photos, tmp_path):
 
 
 def test_torchrun_pretrains_on_two_gloo_ranks_and_rank_zero_alone_records(photos, tmp_path):
-    """`torchrun -m challenge.cli pretrain mae` (the fine-tuning launch): both ranks train on
+    """`torchrun -m challenge.app.cli pretrain mae` (the fine-tuning launch): both ranks train on
     their shares of each batch; one MLflow run, one finished folder, one summary line."""
     import mlflow
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "challenge.cli", "pretrain", "mae",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "challenge.app.cli", "pretrain", "mae",
                "--images", str(photos), "--out", str(tmp_path / "mae"), *TINY, "--epochs", "2", "--epoch-steps", "3", "--workers", "0",
                "--device", "cpu", "--tracking-uri", uri]
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -3,8 +3,8 @@ import shutil
 import numpy as np
 import pytest
 
-from challenge.data.affwild import read_affwild
-from challenge.data.hume import EMOTIONS, read_hume
+from tracks.affwild2.reader import read_affwild
+from tracks.hume.reader import EMOTIONS, read_hume
 from challenge.errors import ChallengeError
 
 
@@ -143,7 +143,7 @@ def test_affwild_without_annotations(tmp_path):
 
 
 def test_demo_labels_follow_the_drawn_attributes():
-    from challenge.demo.hume import emi_targets
+    from tracks.hume.demo import emi_targets
 
     smiling, frowning = emi_targets(1, 0.5, 0.5, 0.5), emi_targets(0, 0.5, 0.5, 0.5)
     assert smiling[5] > frowning[5]  # Joy rises with the smile

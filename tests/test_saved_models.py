@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from challenge.cli import app
+from challenge.app.cli import app
 from challenge.heads import get_head
-from challenge.saved_state import read_model, write_model
-from challenge.smiles.cross_validation import cross_validate
-from challenge.smiles.features import PooledClips
+from challenge.stores.saved_state import read_model, write_model
+from tracks.smiles.cross_validation import cross_validate
+from tracks.smiles.clip_windows import PooledClips
 from challenge.track import Problem
 from challenge.training.frame_folds import cross_validate_frames
 from test_frame_heads import synthetic_crops, synthetic_videos

@@ -135,7 +135,7 @@ def _status(url: str, method: str = "GET", **headers: str) -> int:
 
 @pytest.fixture
 def stores(tmp_path):
-    from challenge import tracking
+    from challenge.stores import tracking
 
     storage, tracking_uri = f"sqlite:///{tmp_path}/optuna/studies.db", f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     (tmp_path / "optuna").mkdir(), (tmp_path / "mlflow").mkdir()
@@ -213,7 +213,7 @@ def test_serve_off_loopback_needs_a_login_for_mlflow_and_the_token_for_the_dashb
 
 
 def test_serve_without_a_study_yet_starts_the_runs_ui_and_says_why_not_the_dashboard(tmp_path, monkeypatch):
-    from challenge import tracking
+    from challenge.stores import tracking
     from tests.fixtures.servers import free_port
 
     monkeypatch.chdir(tmp_path)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from challenge.agreement import agreement, frame_labels, iou, overlapping_pairs
-from challenge.cli import app
-from challenge.data.elan import ElanAnnotation, ElanScheme, Segment, read_eaf, read_smiles_corpus, write_eaf
+from tracks.smiles.agreement import agreement, frame_labels, iou, overlapping_pairs
+from challenge.app.cli import app
+from tracks.smiles.elan import ElanAnnotation, ElanScheme, Segment, read_eaf, read_smiles_corpus, write_eaf
 from challenge.errors import ChallengeError
-from challenge.smiles.labels import cut_clips, frame_intensities
-from challenge.smiles.reports import recall_and_precision_matrices
+from tracks.smiles.labels import cut_clips, frame_intensities
+from tracks.smiles.analyses import recall_and_precision_matrices
 
 runner = CliRunner()
 S = Segment
@@ -108,7 +108,7 @@ def test_precision_matrix_is_the_dual_of_the_recall_matrix():
 
 @pytest.fixture(scope="module")
 def smiles_root(tmp_path_factory):
-    from challenge.demo.smiles import write_smiles_demo
+    from tracks.smiles.demo import write_smiles_demo
 
     root = tmp_path_factory.mktemp("smiles")
     write_smiles_demo(root, train=4, duration=16)
@@ -164,7 +164,7 @@ def test_smile_intensity_track_compares_model_and_human(workdir, smiles_root, mo
     client = mlflow.MlflowClient()
     assert all(len(client.get_metric_history(run_id, "fold_valid_score")) == 3 for run_id in seed_runs["run_id"])
     # the id the run prints (the parent over the seeds) loads the first seed's model
-    from challenge.saved_model import load_run_model
+    from challenge.run.saved_model import load_run_model
 
     parent = re.search(r"MLflow run (\w+)", result.output).group(1)
     saved = load_run_model(parent, None)
@@ -305,7 +305,7 @@ def test_seeds_that_change_nothing_are_not_reported_as_a_spread():
     be a claim the seeds cannot support."""
     import pandas as pd
 
-    from challenge.smiles.laughs import _gains
+    from tracks.smiles.laughs import _gains
 
     rows = [{"set": "zero-shot", "modality": "audio", "who": who, "figure": "macro_f1", "seed": seed, "value": value}
             for seed in range(3) for who, value in (("model", 0.70), ("baseline", 0.60))]
@@ -317,14 +317,14 @@ def test_seeds_that_change_nothing_are_not_reported_as_a_spread():
 
 def test_smile_laugh_fine_tunes_wav2vec2_and_social_mae_on_the_clips_of_real_recordings(workdir, real_corpora, models):
     """End-to-end heads on smile-laugh: each 1.2 s clip is read as its span of the recording
-    (challenge.smiles.media), on the same grouped folds, seeds and baseline as the feature heads.
+    (tracks.smiles.clip_media), on the same grouped folds, seeds and baseline as the feature heads.
     `--finetune` (wav2vec2 + LSTM with global context) learns laughter against speech on the real
     recordings far above a shuffled-label control (two seeds each); Social-MAE fine-tunes on the
     same clips and reports its audio-visual output beside the baseline."""
     import pandas as pd
     import torch
 
-    from challenge.features.social_mae_network import SocialMAE, SocialMAEConfig
+    from challenge.networks.social_mae import SocialMAE, SocialMAEConfig
 
     female, male = real_corpora
     common = ["track", "smile-laugh", "--data", str(female), "--eval-data", str(male), "--features", "egemaps", "--folds", "3", "-q"]
@@ -360,8 +360,8 @@ def test_clip_windows_hold_each_clips_rows_of_its_recordings_sequences():
     """What the fusion transformer reads on smile-laugh: a clip's rows inside its window, per
     modality, the visual rows resampled onto the audio steps; the pooled mean of those rows is
     what the pooled heads see."""
-    from challenge.smiles.features import ClipWindows, RecordingFeatures, pooled_clips
-    from challenge.smiles.labels import Clip
+    from tracks.smiles.clip_windows import ClipWindows, RecordingFeatures, pooled_clips
+    from tracks.smiles.labels import Clip
 
     audio_times, visual_times = (np.arange(300) + 0.5) / 100, (np.arange(75) + 0.5) / 25  # 3 s at 100 Hz and at 25 fps
     rng = np.random.default_rng(0)

@@ -89,7 +89,7 @@ def _reference_audio_embedding(state: dict, fbank: torch.Tensor, depth: int, hea
 
 
 def test_an_authors_checkpoint_loads_tensor_for_tensor_and_computes_the_reference(tmp_path):
-    from challenge.features.social_mae_network import load_social_mae
+    from challenge.networks.social_mae import load_social_mae
 
     state = _authors_state()
     torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 24}, tmp_path / "social-mae.pth")
@@ -117,7 +117,7 @@ def test_an_authors_checkpoint_loads_tensor_for_tensor_and_computes_the_referenc
 
 def test_cav_mae_two_d_patches_and_fine_tuned_files_load_and_missing_weights_are_named(tmp_path):
     from challenge.errors import ChallengeError
-    from challenge.features.social_mae_network import load_social_mae
+    from challenge.networks.social_mae import load_social_mae
 
     torch.save(_authors_state(two_d=True, fine_tuned=True), tmp_path / "cav-mae-ft.pth")
     network, report = load_social_mae(str(tmp_path / "cav-mae-ft.pth"), heads=2, mel_bins=32)
@@ -132,7 +132,7 @@ def test_cav_mae_two_d_patches_and_fine_tuned_files_load_and_missing_weights_are
 
 
 def test_contrastive_loss_by_hand():
-    from challenge.features.social_mae_network import contrastive_loss
+    from challenge.networks.social_mae import contrastive_loss
 
     audio, video = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     # cosine similarities / 0.05: [[20, 12], [0, 16]]; softmax over the audio clips (dim 0) of each video's column
@@ -157,7 +157,7 @@ def talking_faces(tmp_path_factory) -> Path:
 def test_pretrain_social_mae_on_videos_lowers_the_loss_and_the_extractor_reads_its_output(talking_faces, tmp_path):
     out = tmp_path / "smae"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "challenge.cli", "pretrain", "social-mae", "--videos", str(talking_faces), "--out", str(out),
+    done = subprocess.run([sys.executable, "-m", "challenge.app.cli", "pretrain", "social-mae", "--videos", str(talking_faces), "--out", str(out),
                            *TINY, "--epochs", "4", "--epoch-steps", "8", "--workers", "2", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -184,7 +184,7 @@ def test_pretrain_social_mae_on_videos_lowers_the_loss_and_the_extractor_reads_i
     for k, path in enumerate(sorted(talking_faces.rglob("*.mp4"))[:2]):
         (broken / "ok" / f"{k}.mp4").write_bytes(path.read_bytes())
     (broken / "ok" / "damaged.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 nothing else")
-    args = [sys.executable, "-m", "challenge.cli", "pretrain", "social-mae", "--videos", str(broken), *TINY, "--epochs", "1", "--epoch-steps", "1",
+    args = [sys.executable, "-m", "challenge.app.cli", "pretrain", "social-mae", "--videos", str(broken), *TINY, "--epochs", "1", "--epoch-steps", "1",
             "--workers", "0", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
     refused = subprocess.run([*args, "--out", str(tmp_path / "r1")], capture_output=True, text=True, timeout=300, env=env)
     assert refused.returncode == 2 and "damaged.mp4" in refused.stderr and "--skip-missing" in refused.stderr
@@ -197,7 +197,7 @@ def test_social_mae_fine_tunes_on_emi_clips_and_its_backbone_is_extracted_again(
     """--head social-mae-clips on an EMI-layout set written apart from the demo (separate WAV
     audio, videos at 10 fps): it trains end to end, writes the submission, logs the fine-tuned
     encoder, and that folder is a --social-mae-model the feature store extracts."""
-    from challenge.features.social_mae_network import SocialMAE, SocialMAEConfig
+    from challenge.networks.social_mae import SocialMAE, SocialMAEConfig
     from tests.fixtures.quirky import quirky_hume
 
     quirky_hume(tmp_path / "hume")
@@ -206,14 +206,14 @@ def test_social_mae_fine_tunes_on_emi_clips_and_its_backbone_is_extracted_again(
                               joint_depth=1, heads=2, decoder_width=16, decoder_depth=1, decoder_heads=2)).save_pretrained(tmp_path / "smae")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")}
     common = ["--data", str(tmp_path / "hume"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q"]
-    tuned = subprocess.run([sys.executable, "-m", "challenge.cli", "track", "emi", "--head", "social-mae-clips", "--social-mae-model",
+    tuned = subprocess.run([sys.executable, "-m", "challenge.app.cli", "track", "emi", "--head", "social-mae-clips", "--social-mae-model",
                             str(tmp_path / "smae"), "--finetune-epochs", "2", "--finetune-batch-size", "4", "--out", str(tmp_path / "run"), *common],
                            capture_output=True, text=True, timeout=600, env=env)
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     assert "validation score" in tuned.stdout and "linear baseline (ridge" in tuned.stdout and (tmp_path / "run" / "predictions.csv").is_file()
     backbone = tmp_path / "run" / "backbone"
     assert (backbone / "social_mae_config.json").is_file()
-    again = subprocess.run([sys.executable, "-m", "challenge.cli", "track", "emi", "--features", "social-mae", "--social-mae-model", str(backbone),
+    again = subprocess.run([sys.executable, "-m", "challenge.app.cli", "track", "emi", "--features", "social-mae", "--social-mae-model", str(backbone),
                             "--head", "ridge", "--out", str(tmp_path / "again"), *common], capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "validation score" in again.stdout

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from challenge.data.hume import read_hume
+from tracks.hume.reader import read_hume
 from challenge.features import EXTRACTORS, FeatureStore, make_extractor
 from challenge.features.extract import extract
 
@@ -64,10 +64,10 @@ KILLED_DURING_WRITE = textwrap.dedent(
     """
     import os, signal, sys
     import numpy as np
-    from challenge.data.hume import read_hume
+    from tracks.hume.reader import read_hume
     from challenge.features import FeatureStore, make_extractor
     from challenge.features.extract import extract
-    from challenge.features import store as store_module
+    from challenge.stores import feature_store as store_module
 
     calls = {"n": 0}
     real_write = store_module._atomic_write_bytes

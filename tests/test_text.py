@@ -12,7 +12,7 @@ import pytest
 from challenge.config import load_config
 from challenge.errors import ChallengeError
 from challenge.registry import get_track
-from challenge.runner import run
+from challenge.run.runner import run
 from tests.fixtures.quirky import quirky_hume
 from tests.fixtures.transcripts import text_corpus
 
@@ -72,9 +72,9 @@ def test_a_transcripts_csv_gives_each_clip_its_own_text_and_digest(tmp_path, mon
     """transcripts.csv as a spreadsheet saves it (BOM, CRLF, a header, a quoted text with a comma
     and a line break, ids without zero padding); a file in transcripts/ wins over its row; an
     edited row gives only that clip a new content digest; broken rows are named."""
-    from challenge.data.hume import clip_id
+    from tracks.hume.reader import clip_id
     from challenge.data.transcripts import find_transcripts
-    from challenge.features.store import FeatureStore
+    from challenge.stores.feature_store import FeatureStore
     from challenge.features.text import read_transcript
     from tests.fixtures.quirky import spreadsheet_text
 

@@ -5,7 +5,7 @@ import time
 
 import optuna
 
-from challenge.tuning import finished_trials, open_study, optimise
+from challenge.stores.tuning import finished_trials, open_study, optimise
 
 
 def _objective(trial):
@@ -30,7 +30,7 @@ def test_study_is_warm_started_from_defaults_and_resumes(tmp_path):
 KILLED_STUDY = textwrap.dedent(
     """
     import os, signal, sys, time
-    from challenge.tuning import open_study, optimise
+    from challenge.stores.tuning import open_study, optimise
 
     def objective(trial):
         x = trial.suggest_float("x", -3, 3)
@@ -77,12 +77,12 @@ def test_studies_and_tuned_lookup_are_keyed_by_model_content_not_feature_names(e
     import shutil
 
     from challenge.config import load_config
-    from challenge.demo.models import tiny_wav2vec2
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.heads import get_head
-    from challenge.reports import best_tuned_parameters
-    from challenge.prepare import feature_keys, make_extractors
-    from challenge.runner import run_track
-    from challenge.tuning import tuning_key
+    from challenge.stores.reports import best_tuned_parameters
+    from challenge.run.prepare import feature_keys, make_extractors
+    from challenge.run.runner import run_track
+    from challenge.stores.tuning import tuning_key
     from challenge.registry import get_track
 
     a, b = tiny_wav2vec2(tmp_path / "a", seed=0), tiny_wav2vec2(tmp_path / "b", seed=1)
@@ -98,7 +98,7 @@ def test_studies_and_tuned_lookup_are_keyed_by_model_content_not_feature_names(e
     assert key(a) != key(b) and key(a) == key(a_copy)
     assert key(a) != tuning_key(feature_keys(make_extractors(config(a))), get_head("lstm"))  # another head and space
     run_track(get_track("emi"), config(a))
-    from challenge.data.hume import read_hume
+    from tracks.hume.reader import read_hume
 
     fingerprint = read_hume(emi_root).fingerprint()
     assert best_tuned_parameters("emi", key(a), fingerprint, None) is not None
@@ -110,8 +110,8 @@ def test_studies_and_tuned_lookup_are_keyed_by_model_content_not_feature_names(e
 SHARED_STUDY_WORKER = textwrap.dedent(
     """
     import sys, time
-    from challenge import tracking
-    from challenge.tuning import open_study, optimise
+    from challenge.stores import tracking
+    from challenge.stores.tuning import open_study, optimise
 
     workdir, worker, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     time.sleep(max(0.0, start - time.time()))  # both processes reach the fresh stores together

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent / "challenge"
-CLIENT = "import sys; from challenge import warm; code = warm.forward(sys.argv[1:], 'tests.fixtures.warm_probe:main'); print('cold' if code is None else '', end=''); sys.exit(code or 0)"
+CLIENT = "import sys; from challenge.app import warm; code = warm.forward(sys.argv[1:], 'tests.fixtures.warm_probe:main'); print('cold' if code is None else '', end=''); sys.exit(code or 0)"
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_a_different_import_time_environment_runs_cold_and_says_why(warm_env):
 
 def test_a_socket_left_behind_runs_cold_and_is_removed(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CHALLENGE_WARM"} | {"CHALLENGE_WARM_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    from challenge import warm
+    from challenge.app import warm
 
     os.environ["CHALLENGE_WARM_DIR"] = str(tmp_path)
     try:
@@ -105,7 +105,7 @@ def test_a_request_cut_short_leaves_the_warm_process_serving(warm_env):
     the next command is served."""
     import socket
 
-    from challenge import warm
+    from challenge.app import warm
 
     os.environ["CHALLENGE_WARM_DIR"] = warm_env["CHALLENGE_WARM_DIR"]
     try:
@@ -122,7 +122,7 @@ def test_a_request_cut_short_leaves_the_warm_process_serving(warm_env):
 
 
 def _warm_socket(env) -> Path:
-    from challenge import warm
+    from challenge.app import warm
 
     os.environ["CHALLENGE_WARM_DIR"] = env["CHALLENGE_WARM_DIR"]
     try:

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from challenge.data.text import read_lines
-from challenge.atomic import write_text_atomically
+from challenge.stores.atomic import write_text_atomically
 from challenge.errors import ChallengeError, list_offenders
 
 FOLDER, TABLE = "transcripts", "transcripts.csv"

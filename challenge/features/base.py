@@ -61,7 +61,7 @@ class Extractor:
         absolute path shares one entry. A hub id counts by its name (and revision, if in it)."""
         described = self.describe()
         if isinstance(described.get("model"), str):
-            from challenge.features.models import model_identity
+            from challenge.networks.sources import model_identity
 
             described["model"] = model_identity(described["model"])
         return described

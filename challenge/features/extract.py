@@ -20,7 +20,7 @@ from filelock import Timeout
 
 from challenge.errors import ChallengeError, list_offenders
 from challenge.features.base import Extractor, resolve_device
-from challenge.features.store import FeatureStore
+from challenge.stores.feature_store import FeatureStore
 from challenge.progress import progress_bar, say, warn
 
 

@@ -1,7 +1,7 @@
 """The face-crop recipe: per frame, the detected face cut out, levelled and scaled to a small
 grey square (`challenge.vision.faces.crop_face`), flattened. Not a feature set (raw pixels are
 not stored in the feature store): the `fer` extractor computes its features on these crops, the
-face-crops media loader (challenge.finetune.media.FaceCrops) gives them to cnn-gru, which learns
+face-crops media loader (challenge.finetune.loaders.FaceCrops) gives them to cnn-gru, which learns
 or fine-tunes its own face encoder on them, and `challenge live` cuts its crops by the same recipe.
 
 The detector runs every `detect_every` frames on the largest face; the frames between keep its
@@ -44,7 +44,7 @@ class FaceCropRunner:
         from PIL import Image
 
         from challenge.errors import ChallengeError
-        from challenge.features.mae_network import frame_files
+        from challenge.media import frame_files
         from challenge.media import iter_video_frames, video_frame_rate
         from challenge.vision.faces import crop_face, to_gray, whole_frame_box
 

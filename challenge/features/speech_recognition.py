@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from challenge.atomic import sweep_partials, write_text_atomically
+from challenge.stores.atomic import sweep_partials, write_text_atomically
 from challenge.errors import ChallengeError
 from challenge.media import AUDIO_RATE, read_audio
 from challenge.progress import progress_bar
@@ -41,7 +41,7 @@ def load_recogniser(model: str, device: str = "cpu", language: str | None = None
     cannot be read."""
     import transformers
 
-    from challenge.features.models import quiet_transformers
+    from challenge.networks.sources import quiet_transformers
 
     quiet_transformers()
     where = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model

@@ -27,6 +27,6 @@ class Wav2Vec2Extractor(Extractor):
     def build(self, device: str):
         # torch and transformers load here, when features are computed, not when a cached
         # entry is looked up or a command's help is drawn
-        from challenge.features.wav2vec2_network import Wav2Vec2Runner
+        from challenge.features.wav2vec2_runner import Wav2Vec2Runner
 
         return Wav2Vec2Runner(self, device)

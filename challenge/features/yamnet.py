@@ -66,7 +66,7 @@ class YAMNetExtractor(Extractor):
         return path
 
     def identity(self) -> dict:
-        from challenge.features.models import model_identity
+        from challenge.networks.sources import model_identity
 
         # a missing file is named when the model is built; its key here is "missing:<path>"
         model = str(bundled_yamnet()) if not self.model else str(Path(self.model).expanduser().resolve())

@@ -145,7 +145,7 @@ class ViTBackbone(Backbone):
 
 
 class SocialMAEBackbone(Backbone):
-    """Social-MAE's encoder (challenge.features.social_mae_network): a clip's filterbank and face
+    """Social-MAE's encoder (challenge.networks.social_mae): a clip's filterbank and face
     frames -> [B, 3 x width], its pooled joint, audio and video embeddings (as the social-mae
     extractor stores them). The decoder stays out of fine-tuning (frozen, never run). Layers for
     the rates: block i of either modality encoder is layer i + 1, the joint blocks follow."""
@@ -197,12 +197,12 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
     """The pretrained backbone named by an extractor's settings (`model`, and for single weights
     files `heads`, `conv_stride`, `input_size`). wav2vec2 keeps its first `layer` blocks (the
     layer the frozen features are read at), so fine-tuning starts from those features."""
-    from challenge.features.checkpoints import is_weights_file
-    from challenge.features.models import load_pretrained, preprocessor_config
+    from challenge.networks.checkpoints import is_weights_file
+    from challenge.networks.sources import load_pretrained, preprocessor_config
 
     model = settings["model"]
     if kind == "wav2vec2":
-        from challenge.features.wav2vec2_network import load_wav2vec2, load_wav2vec2_file
+        from challenge.networks.wav2vec2 import load_wav2vec2, load_wav2vec2_file
 
         if is_weights_file(model):
             network, dropped = load_wav2vec2_file(model, settings.get("heads"), settings.get("conv_stride"))
@@ -219,7 +219,7 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
     if kind == "vit-mae":
         from transformers import ViTMAEModel
 
-        from challenge.features.checkpoints import load_vit_mae
+        from challenge.networks.checkpoints import load_vit_mae
 
         if is_weights_file(model):
             network, conversion = load_vit_mae(model, settings.get("heads"), settings.get("input_size"))
@@ -229,7 +229,7 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
             return backbone
         return ViTBackbone(load_pretrained(ViTMAEModel, model, "--visual-model", mask_ratio=0.0), preprocessor_config(model))
     if kind == "social-mae":
-        from challenge.features.social_mae_network import load_social_mae
+        from challenge.networks.social_mae import load_social_mae
 
         if not settings.get("model"):
             raise ChallengeError("a Social-MAE head needs its model: --social-mae-model DIR (challenge pretrain social-mae) or the authors' .pth.")
@@ -244,11 +244,11 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
 def rebuild_backbone(saved: dict) -> Backbone:
     """The architecture of a saved backbone (config_dict), at random weights: its tensors come
     from the saved model."""
-    from challenge.features.models import quiet_transformers
+    from challenge.networks.sources import quiet_transformers
 
     quiet_transformers()
     if saved["kind"] == "social-mae":
-        from challenge.features.social_mae_network import SocialMAE, SocialMAEConfig
+        from challenge.networks.social_mae import SocialMAE, SocialMAEConfig
 
         return SocialMAEBackbone(SocialMAE(SocialMAEConfig.from_dict(saved["config"])))
     if saved["kind"] == "wav2vec2":
@@ -258,7 +258,7 @@ def rebuild_backbone(saved: dict) -> Backbone:
     from transformers import ViTMAEConfig, ViTMAEModel
 
     network = ViTMAEModel(ViTMAEConfig.from_dict(saved["config"]))
-    if saved.get("fc_norm"):  # a fine-tuned MAE's norm after pooling (challenge.features.checkpoints.load_vit_mae)
+    if saved.get("fc_norm"):  # a fine-tuned MAE's norm after pooling (challenge.networks.checkpoints.load_vit_mae)
         network.fc_norm = nn.LayerNorm(network.config.hidden_size, eps=network.config.layer_norm_eps)
         network.layernorm = nn.Identity()
     return ViTBackbone(network, saved["preprocessor"])

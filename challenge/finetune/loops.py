@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from challenge.finetune.media import FaceFrames, WaveformClips
+from challenge.finetune.loaders import FaceFrames, WaveformClips
 from challenge.training.trainer import Trainer, class_weights
 
 
@@ -193,7 +193,7 @@ def _av_batch(clips: list, device: str):
 
 def fit_av_clips(model, train, valid, params: dict, score, report, seed: int, device: str, checkpoint: Path | None = None,
                  keep_start: bool = False, classes: int | None = None):
-    """Audio-visual clips (challenge.finetune.media.AudioVisualClips): a random window of each
+    """Audio-visual clips (challenge.finetune.loaders.AudioVisualClips): a random window of each
     clip with random faces from its parts, the clip's targets; selection on the validation score."""
     return _fit_clip_model(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, train.train_clip,
                            lambda clips: _av_batch(clips, device), lambda: predict_av_clips(model, valid, device), classes)

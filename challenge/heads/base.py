@@ -9,7 +9,7 @@ import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from challenge.errors import ChallengeError
-from challenge.saved_state import load_module, module_arrays, only, put, saved_kind
+from challenge.stores.saved_state import load_module, module_arrays, only, put, saved_kind
 from challenge.track import Problem
 
 HEADS: dict[str, type[Head]] = {}
@@ -31,11 +31,11 @@ class Head:
     search_space: ClassVar[dict[str, BaseDistribution]]
     defaults: ClassVar[dict]
     features: ClassVar[tuple[str, ...]] = ()  # the feature sets a run uses when --features is not given (else the track's)
-    # "features": the head reads cached features (challenge.prepare); "media": it reads media
-    # through the track's loader and trains its own backbone (challenge/heads/finetune.py)
+    # "features": the head reads cached features (challenge.run.prepare); "media": it reads media
+    # through the track's loader and trains its own backbone (challenge/heads/end_to_end.py)
     reads: ClassVar[str] = "features"
     # where a track pools its clips' features before the head (smile-laugh), True asks for each
-    # clip's feature sequences instead (challenge.smiles.features.ClipWindows)
+    # clip's feature sequences instead (tracks.smiles.clip_windows.ClipWindows)
     sequences: ClassVar[bool] = False
 
     def __init__(self, params: dict, problem: Problem, n_outputs: int, seed: int = 0, device: str = "cpu"):
@@ -64,7 +64,7 @@ class Head:
     def predict(self, data) -> np.ndarray:
         raise NotImplementedError
 
-    # The fitted state as data (challenge.saved_state), never pickled: a head is saved as its
+    # The fitted state as data (challenge.stores.saved_state), never pickled: a head is saved as its
     # registered name, parameters and tensors, and rebuilt through the head registry. The
     # defaults of state/restore serve every head whose fitted part is one torch module in
     # `self.model`, made by `self.build(**self.shape)` from sizes read off the training data.

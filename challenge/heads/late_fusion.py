@@ -13,7 +13,7 @@ import numpy as np
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from challenge.heads.base import Head, register_head
-from challenge.saved_state import load_module, module_arrays
+from challenge.stores.saved_state import load_module, module_arrays
 from challenge.track import Problem
 from challenge.training.normalise import Normaliser
 

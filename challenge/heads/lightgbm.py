@@ -7,7 +7,7 @@ import numpy as np
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from challenge.heads.base import Head, register_head
-from challenge.training.features import pooled
+from challenge.training.inputs import pooled
 from challenge.track import Problem
 
 CHECK_EVERY = 25  # boosting rounds between validation checks (reporting each round is slow)

@@ -63,7 +63,7 @@ def pooled_rows(data) -> np.ndarray:
     """Per clip [mean, std] over time (ClipFeatures), or the pooled matrix of smiles clip sets."""
     if hasattr(data, "matrix"):
         return data.matrix
-    from challenge.training.features import pooled
+    from challenge.training.inputs import pooled
 
     return pooled(data)
 

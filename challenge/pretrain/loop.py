@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from challenge.atomic import write_text_atomically
+from challenge.stores.atomic import write_text_atomically
 from challenge.errors import ChallengeError
 from challenge.pretrain.settings import PretrainSettings
 from challenge.progress import say, warn
@@ -228,7 +228,7 @@ class _Tracking:
             return self
         import mlflow
 
-        from challenge import tracking
+        from challenge.stores import tracking
 
         experiment = tracking.setup(self.uri, f"pretrain-{self.task.kind}")
         marker = self.out / "mlflow_run_id"

@@ -18,7 +18,7 @@ from challenge.pretrain.images import ImageLoading, PretrainImages, collate_imag
 from challenge.pretrain.settings import MAEPretrainSettings
 from challenge.progress import say
 
-from challenge.features.mae_network import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD  # as the published MAEs normalise
+from challenge.media import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD  # as the published MAEs normalise
 GRID_IMAGES = 6
 
 
@@ -26,8 +26,8 @@ def build_mae(settings: MAEPretrainSettings) -> tuple[torch.nn.Module, dict, str
     """(ViTMAEForPreTraining, its preprocessor config, what the model was made from)."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
-    from challenge.features.checkpoints import is_weights_file, load_vit_mae, mae_decoder_from_timm, read_weights
-    from challenge.features.models import load_pretrained, preprocessor_config, quiet_transformers
+    from challenge.networks.checkpoints import is_weights_file, load_vit_mae, mae_decoder_from_timm, read_weights
+    from challenge.networks.sources import load_pretrained, preprocessor_config, quiet_transformers
 
     quiet_transformers()
     s = settings

@@ -1,6 +1,6 @@
 """The settings of `challenge pretrain mae`: the architecture (when training from scratch), the
 masking, the optimiser and schedule, and the data loading. Each field is a command-line option
-(challenge.cli_options) and a key of the `pretrain:` section of a --config YAML."""
+(challenge.app.cli_options) and a key of the `pretrain:` section of a --config YAML."""
 
 from __future__ import annotations
 

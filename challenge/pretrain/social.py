@@ -1,4 +1,4 @@
-"""`challenge pretrain social-mae`: Social-MAE (challenge.features.social_mae_network) pretrained
+"""`challenge pretrain social-mae`: Social-MAE (challenge.networks.social_mae) pretrained
 on clips of the team's videos, their sound and their faces, in the loop every pretraining shares
 (challenge.pretrain.loop: resumable, DDP, MLflow).
 
@@ -29,7 +29,7 @@ GRID_CLIPS = 3
 
 
 def social_config(settings: SocialMAEPretrainSettings):
-    from challenge.features.social_mae_network import SocialMAEConfig
+    from challenge.networks.social_mae import SocialMAEConfig
 
     return SocialMAEConfig.from_dict(settings.model_dump())
 
@@ -39,7 +39,7 @@ def build_social_mae(settings: SocialMAEPretrainSettings):
     file) with this run's masking and loss weights."""
     import dataclasses
 
-    from challenge.features.social_mae_network import SocialMAE, load_social_mae
+    from challenge.networks.social_mae import SocialMAE, load_social_mae
 
     if settings.init is None:
         return SocialMAE(social_config(settings)), "random weights"
@@ -172,7 +172,7 @@ def clip_grid(model, dataset, noise, inputs, count: int = GRID_CLIPS):
     patches grey) and their reconstruction; then its filterbank, masked and reconstructed."""
     from PIL import Image
 
-    from challenge.features.mae_network import IMAGENET_MEAN as FACE_MEAN, IMAGENET_STD as FACE_STD
+    from challenge.media import IMAGENET_MEAN as FACE_MEAN, IMAGENET_STD as FACE_STD
 
     n = min(count, len(dataset))
     batch, _ = collate_clips([dataset[(0, i)] for i in range(n)])

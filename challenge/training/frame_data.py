@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from challenge.errors import ChallengeError, list_offenders
-from challenge.features.store import StoreEntry
+from challenge.stores.feature_store import StoreEntry
 from challenge.training.frames import audio_on_frames, visual_on_frames
 from challenge.training.normalise import Normaliser
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from challenge.saved_state import describe, rebuild, saved_kind
+from challenge.stores.saved_state import describe, rebuild, saved_kind
 from challenge.training.frame_data import FrameFeatures
 
 

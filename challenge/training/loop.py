@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from challenge.training.features import ClipFeatures
+from challenge.training.inputs import ClipFeatures
 from challenge.training.losses import clip_loss
 from challenge.training.trainer import Trainer
 from challenge.training.windows import window_starts

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from challenge.atomic import sweep_partials, write_atomically
+from challenge.stores.atomic import sweep_partials, write_atomically
 from challenge.progress import progress_bar, say
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -1,0 +1,1 @@
+"""The application: the `challenge` command and what only a command uses (warm start, workers, servers, the live view, the demo)."""

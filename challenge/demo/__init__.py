@@ -1,1 +1,0 @@
-"""Small datasets in the official layouts whose labels are functions of what is drawn and heard."""

@@ -1,0 +1,1 @@
+"""The networks and their checkpoint loaders, shared by the extractors, fine-tuning and pretraining."""

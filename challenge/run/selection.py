@@ -1,0 +1,144 @@
+"""Choosing a run's head parameters: tuned with Optuna (--tune; the best trial's model is kept),
+or the head's defaults; either way with the parameters the run fixes (--epochs, --window,
+head_params, the finetune section). How one candidate is fitted and scored is the protocol's
+`fit(params, report)` (challenge.run.protocols)."""
+
+from __future__ import annotations
+
+import time
+
+from challenge.config import RunConfig
+from challenge.errors import ChallengeError
+from challenge.progress import say
+from challenge.track import TrackSpec
+
+
+def fit_head(spec: TrackSpec, config: RunConfig, head_cls, fit, fingerprint: str, key: str) -> Tuned:
+    """The run's head: tuned (--tune; the best trial's model is kept, not retrained) or fitted
+    with the head's defaults. `fit(params, report)` says how one candidate is fitted and scored
+    (challenge.run.protocols: hold-out, or grouped folds). Logs its history."""
+    import mlflow
+
+    from challenge.stores import tracking
+
+    overrides = head_overrides(config, head_cls, spec.problem)
+    fitted = Tuned(head_cls.default_parameters() | overrides, 0, {"source": "defaults"}, None)
+    if config.tune and not head_cls.search_space:
+        say(f"[yellow]the {config.head} head has nothing to tune (it chooses its penalty inside the fit): fitting it once[/]")
+    elif config.tune:
+        fitted = tune_head(spec, config, head_cls, fit, fingerprint, overrides, key)
+    if fitted.head is not None:
+        say(f"the {config.head} head of trial {fitted.provenance['trial']} is the final model (same data, parameters and seed: no refit)")
+        mlflow.set_tag("final_model", f"trial {fitted.provenance['trial']}, not refitted")
+    else:
+        mlflow.set_tag("final_model", "fitted after tuning" if config.tune else "fitted with the head's defaults")
+        say(f"training the {config.head} head with {'tuned' if config.tune else 'default'} parameters")
+        fitted.value, fitted.head = fit(fitted.params)
+    tracking.log_history(fitted.head.history)
+    return fitted
+
+
+def head_overrides(config: RunConfig, head_cls, problem=None) -> dict:
+    """Head parameters the run fixes (--epochs, --window, `head_params` of the run config, e.g.
+    the loss, and for end-to-end heads the `finetune` settings given), for heads that have them;
+    tuning never changes them."""
+    given = {"epochs": config.epochs, "window": config.window}
+    fixed = {k: v for k, v in given.items() if v is not None and k in head_cls.defaults}
+    if head_cls.reads == "media":  # the finetune section's settings the run gives (the others stay tunable) and the backbone
+        fixed |= {k: getattr(config.finetune, k) for k in config.finetune.model_fields_set if k in head_cls.defaults}
+        if "backbone" in head_cls.defaults:
+            fixed["backbone"] = backbone_settings(config, head_cls.extractor)
+    for name, value in config.head_params.items():
+        if name in LOSS_PARAMETERS and hasattr(head_cls, "build"):
+            _check_loss(head_cls, problem, name, value)
+        elif name not in head_cls.defaults:
+            raise ChallengeError(f"head_params: the {head_cls.name} head has no parameter {name!r}; it has "
+                                 f"{', '.join(sorted(head_cls.defaults))}" + (", loss, focal_gamma" if hasattr(head_cls, "build") else ""))
+        fixed[name] = value
+    return fixed
+
+
+LOSS_PARAMETERS = ("loss", "focal_gamma")
+
+
+def backbone_settings(config: RunConfig, extractor: str) -> dict:
+    """An end-to-end head's backbone: its extractor's settings (model, layer, heads...), the
+    extractor's defaults filled in, so --audio-model / --visual-model name it as for features."""
+    import dataclasses
+
+    from challenge.features import make_extractor
+
+    return dataclasses.asdict(make_extractor(extractor, **config.extractor_settings(extractor)))
+
+
+def _check_loss(head_cls, problem, name: str, value) -> None:
+    from challenge.track import Problem
+    from challenge.training.losses import CLASS_LOSSES, CLIP_LOSSES, LABEL_LOSSES, VALUE_LOSSES
+
+    if name != "loss" or problem is None:
+        return
+    choices = {Problem.CLIP_REGRESSION: CLIP_LOSSES, Problem.FRAME_CLASSIFICATION: CLASS_LOSSES,
+               Problem.FRAME_MULTILABEL: LABEL_LOSSES, Problem.FRAME_REGRESSION: VALUE_LOSSES}.get(problem, ())
+    if value not in choices:
+        raise ChallengeError(f"head_params: loss {value!r} is not one of the {problem.value} losses: {', '.join(choices) or 'none'}")
+
+
+class Tuned:
+    """What tuning gives: the best parameters, and the best trial's fitted head when this
+    process trained it (a resumed study's best may come from an earlier session: then None)."""
+
+    def __init__(self, params, ran, provenance, head, value: float | None = None):
+        self.params, self.ran, self.provenance, self.head, self.value = params, ran, provenance, head, value
+
+
+def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> Tuned:
+    import mlflow
+    import optuna
+
+    from challenge.stores import tracking
+    from challenge.heads import suggest
+    from challenge.stores.tuning import finished_trials, open_study, optimise
+
+    name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}-{key}{'-shuffled' if config.shuffle_labels else ''}"
+    defaults = {k: v for k, v in head_cls.default_parameters().items() if k in head_cls.search_space}
+    study, worker = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker)
+    done = finished_trials(study)
+    say(f"study {name}: {done} finished trial(s) stored, running until {config.trials}")
+    fitted = {}  # trial number -> head, the best one only
+
+    def objective(trial: optuna.Trial) -> float:
+        params = head_cls.default_parameters() | suggest(trial, head_cls.search_space) | overrides
+        trial.set_user_attr("worker", worker)  # which process ran it, when several share the study
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+            mlflow.set_tags({"challenge.kind": "trial", "study": name, "trial": trial.number, **tracking.process_tags()})
+            mlflow.log_params(params)
+
+            began = time.perf_counter()
+
+            def report(step: int, value: float) -> None:
+                trial.report(value, step)
+                mlflow.log_metric("valid_score", value, step=step)
+                if trial.should_prune():
+                    mlflow.set_tag("state", "pruned")
+                    say(f"trial {trial.number}: pruned at step {step} (score {value:.4f}, below the median of earlier trials there; "
+                        f"{time.perf_counter() - began:.1f} s)")
+                    raise optuna.TrialPruned()
+
+            value, head = fit(params, report)
+            mlflow.log_metric("score", value)
+            say(f"trial {trial.number}: score {value:.4f} ({time.perf_counter() - began:.1f} s)")
+            if not fitted or value > max(fitted.values(), key=lambda pair: pair[0])[0]:
+                fitted.clear()
+                fitted[trial.number] = (value, head)
+            return value
+
+    ran = optimise(study, objective, config.trials, config.timeout)
+    best = study.best_trial
+    mlflow.log_metrics({"tuning.best_trial_score": best.value, "tuning.trials": finished_trials(study)})
+    provenance = {
+        "source": "optuna", "study": name, "tuning_key": key, "storage": config.storage or "sqlite:///optuna/studies.db",
+        "trial": best.number, "value": best.value, "data_fingerprint": fingerprint,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    head = fitted[best.number][1] if best.number in fitted else None
+    return Tuned(head_cls.default_parameters() | best.params | overrides, ran, provenance, head, best.value)
