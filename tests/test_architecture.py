@@ -223,3 +223,29 @@ def test_config_is_typed_nested_and_layered(tmp_path, emi_root):
     with pytest.raises(ChallengeError, match=r"audio_model is now written as .*extractors: \{wav2vec2: \{model: /models/x\}\}"):
         load_config(run_file, {"track": "emi", "data": str(root)}, emi)
     assert runner.invoke(app, ["features", "extract", "--help"]).output.count("--model ") == 0
+
+
+def test_every_entry_point_of_every_group_loads_and_the_tests_over_all_of_them_see_all():
+    """Registration is the entry point alone: each one loads (a class of the right kind and name,
+    a TrackSpec of its name, a settings model), and the parametrised tests over "all extractors"
+    and "all heads" run over exactly the registered names."""
+    from pydantic import BaseModel
+
+    from challenge.features import extractor_class
+    from challenge.heads import get_head, head_names
+    from challenge.registry import entry_point_names, get_track, load_entry_point
+    from tests import test_frame_heads, test_heads, test_store
+
+    extractors = entry_point_names("challenge.extractors")
+    assert {extractor_class(name).name for name in extractors} == set(extractors)
+    assert {get_head(name).name for name in head_names()} == set(entry_point_names("challenge.heads"))
+    assert {get_track(name).name for name in entry_point_names("challenge.tracks")} == set(entry_point_names("challenge.tracks"))
+    for name in entry_point_names("challenge.track_settings"):
+        assert issubclass(load_entry_point("challenge.track_settings", name), BaseModel)
+    assert set(test_store.EXTRACTOR_NAMES) == set(extractors)
+    assert len(extractors) >= 10
+    # the heads the parametrised tests do not reach by their problem are named by a test of their own
+    tests_text = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    named = {name for name in head_names() if f'"{name}"' in tests_text}
+    uncovered = set(head_names()) - {*test_heads.CLIP_HEADS, *test_frame_heads.FRAME_HEADS} - named
+    assert not uncovered, f"heads no test runs: {uncovered}"

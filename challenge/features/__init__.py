@@ -1,9 +1,7 @@
-"""Pretrained feature extractors, registered by name, and the shared store they fill."""
+"""Pretrained feature extractors, one module each, registered by their entry points
+(`challenge.extractors` in pyproject.toml), and the extraction into the shared store."""
 
-from challenge.features.base import EXTRACTORS, Extractor, Features, make_extractor, register_extractor
+from challenge.features.base import Extractor, Features, extractor_class, extractor_classes, make_extractor
 from challenge.stores.feature_store import FeatureStore
 
-# importing the modules registers the extractors
-from challenge.features import background, egemaps, face_crops, fer, mae, provided, wav2vec2, yamnet  # noqa: E402,F401
-
-__all__ = ["EXTRACTORS", "Extractor", "Features", "FeatureStore", "make_extractor", "register_extractor"]
+__all__ = ["Extractor", "Features", "FeatureStore", "extractor_class", "extractor_classes", "make_extractor"]

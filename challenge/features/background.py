@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge.features.base import Extractor, Features, register_extractor
+from challenge.features.base import Extractor, Features
 from challenge.media import iter_video_frames
 
 
-@register_extractor
 @dataclass(frozen=True)
 class BackgroundExtractor(Extractor):
     name = "background"

@@ -1,4 +1,4 @@
-"""Extractor configs and their registry.
+"""Extractor configs (each registered by its entry point in `challenge.extractors`).
 
 An extractor is a frozen dataclass: every field, its preprocessing included, goes into the
 cache key together with the schema version, so changing any setting gives new features.
@@ -12,18 +12,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: an extractor's module stays light enough for `--help` to read its declaration
+    import numpy as np
 
 from challenge.errors import ChallengeError
 
-EXTRACTORS: dict[str, type[Extractor]] = {}
-
-
-def register_extractor(cls):
-    EXTRACTORS[cls.name] = cls
-    return cls
+GROUP = "challenge.extractors"  # an extractor is registered by its entry point there (challenge.registry)
 
 
 @dataclass(frozen=True)
@@ -90,14 +86,17 @@ class Extractor:
 
 
 def extractor_class(name: str) -> type[Extractor]:
-    """A registered extractor; one from another package is loaded through its entry point."""
-    if name not in EXTRACTORS:
-        from challenge.registry import entry_point_names, load_entry_point
+    """A registered extractor, loaded through its entry point."""
+    from challenge.registry import registered_class
 
-        load_entry_point("challenge.extractors", name)  # importing its module registers it
-        if name not in EXTRACTORS:
-            raise ChallengeError(f"unknown extractor {name!r}; choose one of: {', '.join(sorted({*EXTRACTORS, *entry_point_names('challenge.extractors')}))}")
-    return EXTRACTORS[name]
+    return registered_class(GROUP, name, Extractor, "extractor")
+
+
+def extractor_classes() -> dict[str, type[Extractor]]:
+    """Every registered extractor, loaded (for tests over all of them)."""
+    from challenge.registry import registered_classes
+
+    return registered_classes(GROUP, Extractor, "extractor")
 
 
 def make_extractor(name: str, **options) -> Extractor:

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge.features.base import Extractor, Features, register_extractor
+from challenge.features.base import Extractor, Features
 from challenge.media import AUDIO_RATE, read_audio
 
 LLD_RATE = 100.0  # openSMILE's eGeMAPS LLDs use a 10 ms hop
 
 
-@register_extractor
 @dataclass(frozen=True)
 class EGeMAPSExtractor(Extractor):
     name = "egemaps"
@@ -28,7 +27,6 @@ class EGeMAPSExtractor(Extractor):
         return _EGeMAPSRunner(self)
 
 
-@register_extractor
 @dataclass(frozen=True)
 class ComParEExtractor(EGeMAPSExtractor):
     name = "compare"

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from challenge.features.base import Features, register_extractor
+from challenge.features.base import Features
 from challenge.features.face_crops import FaceCropExtractor, FaceCropRunner
 
 
-@register_extractor
 @dataclass(frozen=True)
 class FERExtractor(FaceCropExtractor):
     name = "fer"

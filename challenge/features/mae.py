@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from challenge.features.base import Extractor, register_extractor
+from challenge.features.base import Extractor
 
 
-@register_extractor
 @dataclass(frozen=True)
 class MAEExtractor(Extractor):
     name = "mae"

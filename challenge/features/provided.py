@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.errors import ChallengeError
-from challenge.features.base import Extractor, Features, register_extractor
+from challenge.features.base import Extractor, Features
 
 _ALLOWED = {
     ("numpy", "ndarray"),
@@ -58,7 +58,6 @@ def load_numpy_pickle(path: Path) -> np.ndarray:
     return array
 
 
-@register_extractor
 @dataclass(frozen=True)
 class ProvidedExtractor(Extractor):
     """`kind` names the organisers' folder under the dataset root: wav2vec2 or vit."""

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from challenge.errors import ChallengeError
-from challenge.features.base import Extractor, Features, register_extractor
+from challenge.features.base import Extractor, Features
 
 
-@register_extractor
 @dataclass(frozen=True)
 class SocialMAEExtractor(Extractor):
     name = "social-mae"

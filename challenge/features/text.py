@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.errors import ChallengeError
-from challenge.features.base import Extractor, Features, register_extractor
+from challenge.features.base import Extractor, Features
 
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -42,7 +42,6 @@ def local_model(model: str) -> str:
     return model
 
 
-@register_extractor
 @dataclass(frozen=True)
 class TextExtractor(Extractor):
     """One row per clip: the L2-normalised mean-pooled sentence embedding of its transcript."""

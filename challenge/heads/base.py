@@ -12,16 +12,9 @@ from challenge.errors import ChallengeError
 from challenge.stores.saved_state import load_module, module_arrays, only, put, saved_kind
 from challenge.track import Problem
 
-HEADS: dict[str, type[Head]] = {}
-
 # called after each epoch (or boosting checkpoint) with (step, validation score); may raise
 # optuna.TrialPruned to stop a hopeless trial
 Reporter = Callable[[int, float], None]
-
-
-def register_head(cls):
-    HEADS[cls.name] = cls
-    return cls
 
 
 @saved_kind("head")

@@ -21,7 +21,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.heads.lstm import LinearPathModel, ridge_weights
 from challenge.training.loop import fit_clip_model, predict_clips
 from challenge.track import Problem
@@ -78,7 +78,6 @@ def distinct_steps(part: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tens
     return rows, where, torch.arange(width, device=part.device)[None] >= counts[:, None]
 
 
-@register_head
 class ClipTransformerHead(Head):
     name = "clip-transformer"
     problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}

@@ -17,7 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from torch import nn
 
 from challenge.errors import ChallengeError
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.heads.frame_common import FRAME_PROBLEMS, FrameHeadMixin
 
 
@@ -81,7 +81,6 @@ class CNNGRU(nn.Module):
         return self.temporal(self.encoder(x.reshape(b * t, d)).reshape(b, t, -1))
 
 
-@register_head
 class CNNGRUHead(FrameHeadMixin, Head):
     name = "cnn-gru"
     problems = FRAME_PROBLEMS

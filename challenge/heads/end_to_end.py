@@ -15,7 +15,7 @@ from typing import ClassVar
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from challenge.finetune.settings import FinetuneSettings
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.heads.frame_common import FRAME_PROBLEMS
 from challenge.stores.saved_state import load_module, module_arrays
 from challenge.track import Problem
@@ -95,7 +95,6 @@ class EndToEndHead(Head):
         return self.model.backbone.save_pretrained(folder)
 
 
-@register_head
 class Wav2Vec2LSTMHead(EndToEndHead):
     name = "wav2vec2-lstm"
     medium, extractor, backbone_kind, model_flag = "audio", "wav2vec2", "wav2vec2", "--audio-model"
@@ -134,7 +133,6 @@ class Wav2Vec2LSTMHead(EndToEndHead):
         return softmax(outputs) if self.classes else outputs
 
 
-@register_head
 class ViTFramesHead(EndToEndHead):
     name = "vit-frames"
     medium, extractor, backbone_kind, model_flag = "faces", "mae", "vit-mae", "--visual-model"
@@ -166,7 +164,6 @@ class ViTFramesHead(EndToEndHead):
         return predict_frames(self.model, self.problem, self.sized(data), self.device)
 
 
-@register_head
 class SocialMAEClipsHead(EndToEndHead):
     """Social-MAE fine-tuned on clips (EMI's intensities, smile-laugh's classes): its encoder and a linear layer on the pooled joint,
     audio and video embeddings, trained together on random windows (the paper's recipe: the

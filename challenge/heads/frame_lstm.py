@@ -7,7 +7,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.heads.frame_common import FRAME_PROBLEMS, FrameHeadMixin
 
 
@@ -24,7 +24,6 @@ class FrameGlobalContextLSTM(nn.Module):
         return self.mlp(torch.cat([steps, context[:, None].expand(-1, x.shape[1], -1)], dim=-1))
 
 
-@register_head
 class FrameLSTMHead(FrameHeadMixin, Head):
     name = "lstm-frames"
     problems = FRAME_PROBLEMS

@@ -7,7 +7,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.heads.frame_common import FRAME_PROBLEMS, FrameHeadMixin
 
 
@@ -22,7 +22,6 @@ class FrameGRU(nn.Module):
         return self.out(self.gru(x)[0])
 
 
-@register_head
 class GRUHead(FrameHeadMixin, Head):
     name = "gru"
     problems = FRAME_PROBLEMS

@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.stores.saved_state import load_module, module_arrays
 from challenge.track import Problem
 from challenge.training.normalise import Normaliser
 
 
-@register_head
 class LateFusionHead(Head):
     name = "mlp-late-fusion"
     problems = {Problem.CLIP_CLASSIFICATION}

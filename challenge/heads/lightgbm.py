@@ -6,14 +6,13 @@ import lightgbm as lgb
 import numpy as np
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.training.inputs import pooled
 from challenge.track import Problem
 
 CHECK_EVERY = 25  # boosting rounds between validation checks (reporting each round is slow)
 
 
-@register_head
 class LightGBMHead(Head):
     name = "lightgbm"
     problems = {Problem.CLIP_REGRESSION}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from optuna.distributions import FloatDistribution
 
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.track import Problem
 
 ALPHAS = np.logspace(-2, 5, 15)  # ridge penalties tried per output (features are standardised)
@@ -133,7 +133,6 @@ class LinearHead(Head):
         raise NotImplementedError
 
 
-@register_head
 class RidgeHead(LinearHead):
     """Ridge regression on pooled features, one alpha per output chosen by leave-one-out."""
 
@@ -157,7 +156,6 @@ class RidgeHead(LinearHead):
         self.weights, self.biases, self.alphas = arrays["weights"], arrays["biases"], arrays["alphas"]
 
 
-@register_head
 class LogisticHead(LinearHead):
     """Logistic regression (balanced class weights): multinomial for classes, one per AU."""
 

@@ -14,7 +14,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.training.loop import fit_clip_model, predict_clips
 from challenge.track import Problem
 
@@ -72,7 +72,6 @@ class GlobalContextLSTM(LinearPathModel):
         return self.intensities(self.mlp(torch.cat([final, context], dim=-1)), context)
 
 
-@register_head
 class LSTMHead(Head):
     name = "lstm"
     problems = {Problem.CLIP_REGRESSION}

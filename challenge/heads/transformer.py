@@ -9,7 +9,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
-from challenge.heads.base import Head, register_head
+from challenge.heads.base import Head
 from challenge.heads.frame_common import FRAME_PROBLEMS, FrameHeadMixin
 
 
@@ -37,7 +37,6 @@ class FusionTransformer(nn.Module):
         return self.out(encoded.mean(2))
 
 
-@register_head
 class TransformerFusionHead(FrameHeadMixin, Head):
     name = "transformer"
     problems = FRAME_PROBLEMS
