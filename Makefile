@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test clean-demo browser
+.PHONY: demo test lint docs docs-build clean-demo browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,19 @@ browser:
 # Two pytest workers (one thread each, see tests/conftest.py) use both cores of the CI machine;
 # --dist loadfile keeps each file's module fixtures in one worker. TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
-test: $(STAMP) browser
+test: $(STAMP) browser lint docs-build
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+
+# the same checks as .pre-commit-config.yaml
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# the documentation site: built strictly (a broken link or a missing page fails), or served
+docs-build: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 clean-demo:
 	rm -rf demo_data mlflow/mlflow.db mlflow/artifacts optuna submissions/emi

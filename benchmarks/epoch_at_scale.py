@@ -20,8 +20,8 @@ import numpy as np
 
 from challenge.heads import get_head
 from challenge.stores.feature_store import StoreEntry
-from challenge.training.inputs import ClipFeatures, ModalityEntry
 from challenge.track import Problem
+from challenge.training.inputs import ClipFeatures, ModalityEntry
 from tracks.hume.emi import score as emi_score
 
 DIM = 1024

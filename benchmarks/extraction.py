@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from challenge.data.samples import Sample
-from challenge.synthetic.draw import FaceState, burst_envelope, draw_face, voice, write_audio
 from challenge.features import FeatureStore, make_extractor
 from challenge.features.extract import extract
 from challenge.progress import set_quiet
+from challenge.synthetic.draw import FaceState, burst_envelope, draw_face, voice, write_audio
 
 
 def build_models(root: Path) -> dict[str, Path]:

@@ -159,7 +159,7 @@ def memory_probe(size: str, work: str, checkpointing: bool, batch: int, seconds:
 
 def _status(field: str) -> float:
     """A /proc/self/status figure in MiB."""
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+    line = next(row for row in Path("/proc/self/status").read_text().splitlines() if row.startswith(field + ":"))
     return int(line.split()[1]) / 1024
 
 

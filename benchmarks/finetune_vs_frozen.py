@@ -26,8 +26,8 @@ sys.path.insert(0, str(HERE))
 
 def prepare(work: Path, name: str) -> tuple[Path, Path]:
     if name == "demo":
-        from tracks.hume.demo import write_emi_demo
         from challenge.synthetic.stand_ins import write_stand_ins
+        from tracks.hume.demo import write_emi_demo
 
         data = work / "demo"
         write_emi_demo(data)

@@ -60,11 +60,11 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, default=Path("demo_data/emi"))
     parser.add_argument("--sets", default="demo,quirky,ordered")
     args = parser.parse_args()
-    from tracks.hume.demo import write_emi_demo
-    from challenge.synthetic.stand_ins import write_stand_ins
     from challenge.progress import set_quiet
+    from challenge.synthetic.stand_ins import write_stand_ins
     from tests.fixtures.ordered_events import ordered_events_hume
     from tests.fixtures.quirky import quirky_hume
+    from tracks.hume.demo import write_emi_demo
 
     set_quiet(True)
     report = []

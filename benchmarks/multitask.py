@@ -44,9 +44,9 @@ def prepare(work: Path, name: str) -> tuple[Path, list[str]]:
 def run(data: Path, work: Path, tasks: list[str], seed: int, epochs: int) -> dict[str, tuple[float, float]]:
     """task -> (validation score, linear baseline)."""
     from challenge.config import load_config
-    from challenge.run.multitask import run_multitask
     from challenge.progress import set_quiet
     from challenge.registry import get_track
+    from challenge.run.multitask import run_multitask
 
     set_quiet(True)
     config = load_config(None, {"track": tasks[0], "data": str(data), "features": ["mae"], "seed": seed, "epochs": epochs,

@@ -45,8 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from challenge.networks.fer import LABELS, fer_inputs, load_fer_network
     from challenge.app.live.model import LiveModel
+    from challenge.networks.fer import LABELS, fer_inputs, load_fer_network
 
     fer = load_fer_network()
     with torch.no_grad():

@@ -50,13 +50,13 @@ def main() -> None:
     parser.add_argument("--crop-scale", type=float, default=0.6)
     parser.add_argument("--tracks", default="expr,smile-intensity,smile-laugh")
     args = parser.parse_args()
-    from tracks.affwild2.demo import write_affwild_demo
-    from tracks.smiles.demo import write_smiles_demo
     from challenge.pretrain.mae import build_mae, pretrain_mae
     from challenge.pretrain.settings import MAEPretrainSettings, SocialMAEPretrainSettings
     from challenge.pretrain.social import build_social_mae, pretrain_social_mae
     from challenge.progress import set_quiet
     from challenge.seeding import seed_everything
+    from tracks.affwild2.demo import write_affwild_demo
+    from tracks.smiles.demo import write_smiles_demo
 
     set_quiet(True)
     root = Path(tempfile.mkdtemp(prefix="pretrain-probe-"))

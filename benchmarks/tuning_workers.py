@@ -29,9 +29,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("demo_data/emi"))
     args = parser.parse_args()
     import optuna
-
-    from tracks.hume.demo import write_emi_demo
     from tests.fixtures.servers import mlflow_server, postgres_server
+    from tracks.hume.demo import write_emi_demo
 
     if not (args.data / "valid_split.csv").exists():
         write_emi_demo(args.data)

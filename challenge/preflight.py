@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from challenge.stores.atomic import check_writable_folder
 from challenge.errors import ChallengeError
+from challenge.stores.atomic import check_writable_folder
 from challenge.stores.checks import SQL_SCHEMES, TRACKING_SCHEMES, check_store, check_url
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from challenge.errors import ChallengeError, list_offenders
-from challenge.run.finish import OUTPUTS
 from challenge.progress import say
+from challenge.run.finish import OUTPUTS
 from challenge.track import TrackSpec
 from ensembles.finish import EnsembleResult, RoleTable, TestTable, finish_ensemble
 
@@ -129,12 +129,11 @@ def check_comparable(runs: list[RunOutputs], fingerprint: str) -> None:
 
 
 def ensemble_runs(spec: TrackSpec, config, run_ids: list[str], max_runs: int | None = None) -> EnsembleResult:
-    from mlflow import MlflowClient
-
-    from challenge.stores import tracking
-    from challenge.run.prepare import read_samples
-    from challenge.stores.reports import track_experiments
     from challenge.run.context import RunContext
+    from challenge.run.prepare import read_samples
+    from challenge.stores import tracking
+    from challenge.stores.reports import track_experiments
+    from mlflow import MlflowClient
 
     if spec.run is not None:
         raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
@@ -182,9 +181,9 @@ def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fin
     """--runs "search:FILTER": the finished, unshuffled runs of this track on this data (its
     fingerprint) that MLflow's filter selects, best score first; with `max_runs`, the best
     that many of them."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
+    import mlflow
     from challenge.stores.reports import runs_of_track
 
     given = filter_string.strip()

@@ -64,7 +64,6 @@ def finish_ensemble(spec: TrackSpec, config, table: RoleTable, test: TestTable |
                     run_id: str, own_weight: float = 2.0, record: dict | None = None) -> EnsembleResult:
     """Combine, choose, smooth, report, log and write; `record` adds to ensemble.json."""
     import mlflow
-
     from challenge.run.finish import out_dir
 
     outputs, truth = table.outputs, table.truth

@@ -15,10 +15,9 @@ import numpy as np
 from challenge.config import RunConfig
 from challenge.errors import ChallengeError
 from challenge.progress import say
+from challenge.track import Problem, TrackSpec
 from ensembles.finish import EnsembleResult, RoleTable, TestTable, evaluate, finish_ensemble
 from ensembles.members import Member, evaluation_items, plan_members
-from challenge.track import Problem, TrackSpec
-
 
 DEFAULT_FOLDS = 5
 
@@ -34,14 +33,13 @@ class EnsembleOptions:
 
 def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -> EnsembleResult:
     import mlflow
-
-    from challenge.stores import tracking
     from challenge.heads import get_head
     from challenge.preflight import check_run_settings
+    from challenge.run.context import RunContext
     from challenge.run.prepare import prepare_features, read_samples
     from challenge.run.protocols import hold_out
-    from challenge.run.context import RunContext
     from challenge.run.selection import head_overrides, tune_head
+    from challenge.stores import tracking
 
     check_run_settings(config)
     if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
@@ -121,9 +119,8 @@ def _descriptors(samples, extractor, digests, store) -> dict[str, np.ndarray]:
 
 def _head_parameters(spec, config, head_cls, fit, fingerprint, overrides, tune_head):
     """Tuned here (--tune), else the best tuned `challenge track` run on this data, else defaults."""
-    from challenge.stores.reports import best_tuned_parameters
-
     from challenge.run.prepare import feature_keys, make_extractors
+    from challenge.stores.reports import best_tuned_parameters
     from challenge.stores.tuning import tuning_key
 
     key = tuning_key(feature_keys(make_extractors(config)), head_cls)
@@ -144,7 +141,6 @@ def _train_member(spec, config, head_cls, params, member: Member, pool, test, sc
     """Fit on member.fit, stop on member.stop; returns (held-out score, held-out outputs per item,
     test outputs per item)."""
     import mlflow
-
     from challenge.stores import tracking
 
     with mlflow.start_run(run_name=member.name, nested=True):

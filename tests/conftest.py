@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from challenge.progress import set_quiet
+from challenge.synthetic.stand_ins import tiny_mae, tiny_wav2vec2
 from tracks.affwild2.demo import write_affwild_demo
 from tracks.hume.demo import write_emi_demo
-from challenge.synthetic.stand_ins import tiny_mae, tiny_wav2vec2
-from challenge.progress import set_quiet
 
 set_quiet(True)
 os.environ["CHALLENGE_WARM"] = "0"  # a developer's own `challenge warm` process never runs the tests' commands (test_warm starts its own)

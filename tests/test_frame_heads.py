@@ -6,9 +6,9 @@ from challenge.frame_metrics import classification_score
 from challenge.heads import get_head, load_all
 from challenge.heads.transformer import FusionTransformer
 from challenge.stores.feature_store import StoreEntry
-from challenge.training.frame_data import FrameEntry, FrameFeatures
 from challenge.track import Problem
 from challenge.training.control import derangement
+from challenge.training.frame_data import FrameEntry, FrameFeatures
 
 # heads that read any feature vectors; a head that declares its own features (cnn-gru: face
 # crops) gets data of that kind below

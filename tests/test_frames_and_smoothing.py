@@ -1,7 +1,7 @@
 import numpy as np
 
-from challenge.training.frames import audio_on_frames, visual_on_frames
 from challenge.smoothing import smooth_videos, tune_sigma
+from challenge.training.frames import audio_on_frames, visual_on_frames
 
 
 def test_missing_face_frames_take_the_nearest_neighbour_and_are_flagged():

@@ -24,14 +24,14 @@ import pytest
 from typer.testing import CliRunner
 
 from challenge.app.cli import app
-from tracks.affwild2.reader import read_affwild
-from tracks.smiles.elan import read_smiles_corpus
-from tracks.hume.reader import read_hume
 from challenge.errors import ChallengeError
 from challenge.features import FeatureStore, make_extractor
 from challenge.features.extract import extract
 from challenge.stores.feature_store import check_entries
 from tests.fixtures.quirky import quirky_affwild, quirky_elan, quirky_hume
+from tracks.affwild2.reader import read_affwild
+from tracks.hume.reader import read_hume
+from tracks.smiles.elan import read_smiles_corpus
 
 
 @dataclass
@@ -213,10 +213,10 @@ def case_both_provided_kinds(w: World) -> str:
     digest table: one of them read the other's entries, or none."""
     import pickle
 
-    from challenge.run.prepare import extract_all
-    from challenge.training.inputs import clip_features
     from challenge.config import load_config
     from challenge.registry import get_track
+    from challenge.run.prepare import extract_all
+    from challenge.training.inputs import clip_features
 
     for number in range(16):  # each clip's vit array holds its own number, to catch a mix-up
         with open(_mkdir(w.emi / "vit") / f"{number:05d}.pkl", "wb") as handle:
@@ -409,7 +409,6 @@ KILLED_RUN = textwrap.dedent(
 
 def case_killed_run(w: World) -> str:
     import mlflow
-
     from challenge.stores import tracking
     from challenge.stores.reports import best_runs
 
@@ -677,8 +676,8 @@ def case_checkpoint_of_another_model(w: World) -> str:
 def case_weights_file_damaged(w: World) -> str:
     import torch
 
-    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.networks.wav2vec2 import Wav2Vec2WithEmotionHead
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     folder = tiny_wav2vec2(w.tmp / "w2v")
     state = Wav2Vec2WithEmotionHead.from_pretrained(folder).state_dict()

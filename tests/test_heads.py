@@ -6,8 +6,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from challenge.heads import get_head, load_all
 from challenge.heads.lstm import GlobalContextLSTM
 from challenge.stores.feature_store import StoreEntry
-from challenge.training.inputs import ClipFeatures, ModalityEntry
 from challenge.track import Problem
+from challenge.training.inputs import ClipFeatures, ModalityEntry
 from tracks.hume.emi import score as emi_score
 
 

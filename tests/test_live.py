@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,10 +21,10 @@ import pytest
 from typer.testing import CliRunner
 
 from challenge.app.cli import app
-from tracks.smiles.demo import write_smiles_demo
 from challenge.errors import ChallengeError
 from tests.fixtures.face_video import PEOPLE, match_readings, write_face_video
 from tests.fixtures.servers import free_port
+from tracks.smiles.demo import write_smiles_demo
 
 CHROMIUM = "/usr/bin/chromium"
 runner = CliRunner()
@@ -172,9 +171,9 @@ def test_a_busy_pipeline_drops_frames_and_is_never_late(face_video):
 
 
 def test_a_csv_is_scored_against_the_elan_annotation_of_its_video(trained_run, tmp_path):
-    from tracks.smiles.elan import read_eaf
     from challenge.app.live.score import score_csv
     from challenge.media import video_frame_count, video_frame_rate
+    from tracks.smiles.elan import read_eaf
     from tracks.smiles.labels import INTENSITY_CLASSES, frame_intensities
 
     _, _, corpus, _ = trained_run
@@ -220,9 +219,9 @@ def test_a_stream_url_is_read_as_a_live_source(face_video):
     import http.server
     import threading
 
-    from challenge.app.live.source import FrameSource
-
     import av
+
+    from challenge.app.live.source import FrameSource
 
     video, truth = face_video
     stream_file = video.with_suffix(".ts")  # MPEG-TS, as network cameras and encoders stream it (an mp4 needs seeking)
@@ -298,7 +297,7 @@ def _http(url: str, headers: dict | None = None) -> tuple[int, dict]:
 
 def _websocket(url: str, headers: dict) -> bool:
     """Whether the view accepts a websocket with these headers (a real handshake)."""
-    from websockets.exceptions import InvalidStatus, InvalidHandshake
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 
     try:

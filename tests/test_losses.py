@@ -64,10 +64,10 @@ def test_the_loss_is_a_head_parameter_checked_against_the_problem(emi_root):
 def test_a_frame_head_trains_with_the_chosen_loss(tmp_path, problem, loss):
     """The chosen loss is the one the loop minimises: training with it lowers it."""
     import numpy as np
+    from test_frame_heads import synthetic_videos
 
     from challenge.heads import get_head
     from challenge.track import Problem
-    from test_frame_heads import synthetic_videos
 
     train = synthetic_videos(tmp_path, 3, seed=1)
     if problem == "frame-multilabel":

@@ -3,9 +3,9 @@ import shutil
 import numpy as np
 import pytest
 
+from challenge.errors import ChallengeError
 from tracks.affwild2.reader import read_affwild
 from tracks.hume.reader import EMOTIONS, read_hume
-from challenge.errors import ChallengeError
 
 
 @pytest.fixture

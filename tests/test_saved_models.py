@@ -10,17 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_frame_heads import synthetic_crops, synthetic_videos
+from test_heads import synthetic_clips
 from typer.testing import CliRunner
 
 from challenge.app.cli import app
 from challenge.heads import get_head
 from challenge.stores.saved_state import read_model, write_model
-from tracks.smiles.cross_validation import cross_validate
-from tracks.smiles.clip_windows import PooledClips
 from challenge.track import Problem
 from challenge.training.frame_folds import cross_validate_frames
-from test_frame_heads import synthetic_crops, synthetic_videos
-from test_heads import synthetic_clips
+from tracks.smiles.clip_windows import PooledClips
+from tracks.smiles.cross_validation import cross_validate
 
 runner = CliRunner()
 

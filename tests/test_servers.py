@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 
+import optuna
 from tests.fixtures.servers import mlflow_server, postgres_server
 
 BIN = Path(sys.executable).parent / "challenge"

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tracks.smiles.agreement import agreement, frame_labels, iou, overlapping_pairs
 from challenge.app.cli import app
-from tracks.smiles.elan import ElanAnnotation, ElanScheme, Segment, read_eaf, read_smiles_corpus, write_eaf
 from challenge.errors import ChallengeError
-from tracks.smiles.labels import cut_clips, frame_intensities
+from tracks.smiles.agreement import agreement, frame_labels, iou, overlapping_pairs
 from tracks.smiles.analyses import recall_and_precision_matrices
+from tracks.smiles.elan import ElanAnnotation, ElanScheme, Segment, read_eaf, read_smiles_corpus, write_eaf
+from tracks.smiles.labels import cut_clips, frame_intensities
 
 runner = CliRunner()
 S = Segment

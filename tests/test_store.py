@@ -9,10 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from tracks.hume.reader import read_hume
 from challenge.features import FeatureStore, extractor_class, make_extractor
-from challenge.registry import entry_point_names
 from challenge.features.extract import extract
+from challenge.registry import entry_point_names
+from tracks.hume.reader import read_hume
 
 
 def test_cache_hit_reuses_entries_and_loads_memory_mapped(emi_root, store_root):

@@ -63,7 +63,7 @@ def test_writer_refuses_missing_videos_and_bad_values(tmp_path, sample):
 
 
 def test_demo_sample_files_validate_against_themselves(affwild_root):
-    from tracks.affwild2.reader import read_test_names, LABELS
+    from tracks.affwild2.reader import LABELS, read_test_names
 
     for track, short in (("va", "VA"), ("expr", "Expr"), ("au", "AU"), ("ce", "CE")):
         sample = affwild_root / "prediction_files_format" / f"CVPR_6th_ABAW_{short}_test_set_sample.txt"

@@ -72,11 +72,11 @@ def test_a_transcripts_csv_gives_each_clip_its_own_text_and_digest(tmp_path, mon
     """transcripts.csv as a spreadsheet saves it (BOM, CRLF, a header, a quoted text with a comma
     and a line break, ids without zero padding); a file in transcripts/ wins over its row; an
     edited row gives only that clip a new content digest; broken rows are named."""
-    from tracks.hume.reader import clip_id
     from challenge.data.transcripts import find_transcripts
-    from challenge.stores.feature_store import FeatureStore
     from challenge.features.text import read_transcript
+    from challenge.stores.feature_store import FeatureStore
     from tests.fixtures.quirky import spreadsheet_text
+    from tracks.hume.reader import clip_id
 
     monkeypatch.setenv("CHALLENGE_TRANSCRIPT_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "data"

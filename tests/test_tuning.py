@@ -4,7 +4,6 @@ import textwrap
 import time
 
 import optuna
-
 from challenge.stores.tuning import finished_trials, open_study, optimise
 
 
@@ -77,13 +76,13 @@ def test_studies_and_tuned_lookup_are_keyed_by_model_content_not_feature_names(e
     import shutil
 
     from challenge.config import load_config
-    from challenge.synthetic.stand_ins import tiny_wav2vec2
     from challenge.heads import get_head
-    from challenge.stores.reports import best_tuned_parameters
+    from challenge.registry import get_track
     from challenge.run.prepare import feature_keys, make_extractors
     from challenge.run.runner import run_track
+    from challenge.stores.reports import best_tuned_parameters
     from challenge.stores.tuning import tuning_key
-    from challenge.registry import get_track
+    from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     a, b = tiny_wav2vec2(tmp_path / "a", seed=0), tiny_wav2vec2(tmp_path / "b", seed=1)
     a_copy = shutil.copytree(a, tmp_path / "a-copy")

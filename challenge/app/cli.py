@@ -17,7 +17,7 @@ import typer
 from challenge.app.cli_options import with_schema_options
 from challenge.config import MODEL_FLAGS
 from challenge.errors import ChallengeError
-from challenge.progress import say, set_quiet
+from challenge.progress import console, say, set_quiet
 from challenge.registry import entry_point_names, get_track, track_names
 
 app = typer.Typer(
@@ -194,9 +194,9 @@ def features_verify(
         challenge features verify --repair
     """
     set_quiet(quiet)
+    from challenge.errors import list_offenders
     from challenge.features import FeatureStore
     from challenge.features.verify import verify_store
-    from challenge.errors import list_offenders
 
     feature_store = FeatureStore(store)
     report = verify_store(feature_store, repair=repair, device=device)
@@ -542,7 +542,6 @@ def agree_command(
             typer.echo(f"wrote {csv}")
         if mlflow_log:
             import mlflow
-
             from challenge.stores import tracking
 
             experiment = tracking.setup(tracking_uri, "agreement")
@@ -675,6 +674,24 @@ def runs_command(
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     Console(width=160).print(table)
+
+
+@app.command("doctor")
+def doctor_command():
+    """What this installation has and lacks (optional networks, servers, the browser, the GPU),
+    each missing piece with the exact line that adds it. Exits 1 when a required piece is missing.
+
+    Example:
+
+        challenge doctor
+    """
+    from challenge.app.doctor import report
+
+    lines, missing = report()
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)
+    if missing:
+        raise typer.Exit(1)
 
 
 @app.command("serve")

@@ -19,7 +19,6 @@ import typer
 from pydantic import BaseModel
 
 
-
 def _scalar(annotation) -> type | None:
     """The command-line type of a field: str/int/float/bool/Path, str for a Literal or a list
     (comma-separated), None for what only a YAML file can say (dicts, sections)."""
@@ -99,7 +98,8 @@ def schema_flags(values: dict[str, Any], model: type[BaseModel]) -> dict[str, An
     """Command-line values back in the schema's shape: section options into their sections,
     comma-separated lists split, paths as text; options not given (None) left out."""
     flags: dict[str, Any] = {}
-    from challenge.config import option_prefix, sections as schema_sections
+    from challenge.config import option_prefix
+    from challenge.config import sections as schema_sections
 
     sections = schema_sections(model)
     for name, value in values.items():

@@ -8,11 +8,11 @@ from challenge.progress import say
 
 
 def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
-    from tracks.hume.demo import write_emi_demo
-    from challenge.synthetic.stand_ins import write_stand_ins
     from challenge.config import load_config
     from challenge.registry import get_track
     from challenge.run.runner import run_track
+    from challenge.synthetic.stand_ins import write_stand_ins
+    from tracks.hume.demo import write_emi_demo
 
     data = Path(directory) / "emi"
     if not (data / "valid_split.csv").exists():

@@ -18,13 +18,12 @@ import urllib.request
 from pathlib import Path
 
 from challenge.app.dashboard import TOKEN_VARIABLE
-from challenge.errors import ChallengeError
 from challenge.app.guard import is_loopback, new_token
+from challenge.errors import ChallengeError
 from challenge.progress import announce, say
 from challenge.stores.schema_lock import sqlite_path
 from challenge.stores.tracking import DEFAULT_TRACKING_URI
 from challenge.stores.tuning import DEFAULT_STORAGE
-
 
 EXPOSED = ("[yellow]{host} is not a loopback address: everyone who can reach it can try to open the runs and studies. The MLflow UI "
            "asks for a user and password (MLflow's basic-auth app); the dashboard for the token in its printed address.[/]")

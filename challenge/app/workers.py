@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 
-
 def run_processes(kind: str, payloads: list[dict], names: list[str]) -> int:
     """Each payload in its own process; returns the first non-zero exit status, or 0."""
     threads = str(max(1, (os.cpu_count() or 1) // len(payloads)))
@@ -54,8 +53,8 @@ def extraction_workers(job: dict, count: int, devices: list[str]) -> int:
 
 def _track(payload: dict) -> None:
     from challenge.config import RunConfig
-    from challenge.run.finish import result_lines
     from challenge.registry import get_track
+    from challenge.run.finish import result_lines
     from challenge.run.runner import run
 
     config = RunConfig.model_validate(payload)

@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 
 from challenge.data.text import read_lines
-from challenge.stores.atomic import write_text_atomically
 from challenge.errors import ChallengeError, list_offenders
+from challenge.stores.atomic import write_text_atomically
 
 FOLDER, TABLE = "transcripts", "transcripts.csv"
 CACHE_ENV = "CHALLENGE_TRANSCRIPT_CACHE"

@@ -86,7 +86,8 @@ def scale_faces(faces, device: str):
     """uint8 [B, frames, size, size, 3] -> float [B, frames, 3, size, size], standardised."""
     import torch
 
-    from challenge.media import IMAGENET_MEAN as FACE_MEAN, IMAGENET_STD as FACE_STD  # as the paper normalises frames
+    from challenge.media import IMAGENET_MEAN as FACE_MEAN  # as the paper normalises frames
+    from challenge.media import IMAGENET_STD as FACE_STD
 
     mean = torch.tensor(FACE_MEAN, device=device).view(1, 1, 3, 1, 1)
     std = torch.tensor(FACE_STD, device=device).view(1, 1, 3, 1, 1)

@@ -1,7 +1,7 @@
 """Filling the store: decoding overlaps the forward pass, writing happens in the background.
 
     worker threads: prepare (decode, resample, resize)  ──▶ main thread: forward ──▶ writer thread
-    
+
 A per-entry lock is taken before the forward pass and released by the writer after the atomic
 write, so two processes never compute the same entry; an entry another process holds is left
 for last, by which time it is usually a hit.
@@ -20,8 +20,8 @@ from filelock import Timeout
 
 from challenge.errors import ChallengeError, list_offenders
 from challenge.features.base import Extractor, resolve_device
-from challenge.stores.feature_store import FeatureStore
 from challenge.progress import progress_bar, say, warn
+from challenge.stores.feature_store import FeatureStore
 
 
 @dataclass

@@ -44,8 +44,7 @@ class FaceCropRunner:
         from PIL import Image
 
         from challenge.errors import ChallengeError
-        from challenge.media import frame_files
-        from challenge.media import iter_video_frames, video_frame_rate
+        from challenge.media import frame_files, iter_video_frames, video_frame_rate
         from challenge.vision.faces import crop_face, to_gray, whole_frame_box
 
         c = self.config

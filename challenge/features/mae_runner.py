@@ -11,8 +11,8 @@ from PIL import Image
 
 from challenge.errors import ChallengeError
 from challenge.features.base import Features
-from challenge.networks.sources import load_pretrained, preprocessor_config
 from challenge.media import IMAGENET_MEAN, IMAGENET_STD, frame_files, iter_video_frames, video_frame_rate
+from challenge.networks.sources import load_pretrained, preprocessor_config
 
 
 class MAERunner:

@@ -21,10 +21,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from challenge.stores.atomic import sweep_partials, write_text_atomically
 from challenge.errors import ChallengeError
 from challenge.media import AUDIO_RATE, read_audio
 from challenge.progress import progress_bar
+from challenge.stores.atomic import sweep_partials, write_text_atomically
 
 MARK = ".asr"  # beside each transcript this command wrote: tells it from a team's own file
 

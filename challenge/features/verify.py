@@ -16,8 +16,8 @@ from pathlib import Path
 
 from challenge.errors import ChallengeError
 from challenge.features.base import make_extractor
-from challenge.stores.feature_store import FeatureStore, StoreEntry, check_entries
 from challenge.progress import progress_bar, say
+from challenge.stores.feature_store import FeatureStore, StoreEntry, check_entries
 
 
 @dataclass

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from challenge.features.base import Extractor
 
+
 @dataclass(frozen=True)
 class Wav2Vec2Extractor(Extractor):
     name = "wav2vec2"

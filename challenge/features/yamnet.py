@@ -131,7 +131,7 @@ class YAMNetRunner:
             try:
                 model = onnx.load(str(graph), load_external_data=False)
                 self.session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
-            except Exception as error:  # onnx and onnxruntime raise their own types for a damaged file
+            except Exception as error:  # noqa: BLE001 - onnx and onnxruntime raise their own types for a damaged file
                 raise ChallengeError(f"{source}: not a readable ONNX model ({type(error).__name__}: {error}).") from None
         # a quantised export carries its input and output scales as initialisers
         self.scales = {i.name: float(numpy_helper.to_array(i)) for i in model.graph.initializer

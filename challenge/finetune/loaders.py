@@ -201,8 +201,7 @@ def _decode_faces(source: Path, size: int, detector: str | None = None, margin: 
     images, or a video's frames (with `detector`, each frame's largest face)."""
     from PIL import Image
 
-    from challenge.media import frame_files
-    from challenge.media import iter_video_frames
+    from challenge.media import frame_files, iter_video_frames
 
     source = Path(source)
     if source.is_dir():

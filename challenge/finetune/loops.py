@@ -133,8 +133,8 @@ def _flip(pixels: np.ndarray, flipped: np.ndarray) -> np.ndarray:
 def fit_frames(model, problem, train: FaceFrames, valid: FaceFrames, params: dict, score, report, seed: int, device: str,
                n_outputs: int, checkpoint: Path | None = None):
     """Each epoch `frames_per_video` labelled frames of every video at random, in mixed batches."""
-    from challenge.training.frame_loop import masked_loss
     from challenge.track import Problem
+    from challenge.training.frame_loop import masked_loss
 
     prepare_backbone(model, params)
     rng = np.random.default_rng(seed)

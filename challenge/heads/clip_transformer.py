@@ -23,8 +23,8 @@ from torch import nn
 
 from challenge.heads.base import Head
 from challenge.heads.lstm import LinearPathModel, ridge_weights
-from challenge.training.loop import fit_clip_model, predict_clips
 from challenge.track import Problem
+from challenge.training.loop import fit_clip_model, predict_clips
 
 
 class ClipFusionTransformer(LinearPathModel):

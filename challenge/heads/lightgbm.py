@@ -7,8 +7,8 @@ import numpy as np
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from challenge.heads.base import Head
-from challenge.training.inputs import pooled
 from challenge.track import Problem
+from challenge.training.inputs import pooled
 
 CHECK_EVERY = 25  # boosting rounds between validation checks (reporting each round is slow)
 

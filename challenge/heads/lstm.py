@@ -15,8 +15,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from torch import nn
 
 from challenge.heads.base import Head
-from challenge.training.loop import fit_clip_model, predict_clips
 from challenge.track import Problem
+from challenge.training.loop import fit_clip_model, predict_clips
 
 
 class LinearPathModel(nn.Module):

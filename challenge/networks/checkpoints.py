@@ -86,7 +86,6 @@ class Conversion:
 
 def vit_mae_from_timm(state: dict, source: str, heads: int | None = None, image_size: int | None = None) -> Conversion:
     """A timm-named ViT (facebookresearch/mae) as ViTMAEModel tensors."""
-    import torch
 
     need = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]
     absent = [k for k in need if k not in state]

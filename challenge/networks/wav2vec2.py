@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import Wav2Vec2Model, Wav2Vec2PreTrainedModel
 
 from challenge.errors import ChallengeError
-from challenge.networks.sources import load_pretrained, preprocessor_config
-
+from challenge.networks.sources import load_pretrained
 
 
 class RegressionHead(nn.Module):

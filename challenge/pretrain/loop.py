@@ -30,10 +30,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from challenge.stores.atomic import write_text_atomically
 from challenge.errors import ChallengeError
 from challenge.pretrain.settings import PretrainSettings
 from challenge.progress import say, warn
+from challenge.stores.atomic import write_text_atomically
 
 
 class PretrainTask(Protocol):
@@ -227,7 +227,6 @@ class _Tracking:
         if not self.active:
             return self
         import mlflow
-
         from challenge.stores import tracking
 
         experiment = tracking.setup(self.uri, f"pretrain-{self.task.kind}")

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from challenge.errors import ChallengeError
+from challenge.media import IMAGENET_MEAN as MEAN  # as the published MAEs normalise
+from challenge.media import IMAGENET_STD as STD
 from challenge.pretrain.images import ImageLoading, PretrainImages, collate_images, cut_video_faces, image_files, video_files
 from challenge.pretrain.settings import MAEPretrainSettings
 from challenge.progress import say
 
-from challenge.media import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD  # as the published MAEs normalise
 GRID_IMAGES = 6
 
 

@@ -172,7 +172,8 @@ def clip_grid(model, dataset, noise, inputs, count: int = GRID_CLIPS):
     patches grey) and their reconstruction; then its filterbank, masked and reconstructed."""
     from PIL import Image
 
-    from challenge.media import IMAGENET_MEAN as FACE_MEAN, IMAGENET_STD as FACE_STD
+    from challenge.media import IMAGENET_MEAN as FACE_MEAN
+    from challenge.media import IMAGENET_STD as FACE_STD
 
     n = min(count, len(dataset))
     batch, _ = collate_clips([dataset[(0, i)] for i in range(n)])

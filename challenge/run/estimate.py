@@ -51,8 +51,8 @@ def cross_fitted_estimate(spec: TrackSpec, head_cls, params: dict, train, valid,
     """The chosen parameters and the linear baseline, out of fold over the same K folds."""
     from challenge.heads import get_head
     from challenge.heads.linear import baseline_head_name
-    from challenge.training.inputs import ClipFeatures
     from challenge.training.grouped_folds import grouped_folds
+    from challenge.training.inputs import ClipFeatures
 
     pool = ClipFeatures.join([train, valid])
     assignment = grouped_folds(pool.ids, pool.targets, folds, seed, "clips")  # every clip a group of its own

@@ -12,10 +12,9 @@ its task and holds the same artifacts as a single-task run of that track (output
 
 from __future__ import annotations
 
-import math
-
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,13 +83,12 @@ def _checkpoint(config: RunConfig, tasks: list[str], weights: list[float], param
 
 def run_multitask(config: RunConfig, tasks: list[str], weights: list[float], params: dict | None = None) -> MultitaskResult:
     import mlflow
-
-    from challenge.run.baseline import linear_baseline
-    from challenge.run.finish import finish
     from challenge.postprocess import PostProcess
-    from challenge.run.prepare import prepare_features
     from challenge.registry import get_track
+    from challenge.run.baseline import linear_baseline
     from challenge.run.context import RunContext
+    from challenge.run.finish import finish
+    from challenge.run.prepare import prepare_features
     from challenge.training.frame_data import FrameFeatures
     from challenge.training.multitask_model import DEFAULTS, MultiTaskFrameModel, Task, fit_multitask
 

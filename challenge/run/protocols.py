@@ -54,12 +54,12 @@ def over_seeds(spec: TrackSpec, config: RunConfig, run_one: Callable[[RunConfig]
     """`run_one` for each seed as a nested run of one parent run, which holds `<figure>.mean` and
     `<figure>.sd` of every figure (seeds.csv, summary.csv) and names the first seed's model, so
     `challenge predict` and `challenge live` given its id load that one."""
-    import mlflow
     import pandas as pd
 
-    from challenge.stores import tracking
+    import mlflow
     from challenge.run.baseline import Baseline
     from challenge.run.finish import out_dir
+    from challenge.stores import tracking
 
     seeds = [config.seed + i for i in range(config.seeds or 1)]
     if len(seeds) == 1:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from challenge.config import RunConfig, RunResult
 from challenge.errors import ChallengeError
-from challenge.run.prepare import extract_all, prepare_features, prepare_media, split_builder
 from challenge.progress import say
+from challenge.run.prepare import extract_all, prepare_features, prepare_media, split_builder
 from challenge.track import TrackSpec
 
 
@@ -31,13 +31,12 @@ def run(spec: TrackSpec, config: RunConfig) -> RunResult:
 
 def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     import mlflow
-
-    from challenge.run.baseline import linear_baseline
-    from challenge.run.finish import finish
     from challenge.heads import get_head
     from challenge.postprocess import PostProcess
-    from challenge.run.protocols import checkpoint_root, hold_out
+    from challenge.run.baseline import linear_baseline
     from challenge.run.context import RunContext
+    from challenge.run.finish import finish
+    from challenge.run.protocols import checkpoint_root, hold_out
     from challenge.run.selection import fit_head
     from challenge.stores.tuning import tuning_key
 
@@ -113,7 +112,6 @@ def _train_as_worker(spec, config, head_cls, splits, device, distributed) -> Run
 
 def _estimate(spec, config, head_cls, params, train, valid, device):
     import mlflow
-
     from challenge.run.estimate import cross_fitted_estimate
 
     say(f"refitting the chosen parameters and the baseline on {config.estimate_folds} folds of train+valid "

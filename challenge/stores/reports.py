@@ -10,8 +10,6 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state
     (RUNNING, FAILED, KILLED: the state is a column)."""
     import mlflow
 
-    from challenge.stores import tracking
-
     runs = mlflow.search_runs(
         experiment_ids=track_experiments(track, tracking_uri), filter_string="" if every_state else "attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"] if every_state else ["metrics.score DESC"],
@@ -62,7 +60,6 @@ def track_experiments(track: str, tracking_uri: str | None) -> list[str]:
     """The experiments that hold a track's runs: its own, and for the Aff-Wild2 tasks the
     `challenge multitask` experiment, whose task runs are tagged with their task."""
     import mlflow
-
     from challenge.stores import tracking
 
     ids = [tracking.setup(tracking_uri, track)]
@@ -86,7 +83,6 @@ def best_tuned_parameters(track: str, tuning_key: str, fingerprint: str, trackin
     this tuning key (features' cache keys, head, search space; see challenge.stores.tuning) on this
     data, or None."""
     import mlflow
-
     from challenge.stores import tracking
 
     experiment = tracking.setup(tracking_uri, track)

@@ -7,13 +7,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 import warnings
+from collections.abc import Callable
 
 import optuna
-
 from challenge.stores.checks import check_store
 from challenge.stores.schema_lock import DEFAULT_STORAGE, schema_lock
+
 HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; three missed and its worker counts as dead
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 

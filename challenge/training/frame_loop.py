@@ -7,10 +7,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from challenge.training.trainer import Trainer, class_weights
-from challenge.training.frame_data import FrameFeatures
-from challenge.training.windows import window_starts
 from challenge.track import Problem
+from challenge.training.frame_data import FrameFeatures
+from challenge.training.trainer import Trainer, class_weights
+from challenge.training.windows import window_starts
 
 
 def activation(problem: Problem, logits: torch.Tensor) -> torch.Tensor:

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from challenge.postprocess import PostProcess
+from challenge.track import TrackSpec
 from challenge.training.frame_data import FrameFeatures
 from challenge.training.frame_loop import _train_batches, batch_tensors, masked_loss, predict_frames
 from challenge.training.trainer import Trainer
-from challenge.track import TrackSpec
 
 DEFAULTS = {"hidden": 128, "layers": 1, "dropout": 0.2, "learning_rate": 1e-3, "weight_decay": 1e-4,
             "window": 64, "batch_size": 16, "epochs": 20, "patience": 6}

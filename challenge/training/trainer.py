@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from challenge.stores.atomic import sweep_partials, write_atomically
 from challenge.progress import progress_bar, say
+from challenge.stores.atomic import sweep_partials, write_atomically
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 

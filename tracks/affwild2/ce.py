@@ -7,12 +7,12 @@ from functools import partial
 
 import numpy as np
 
-from tracks.affwild2.reader import CE_PARTS, LABELS, read_affwild
 from challenge.frame_metrics import classification_score
 from challenge.metrics import Score
 from challenge.track import Problem, ZeroShot
 from tracks.affwild2 import expr
 from tracks.affwild2.layout import affwild_track
+from tracks.affwild2.reader import CE_PARTS, LABELS, read_affwild
 
 
 def score(truth, outputs) -> Score:

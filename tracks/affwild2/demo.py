@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from challenge.progress import progress_bar
+from challenge.synthetic.draw import AUDIO_RATE, FaceState, draw_face, recording_setup, voice, write_video
 from tracks.affwild2.reader import CE_PARTS as COMPOUNDS
 from tracks.affwild2.reader import LABELS
-from challenge.synthetic.draw import AUDIO_RATE, FaceState, draw_face, recording_setup, voice, write_video
-from challenge.progress import progress_bar
 
 FPS = 10
 SIZE = 96

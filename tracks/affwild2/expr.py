@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tracks.affwild2.reader import LABELS
 from challenge.frame_metrics import classification_score
 from challenge.metrics import Score
 from challenge.track import Problem
 from tracks.affwild2.layout import affwild_track
+from tracks.affwild2.reader import LABELS
 
 
 def score(truth, outputs) -> Score:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from tracks.affwild2.reader import LABELS, find_sample_file, read_affwild, sample_file_frames
-from tracks.affwild2.demo import write_affwild_demo
 from challenge.finetune.loaders import face_crops, face_frames
 from challenge.track import TrackSpec
 from submissions.affwild import AffWildSubmission
+from tracks.affwild2.demo import write_affwild_demo
+from tracks.affwild2.reader import LABELS, find_sample_file, read_affwild, sample_file_frames
 
 
 def test_frames(track: str, root: Path) -> dict[str, int]:

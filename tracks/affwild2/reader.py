@@ -6,7 +6,6 @@ Folder names drift between editions, so annotation folders are found by pattern.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

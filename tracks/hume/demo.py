@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tracks.hume.reader import HEADER
-from challenge.synthetic.draw import FaceState, burst_envelope, draw_face, recording_setup, voice, write_audio, write_video
 from challenge.progress import progress_bar
+from challenge.synthetic.draw import FaceState, burst_envelope, draw_face, recording_setup, voice, write_audio, write_video
+from tracks.hume.reader import HEADER
 
 FPS = 10
 FRAME_SIZE = 96

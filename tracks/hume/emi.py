@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracks.hume.reader import EMOTIONS, read_hume
-from tracks.hume.demo import write_emi_demo
 from challenge.finetune.loaders import audio_visual_clips, waveform_clips
 from challenge.metrics import Score, mean_pearson
 from challenge.track import Problem, TrackSpec
 from submissions.emi import check_emi, submit_emi
+from tracks.hume.demo import write_emi_demo
+from tracks.hume.reader import EMOTIONS, read_hume
 
 
 def score(truth: np.ndarray, prediction: np.ndarray) -> Score:

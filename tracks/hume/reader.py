@@ -12,9 +12,9 @@ import numpy as np
 from challenge.data.samples import Sample, Samples
 from challenge.data.text import read_lines
 from challenge.data.transcripts import find_transcripts
-from submissions.emi import EMOTIONS, HEADER  # noqa: F401 - the reader's public names too
 from challenge.errors import ChallengeError, list_offenders
 from challenge.progress import warn
+from submissions.emi import EMOTIONS, HEADER  # noqa: F401 - the reader's public names too
 
 SPLIT_FILES = {"train": "train_split.csv", "valid": "valid_split.csv"}
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".m4a")

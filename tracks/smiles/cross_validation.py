@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from challenge.stores.saved_state import describe, rebuild, saved_kind
-from tracks.smiles.clip_windows import PooledClips
 from challenge.track import Problem
 from challenge.training.normalise import Normaliser
+from tracks.smiles.clip_windows import PooledClips
 
 
 @dataclass

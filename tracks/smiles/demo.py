@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tracks.smiles.elan import LAUGH_LEVELS, SMILE_LEVELS, Segment, write_eaf
-from challenge.synthetic.draw import AUDIO_RATE, FaceState, draw_face, voice, write_video
 from challenge.progress import progress_bar
+from challenge.synthetic.draw import AUDIO_RATE, FaceState, draw_face, voice, write_video
+from tracks.smiles.elan import LAUGH_LEVELS, SMILE_LEVELS, Segment, write_eaf
 
 FPS = 10
 SIZE = 64

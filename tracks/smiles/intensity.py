@@ -24,9 +24,9 @@ def intensity_samples(root: Path, config: RunConfig):
     """(samples with per-frame reference labels [frames, 1], every annotator's labels by
     recording, reference annotator, cross-validation group by recording: its speaker where
     splits.csv names one, else the recording)."""
-    from tracks.smiles.elan import ElanScheme, read_smiles_corpus
     from challenge.data.samples import Sample, Samples
     from challenge.media import video_frame_count, video_frame_rate
+    from tracks.smiles.elan import ElanScheme, read_smiles_corpus
 
     recordings, reference = read_smiles_corpus(root, ElanScheme.load(Path(config.smiles.scheme)) if config.smiles.scheme else None)
     samples, annotators = Samples(), {}
@@ -46,17 +46,17 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
 
 
 def _run_seed(spec, config: RunConfig) -> RunResult:
-    import mlflow
     from sklearn.metrics import cohen_kappa_score
 
+    import mlflow
     from challenge.frame_metrics import classification_score
     from challenge.heads import get_head
+    from challenge.run.context import RunContext
     from challenge.run.prepare import prepare_features, prepare_media
     from challenge.run.protocols import checkpoint_root, hold_out
-    from challenge.run.context import RunContext
     from challenge.run.selection import fit_head
-    from tracks.smiles.analyses import classification_table, matrices_plot, model_vs_human_plot, recall_and_precision_matrices
     from challenge.stores.tuning import tuning_key
+    from tracks.smiles.analyses import classification_table, matrices_plot, model_vs_human_plot, recall_and_precision_matrices
 
     if config.smiles.subtle not in SUBTLE_MODES:
         raise ChallengeError(f"--subtle must be one of {', '.join(SUBTLE_MODES)}, not {config.smiles.subtle!r}")
@@ -196,8 +196,8 @@ def _baseline_on_test(spec, config: RunConfig, head_macro: float, train, valid, 
     """Logistic regression on the same frame features, fitted and post-processed as the head is
     (the same grouped folds, or train and valid), scored on the same test frames; None when the
     head is that baseline."""
-    from challenge.run.baseline import fit_baseline, record_baseline
     from challenge.heads import get_head
+    from challenge.run.baseline import fit_baseline, record_baseline
     from tracks.smiles.analyses import classification_table
 
     if config.head == "logistic":

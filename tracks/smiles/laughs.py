@@ -44,9 +44,9 @@ class Corpus:
 
 def read_corpus(root: Path, config: RunConfig) -> Corpus:
     """A corpus's recordings, reference annotator, clips by split and features."""
-    from tracks.smiles.elan import ElanScheme, read_smiles_corpus
     from challenge.media import video_frame_count, video_frame_rate
     from tracks.smiles.clip_windows import recording_features
+    from tracks.smiles.elan import ElanScheme, read_smiles_corpus
 
     recordings, reference = read_smiles_corpus(root, ElanScheme.load(Path(config.smiles.scheme)) if config.smiles.scheme else None)
     clips = {}
@@ -59,8 +59,8 @@ def read_corpus(root: Path, config: RunConfig) -> Corpus:
 
 def read_recordings(root: Path, on_missing: str = "error"):
     """The corpus's recordings as samples (for `challenge features extract`)."""
-    from tracks.smiles.elan import read_smiles_corpus
     from tracks.smiles.clip_windows import recording_samples
+    from tracks.smiles.elan import read_smiles_corpus
 
     return recording_samples(read_smiles_corpus(Path(root))[0])
 
@@ -86,17 +86,16 @@ def run_smile_laugh(spec, config: RunConfig) -> RunResult:
 
 def _run_one_way(spec, config: RunConfig) -> RunResult:
     import mlflow
-
     from challenge.heads import get_head
     from challenge.postprocess import PostProcess
     from challenge.run.context import RunContext
     from challenge.run.selection import fit_head
-    from tracks.smiles.cross_validation import cross_validate
-    from tracks.smiles.clip_windows import ClipWindows, PooledClips
+    from challenge.stores.tuning import tuning_key
     from challenge.training.control import shuffled
     from challenge.training.grouped_folds import grouped_folds
     from challenge.training.normalise import Normaliser
-    from challenge.stores.tuning import tuning_key
+    from tracks.smiles.clip_windows import ClipWindows, PooledClips
+    from tracks.smiles.cross_validation import cross_validate
 
     head_cls = get_head(config.head)
     context = RunContext(spec, config)

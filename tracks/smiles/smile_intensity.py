@@ -3,14 +3,14 @@ track (held-out reports and a human comparison, no leaderboard file)."""
 
 from __future__ import annotations
 
-from tracks.smiles.demo import write_smiles_demo
 from challenge.finetune.loaders import detected_face_frames, face_crops
 from challenge.frame_metrics import classification_score
 from challenge.metrics import Score
+from challenge.track import Problem, TrackSpec
+from tracks.smiles.demo import write_smiles_demo
 from tracks.smiles.intensity import run_smile_intensity
 from tracks.smiles.labels import INTENSITY_CLASSES
 from tracks.smiles.laughs import read_recordings
-from challenge.track import Problem, TrackSpec
 
 
 def score(truth, probabilities) -> Score:

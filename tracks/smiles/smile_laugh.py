@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from tracks.smiles.demo import write_smiles_demo
 from challenge.metrics import Score
+from challenge.track import Problem, TrackSpec
+from tracks.smiles.clip_media import clip_audio_visual, clip_waveforms
+from tracks.smiles.demo import write_smiles_demo
 from tracks.smiles.labels import CLASSES
 from tracks.smiles.laughs import present_macro_f1_of_probabilities, read_recordings, run_smile_laugh
-from tracks.smiles.clip_media import clip_audio_visual, clip_waveforms
-from challenge.track import Problem, TrackSpec
 
 
 def score(truth, probabilities) -> Score:

@@ -33,8 +33,8 @@ class FERLiveModel:
     source: str = "fer"
 
     def __post_init__(self):
-        from challenge.networks.fer import SIZE, load_fer_network
         from challenge.app.live.model import CropSettings
+        from challenge.networks.fer import SIZE, load_fer_network
 
         t = [float(v) for v in self.thresholds]
         if len(t) != 3 or not all(0 <= v <= 1 for v in t) or not t[0] < t[1] < t[2]:
@@ -115,11 +115,11 @@ def calibrate(video: Path, eaf: Path, model: FERLiveModel | None = None, scheme:
     """Thresholds fitted on one annotated video: every frame read offline, the happiness of the
     face seen on most frames against the annotation's level at that frame (the smile-intensity
     track's reading of ELAN, Subtle dropped). Returns the calibrated model and what it scored."""
-    from tracks.smiles.elan import ElanScheme, read_eaf
     from challenge.app.live.pipeline import LivePipeline
     from challenge.app.live.source import FrameSource
     from challenge.media import video_frame_count, video_frame_rate
     from challenge.progress import progress_bar
+    from tracks.smiles.elan import ElanScheme, read_eaf
     from tracks.smiles.labels import frame_intensities
 
     model = model or FERLiveModel()

@@ -111,9 +111,9 @@ def run_live(source: str, model: LiveModel, out: Path | None = None, port: int |
 def _start_server(host: str, port: int, require_token: bool = False):
     import uvicorn
 
-    from challenge.errors import ChallengeError
-    from challenge.app.live.web import COOKIE, Latest, make_app
     from challenge.app.guard import Guard, is_loopback, new_token
+    from challenge.app.live.web import COOKIE, Latest, make_app
+    from challenge.errors import ChallengeError
 
     latest = Latest()
     guard = Guard(host, port, new_token() if require_token or not is_loopback(host) else None, cookie=COOKIE)

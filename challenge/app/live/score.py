@@ -29,9 +29,9 @@ class CsvScore:
 
 def score_csv(csv_path: Path, eaf: Path, n_frames: int, fps: float, track_id: int | None = None, subtle: str = "drop",
               scheme: Path | None = None) -> CsvScore:
+    from tracks.smiles.analyses import classification_table
     from tracks.smiles.elan import ElanScheme, read_eaf
     from tracks.smiles.labels import frame_intensities, intensity_names
-    from tracks.smiles.analyses import classification_table
 
     names = intensity_names(subtle)
     rows = pd.read_csv(csv_path)
