@@ -53,8 +53,19 @@ def run(data: Path, features: list[str], work: Path, seeds: int, **flags):
 
     set_quiet(True)
     spec = get_track("emi")
-    config = load_config(None, {"track": "emi", "data": str(data), "features": features, "seeds": seeds,
-                                "store": str(work / "store"), "tracking_uri": f"sqlite:///{work}/mlflow.db", **flags}, spec)
+    config = load_config(
+        None,
+        {
+            "track": "emi",
+            "data": str(data),
+            "features": features,
+            "seeds": seeds,
+            "store": str(work / "store"),
+            "tracking_uri": f"sqlite:///{work}/mlflow.db",
+            **flags,
+        },
+        spec,
+    )
     return run_track(spec, config)
 
 
@@ -76,7 +87,10 @@ def main() -> None:
             fusion = run(data, features, work, args.seeds, head="clip-transformer", epochs=args.epochs)
             lstm = run(data, features, work, args.seeds, head="lstm", epochs=args.epochs)
             ridge = run(data, features, work, 1, head="ridge")
-            print(f"| {name} | {'+'.join(features)} | {figure(fusion, args.seeds)} | {figure(lstm, args.seeds)} | {ridge.score:.4f} |", flush=True)
+            print(
+                f"| {name} | {'+'.join(features)} | {figure(fusion, args.seeds)} | {figure(lstm, args.seeds)} | {ridge.score:.4f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

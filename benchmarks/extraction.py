@@ -93,8 +93,10 @@ def main() -> None:
         root = Path(tmp)
         models = build_models(root / "models")
         samples = build_media(root / "media", args.clips, args.seconds, args.faces, args.frames)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.clips} clips x {args.seconds:.0f} s audio, "
-              f"{args.faces} folders x {args.frames} face crops")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.clips} clips x {args.seconds:.0f} s audio, "
+            f"{args.faces} folders x {args.frames} face crops"
+        )
         rows = []
         for bf16 in (False, True):
             tag = "bf16" if bf16 else "fp32"
@@ -104,8 +106,10 @@ def main() -> None:
             rows.append(measure(f"ViT-B/16 MAE {tag}", mae, samples, args.faces * args.frames, "frames/s", root / "store"))
         print(f"\n{'extractor':<22}{'bare forward':>16}{'end to end':>16}{'e2e/bare':>10}{'extract s':>11}{'hit s':>9}{'hit speed-up':>14}")
         for r in rows:
-            print(f"{r['name']:<22}{r['bare']:>10.2f} {r['unit']:<5}{r['e2e']:>10.2f} {r['unit']:<5}{r['e2e'] / r['bare']:>10.2f}"
-                  f"{r['end_to_end_s']:>11.1f}{r['hit_s']:>9.3f}{r['end_to_end_s'] / r['hit_s']:>13.0f}x")
+            print(
+                f"{r['name']:<22}{r['bare']:>10.2f} {r['unit']:<5}{r['e2e']:>10.2f} {r['unit']:<5}{r['e2e'] / r['bare']:>10.2f}"
+                f"{r['end_to_end_s']:>11.1f}{r['hit_s']:>9.3f}{r['end_to_end_s'] / r['hit_s']:>13.0f}x"
+            )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"\npeak RSS of this process: {peak:.0f} MiB (cache hit = digest check + metadata read, median of 3)")
 

@@ -73,10 +73,26 @@ def build(folder: Path, device: str, checkpointing: bool):
 
 
 def params(batch: int, seconds: float, precision: str) -> dict:
-    return {"epochs": 1, "patience": 1, "batch_size": batch, "window_seconds": seconds, "augment_gain_db": 0.0, "loss": "mse",
-            "backbone_lr": 5e-5, "head_lr": 1e-3, "layer_decay": 0.75, "warmup": 0.1, "schedule": "cosine", "accumulate": 1,
-            "precision": precision, "learning_rate": 1e-3, "weight_decay": 0.01, "trainable_blocks": 0, "freeze_feature_encoder": True,
-            "checkpointing": False}
+    return {
+        "epochs": 1,
+        "patience": 1,
+        "batch_size": batch,
+        "window_seconds": seconds,
+        "augment_gain_db": 0.0,
+        "loss": "mse",
+        "backbone_lr": 5e-5,
+        "head_lr": 1e-3,
+        "layer_decay": 0.75,
+        "warmup": 0.1,
+        "schedule": "cosine",
+        "accumulate": 1,
+        "precision": precision,
+        "learning_rate": 1e-3,
+        "weight_decay": 0.01,
+        "trainable_blocks": 0,
+        "freeze_feature_encoder": True,
+        "checkpointing": False,
+    }
 
 
 def engine_epoch(model, train, valid, p: dict, device: str) -> float:
@@ -182,20 +198,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_folder(args.size, work)
-        print(f"wav2vec2-{args.size} + LSTM head, batch {args.batch} x {args.seconds:g} s, {args.steps} steps per epoch, "
-              f"median of {args.repeats}, device {device}")
+        print(
+            f"wav2vec2-{args.size} + LSTM head, batch {args.batch} x {args.seconds:g} s, {args.steps} steps per epoch, "
+            f"median of {args.repeats}, device {device}"
+        )
         for precision in ("fp32", "bf16") if device == "cuda" else ("fp32",):
             figures = throughput(args, work, device, precision)
             ratio = figures["engine_samples_per_s"] / figures["bare_samples_per_s"]
-            print(f"  {precision}: engine {figures['engine_samples_per_s']:.2f} samples/s, bare torch loop "
-                  f"{figures['bare_samples_per_s']:.2f} samples/s, ratio {ratio:.3f} (goal >= 0.9)")
+            print(
+                f"  {precision}: engine {figures['engine_samples_per_s']:.2f} samples/s, bare torch loop "
+                f"{figures['bare_samples_per_s']:.2f} samples/s, ratio {ratio:.3f} (goal >= 0.9)"
+            )
         peaks = {}
         for checkpointing in ("0", "1"):
-            out = subprocess.run([sys.executable, __file__, "--probe", args.size, str(work), checkpointing, str(args.batch),
-                                  str(args.seconds), device], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--probe", args.size, str(work), checkpointing, str(args.batch), str(args.seconds), device],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             peaks[checkpointing] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
-        print(f"  peak memory of one training step: {peaks['0']:.0f} MiB without gradient checkpointing, {peaks['1']:.0f} MiB with "
-              f"(ratio {peaks['1'] / max(peaks['0'], 1e-9):.2f})")
+        print(
+            f"  peak memory of one training step: {peaks['0']:.0f} MiB without gradient checkpointing, {peaks['1']:.0f} MiB with "
+            f"(ratio {peaks['1'] / max(peaks['0'], 1e-9):.2f})"
+        )
 
 
 if __name__ == "__main__":

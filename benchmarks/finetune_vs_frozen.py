@@ -48,8 +48,21 @@ def run(data: Path, model: Path, work: Path, seeds: int, **flags):
 
     set_quiet(True)
     spec = get_track("emi")
-    config = load_config(None, {"track": "emi", "data": str(data), "audio_model": str(model), "features": ["wav2vec2"], "seeds": seeds,
-                                "store": str(work / "store"), "tracking_uri": f"sqlite:///{work}/mlflow.db", "out": None, **flags}, spec)
+    config = load_config(
+        None,
+        {
+            "track": "emi",
+            "data": str(data),
+            "audio_model": str(model),
+            "features": ["wav2vec2"],
+            "seeds": seeds,
+            "store": str(work / "store"),
+            "tracking_uri": f"sqlite:///{work}/mlflow.db",
+            "out": None,
+            **flags,
+        },
+        spec,
+    )
     return run_track(spec, config)
 
 

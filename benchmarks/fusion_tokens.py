@@ -59,8 +59,10 @@ def main() -> None:
         times["distinct rows"].append(seconds_per_step(distinct))
         times["every step"].append(seconds_per_step(every_step))
     medians = {k: statistics.median(v) for k, v in times.items()}
-    print(f"fusion transformer training step: batch {batch}, {steps} audio steps, faces at a quarter of the rate, "
-          f"{args.threads} thread(s), median of {args.repeats} x {args.steps} steps")
+    print(
+        f"fusion transformer training step: batch {batch}, {steps} audio steps, faces at a quarter of the rate, "
+        f"{args.threads} thread(s), median of {args.repeats} x {args.steps} steps"
+    )
     for name, value in medians.items():
         print(f"  {name:14s} {value * 1000:8.1f} ms")
     print(f"  ratio (every step / distinct rows): {medians['every step'] / medians['distinct rows']:.2f}")

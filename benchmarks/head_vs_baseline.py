@@ -26,11 +26,23 @@ def run_once(data: Path, features: list[str], head: str, seed: int, tune: bool, 
 
     spec = get_track("emi")
     name = f"{head}-{seed}-{'tuned' if tune else 'defaults'}"
-    config = load_config(None, {
-        "track": "emi", "data": str(data), "features": features, "head": head, "seed": seed, "tune": tune or None,
-        "trials": trials, "storage": f"sqlite:///{work}/{name}.db", "tracking_uri": f"sqlite:///{work}/mlflow.db",
-        "out": str(work / name), **extra,
-    }, spec)
+    config = load_config(
+        None,
+        {
+            "track": "emi",
+            "data": str(data),
+            "features": features,
+            "head": head,
+            "seed": seed,
+            "tune": tune or None,
+            "trials": trials,
+            "storage": f"sqlite:///{work}/{name}.db",
+            "tracking_uri": f"sqlite:///{work}/mlflow.db",
+            "out": str(work / name),
+            **extra,
+        },
+        spec,
+    )
     return run(spec, config)
 
 
@@ -45,10 +57,16 @@ def compare(label: str, data: Path, features: list[str], args, work: Path, extra
     for tune in (False, True):
         scores = [run_once(data, features, "lstm", seed, tune, args.trials, work, extra).score for seed in range(args.seeds)]
         gains = [s - ridge for s in scores]
-        verdict = "beats ridge by more than 1 sd" if statistics.mean(gains) > (statistics.stdev(gains) if len(gains) > 1 else 0) else "does NOT beat ridge by 1 sd"
+        verdict = (
+            "beats ridge by more than 1 sd"
+            if statistics.mean(gains) > (statistics.stdev(gains) if len(gains) > 1 else 0)
+            else "does NOT beat ridge by 1 sd"
+        )
         what = f"lstm tuned ({args.trials} trials)" if tune else "lstm defaults"
-        lines.append(f"  {what:<24} {spread(scores)} over {args.seeds} seeds; gain {spread(gains)}: {verdict}"
-                     f"; runs {', '.join(f'{s:.4f}' for s in scores)}")
+        lines.append(
+            f"  {what:<24} {spread(scores)} over {args.seeds} seeds; gain {spread(gains)}: {verdict}"
+            f"; runs {', '.join(f'{s:.4f}' for s in scores)}"
+        )
     return lines
 
 
@@ -74,17 +92,26 @@ def main() -> None:
             if not (args.demo / "valid_split.csv").exists():
                 write_emi_demo(args.demo)
             model = write_stand_ins(args.demo, [args.demo])["audio_model"]
-            report += compare(f"demo ({args.demo}, wav2vec2 stand-in + egemaps)", args.demo, ["wav2vec2", "egemaps"], args, work,
-                              {"audio_model": str(model), "epochs": 25})
+            report += compare(
+                f"demo ({args.demo}, wav2vec2 stand-in + egemaps)",
+                args.demo,
+                ["wav2vec2", "egemaps"],
+                args,
+                work,
+                {"audio_model": str(model), "epochs": 25},
+            )
         if "quirky" in sets:
             own = work / "own-emi"
             quirky_hume(own, train=args.clips, valid=args.clips * 3 // 4, test=3, seed=11)
-            report += compare(f"own EMI-layout set (quirky fixture, {args.clips} train clips, egemaps)", own, ["egemaps"], args, work, {"epochs": 25})
+            report += compare(
+                f"own EMI-layout set (quirky fixture, {args.clips} train clips, egemaps)", own, ["egemaps"], args, work, {"epochs": 25}
+            )
         if "ordered" in sets:
             ordered = work / "ordered-events"
             ordered_events_hume(ordered, train=args.clips, valid=args.clips * 3 // 4, test=3)
-            report += compare(f"ordered-events EMI-layout set ({args.clips} train clips, egemaps)", ordered, ["egemaps"], args, work,
-                              {"epochs": 25})
+            report += compare(
+                f"ordered-events EMI-layout set ({args.clips} train clips, egemaps)", ordered, ["egemaps"], args, work, {"epochs": 25}
+            )
     print("\n".join(report))
 
 

@@ -83,9 +83,15 @@ def measure(video: Path, model: LiveModel, batched: bool, detection_width: int) 
     summary.seconds = time.perf_counter() - start
     source.close()
     n = summary.frames
-    return {"frames": n, "fps": n / summary.seconds, "faces/s": summary.faces / summary.seconds, "faces/frame": summary.faces / n,
-            "p50 ms": 1000 * np.percentile(steps, 50), "p95 ms": 1000 * np.percentile(steps, 95),
-            **{f"{s} ms": 1000 * v / n for s, v in summary.stage_seconds.items()}}
+    return {
+        "frames": n,
+        "fps": n / summary.seconds,
+        "faces/s": summary.faces / summary.seconds,
+        "faces/frame": summary.faces / n,
+        "p50 ms": 1000 * np.percentile(steps, 50),
+        "p95 ms": 1000 * np.percentile(steps, 95),
+        **{f"{s} ms": 1000 * v / n for s, v in summary.stage_seconds.items()},
+    }
 
 
 def measure_paced(video: Path, model: LiveModel, background: bool, detection_width: int) -> dict:
@@ -105,8 +111,14 @@ def measure_paced(video: Path, model: LiveModel, background: bool, detection_wid
     wall = time.perf_counter() - start
     source.close()
     pipeline.close()
-    return {"readings/s": len(latencies) / wall, "dropped": source.dropped, "faces/frame": faces / len(latencies),
-            "p50 ms": 1000 * np.percentile(latencies, 50), "p95 ms": 1000 * np.percentile(latencies, 95), "max ms": 1000 * max(latencies)}
+    return {
+        "readings/s": len(latencies) / wall,
+        "dropped": source.dropped,
+        "faces/frame": faces / len(latencies),
+        "p50 ms": 1000 * np.percentile(latencies, 50),
+        "p95 ms": 1000 * np.percentile(latencies, 95),
+        "max ms": 1000 * max(latencies),
+    }
 
 
 def decode_only(video: Path) -> float:
@@ -133,8 +145,10 @@ def main() -> None:
     else:
         model = LiveModel.untrained(["Neutral", "Low", "Medium", "High"])
     print(f"model: {args.model}")
-    print(f"{WIDTH}x{HEIGHT} at {FPS} fps, {args.seconds:g} s per video, detection every {model.crops.detect_every} frames at width "
-          f"{args.detection_width}, crops {model.crops.size}px, window {model.window}")
+    print(
+        f"{WIDTH}x{HEIGHT} at {FPS} fps, {args.seconds:g} s per video, detection every {model.crops.detect_every} frames at width "
+        f"{args.detection_width}, crops {model.crops.size}px, window {model.window}"
+    )
     header = ["faces", "mode", "frames", "faces/frame", "fps", "faces/s", "p50 ms", "p95 ms", "decode ms", *[f"{s} ms" for s in STAGES]]
     print(f"median of {args.repeats} runs per row")
     print(" | ".join(header))
@@ -146,20 +160,52 @@ def main() -> None:
             results = {}
             for mode in ("batched", "sequential"):
                 # repeats alternate with the other mode's; the median run (by faces/s) is reported
-                runs = sorted((measure(video, model, mode == "batched", args.detection_width) for _ in range(args.repeats)), key=lambda r: r["faces/s"])
+                runs = sorted(
+                    (measure(video, model, mode == "batched", args.detection_width) for _ in range(args.repeats)),
+                    key=lambda r: r["faces/s"],
+                )
                 results[mode] = r = runs[len(runs) // 2]
-                print(" | ".join([str(count), mode, str(r["frames"]), f"{r['faces/frame']:.1f}", f"{r['fps']:.1f}", f"{r['faces/s']:.0f}",
-                                  f"{r['p50 ms']:.1f}", f"{r['p95 ms']:.1f}", f"{decode:.1f}", *[f"{r[f'{s} ms']:.1f}" for s in STAGES]]), flush=True)
+                print(
+                    " | ".join(
+                        [
+                            str(count),
+                            mode,
+                            str(r["frames"]),
+                            f"{r['faces/frame']:.1f}",
+                            f"{r['fps']:.1f}",
+                            f"{r['faces/s']:.0f}",
+                            f"{r['p50 ms']:.1f}",
+                            f"{r['p95 ms']:.1f}",
+                            f"{decode:.1f}",
+                            *[f"{r[f'{s} ms']:.1f}" for s in STAGES],
+                        ]
+                    ),
+                    flush=True,
+                )
             ratio = results["batched"]["faces/s"] / max(results["sequential"]["faces/s"], 1e-9)
             print(f"  {count} faces: batched / sequential faces per second = {ratio:.2f}x")
         video = Path(tmp) / "paced.mp4"
         write_grid_video(video, args.live_faces, args.seconds)
-        print(f"\nserved ({args.live_faces} faces, the file played at {FPS} fps, newest frame taken): detector in line vs on its own thread")
+        print(
+            f"\nserved ({args.live_faces} faces, the file played at {FPS} fps, newest frame taken): detector in line vs on its own thread"
+        )
         print("detector | readings/s | dropped | faces/frame | latency p50 ms | p95 ms | max ms")
         for background in (False, True):
             r = measure_paced(video, model, background, args.detection_width)
-            print(" | ".join(["own thread" if background else "in line", f"{r['readings/s']:.1f}", str(r["dropped"]), f"{r['faces/frame']:.1f}",
-                              f"{r['p50 ms']:.1f}", f"{r['p95 ms']:.1f}", f"{r['max ms']:.1f}"]), flush=True)
+            print(
+                " | ".join(
+                    [
+                        "own thread" if background else "in line",
+                        f"{r['readings/s']:.1f}",
+                        str(r["dropped"]),
+                        f"{r['faces/frame']:.1f}",
+                        f"{r['p50 ms']:.1f}",
+                        f"{r['p95 ms']:.1f}",
+                        f"{r['max ms']:.1f}",
+                    ]
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,20 @@ def run(data: Path, work: Path, tasks: list[str], seed: int, epochs: int) -> dic
     from challenge.run.multitask import run_multitask
 
     set_quiet(True)
-    config = load_config(None, {"track": tasks[0], "data": str(data), "features": ["mae"], "seed": seed, "epochs": epochs,
-                                "store": str(work / "store"), "tracking_uri": f"sqlite:///{work}/mlflow.db",
-                                "out": str(work / "out" / f"{'+'.join(tasks)}-{seed}")}, get_track(tasks[0]))
+    config = load_config(
+        None,
+        {
+            "track": tasks[0],
+            "data": str(data),
+            "features": ["mae"],
+            "seed": seed,
+            "epochs": epochs,
+            "store": str(work / "store"),
+            "tracking_uri": f"sqlite:///{work}/mlflow.db",
+            "out": str(work / "out" / f"{'+'.join(tasks)}-{seed}"),
+        },
+        get_track(tasks[0]),
+    )
     result = run_multitask(config, tasks, [1.0] * len(tasks))
     return {t.task: (t.score, t.baseline) for t in result.tasks}
 
@@ -76,8 +87,10 @@ def main() -> None:
             joint = [run(data, work, tasks, seed, args.epochs) for seed in range(args.seeds)]
             alone = {t: [run(data, work, [t], seed, args.epochs)[t] for seed in range(args.seeds)] for t in tasks}
             for t in tasks:
-                print(f"| {name} | {t} | {spread([r[t][0] for r in joint])} | {spread([r[0] for r in alone[t]])} | {joint[0][t][1]:.4f} |",
-                      flush=True)
+                print(
+                    f"| {name} | {t} | {spread([r[t][0] for r in joint])} | {spread([r[0] for r in alone[t]])} | {joint[0][t][1]:.4f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,11 @@ def photographs() -> dict[str, np.ndarray]:
     import skimage.data
     from PIL import Image
 
-    return {"astronaut": skimage.data.astronaut(), "grace": np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")),
-            "cameraman": np.stack([skimage.data.camera()] * 3, -1)}
+    return {
+        "astronaut": skimage.data.astronaut(),
+        "grace": np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")),
+        "cameraman": np.stack([skimage.data.camera()] * 3, -1),
+    }
 
 
 def crops_of(size: int, margin: float) -> dict[str, np.ndarray]:

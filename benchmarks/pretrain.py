@@ -22,14 +22,44 @@ from pathlib import Path
 
 SIZES = {
     "tiny": dict(image_size=32, patch_size=4, hidden_size=64, layers=3, heads=4, decoder_hidden_size=32, decoder_layers=1, decoder_heads=2),
-    "small": dict(image_size=64, patch_size=8, hidden_size=192, layers=6, heads=3, decoder_hidden_size=128, decoder_layers=2, decoder_heads=4),
-    "base": dict(image_size=224, patch_size=16, hidden_size=768, layers=12, heads=12, decoder_hidden_size=512, decoder_layers=8, decoder_heads=16),
+    "small": dict(
+        image_size=64, patch_size=8, hidden_size=192, layers=6, heads=3, decoder_hidden_size=128, decoder_layers=2, decoder_heads=4
+    ),
+    "base": dict(
+        image_size=224, patch_size=16, hidden_size=768, layers=12, heads=12, decoder_hidden_size=512, decoder_layers=8, decoder_heads=16
+    ),
 }
 SOCIAL_SIZES = {
-    "tiny": dict(image_size=32, frames=4, tubelet=2, patch_size=8, mel_bins=32, audio_frames=64, width=64, modality_depth=2, joint_depth=1,
-                 heads=4, decoder_width=32, decoder_depth=1, decoder_heads=2),
-    "small": dict(image_size=64, frames=8, tubelet=2, patch_size=16, mel_bins=64, audio_frames=256, width=192, modality_depth=4, joint_depth=1,
-                  heads=3, decoder_width=128, decoder_depth=2, decoder_heads=4),
+    "tiny": dict(
+        image_size=32,
+        frames=4,
+        tubelet=2,
+        patch_size=8,
+        mel_bins=32,
+        audio_frames=64,
+        width=64,
+        modality_depth=2,
+        joint_depth=1,
+        heads=4,
+        decoder_width=32,
+        decoder_depth=1,
+        decoder_heads=2,
+    ),
+    "small": dict(
+        image_size=64,
+        frames=8,
+        tubelet=2,
+        patch_size=16,
+        mel_bins=64,
+        audio_frames=256,
+        width=192,
+        modality_depth=4,
+        joint_depth=1,
+        heads=3,
+        decoder_width=128,
+        decoder_depth=2,
+        decoder_heads=4,
+    ),
     "base": {},  # the paper's: the settings' defaults
 }
 
@@ -58,8 +88,10 @@ def bare_loop(kind: str, settings, batch: int, steps: int, device: str, precisio
         inputs = {"pixel_values": torch.randn(batch, 3, settings.image_size, settings.image_size, device=device)}
     else:
         c = model.config
-        inputs = {"fbank": torch.randn(batch, c.audio_frames, c.mel_bins, device=device),
-                  "video": torch.randn(batch, c.frames, 3, c.image_size, c.image_size, device=device)}
+        inputs = {
+            "fbank": torch.randn(batch, c.audio_frames, c.mel_bins, device=device),
+            "video": torch.randn(batch, c.frames, 3, c.image_size, c.image_size, device=device),
+        }
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def step():
@@ -113,8 +145,13 @@ def main() -> None:
         write_smiles_demo(root / "smiles")
         settings = lambda k: SocialMAEPretrainSettings(**size, **common, seed=k)  # noqa: E731
         # each repeat reads the videos (sound and faces) into its own folder first; only the training after that is timed
-        run = lambda k: pretrain_social_mae([root / "smiles" / "a" / "videos"], root / f"out-{k}", settings(k), args.device,  # noqa: E731
-                                            f"sqlite:///{root}/mlflow.db")
+        run = lambda k: pretrain_social_mae(
+            [root / "smiles" / "a" / "videos"],
+            root / f"out-{k}",
+            settings(k),
+            args.device,  # noqa: E731
+            f"sqlite:///{root}/mlflow.db",
+        )
     engine, bare, waits = [], [], []
     for k in range(args.repeats):  # alternated, so drift of the machine falls on both
         start = time.perf_counter()
@@ -124,14 +161,28 @@ def main() -> None:
         waits.append(summary["data_wait_share"])
         whole = time.perf_counter() - start
         bare.append(bare_loop(args.model, settings(k), args.batch, args.steps, args.device, args.precision))
-        print(json.dumps({"repeat": k, "engine_items_per_s": round(engine[-1], 1), "bare_items_per_s": round(bare[-1], 1),
-                          "data_wait_share": round(waits[-1], 3), "command_seconds": round(whole, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "repeat": k,
+                    "engine_items_per_s": round(engine[-1], 1),
+                    "bare_items_per_s": round(bare[-1], 1),
+                    "data_wait_share": round(waits[-1], 3),
+                    "command_seconds": round(whole, 1),
+                }
+            ),
+            flush=True,
+        )
     e, b = statistics.median(engine), statistics.median(bare)
     unit = "images" if args.model == "mae" else "clips"
-    print(f"\n{args.model} {args.size} ({json.dumps(size)}), batch {args.batch}, "
-          f"{args.steps} steps, {args.workers} workers, {args.device} {args.precision}, {os.cpu_count()} CPUs")
-    print(f"pretrain {args.model}: {e:.1f} {unit}/s   bare loop: {b:.1f} {unit}/s   ratio {e / b:.3f} (goal >= 0.9)   "
-          f"waiting for data: {statistics.median(waits):.1%} of step time (medians of {args.repeats})")
+    print(
+        f"\n{args.model} {args.size} ({json.dumps(size)}), batch {args.batch}, "
+        f"{args.steps} steps, {args.workers} workers, {args.device} {args.precision}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"pretrain {args.model}: {e:.1f} {unit}/s   bare loop: {b:.1f} {unit}/s   ratio {e / b:.3f} (goal >= 0.9)   "
+        f"waiting for data: {statistics.median(waits):.1%} of step time (medians of {args.repeats})"
+    )
 
 
 if __name__ == "__main__":

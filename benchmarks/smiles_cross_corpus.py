@@ -50,11 +50,19 @@ def main() -> None:
     common = ["--features", args.features, "--seeds", str(args.seeds), "--folds", str(args.folds), "-q"]
     head = ([] if args.head is None else ["--head", args.head]) + [f for p in args.head_param for f in ("--head-param", p)]
     model = ["--tune", "--trials", str(args.trials)] if args.trials else []
-    runs = {"tuned" if args.trials else "defaults": [*head, *model], "control": [*head, "--shuffle-labels"], "same-input": ["--head", "logistic"]}
+    runs = {
+        "tuned" if args.trials else "defaults": [*head, *model],
+        "control": [*head, "--shuffle-labels"],
+        "same-input": ["--head", "logistic"],
+    }
     print(f"head: {args.head or 'the track default'} {' '.join(args.head_param)}")
     for tag, extra in runs.items():
-        subprocess.run([challenge, "track", "smile-laugh", "--data", str(female), "--eval-data", str(male), "--both-ways", *common, *extra],
-                       cwd=work, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [challenge, "track", "smile-laugh", "--data", str(female), "--eval-data", str(male), "--both-ways", *common, *extra],
+            cwd=work,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     print(f"macro F1 over the classes present, mean ± sd over {args.seeds} seeds, {args.folds} grouped folds, features {args.features}")
     print(f"{'run':<10} {'train->eval':<14} {'set':<16} {'model':>15} {'baseline':>15} {'gain':>16}  verdict")
     tags = iter(tag for tag in runs for _ in range(2))  # each run writes one folder per direction, in order
@@ -63,8 +71,10 @@ def main() -> None:
         scores = json.loads((gains.parent / "scores.json").read_text())
         direction = f"{Path(scores['trained_on']).name}->{Path(scores['zero_shot_on']).name}"
         for _, g in pd.read_csv(gains).iterrows():
-            print(f"{run:<10} {direction:<14} {g['set']:<16} {g['model']:.4f} ± {g['model_sd']:.4f} {g['baseline']:.4f} ± {g['baseline_sd']:.4f} "
-                  f"{g['gain']:+.4f} ± {g['gain_sd']:.4f}  {g['verdict']}")
+            print(
+                f"{run:<10} {direction:<14} {g['set']:<16} {g['model']:.4f} ± {g['model_sd']:.4f} {g['baseline']:.4f} ± {g['baseline_sd']:.4f} "
+                f"{g['gain']:+.4f} ± {g['gain_sd']:.4f}  {g['verdict']}"
+            )
     print(f"runs and reports: {work}")
 
 

@@ -38,8 +38,23 @@ def tiny_social_mae(folder: Path) -> Path:
 
     torch.manual_seed(0)
     # 1.28 s clips (128 filterbank frames): one model window per 1.2 s clip
-    SocialMAE(SocialMAEConfig(image_size=32, frames=4, tubelet=2, patch_size=8, mel_bins=32, audio_frames=128, width=32, modality_depth=1,
-                              joint_depth=1, heads=2, decoder_width=16, decoder_depth=1, decoder_heads=2)).save_pretrained(folder)
+    SocialMAE(
+        SocialMAEConfig(
+            image_size=32,
+            frames=4,
+            tubelet=2,
+            patch_size=8,
+            mel_bins=32,
+            audio_frames=128,
+            width=32,
+            modality_depth=1,
+            joint_depth=1,
+            heads=2,
+            decoder_width=16,
+            decoder_depth=1,
+            decoder_heads=2,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
@@ -48,9 +63,32 @@ def run(work: Path, name: str, female: Path, male: Path, seeds: int, *flags: str
 
     out = work / name
     env = {**os.environ, "CHALLENGE_FEATURE_STORE": str(work / "store")}
-    done = subprocess.run([sys.executable, "-m", "challenge.app.cli", "track", "smile-laugh", "--data", str(female), "--eval-data", str(male),
-                           "--seeds", str(seeds), "--folds", "3", "--out", str(out), "--tracking-uri", f"sqlite:///{work}/mlflow.db", "-q", *flags],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "challenge.app.cli",
+            "track",
+            "smile-laugh",
+            "--data",
+            str(female),
+            "--eval-data",
+            str(male),
+            "--seeds",
+            str(seeds),
+            "--folds",
+            "3",
+            "--out",
+            str(out),
+            "--tracking-uri",
+            f"sqlite:///{work}/mlflow.db",
+            "-q",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if done.returncode:
         raise SystemExit(f"{name}: {done.stderr[-3000:]}")
     gains = pd.read_csv(out / "gain_over_baseline.csv")
@@ -77,17 +115,25 @@ def main() -> None:
         rows = []
         if "wav2vec2" in args.rows:
             w2v = ["--audio-model", str(tiny_wav2vec2(work / "w2v")), "--features", "egemaps"]
-            rows += [("wav2vec2 fine-tuned", [*w2v, "--head", "wav2vec2-lstm", *epochs]),
-                     ("wav2vec2 frozen + logistic", [*w2v[:2], "--features", "wav2vec2", "--head", "logistic"]),
-                     ("wav2vec2 fine-tuned, shuffled labels", [*w2v, "--head", "wav2vec2-lstm", *epochs, "--shuffle-labels"])]
+            rows += [
+                ("wav2vec2 fine-tuned", [*w2v, "--head", "wav2vec2-lstm", *epochs]),
+                ("wav2vec2 frozen + logistic", [*w2v[:2], "--features", "wav2vec2", "--head", "logistic"]),
+                ("wav2vec2 fine-tuned, shuffled labels", [*w2v, "--head", "wav2vec2-lstm", *epochs, "--shuffle-labels"]),
+            ]
         if "social-mae" in args.rows:
             # the baseline of an audio-visual head reads faces too: eGeMAPS and a frozen tiny MAE
             smae = ["--social-mae-model", str(tiny_social_mae(work / "smae")), "--visual-model", str(tiny_mae(work / "mae"))]
-            rows += [("Social-MAE fine-tuned", [*smae, "--features", "egemaps,mae", "--head", "social-mae-clips", *epochs,
-                                                "--finetune-batch-size", "16"]),
-                     ("Social-MAE frozen + logistic", [*smae, "--features", "social-mae,mae", "--head", "logistic"])]
-        print(f"macro F1 over the classes present, {args.seeds} seeds (mean ± sd), female -> male, 3 grouped folds, fine-tuning {args.epochs} "
-              "epochs at most; baseline: logistic on pooled eGeMAPS, same folds")
+            rows += [
+                (
+                    "Social-MAE fine-tuned",
+                    [*smae, "--features", "egemaps,mae", "--head", "social-mae-clips", *epochs, "--finetune-batch-size", "16"],
+                ),
+                ("Social-MAE frozen + logistic", [*smae, "--features", "social-mae,mae", "--head", "logistic"]),
+            ]
+        print(
+            f"macro F1 over the classes present, {args.seeds} seeds (mean ± sd), female -> male, 3 grouped folds, fine-tuning {args.epochs} "
+            "epochs at most; baseline: logistic on pooled eGeMAPS, same folds"
+        )
         print("| model | cross-validated (female) | zero-shot (male) |")
         print("|---|---|---|")
         for k, (name, flags) in enumerate(rows):

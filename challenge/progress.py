@@ -77,8 +77,11 @@ class LogLines:
         _last_line[0] = now
         elapsed = now - self.start
         left = f", about {_clock(elapsed / self.done * (self.total - self.done))} left" if 0 < self.done < self.total else ""
-        console.print(f"{self.description}: {self.done}/{self.total} ({self.done / self.total:.0%}), {_clock(elapsed)} elapsed{left}",
-                      soft_wrap=True, highlight=False)
+        console.print(
+            f"{self.description}: {self.done}/{self.total} ({self.done / self.total:.0%}), {_clock(elapsed)} elapsed{left}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _clock(seconds: float) -> str:

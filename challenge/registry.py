@@ -54,8 +54,9 @@ def registered_class(group: str, name: str, base: type, what: str) -> type:
         raise ChallengeError(f"unknown {what} {name!r}; choose one of: {', '.join(sorted(_group(group)))}")
     cls = found.load()
     if not (isinstance(cls, type) and issubclass(cls, base) and getattr(cls, "name", None) == name):
-        raise ChallengeError(f"entry point {name} = {found.value} (group {group}) must name a {base.__name__} subclass whose "
-                             f"name is {name!r}.")
+        raise ChallengeError(
+            f"entry point {name} = {found.value} (group {group}) must name a {base.__name__} subclass whose name is {name!r}."
+        )
     return cls
 
 

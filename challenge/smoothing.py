@@ -28,7 +28,10 @@ def smooth_videos(values: np.ndarray, lengths: Sequence[int], sigma: float) -> n
 
 
 def tune_sigma(
-    score: Callable[[np.ndarray], float], values: np.ndarray, lengths: Sequence[int], sigmas: Sequence[float] = DEFAULT_SIGMAS,
+    score: Callable[[np.ndarray], float],
+    values: np.ndarray,
+    lengths: Sequence[int],
+    sigmas: Sequence[float] = DEFAULT_SIGMAS,
 ) -> tuple[float, dict[float, float]]:
     """The sigma whose smoothed outputs score best (`score` maps outputs to the track's score);
     returns it with every sigma's score, sigma 0 (no smoothing) included for the record."""

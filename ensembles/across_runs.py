@@ -66,8 +66,10 @@ def resolve_run_ids(given: list[str], experiment_ids: list[str]) -> list[str]:
             continue
         matches = [r.info.run_id for r in known if r.info.run_id.startswith(g)]
         if len(matches) != 1:
-            raise ChallengeError(f"run {g}: {'no run' if not matches else f'{len(matches)} runs'} of this track start(s) with it; "
-                                 "give the full id (printed as `MLflow run ID` by the run, or in `challenge runs TRACK`).")
+            raise ChallengeError(
+                f"run {g}: {'no run' if not matches else f'{len(matches)} runs'} of this track start(s) with it; "
+                "give the full id (printed as `MLflow run ID` by the run, or in `challenge runs TRACK`)."
+            )
         resolved.append(matches[0])
     return list(dict.fromkeys(resolved))
 
@@ -81,15 +83,18 @@ def read_run(client, run_id: str, track: str) -> RunOutputs:
     try:
         run = client.get_run(run_id)
     except MlflowException as error:
-        raise ChallengeError(f"run {run_id}: not found in the tracking store ({error.message.splitlines()[0]}). "
-                             f"List the runs with: challenge runs {track}") from None
+        raise ChallengeError(
+            f"run {run_id}: not found in the tracking store ({error.message.splitlines()[0]}). List the runs with: challenge runs {track}"
+        ) from None
     tags = run.data.tags
     problems = []
     if counted_track(tags) != track:
         problems.append(f"it is a run of track {counted_track(tags)!r}, not {track}")
     if tags.get("challenge.kind") not in ("track", "multitask-task"):
-        problems.append(f"it is a {tags.get('challenge.kind', 'non-challenge')} run, not a `challenge track` run "
-                        "(or a task run of `challenge multitask`)")
+        problems.append(
+            f"it is a {tags.get('challenge.kind', 'non-challenge')} run, not a `challenge track` run "
+            "(or a task run of `challenge multitask`)"
+        )
     if tags.get("shuffled_labels") == "True":
         problems.append("it is a control run (shuffled labels)")
     if run.info.status != "FINISHED":
@@ -99,14 +104,25 @@ def read_run(client, run_id: str, track: str) -> RunOutputs:
     try:
         local = client.download_artifacts(run_id, OUTPUTS)
     except (MlflowException, OSError):
-        raise ChallengeError(f"run {run_id}: holds no {OUTPUTS} (runs made before the cross-run ensembles, or a seeds run's "
-                             "parent: pass one of its seed runs). Run the track again to have one.") from None
+        raise ChallengeError(
+            f"run {run_id}: holds no {OUTPUTS} (runs made before the cross-run ensembles, or a seeds run's "
+            "parent: pass one of its seed runs). Run the track again to have one."
+        ) from None
     with np.load(local) as saved:
         arrays = {k: saved[k] for k in saved.files}
     return RunOutputs(
-        run_id, tags.get("head", "?"), tags.get("features", "").split(","), tags.get("data_fingerprint", ""), run.data.metrics.get("score", float("nan")),
-        arrays["valid_ids"].tolist(), arrays["valid_lengths"].tolist(), arrays["truth"], arrays["valid"].astype(np.float64),
-        arrays["test_ids"].tolist(), arrays["test_lengths"].tolist(), arrays["test"].astype(np.float64),
+        run_id,
+        tags.get("head", "?"),
+        tags.get("features", "").split(","),
+        tags.get("data_fingerprint", ""),
+        run.data.metrics.get("score", float("nan")),
+        arrays["valid_ids"].tolist(),
+        arrays["valid_lengths"].tolist(),
+        arrays["truth"],
+        arrays["valid"].astype(np.float64),
+        arrays["test_ids"].tolist(),
+        arrays["test_lengths"].tolist(),
+        arrays["test"].astype(np.float64),
     )
 
 
@@ -124,8 +140,10 @@ def check_comparable(runs: list[RunOutputs], fingerprint: str) -> None:
         elif r.valid.shape[1] != first.valid.shape[1]:
             offenders.append(f"{r.run_id}: {r.valid.shape[1]} outputs per row, {first.run_id} has {first.valid.shape[1]}")
     if offenders:
-        raise ChallengeError(f"{len(offenders)} run(s) are not comparable with the others, so they cannot be combined:\n"
-                             f"{list_offenders(offenders)}\nCombine runs made on the same data (the same --data, splits and labels).")
+        raise ChallengeError(
+            f"{len(offenders)} run(s) are not comparable with the others, so they cannot be combined:\n"
+            f"{list_offenders(offenders)}\nCombine runs made on the same data (the same --data, splits and labels)."
+        )
 
 
 def ensemble_runs(spec: TrackSpec, config, run_ids: list[str], max_runs: int | None = None) -> EnsembleResult:
@@ -143,9 +161,9 @@ def ensemble_runs(spec: TrackSpec, config, run_ids: list[str], max_runs: int | N
     fingerprint = samples.fingerprint()
     searched = len(run_ids) == 1 and run_ids[0].startswith(SEARCH)
     if max_runs is not None and not searched:
-        raise ChallengeError("--max-runs limits the members of --runs \"search:FILTER\"; with listed run ids, list fewer.")
+        raise ChallengeError('--max-runs limits the members of --runs "search:FILTER"; with listed run ids, list fewer.')
     if searched:
-        run_ids = searched_runs(run_ids[0][len(SEARCH):], spec.name, experiments, fingerprint, max_runs)
+        run_ids = searched_runs(run_ids[0][len(SEARCH) :], spec.name, experiments, fingerprint, max_runs)
     run_ids = list(dict.fromkeys(r.strip() for r in run_ids if r.strip()))
     if len(run_ids) < 2:
         raise ChallengeError(f"--runs needs at least two run ids (got {len(run_ids)}); list them with: challenge runs {spec.name}")
@@ -160,18 +178,39 @@ def ensemble_runs(spec: TrackSpec, config, run_ids: list[str], max_runs: int | N
     lengths = first.valid_lengths
     row_items = np.repeat(np.arange(len(lengths)), lengths)
     roles = [r.role for r in runs]
-    table = RoleTable(roles, np.stack([r.valid for r in runs]), first.truth, lengths, row_items,
-                      np.full(len(row_items), -1), [None] * len(runs), np.ones(len(row_items), bool))
+    table = RoleTable(
+        roles,
+        np.stack([r.valid for r in runs]),
+        first.truth,
+        lengths,
+        row_items,
+        np.full(len(row_items), -1),
+        [None] * len(runs),
+        np.ones(len(row_items), bool),
+    )
     test = None
     if first.test_ids:
         test = TestTable(first.test_ids, np.stack([r.test for r in runs]), first.test_lengths, np.full(sum(first.test_lengths), -1))
     for r in runs:
         say(f"member {r.run_id[:8]} ({r.name}): validation {r.score:.4f} as the run logged it")
     members = {r.run_id[:8]: r.score for r in runs}
-    with context.start(fingerprint, {}, name=f"ensemble-runs-{len(runs)}", params={"ensemble.runs": ",".join(run_ids)},
-                       sections={"ensemble": {"runs": run_ids}}, **{"ensemble.split": "runs"}) as run:
-        return finish_ensemble(spec, config, table, test, members, run.run_id, record={"split": "runs", "runs": run_ids,
-                                                                                       "members_described": {r.run_id: r.name for r in runs}})
+    with context.start(
+        fingerprint,
+        {},
+        name=f"ensemble-runs-{len(runs)}",
+        params={"ensemble.runs": ",".join(run_ids)},
+        sections={"ensemble": {"runs": run_ids}},
+        **{"ensemble.split": "runs"},
+    ) as run:
+        return finish_ensemble(
+            spec,
+            config,
+            table,
+            test,
+            members,
+            run.run_id,
+            record={"split": "runs", "runs": run_ids, "members_described": {r.run_id: r.name for r in runs}},
+        )
 
 
 SEARCH = "search:"
@@ -192,9 +231,11 @@ def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fin
     try:
         found = mlflow.search_runs(experiment_ids=experiment_ids, filter_string=" and ".join(conditions), order_by=["metrics.score DESC"])
     except MlflowException as error:
-        raise ChallengeError(f"--runs search:{filter_string}: MLflow cannot read this filter ({error.message.splitlines()[0]}). "
-                             "It is MLflow's search syntax, conditions joined by `and`, e.g. "
-                             "\"search:tags.head = 'lstm' and metrics.score > 0.5\".") from None
+        raise ChallengeError(
+            f"--runs search:{filter_string}: MLflow cannot read this filter ({error.message.splitlines()[0]}). "
+            "It is MLflow's search syntax, conditions joined by `and`, e.g. "
+            "\"search:tags.head = 'lstm' and metrics.score > 0.5\"."
+        ) from None
     if found.empty:
         return []
     members = runs_of_track(found, track, ("track",))
@@ -205,8 +246,10 @@ def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fin
     if max_runs is not None and len(ids) > max_runs:
         # chosen by the same validation score the rules are cross-fitted on: the ensemble's
         # printed score is then optimistic, and the message says so
-        say(f"--max-runs {max_runs}: kept the {max_runs} best by validation score ({', '.join(i[:8] for i in ids[:max_runs])}); "
-            f"left out {', '.join(i[:8] for i in ids[max_runs:])}. Chosen on validation, so the ensemble's validation score is optimistic.")
+        say(
+            f"--max-runs {max_runs}: kept the {max_runs} best by validation score ({', '.join(i[:8] for i in ids[:max_runs])}); "
+            f"left out {', '.join(i[:8] for i in ids[max_runs:])}. Chosen on validation, so the ensemble's validation score is optimistic."
+        )
         ids = ids[:max_runs]
     return ids
 

@@ -25,8 +25,9 @@ class BackgroundSubsets:
         return self.model.predict(descriptors)
 
 
-def cluster_backgrounds(descriptors: np.ndarray, k: int | None = None, seed: int = 0, min_size: int = 2,
-                        max_k: int = 8) -> BackgroundSubsets:
+def cluster_backgrounds(
+    descriptors: np.ndarray, k: int | None = None, seed: int = 0, min_size: int = 2, max_k: int = 8
+) -> BackgroundSubsets:
     """Cluster [videos, D] descriptors into K subsets (K by silhouette when None)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
@@ -34,8 +35,10 @@ def cluster_backgrounds(descriptors: np.ndarray, k: int | None = None, seed: int
     n = len(descriptors)
     candidates = [k] if k is not None else list(range(2, min(max_k, n // max(min_size, 1)) + 1))
     if not candidates or (k is not None and (k < 1 or k * min_size > n)):
-        raise ChallengeError(f"cannot split {n} videos into {k or 2}+ background subsets of at least {min_size} each; "
-                             "pass a smaller --members, or use --split folds.")
+        raise ChallengeError(
+            f"cannot split {n} videos into {k or 2}+ background subsets of at least {min_size} each; "
+            "pass a smaller --members, or use --split folds."
+        )
     fitted, silhouettes = {}, {}
     for candidate in candidates:
         model = KMeans(n_clusters=candidate, n_init=10, random_state=seed)
@@ -45,8 +48,10 @@ def cluster_backgrounds(descriptors: np.ndarray, k: int | None = None, seed: int
         if sizes.min() >= min_size:
             fitted[candidate] = (model, labels)
     if not fitted:
-        raise ChallengeError(f"no K in {candidates} leaves every background subset {min_size}+ videos "
-                             f"(silhouettes {silhouettes}); pass --members with a smaller K or use --split folds.")
+        raise ChallengeError(
+            f"no K in {candidates} leaves every background subset {min_size}+ videos "
+            f"(silhouettes {silhouettes}); pass --members with a smaller K or use --split folds."
+        )
     best = max(fitted, key=lambda c: (silhouettes[c], -c))  # ties go to fewer subsets
     model, labels = fitted[best]
     return BackgroundSubsets(best, labels, silhouettes, model)

@@ -143,8 +143,16 @@ def applicable_rules(context: Context) -> list[str]:
     return names
 
 
-def cross_fit(rule: Rule, outputs: np.ndarray, truth: np.ndarray, row_items: np.ndarray, row_subsets: np.ndarray,
-              context: Context, folds: int = 5, seed: int = 0) -> np.ndarray:
+def cross_fit(
+    rule: Rule,
+    outputs: np.ndarray,
+    truth: np.ndarray,
+    row_items: np.ndarray,
+    row_subsets: np.ndarray,
+    context: Context,
+    folds: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
     """[rows, C] combined outputs where each item's rows come from the rule fitted without them."""
     items = np.unique(row_items)
     if type(rule).fit is Rule.fit:  # nothing learned: no need to hold anything out

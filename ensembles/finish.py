@@ -60,8 +60,16 @@ def evaluate(spec: TrackSpec, truth: np.ndarray, outputs: np.ndarray) -> float:
     return PostProcess.for_track(spec).score(spec, truth, outputs).value
 
 
-def finish_ensemble(spec: TrackSpec, config, table: RoleTable, test: TestTable | None, member_scores: dict[str, float],
-                    run_id: str, own_weight: float = 2.0, record: dict | None = None) -> EnsembleResult:
+def finish_ensemble(
+    spec: TrackSpec,
+    config,
+    table: RoleTable,
+    test: TestTable | None,
+    member_scores: dict[str, float],
+    run_id: str,
+    own_weight: float = 2.0,
+    record: dict | None = None,
+) -> EnsembleResult:
     """Combine, choose, smooth, report, log and write; `record` adds to ensemble.json."""
     import mlflow
     from challenge.run.finish import out_dir
@@ -86,14 +94,21 @@ def finish_ensemble(spec: TrackSpec, config, table: RoleTable, test: TestTable |
     valid_score = evaluate(spec, truth[on_valid], final[on_valid]) if on_valid.any() else float("nan")
     _report(role_scores, rule_scores, rule, steps, post.sigma)
     say(f"on the validation {'clips' if spec.problem == Problem.CLIP_REGRESSION else 'videos'} alone: {valid_score:.4f}")
-    mlflow.log_metrics({
-        "score": score, "score_unsmoothed": rule_scores[rule], "smoothing.sigma": post.sigma, "score_valid_items": valid_score,
-        **{f"member.{k}": v for k, v in member_scores.items()}, **{f"role.{k}": v for k, v in role_scores.items()},
-        **{f"combine.{k}": v for k, v in rule_scores.items()}, **{f"smoothing.score_sigma_{k:g}": v for k, v in post.scores_by_sigma.items()},
-        **{f"gain_over_best.{k}": v - steps["best_member"] for k, v in role_scores.items()},
-        "gain.combination": steps["combination"] - steps["best_member"],
-        **({"gain.smoothing": steps["smoothing"] - steps["combination"]} if "smoothing" in steps else {}),
-    })
+    mlflow.log_metrics(
+        {
+            "score": score,
+            "score_unsmoothed": rule_scores[rule],
+            "smoothing.sigma": post.sigma,
+            "score_valid_items": valid_score,
+            **{f"member.{k}": v for k, v in member_scores.items()},
+            **{f"role.{k}": v for k, v in role_scores.items()},
+            **{f"combine.{k}": v for k, v in rule_scores.items()},
+            **{f"smoothing.score_sigma_{k:g}": v for k, v in post.scores_by_sigma.items()},
+            **{f"gain_over_best.{k}": v - steps["best_member"] for k, v in role_scores.items()},
+            "gain.combination": steps["combination"] - steps["best_member"],
+            **({"gain.smoothing": steps["smoothing"] - steps["combination"]} if "smoothing" in steps else {}),
+        }
+    )
     beats = score > steps["best_member"]
     mlflow.set_tags({"ensemble.rule": rule, "ensemble.beats_best_member": str(beats), "ensemble.best_role": best_role})
     submission = None
@@ -102,11 +117,24 @@ def finish_ensemble(spec: TrackSpec, config, table: RoleTable, test: TestTable |
         state = RULES[rule].fit(outputs, truth, context)
         combined_test = RULES[rule].apply(state, test.outputs, test.row_subsets, context)
         submission = _write_submission(spec, config, test, combined_test, post, out)
-    (out / "ensemble.json").write_text(json.dumps({
-        "rule": rule, "score": score, "steps": steps, "roles": role_scores, "rules": rule_scores,
-        "members": member_scores, "post_processing": post.state(), "score_valid_items": valid_score, "beats_best_member": beats,
-        **(record or {}),
-    }, indent=1, default=str))
+    (out / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "rule": rule,
+                "score": score,
+                "steps": steps,
+                "roles": role_scores,
+                "rules": rule_scores,
+                "members": member_scores,
+                "post_processing": post.state(),
+                "score_valid_items": valid_score,
+                "beats_best_member": beats,
+                **(record or {}),
+            },
+            indent=1,
+            default=str,
+        )
+    )
     mlflow.log_artifacts(str(out))
     return EnsembleResult(run_id, score, steps["best_member"], rule, steps, member_scores, submission, valid_score, role_scores)
 
@@ -118,8 +146,10 @@ def _report(role_scores, rule_scores, rule, steps, sigma) -> None:
         say(f"smoothing sigma {sigma:g} frames: {steps['combination']:.4f} -> {steps['smoothing']:.4f}")
     final = list(steps.values())[-1]
     if final <= steps["best_member"]:
-        say(f"[yellow]the ensemble ({final:.4f}) does not beat its best member ({steps['best_member']:.4f}) on the held-out rows; "
-            "its file is still the one written, since choosing on test data is not allowed[/]")
+        say(
+            f"[yellow]the ensemble ({final:.4f}) does not beat its best member ({steps['best_member']:.4f}) on the held-out rows; "
+            "its file is still the one written, since choosing on test data is not allowed[/]"
+        )
 
 
 def _write_submission(spec, config, test: TestTable, combined_test, post, out) -> Path:

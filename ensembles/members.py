@@ -50,23 +50,36 @@ def split_off_stop(items: list[int], groups: list[str], share: float, seed: int,
     """(fit, stop): about `share` of the groups of `items` held back for early stopping."""
     unique = sorted({groups[i] for i in items})
     if len(unique) < 2:
-        raise ChallengeError(f"member {name} has {len(unique)} source video(s) to train on; it needs 2 (one to fit, one to stop on). "
-                             "Use fewer background subsets (--members), --background-train out, or --split folds.")
+        raise ChallengeError(
+            f"member {name} has {len(unique)} source video(s) to train on; it needs 2 (one to fit, one to stop on). "
+            "Use fewer background subsets (--members), --background-train out, or --split folds."
+        )
     rng = np.random.default_rng(seed)
     n_stop = min(len(unique) - 1, max(1, round(share * len(unique))))
     stop_groups = {unique[i] for i in rng.permutation(len(unique))[:n_stop]}
     return [i for i in items if groups[i] not in stop_groups], [i for i in items if groups[i] in stop_groups]
 
 
-def plan_members(split: str, groups: list[str], n_train: int, *, folds: int = 5, subsets: np.ndarray | None = None,
-                 background_train: str = "in", stop_share: float = 0.2, seed: int = 0) -> list[Member]:
+def plan_members(
+    split: str,
+    groups: list[str],
+    n_train: int,
+    *,
+    folds: int = 5,
+    subsets: np.ndarray | None = None,
+    background_train: str = "in",
+    stop_share: float = 0.2,
+    seed: int = 0,
+) -> list[Member]:
     """Members over a pool of len(groups) items whose first `n_train` are the training split."""
     if split not in SPLITS:
         raise ChallengeError(f"unknown --split {split!r}; choose one of {', '.join(SPLITS)}")
     if split != "folds" and subsets is None:
         raise ChallengeError("background members need the background subsets of the pool")
     if background_train not in ("in", "out"):
-        raise ChallengeError(f"--background-train must be 'in' (train on the subset) or 'out' (on everything else), not {background_train!r}")
+        raise ChallengeError(
+            f"--background-train must be 'in' (train on the subset) or 'out' (on everything else), not {background_train!r}"
+        )
     n = len(groups)
     members = []
 

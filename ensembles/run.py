@@ -46,8 +46,10 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
         raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
     head_cls = get_head(config.head)
     if head_cls.reads == "media":
-        raise ChallengeError(f"ensembles read cached features; {head_cls.name} fine-tunes a backbone. Fine-tune once with `challenge track "
-                             f"{spec.name} --finetune`, then pass its backbone folder as --audio-model/--visual-model to the ensemble.")
+        raise ChallengeError(
+            f"ensembles read cached features; {head_cls.name} fine-tunes a backbone. Fine-tune once with `challenge track "
+            f"{spec.name} --finetune`, then pass its backbone folder as --audio-model/--visual-model to the ensemble."
+        )
     context = RunContext(spec, config, kind="ensemble")
     device = context.device
     samples = read_samples(spec, config)
@@ -59,26 +61,60 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     subsets, test_subsets, clustering = None, None, None
     if options.split != "folds":
         subsets, test_subsets, clustering = _background_subsets(samples, config, options, pool_samples, groups, len(train))
-    members = plan_members(options.split, groups, len(train), folds=options.members or DEFAULT_FOLDS, subsets=subsets,
-                           background_train=options.background_train, stop_share=options.stop_share, seed=config.seed)
+    members = plan_members(
+        options.split,
+        groups,
+        len(train),
+        folds=options.members or DEFAULT_FOLDS,
+        subsets=subsets,
+        background_train=options.background_train,
+        stop_share=options.stop_share,
+        seed=config.seed,
+    )
     fingerprint = samples.fingerprint()
     score_value = lambda truth, outputs: spec.score(truth, outputs).value  # noqa: E731
     overrides = head_overrides(config, head_cls, spec.problem)
     logged = {**{f"ensemble.{k}": v for k, v in asdict(options).items()}, "ensemble.members_trained": len(members)}
-    with context.start(fingerprint, feature_keys, name=f"ensemble-{options.split}-{config.head}-{'+'.join(config.features)}", params=logged,
-                       sections={"ensemble": asdict(options)}, **{"ensemble.split": options.split}) as run:
+    with context.start(
+        fingerprint,
+        feature_keys,
+        name=f"ensemble-{options.split}-{config.head}-{'+'.join(config.features)}",
+        params=logged,
+        sections={"ensemble": asdict(options)},
+        **{"ensemble.split": options.split},
+    ) as run:
         if clustering is not None:
-            mlflow.log_metrics({"background.k": clustering.k, **{f"background.silhouette_k{k}": v for k, v in clustering.silhouettes.items()}})
-        params, provenance = _head_parameters(spec, config, head_cls, hold_out(spec, config, head_cls, train, valid, device), fingerprint, overrides, tune_head)
+            mlflow.log_metrics(
+                {"background.k": clustering.k, **{f"background.silhouette_k{k}": v for k, v in clustering.silhouettes.items()}}
+            )
+        params, provenance = _head_parameters(
+            spec, config, head_cls, hold_out(spec, config, head_cls, train, valid, device), fingerprint, overrides, tune_head
+        )
         mlflow.log_params(tracking.flatten("head.", params))
         say(f"{len(members)} member(s), split {options.split}, head {config.head} ({provenance['source']} parameters)")
         member_scores, heldout, test_outputs = {}, {}, {}
         for member in members:
             score, heldout[member.name], test_outputs[member.name] = _train_member(
-                spec, config, head_cls, params, member, pool, test, score_value, device)
+                spec, config, head_cls, params, member, pool, test, score_value, device
+            )
             member_scores[member.name] = score
-        result = _combine_and_finish(spec, config, options, members, pool, len(train), test, heldout, test_outputs, subsets, test_subsets,
-                                     member_scores, params, provenance, run.run_id)
+        result = _combine_and_finish(
+            spec,
+            config,
+            options,
+            members,
+            pool,
+            len(train),
+            test,
+            heldout,
+            test_outputs,
+            subsets,
+            test_subsets,
+            member_scores,
+            params,
+            provenance,
+            run.run_id,
+        )
     return result
 
 
@@ -99,8 +135,12 @@ def _background_subsets(samples, config, options, pool_samples, groups, n_train)
     # trained on its subset ("in"), a member needs videos to fit and to stop on in every fold;
     # trained on everything else ("out"), any subset size will do
     min_size = max(3, round(0.05 * len(unique))) if options.background_train == "in" else 1
-    clustering = cluster_backgrounds(np.stack([descriptors[pool_samples[first_item[g]].id] for g in unique]),
-                                     options.members if options.split == "background" else None, config.seed, min_size)
+    clustering = cluster_backgrounds(
+        np.stack([descriptors[pool_samples[first_item[g]].id] for g in unique]),
+        options.members if options.split == "background" else None,
+        config.seed,
+        min_size,
+    )
     subsets = clustering.assign(np.stack([descriptors[s.id] for s in pool_samples]))
     test_ids = [s.id for s in samples.split("test")]
     test_subsets = clustering.assign(np.stack([descriptors[i] for i in test_ids])) if test_ids else np.zeros(0, int)
@@ -112,8 +152,10 @@ def _background_subsets(samples, config, options, pool_samples, groups, n_train)
 def _descriptors(samples, extractor, digests, store) -> dict[str, np.ndarray]:
     missing = [s.id for s in samples if s.id not in digests]
     if missing:
-        raise ChallengeError(f"{len(missing)} sample(s) have no video to describe the background of (for example {missing[:5]}); "
-                             "background subsets need each clip's or video's full frames: use --split folds.")
+        raise ChallengeError(
+            f"{len(missing)} sample(s) have no video to describe the background of (for example {missing[:5]}); "
+            "background subsets need each clip's or video's full frames: use --split folds."
+        )
     return {s.id: np.asarray(store.require(extractor, digests[s.id], s.id).array()[0]) for s in samples}
 
 
@@ -132,8 +174,10 @@ def _head_parameters(spec, config, head_cls, fit, fingerprint, overrides, tune_h
         params, provenance = found
         say(f"head parameters from tuned run {provenance['run']} (validation {provenance['score']:.4f})")
         return {**head_cls.default_parameters(), **params, **overrides}, provenance
-    say(f"[yellow]no tuned `challenge track {spec.name}` run with head {config.head} and features {','.join(config.features)} "
-        "on this data: members use the head's defaults (pass --tune, or run `challenge track ... --tune` first)[/]")
+    say(
+        f"[yellow]no tuned `challenge track {spec.name}` run with head {config.head} and features {','.join(config.features)} "
+        "on this data: members use the head's defaults (pass --tune, or run `challenge track ... --tune` first)[/]"
+    )
     return head_cls.default_parameters() | overrides, {"source": "defaults"}
 
 
@@ -144,8 +188,15 @@ def _train_member(spec, config, head_cls, params, member: Member, pool, test, sc
     from challenge.stores import tracking
 
     with mlflow.start_run(run_name=member.name, nested=True):
-        mlflow.set_tags({"challenge.kind": "member", "role": member.role, "fold": str(member.fold), "subset": str(member.subset),
-                         **tracking.process_tags()})
+        mlflow.set_tags(
+            {
+                "challenge.kind": "member",
+                "role": member.role,
+                "fold": str(member.fold),
+                "subset": str(member.subset),
+                **tracking.process_tags(),
+            }
+        )
         mlflow.log_params({"fit_items": len(member.fit), "stop_items": len(member.stop), "heldout_items": len(member.heldout)})
         head = head_cls(params, spec.problem, len(spec.labels), seed=config.seed, device=device)
         head.fit(pool.subset(member.fit), pool.subset(member.stop), score_value)
@@ -154,7 +205,9 @@ def _train_member(spec, config, head_cls, params, member: Member, pool, test, sc
         outputs = item_outputs(spec.problem, head, heldout_data)
         score = evaluate(spec, np.concatenate(item_truth(spec.problem, heldout_data)), np.concatenate(outputs))
         mlflow.log_metric("heldout_score", score)
-        say(f"member {member.name}: trained on {len(member.fit)} (+{len(member.stop)} to stop), held-out score {score:.4f} on {len(member.heldout)}")
+        say(
+            f"member {member.name}: trained on {len(member.fit)} (+{len(member.stop)} to stop), held-out score {score:.4f} on {len(member.heldout)}"
+        )
         test_out = item_outputs(spec.problem, head, test) if test is not None and len(test) else []
     return score, dict(zip(member.heldout, outputs)), test_out
 
@@ -173,8 +226,23 @@ def item_truth(problem: Problem, data) -> list[np.ndarray]:
     return list(data.labels)
 
 
-def _combine_and_finish(spec, config, options, members, pool, n_train, test, heldout, test_outputs, subsets, test_subsets,
-                        member_scores, params, provenance, run_id) -> EnsembleResult:
+def _combine_and_finish(
+    spec,
+    config,
+    options,
+    members,
+    pool,
+    n_train,
+    test,
+    heldout,
+    test_outputs,
+    subsets,
+    test_subsets,
+    member_scores,
+    params,
+    provenance,
+    run_id,
+) -> EnsembleResult:
     """The out-of-fold table: for each role, each evaluation item's prediction by the member of
     that role that held the item out; then what every ensemble does with it (ensembles.finish)."""
     items = evaluation_items(members)
@@ -186,8 +254,11 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
     for member in members:
         by_role[member.role].update(heldout[member.name])
     table = RoleTable(
-        roles, np.stack([np.concatenate([by_role[role][i] for i in items]) for role in roles]).astype(np.float64),
-        np.concatenate(truth_items), lengths, row_items,
+        roles,
+        np.stack([np.concatenate([by_role[role][i] for i in items]) for role in roles]).astype(np.float64),
+        np.concatenate(truth_items),
+        lengths,
+        row_items,
         np.repeat(subsets[items], lengths) if subsets is not None else np.full(len(row_items), -1),
         [next(m.subset for m in members if m.role == role) for role in roles],
         row_items >= n_train,  # the validation clips or videos
@@ -196,11 +267,21 @@ def _combine_and_finish(spec, config, options, members, pool, n_train, test, hel
     if test is not None and len(test):
         test_lengths = [len(o) for o in test_outputs[members[0].name]]
         test_table = TestTable(
-            test.ids, np.stack([np.concatenate(_role_test_outputs(members, test_outputs, role)) for role in roles]).astype(np.float64),
-            test_lengths, np.repeat(test_subsets, test_lengths) if test_subsets is not None else np.full(sum(test_lengths), -1),
+            test.ids,
+            np.stack([np.concatenate(_role_test_outputs(members, test_outputs, role)) for role in roles]).astype(np.float64),
+            test_lengths,
+            np.repeat(test_subsets, test_lengths) if test_subsets is not None else np.full(sum(test_lengths), -1),
         )
-    return finish_ensemble(spec, config, table, test_table, member_scores, run_id, options.own_weight,
-                           record={"split": options.split, "params": params, "provenance": provenance})
+    return finish_ensemble(
+        spec,
+        config,
+        table,
+        test_table,
+        member_scores,
+        run_id,
+        options.own_weight,
+        record={"split": options.split, "params": params, "provenance": provenance},
+    )
 
 
 def _role_test_outputs(members, test_outputs, role) -> list[np.ndarray]:

@@ -31,19 +31,46 @@ class FrameLabels:
 
 
 LABELS = {
-    "va": FrameLabels("va", re.compile(r"^VA", re.I), re.compile(r"(^|_)VA(_|\.)|Valence", re.I), ["valence", "arousal"], "regression", -5, -1.0, 1.0),
+    "va": FrameLabels(
+        "va", re.compile(r"^VA", re.I), re.compile(r"(^|_)VA(_|\.)|Valence", re.I), ["valence", "arousal"], "regression", -5, -1.0, 1.0
+    ),
     "expr": FrameLabels(
-        "expr", re.compile(r"^EXPR|^Expr", re.I), re.compile(r"Expr", re.I),
-        ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"], "class", -1, 0, 7,
+        "expr",
+        re.compile(r"^EXPR|^Expr", re.I),
+        re.compile(r"Expr", re.I),
+        ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"],
+        "class",
+        -1,
+        0,
+        7,
     ),
     "au": FrameLabels(
-        "au", re.compile(r"^AU", re.I), re.compile(r"(^|_)AU(_|\.)|Action_Unit", re.I),
-        ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"], "multilabel", -1, 0, 1,
+        "au",
+        re.compile(r"^AU", re.I),
+        re.compile(r"(^|_)AU(_|\.)|Action_Unit", re.I),
+        ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"],
+        "multilabel",
+        -1,
+        0,
+        1,
     ),
     "ce": FrameLabels(
-        "ce", re.compile(r"^CE|Compound", re.I), re.compile(r"(^|_)CE(_|\.)|Compound", re.I),
-        ["Fearfully_Surprised", "Happily_Surprised", "Sadly_Surprised", "Disgustedly_Surprised",
-         "Angrily_Surprised", "Sadly_Fearful", "Sadly_Angry"], "class", -1, 0, 6,
+        "ce",
+        re.compile(r"^CE|Compound", re.I),
+        re.compile(r"(^|_)CE(_|\.)|Compound", re.I),
+        [
+            "Fearfully_Surprised",
+            "Happily_Surprised",
+            "Sadly_Surprised",
+            "Disgustedly_Surprised",
+            "Angrily_Surprised",
+            "Sadly_Fearful",
+            "Sadly_Angry",
+        ],
+        "class",
+        -1,
+        0,
+        6,
     ),
 }
 
@@ -243,7 +270,9 @@ def write_affwild(track: str, path: Path, predictions: dict[str, np.ndarray], sa
         index = min(int(Path(frame).stem), len(values)) - 1  # frames past the last feature repeat it
         rows.append(f"{location},{format_prediction(track, values[index])}")
     if absent:
-        raise ChallengeError(f"no predictions for {len(set(absent))} test video(s) of the sample file:\n{list_offenders(sorted(set(absent)))}")
+        raise ChallengeError(
+            f"no predictions for {len(set(absent))} test video(s) of the sample file:\n{list_offenders(sorted(set(absent)))}"
+        )
     path.write_text("\n".join(rows) + "\n")
     problems = validate_affwild(track, path, sample_file, test_names)
     if problems:
@@ -262,8 +291,13 @@ class AffWildSubmission:
     def write(self, root: Path, out: Path, video_ids: list[str], decisions: list[np.ndarray]) -> Path:
 
         root = Path(root)
-        return write_affwild(self.track, Path(out) / "predictions.txt", dict(zip(video_ids, decisions)),
-                             find_sample_file(root, self.track), read_test_names(root, LABELS[self.track]))
+        return write_affwild(
+            self.track,
+            Path(out) / "predictions.txt",
+            dict(zip(video_ids, decisions)),
+            find_sample_file(root, self.track),
+            read_test_names(root, LABELS[self.track]),
+        )
 
     def validate(self, root: Path, path: Path, video_ids: list[str]) -> list[str]:
 

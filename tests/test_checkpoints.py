@@ -23,19 +23,37 @@ def mae_checkpoint(seed: int = 0, fc_norm: bool = False, decoder: bool = True) -
     g = torch.Generator().manual_seed(seed)
     r = lambda *shape: torch.randn(*shape, generator=g) * 0.2  # noqa: E731
     tokens = (IMAGE // PATCH) ** 2 + 1
-    state = {"cls_token": r(1, 1, WIDTH), "pos_embed": r(1, tokens, WIDTH), "patch_embed.proj.weight": r(WIDTH, 3, PATCH, PATCH),
-             "patch_embed.proj.bias": r(WIDTH)}
+    state = {
+        "cls_token": r(1, 1, WIDTH),
+        "pos_embed": r(1, tokens, WIDTH),
+        "patch_embed.proj.weight": r(WIDTH, 3, PATCH, PATCH),
+        "patch_embed.proj.bias": r(WIDTH),
+    }
     for i in range(DEPTH):
         b = f"blocks.{i}."
-        state |= {b + "norm1.weight": 1 + r(WIDTH), b + "norm1.bias": r(WIDTH), b + "attn.qkv.weight": r(3 * WIDTH, WIDTH),
-                  b + "attn.qkv.bias": r(3 * WIDTH), b + "attn.proj.weight": r(WIDTH, WIDTH), b + "attn.proj.bias": r(WIDTH),
-                  b + "norm2.weight": 1 + r(WIDTH), b + "norm2.bias": r(WIDTH), b + "mlp.fc1.weight": r(MLP, WIDTH),
-                  b + "mlp.fc1.bias": r(MLP), b + "mlp.fc2.weight": r(WIDTH, MLP), b + "mlp.fc2.bias": r(WIDTH)}
+        state |= {
+            b + "norm1.weight": 1 + r(WIDTH),
+            b + "norm1.bias": r(WIDTH),
+            b + "attn.qkv.weight": r(3 * WIDTH, WIDTH),
+            b + "attn.qkv.bias": r(3 * WIDTH),
+            b + "attn.proj.weight": r(WIDTH, WIDTH),
+            b + "attn.proj.bias": r(WIDTH),
+            b + "norm2.weight": 1 + r(WIDTH),
+            b + "norm2.bias": r(WIDTH),
+            b + "mlp.fc1.weight": r(MLP, WIDTH),
+            b + "mlp.fc1.bias": r(MLP),
+            b + "mlp.fc2.weight": r(WIDTH, MLP),
+            b + "mlp.fc2.bias": r(WIDTH),
+        }
     final = "fc_norm" if fc_norm else "norm"
     state |= {f"{final}.weight": 1 + r(WIDTH), f"{final}.bias": r(WIDTH)}
     if decoder:
-        state |= {"mask_token": r(1, 1, 16), "decoder_embed.weight": r(16, WIDTH), "decoder_blocks.0.norm1.weight": r(16),
-                  "decoder_pred.weight": r(PATCH * PATCH * 3, 16)}
+        state |= {
+            "mask_token": r(1, 1, 16),
+            "decoder_embed.weight": r(16, WIDTH),
+            "decoder_blocks.0.norm1.weight": r(16),
+            "decoder_pred.weight": r(PATCH * PATCH * 3, 16),
+        }
     return state
 
 
@@ -55,7 +73,11 @@ def reference_tokens(state: dict, pixels: torch.Tensor, positions: torch.Tensor 
         mixed = (attention @ split(v)).transpose(1, 2).reshape(len(x), -1, WIDTH)
         x = x + mixed @ state[b + "attn.proj.weight"].T + state[b + "attn.proj.bias"]
         h = F.layer_norm(x, (WIDTH,), state[b + "norm2.weight"], state[b + "norm2.bias"], 1e-6)
-        x = x + F.gelu(h @ state[b + "mlp.fc1.weight"].T + state[b + "mlp.fc1.bias"]) @ state[b + "mlp.fc2.weight"].T + state[b + "mlp.fc2.bias"]
+        x = (
+            x
+            + F.gelu(h @ state[b + "mlp.fc1.weight"].T + state[b + "mlp.fc1.bias"]) @ state[b + "mlp.fc2.weight"].T
+            + state[b + "mlp.fc2.bias"]
+        )
     return x
 
 
@@ -85,7 +107,12 @@ def test_a_mae_pth_converts_and_equals_the_reference_forward(tmp_path, layout):
     expected = F.layer_norm(reference_tokens(state, pixels), (WIDTH,), state["norm.weight"], state["norm.bias"], 1e-6)
     torch.testing.assert_close(converted_tokens(network, pixels), expected, atol=1e-5, rtol=1e-5)
     assert conversion.config | {"image_size": IMAGE} == conversion.config and conversion.config["num_hidden_layers"] == DEPTH
-    assert conversion.final_norm == "norm" and {k.split(".")[0] for k in conversion.dropped} == {"mask_token", "decoder_embed", "decoder_blocks", "decoder_pred"}
+    assert conversion.final_norm == "norm" and {k.split(".")[0] for k in conversion.dropped} == {
+        "mask_token",
+        "decoder_embed",
+        "decoder_blocks",
+        "decoder_pred",
+    }
     assert "width 32, depth 2, 4 heads, patch 8, image 32" in conversion.describe()
 
 
@@ -98,8 +125,9 @@ def test_fc_norm_after_global_pooling_and_other_image_sizes(tmp_path):
     pixels = torch.randn(3, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(3))
     pooled = network.fc_norm(converted_tokens(network, pixels)[:, 1:].mean(1))
     tokens = reference_tokens(state, pixels)
-    torch.testing.assert_close(pooled, F.layer_norm(tokens[:, 1:].mean(1), (WIDTH,), state["fc_norm.weight"], state["fc_norm.bias"], 1e-6),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        pooled, F.layer_norm(tokens[:, 1:].mean(1), (WIDTH,), state["fc_norm.weight"], state["fc_norm.bias"], 1e-6), atol=1e-5, rtol=1e-5
+    )
 
     # run at 48 pixels: the 4x4 position grid is resized to 6x6 (bicubic), the class position kept
     bigger, conversion = load_vit_mae(str(path), heads=HEADS, image_size=48)

@@ -13,7 +13,9 @@ def test_help_lists_the_commands():
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", [["demo-data"], ["features", "extract"], ["features", "ls"], ["track"], ["ensemble"], ["validate"], ["runs"], ["demo"]])
+@pytest.mark.parametrize(
+    "command", [["demo-data"], ["features", "extract"], ["features", "ls"], ["track"], ["ensemble"], ["validate"], ["runs"], ["demo"]]
+)
 def test_every_command_has_help_with_examples(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output, result.output
@@ -37,4 +39,8 @@ def test_features_extract_and_ls(emi_root, store_root):
 def test_demo_data_for_affwild_tracks(tmp_path):
     result = runner.invoke(app, ["demo-data", str(tmp_path / "aw"), "--track", "va", "--train", "2", "--valid", "1", "--test", "1", "-q"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "aw" / "prediction_files_format" / "CVPR_6th_ABAW_VA_test_set_sample.txt").read_text().startswith("image_location,valence,arousal\n")
+    assert (
+        (tmp_path / "aw" / "prediction_files_format" / "CVPR_6th_ABAW_VA_test_set_sample.txt")
+        .read_text()
+        .startswith("image_location,valence,arousal\n")
+    )

@@ -12,14 +12,30 @@ from challenge.app.cli import app
 runner = CliRunner()
 
 
-
 def test_track_emi_tunes_writes_validates_and_tracks(workdir, emi_root, models):
-    args = ["track", "emi", "--data", str(emi_root), "--features", "wav2vec2,egemaps", "--audio-model", str(models["wav2vec2-emotion"]),
-            "--tune", "--trials", "2", "--epochs", "2", "-q"]
+    args = [
+        "track",
+        "emi",
+        "--data",
+        str(emi_root),
+        "--features",
+        "wav2vec2,egemaps",
+        "--audio-model",
+        str(models["wav2vec2-emotion"]),
+        "--tune",
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "-q",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     # a tuned run's validation score chose the trial: it is labelled so, with figures that chose nothing beside it
-    assert "selection score (validation, the best of the study's trials on these clips, so optimistic; mean Pearson over 6 emotions)" in result.output
+    assert (
+        "selection score (validation, the best of the study's trials on these clips, so optimistic; mean Pearson over 6 emotions)"
+        in result.output
+    )
     assert "estimate that selected nothing (3 folds of train+valid, out of fold): lstm" in result.output and "submission:" in result.output
     assert f"browse with: mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}" in result.output  # the store it was logged to
     submission = next(workdir.glob("submissions/emi/*/predictions.csv"))
@@ -83,10 +99,15 @@ def frame_args(affwild_root, models):
 def test_track_expr_tunes_smooths_and_writes_the_official_file(workdir, frame_args, affwild_root):
     result = runner.invoke(app, ["track", "expr", *frame_args, "--tune", "--trials", "2", "--epochs", "2"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "selection score (validation, the best of the study's trials on these videos, so optimistic; macro F1 over 8 classes)" in result.output
+    assert (
+        "selection score (validation, the best of the study's trials on these videos, so optimistic; macro F1 over 8 classes)"
+        in result.output
+    )
     submission = next(workdir.glob("submissions/expr/*/predictions.txt"))
     sample = affwild_root / "prediction_files_format" / "CVPR_6th_ABAW_Expr_test_set_sample.txt"
-    assert [line.split(",")[0] for line in submission.read_text().splitlines()] == [line.split(",")[0] for line in sample.read_text().splitlines()]
+    assert [line.split(",")[0] for line in submission.read_text().splitlines()] == [
+        line.split(",")[0] for line in sample.read_text().splitlines()
+    ]
     assert (submission.parent / "confusion_matrix.png").exists()
     valid = runner.invoke(app, ["validate", "expr", str(submission), "--data", str(affwild_root)])
     assert valid.exit_code == 0, valid.output

@@ -45,9 +45,11 @@ def _logged(run_id: str, metric: str) -> float:
 
 
 def test_runs_of_three_heads_and_feature_sets_combine_into_one_validated_file(workdir, hume, emi_root):
-    runs = [_track("emi", "--data", str(hume), "--features", "egemaps", "--head", "ridge"),
-            _track("emi", "--data", str(hume), "--features", "egemaps", "--head", "lightgbm"),
-            _track("emi", "--data", str(hume), "--features", "compare", "--head", "ridge")]
+    runs = [
+        _track("emi", "--data", str(hume), "--features", "egemaps", "--head", "ridge"),
+        _track("emi", "--data", str(hume), "--features", "egemaps", "--head", "lightgbm"),
+        _track("emi", "--data", str(hume), "--features", "compare", "--head", "ridge"),
+    ]
     result = _ensemble("emi", hume, runs, "--out", str(workdir / "ens"))
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "gain over the best member" in result.output and "submission:" in result.output
@@ -74,20 +76,26 @@ def test_runs_of_three_heads_and_feature_sets_combine_into_one_validated_file(wo
     # refused, each named: a control run, a run on other data, a run that is not there, one run alone
     control = _track("emi", "--data", str(hume), "--features", "egemaps", "--head", "ridge", "--shuffle-labels")
     other = _track("emi", "--data", str(emi_root), "--features", "egemaps", "--head", "ridge")
-    for members, message in (([runs[0], control], f"run {control}: cannot be an ensemble member: it is a control run"),
-                             ([runs[0], other], f"{other}: data fingerprint"),
-                             ([runs[0], "0" * 32], f"run {'0' * 32}: not found"),
-                             ([runs[0]], "--runs needs at least two run ids")):
+    for members, message in (
+        ([runs[0], control], f"run {control}: cannot be an ensemble member: it is a control run"),
+        ([runs[0], other], f"{other}: data fingerprint"),
+        ([runs[0], "0" * 32], f"run {'0' * 32}: not found"),
+        ([runs[0]], "--runs needs at least two run ids"),
+    ):
         refused = _ensemble("emi", hume, members)
         assert isinstance(refused.exception, ChallengeError) and message in str(refused.exception), (message, refused.output)
 
     # members found by an MLflow search: this track's finished runs on this data, controls left out
-    searched = runner.invoke(app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:tags.head = 'ridge'", "--out", str(workdir / "s")])
+    searched = runner.invoke(
+        app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:tags.head = 'ridge'", "--out", str(workdir / "s")]
+    )
     assert searched.exit_code == 0, searched.output + repr(searched.exception)
     assert sorted(json.loads((workdir / "s" / "ensemble.json").read_text())["runs"]) == sorted([runs[0], runs[2]])
     # --max-runs keeps the best by each run's logged validation score, and says what it left out
     best = sorted(runs, key=lambda r: _logged(r, "score"), reverse=True)
-    capped = runner.invoke(app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:", "--max-runs", "2", "--out", str(workdir / "m")])
+    capped = runner.invoke(
+        app, ["ensemble", "emi", "--data", str(hume), "--runs", "search:", "--max-runs", "2", "--out", str(workdir / "m")]
+    )
     assert capped.exit_code == 0, capped.output + repr(capped.exception)
     assert json.loads((workdir / "m" / "ensemble.json").read_text())["runs"] == best[:2]
     assert f"left out {best[2][:8]}" in " ".join(capped.output.split()), capped.output  # rich wraps long lines

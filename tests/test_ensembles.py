@@ -58,7 +58,9 @@ def test_folds_keep_source_videos_together():
         assign_folds(groups, 7, seed=0)
 
 
-@pytest.mark.parametrize("split,train_mode", [("folds", "in"), ("background", "in"), ("background", "out"), ("both", "in"), ("both", "out")])
+@pytest.mark.parametrize(
+    "split,train_mode", [("folds", "in"), ("background", "in"), ("background", "out"), ("both", "in"), ("both", "out")]
+)
 def test_no_member_predicts_an_item_it_trained_or_stopped_on(split, train_mode):
     n_train, n = 24, 36
     groups = [f"v{i // 2}" if i < 4 else f"v{i}" for i in range(n)]  # two pairs share a source video
@@ -120,7 +122,9 @@ def test_cross_fitted_stacking_beats_a_miscalibrated_member_without_seeing_its_r
     assert np.abs(stacked - truth).mean() < 0.1 < np.abs(outputs[0] - truth).mean()
     # a rule fitted on rows whose labels are noise cannot carry that over to held-out rows
     noise = rng.normal(size=truth.shape)
-    assert np.corrcoef(cross_fit(RULES["stacking"], np.stack([noise]), truth, items, np.full(300, -1), context)[:, 0], truth[:, 0])[0, 1] < 0.2
+    assert (
+        np.corrcoef(cross_fit(RULES["stacking"], np.stack([noise]), truth, items, np.full(300, -1), context)[:, 0], truth[:, 0])[0, 1] < 0.2
+    )
 
 
 def test_stacking_classes_and_aus_returns_probabilities():
@@ -137,7 +141,6 @@ def test_stacking_classes_and_aus_returns_probabilities():
     state = RULES["stacking"].fit(au_probs, aus, _context(Problem.FRAME_MULTILABEL))
     out = RULES["stacking"].apply(state, au_probs, None, _context(Problem.FRAME_MULTILABEL))
     assert ((out > 0.5) == aus).mean() > 0.95
-
 
 
 def test_ensemble_command_emi_folds_records_members_and_validates(workdir, emi_root):
@@ -164,11 +167,29 @@ def test_ensemble_command_emi_folds_records_members_and_validates(workdir, emi_r
 
 
 def test_ensemble_takes_the_tuned_runs_parameters(workdir, emi_root):
-    tuned = runner.invoke(app, ["track", "emi", "--data", str(emi_root), "--features", "egemaps", "--head", "lightgbm", "--tune", "--trials", "2", "-q"])
+    tuned = runner.invoke(
+        app, ["track", "emi", "--data", str(emi_root), "--features", "egemaps", "--head", "lightgbm", "--tune", "--trials", "2", "-q"]
+    )
     assert tuned.exit_code == 0, tuned.output
     best = json.loads(next(workdir.glob("submissions/emi/*/best_params.json")).read_text())
-    result = runner.invoke(app, ["ensemble", "emi", "--data", str(emi_root), "--features", "egemaps", "--head", "lightgbm",
-                                 "--members", "2", "--out", str(workdir / "ens"), "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "ensemble",
+            "emi",
+            "--data",
+            str(emi_root),
+            "--features",
+            "egemaps",
+            "--head",
+            "lightgbm",
+            "--members",
+            "2",
+            "--out",
+            str(workdir / "ens"),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     summary = json.loads((workdir / "ens" / "ensemble.json").read_text())
     assert summary["provenance"]["source"] == "track run" and summary["params"] == best["params"]
@@ -186,8 +207,27 @@ def affwild_nine(tmp_path_factory):
 
 def test_ensemble_expr_both_splits_smooths_and_writes_the_official_file(workdir, affwild_nine, models):
     affwild_root = affwild_nine
-    args = ["ensemble", "expr", "--data", str(affwild_root), "--features", "mae", "--visual-model", str(models["mae"]),
-            "--head", "lstm-frames", "--epochs", "2", "--split", "both", "--members", "2", "--background-train", "out", "-q"]
+    args = [
+        "ensemble",
+        "expr",
+        "--data",
+        str(affwild_root),
+        "--features",
+        "mae",
+        "--visual-model",
+        str(models["mae"]),
+        "--head",
+        "lstm-frames",
+        "--epochs",
+        "2",
+        "--split",
+        "both",
+        "--members",
+        "2",
+        "--background-train",
+        "out",
+        "-q",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     summary = json.loads(next(workdir.glob("submissions/expr/*/ensemble.json")).read_text())

@@ -93,7 +93,9 @@ def test_a_repair_started_elsewhere_and_killed_midway_loses_no_entry(emi_root, t
     store = tmp_path / "store"
     (tmp_path / "elsewhere").mkdir()
     # extraction runs beside the dataset and names it relatively, as `--data hume` would
-    extracted = subprocess.run([str(BIN), *extract_args(Path(emi_root.name), store)], cwd=emi_root.parent, capture_output=True, text=True, timeout=300)
+    extracted = subprocess.run(
+        [str(BIN), *extract_args(Path(emi_root.name), store)], cwd=emi_root.parent, capture_output=True, text=True, timeout=300
+    )
     assert extracted.returncode == 0, extracted.stdout + extracted.stderr
     total = entries(store)
     _flip_bytes(store, 10)
@@ -110,8 +112,12 @@ def test_a_repair_started_elsewhere_and_killed_midway_loses_no_entry(emi_root, t
     assert 0 < left < 10, f"the kill came when {left} of 10 entries were still damaged"
     assert entries(store) == total, "the killed repair removed entries it had not rebuilt"
 
-    found = subprocess.run([str(BIN), "features", "verify", "--store", str(store), "-q"], cwd=tmp_path / "elsewhere", capture_output=True, text=True)
+    found = subprocess.run(
+        [str(BIN), "features", "verify", "--store", str(store), "-q"], cwd=tmp_path / "elsewhere", capture_output=True, text=True
+    )
     assert found.returncode == 1 and f"{left} damaged" in found.stdout, found.stdout
     repaired = subprocess.run(repair, cwd=tmp_path / "elsewhere", capture_output=True, text=True, timeout=300)
-    assert repaired.returncode == 0 and f"repaired {left}; removed without recomputing 0" in repaired.stdout, repaired.stdout + repaired.stderr
+    assert repaired.returncode == 0 and f"repaired {left}; removed without recomputing 0" in repaired.stdout, (
+        repaired.stdout + repaired.stderr
+    )
     assert _damaged(store) == 0 and entries(store) == total

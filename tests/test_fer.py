@@ -23,8 +23,11 @@ def real_faces() -> dict[str, np.ndarray]:
 
     from challenge.vision.faces import crop_face, make_detector, to_gray
 
-    photographs = {"astronaut": skimage.data.astronaut(), "cameraman": np.stack([skimage.data.camera()] * 3, -1),
-                   "grace": np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))}
+    photographs = {
+        "astronaut": skimage.data.astronaut(),
+        "cameraman": np.stack([skimage.data.camera()] * 3, -1),
+        "grace": np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")),
+    }
     detector, faces = make_detector("centerface", width=640), {}
     for name, rgb in photographs.items():
         found = detector.detect(rgb)

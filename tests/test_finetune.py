@@ -38,9 +38,21 @@ def still_wav2vec2(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("w2v") / "still"
     torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7,
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, hidden_dropout=0.0, attention_dropout=0.0,
-                            activation_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+        layerdrop=0.0,
+        mask_time_prob=0.0,
+    )
     Wav2Vec2Model(config).save_pretrained(folder)
     return folder
 
@@ -183,7 +195,9 @@ def _run_group(command: list[str], env: dict, timeout: float = 300) -> subproces
 def test_two_gloo_ranks_hold_equal_weights_and_match_one_process(hume, still_wav2vec2, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     args = lambda name: ["ddp", str(hume / "data"), str(still_wav2vec2), str(tmp_path / f"{name}.pt"), str(tmp_path / f"{name}.steps")]  # noqa: E731
-    two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(CHILD), *args("two")], env)
+    two = _run_group(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(CHILD), *args("two")], env
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     one = subprocess.run([sys.executable, str(CHILD), *args("one")], env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
@@ -197,8 +211,14 @@ def test_two_gloo_ranks_hold_equal_weights_and_match_one_process(hume, still_wav
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(Path(sys.executable).parent / "challenge"), *args], capture_output=True, text=True, timeout=600, cwd=cwd,
-                            env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "challenge"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
 
@@ -211,7 +231,9 @@ def test_finetune_command_logs_a_backbone_the_store_extracts_and_predict_reuses(
 
     model = tiny_wav2vec2(tmp_path / "w2v", hidden=32)
     common = ["--data", str(hume / "data"), "--store", str(tmp_path / "store"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
-    done = _cli("track", "emi", "--finetune", "--audio-model", str(model), "--epochs", "2", "--finetune-batch-size", "4", *common, cwd=tmp_path)
+    done = _cli(
+        "track", "emi", "--finetune", "--audio-model", str(model), "--epochs", "2", "--finetune-batch-size", "4", *common, cwd=tmp_path
+    )
     text = " ".join(done.stdout.split())
     assert "linear baseline (ridge, same split and features)" in text and "(validated)" in text
     run_id = text.split("MLflow run ")[1].split(";")[0]
@@ -222,9 +244,20 @@ def test_finetune_command_logs_a_backbone_the_store_extracts_and_predict_reuses(
     assert params["backbone"]["model"] == str(model) and params["batch_size"] == 4 and params["epochs"] == 2
 
     reused = _cli("track", "emi", "--head", "ridge", "--audio-model", str(backbone), *common, cwd=tmp_path)
-    assert "wav2vec2: computed 43" in " ".join((reused.stdout + reused.stderr).split())  # new features, under the backbone's own content digest
-    predicted = _cli("predict", run_id, "--data", str(hume / "data"), "--store", str(tmp_path / "store"),
-                     "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+    assert "wav2vec2: computed 43" in " ".join(
+        (reused.stdout + reused.stderr).split()
+    )  # new features, under the backbone's own content digest
+    predicted = _cli(
+        "predict",
+        run_id,
+        "--data",
+        str(hume / "data"),
+        "--store",
+        str(tmp_path / "store"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+        cwd=tmp_path,
+    )
     assert "no retraining" in predicted.stdout
     import pandas as pd
 
@@ -243,8 +276,23 @@ def test_finetune_a_vit_on_aff_wild2_frames_with_the_quirks(tmp_path):
 
     facts = quirky_affwild(tmp_path / "affwild")
     model = tiny_mae(tmp_path / "mae", image_size=32)
-    done = _cli("track", "expr", "--data", str(tmp_path / "affwild"), "--head", "vit-frames", "--visual-model", str(model), "--epochs", "2",
-                "--store", str(tmp_path / "store"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+    done = _cli(
+        "track",
+        "expr",
+        "--data",
+        str(tmp_path / "affwild"),
+        "--head",
+        "vit-frames",
+        "--visual-model",
+        str(model),
+        "--epochs",
+        "2",
+        "--store",
+        str(tmp_path / "store"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+        cwd=tmp_path,
+    )
     text = " ".join(done.stdout.split())
     assert "(validated)" in text and "linear baseline (logistic" in text
     run_id = text.split("MLflow run ")[1].split(";")[0]
@@ -261,10 +309,34 @@ def test_torchrun_runs_the_finetune_command_and_rank_zero_alone_records(hume, st
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "challenge.app.cli", "track", "emi",
-               "--finetune", "--audio-model", str(still_wav2vec2), "--epochs", "1", "--finetune-batch-size", "4", "--data", str(hume / "data"),
-               "--store", str(tmp_path / "store"), "--tracking-uri", uri]
-    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "challenge.app.cli",
+        "track",
+        "emi",
+        "--finetune",
+        "--audio-model",
+        str(still_wav2vec2),
+        "--epochs",
+        "1",
+        "--finetune-batch-size",
+        "4",
+        "--data",
+        str(hume / "data"),
+        "--store",
+        str(tmp_path / "store"),
+        "--tracking-uri",
+        uri,
+    ]
+    process = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = process.communicate(timeout=400)
     except subprocess.TimeoutExpired:

@@ -12,7 +12,11 @@ from challenge.training.frame_data import FrameEntry, FrameFeatures
 
 # heads that read any feature vectors; a head that declares its own features (cnn-gru: face
 # crops) gets data of that kind below
-FRAME_HEADS = sorted(name for name, cls in load_all().items() if Problem.FRAME_CLASSIFICATION in cls.problems and not cls.features and cls.reads == "features")
+FRAME_HEADS = sorted(
+    name
+    for name, cls in load_all().items()
+    if Problem.FRAME_CLASSIFICATION in cls.problems and not cls.features and cls.reads == "features"
+)
 
 
 def synthetic_videos(tmp_path, n_videos: int, seed: int) -> FrameFeatures:
@@ -30,7 +34,9 @@ def synthetic_videos(tmp_path, n_videos: int, seed: int) -> FrameFeatures:
         np.save(paths[0], visual), np.save(paths[1], audio)
         label = classes.astype(np.float32)[:, None]
         label[rng.uniform(size=n) < 0.05] = -1
-        entries.append([FrameEntry(StoreEntry.for_file(paths[0]), list(range(1, n + 1)), None), FrameEntry(StoreEntry.for_file(paths[1]), None, 20.0)])
+        entries.append(
+            [FrameEntry(StoreEntry.for_file(paths[0]), list(range(1, n + 1)), None), FrameEntry(StoreEntry.for_file(paths[1]), None, 20.0)]
+        )
         labels.append(label)
         lengths.append(n)
     return FrameFeatures([f"v{v}" for v in range(n_videos)], lengths, [10.0] * n_videos, entries, [6, 4], labels)

@@ -274,8 +274,21 @@ def case_frame_track_on_quirky_layout(w: World) -> str:
     from challenge.synthetic.stand_ins import tiny_mae
 
     model = tiny_mae(w.tmp / "mae")
-    return cli("track", "va", "--data", str(w.affwild), "--features", "mae,egemaps", "--visual-model", str(model),
-               "--head", "lstm-frames", "--epochs", "2", "-q")
+    return cli(
+        "track",
+        "va",
+        "--data",
+        str(w.affwild),
+        "--features",
+        "mae,egemaps",
+        "--visual-model",
+        str(model),
+        "--head",
+        "lstm-frames",
+        "--epochs",
+        "2",
+        "-q",
+    )
 
 
 def _expr_file(w: World) -> Path:
@@ -412,7 +425,9 @@ def case_killed_run(w: World) -> str:
     from challenge.stores import tracking
     from challenge.stores.reports import best_runs
 
-    done = subprocess.run([sys.executable, "-c", KILLED_RUN], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     run_id = done.stdout.split()[0]
     before = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(run_id).info.status
@@ -477,7 +492,9 @@ def case_store_not_a_folder(w: World, monkeypatch) -> str:
     (w.tmp / "store-file").write_text("")
     monkeypatch.setenv("CHALLENGE_FEATURE_STORE", str(w.tmp / "store-file"))
     file_root = cli("features", "extract", "--data", str(w.emi), "--track", "emi", "--extractor", "egemaps", "-q")
-    unwritable = cli("features", "extract", "--data", str(w.emi), "--track", "emi", "--extractor", "egemaps", "--store", "/sys/challenge-store", "-q")
+    unwritable = cli(
+        "features", "extract", "--data", str(w.emi), "--track", "emi", "--extractor", "egemaps", "--store", "/sys/challenge-store", "-q"
+    )
     entry = w.entry_of("00011").with_suffix(".json")
     entry.write_text("null")
     monkeypatch.setenv("CHALLENGE_FEATURE_STORE", str(w.store.root))
@@ -501,9 +518,23 @@ def case_live_reference_without_out(w: World) -> str:
 
 
 def case_sigint_during_tuning(w: World) -> str:
-    command = [str(Path(sys.executable).parent / "challenge"), "track", "emi", "--data", str(w.emi), "--features", "egemaps",
-               "--head", "lightgbm", "--tune", "--trials", "200"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CHALLENGE_WARM": "0"})
+    command = [
+        str(Path(sys.executable).parent / "challenge"),
+        "track",
+        "emi",
+        "--data",
+        str(w.emi),
+        "--features",
+        "egemaps",
+        "--head",
+        "lightgbm",
+        "--tune",
+        "--trials",
+        "200",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CHALLENGE_WARM": "0"}
+    )
     deadline = time.monotonic() + 120
     lines = []
     while time.monotonic() < deadline:  # until the first trial is done: then one is running
@@ -519,8 +550,12 @@ def case_sigint_during_tuning(w: World) -> str:
 
 def case_bad_store_urls(w: World) -> str:
     base = ["track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "-q"]
-    out = [cli(*base, "--storage", "postgres://u@h/db"), cli(*base, "--storage", "notadb://x"), cli(*base, "--tracking-uri", "foo://bar"),
-           cli(*base, "--device", "cuda")]
+    out = [
+        cli(*base, "--storage", "postgres://u@h/db"),
+        cli(*base, "--storage", "notadb://x"),
+        cli(*base, "--tracking-uri", "foo://bar"),
+        cli(*base, "--device", "cuda"),
+    ]
     (w.tmp / "train_split.csv").write_text("")
     out.append(cli(*base, "--out", str(w.tmp / "train_split.csv")))
     runs = sum(1 for _ in (w.tmp / "submissions").rglob("predictions.csv")) if (w.tmp / "submissions").exists() else 0
@@ -549,8 +584,9 @@ def mounted(kind: str, target: Path, source: Path | None = None, size: str = "25
 
 
 def case_task_weight_nan(w: World) -> str:
-    return "\n".join(cli("multitask", "--data", str(w.affwild), "--tasks", "expr,au", "--task-weights", weights, "-q")
-                     for weights in ("1,nan", "1,inf"))
+    return "\n".join(
+        cli("multitask", "--data", str(w.affwild), "--tasks", "expr,au", "--task-weights", weights, "-q") for weights in ("1,nan", "1,inf")
+    )
 
 
 def case_read_only_store_missing_entry(w: World) -> str:
@@ -575,7 +611,9 @@ def case_checkpoint_on_full_disk(w: World) -> str:
 
     with mounted("tmpfs", w.tmp / "small", size="256k") as small:
         (small / "last.pt").write_bytes(b"the previous epoch")
-        text = message(lambda: write_atomically(small / "last.pt", lambda h: torch.save({"w": torch.zeros(200_000)}, h), "training checkpoint"))
+        text = message(
+            lambda: write_atomically(small / "last.pt", lambda h: torch.save({"w": torch.zeros(200_000)}, h), "training checkpoint")
+        )
         left = sorted(p.name for p in small.iterdir())
         kept = (small / "last.pt").read_bytes()
     return f"{text}\nfiles left: {left}; previous kept: {kept == b'the previous epoch'}"
@@ -592,24 +630,31 @@ def case_out_read_only(w: World) -> str:
 def case_out_is_a_file_for_every_command(w: World) -> str:
     taken = w.tmp / "taken.txt"
     taken.write_text("")
-    return "\n".join([
-        cli("multitask", "--data", str(w.affwild), "--tasks", "expr,au", "--out", str(taken), "-q"),
-        cli("predict", "0123abcd", "--data", str(w.emi), "--out", str(taken)),
-        cli("ensemble", "emi", "--data", str(w.emi), "--features", "egemaps", "--out", str(taken), "-q"),
-    ])
+    return "\n".join(
+        [
+            cli("multitask", "--data", str(w.affwild), "--tasks", "expr,au", "--out", str(taken), "-q"),
+            cli("predict", "0123abcd", "--data", str(w.emi), "--out", str(taken)),
+            cli("ensemble", "emi", "--data", str(w.emi), "--features", "egemaps", "--out", str(taken), "-q"),
+        ]
+    )
 
 
 def case_unreachable_tracking_server(w: World) -> str:
     start = time.perf_counter()
-    text = cli("track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "--tracking-uri", "http://127.0.0.1:1", "-q")
+    text = cli(
+        "track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "--tracking-uri", "http://127.0.0.1:1", "-q"
+    )
     return f"{text}\nafter {time.perf_counter() - start:.1f} s"
 
 
 def case_study_store_urls(w: World) -> str:
     base = ["track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "--tune", "--trials", "1", "-q"]
     (w.tmp / "afile").write_text("")
-    out = [cli(*base, "--storage", "mysql://u@127.0.0.1/db"), cli(*base, "--storage", f"sqlite:///{w.tmp}/afile/x/studies.db"),
-           cli(*base, "--storage", f"sqlite:///{w.tmp}/nonexistent-dir/studies.db")]
+    out = [
+        cli(*base, "--storage", "mysql://u@127.0.0.1/db"),
+        cli(*base, "--storage", f"sqlite:///{w.tmp}/afile/x/studies.db"),
+        cli(*base, "--storage", f"sqlite:///{w.tmp}/nonexistent-dir/studies.db"),
+    ]
     return "\n".join(out) + f"\nfolder made: {(w.tmp / 'nonexistent-dir').exists()}"
 
 
@@ -654,8 +699,21 @@ def case_damaged_databases(w: World) -> str:
     database.write_bytes(data[: len(data) // 3])
     (w.tmp / "studies.db").write_text("not a database, a note someone saved here\n" * 100)
     base = ["track", "emi", "--data", str(w.emi), "--features", "egemaps", "--head", "ridge", "-q"]
-    return "\n".join([cli(*base, "--tracking-uri", f"sqlite:///{database}"),
-                      cli(*base, "--tune", "--trials", "1", "--storage", f"sqlite:///{w.tmp}/studies.db", "--tracking-uri", f"sqlite:///{w.tmp}/mlflow.db")])
+    return "\n".join(
+        [
+            cli(*base, "--tracking-uri", f"sqlite:///{database}"),
+            cli(
+                *base,
+                "--tune",
+                "--trials",
+                "1",
+                "--storage",
+                f"sqlite:///{w.tmp}/studies.db",
+                "--tracking-uri",
+                f"sqlite:///{w.tmp}/mlflow.db",
+            ),
+        ]
+    )
 
 
 def case_checkpoint_of_another_model(w: World) -> str:
@@ -664,7 +722,9 @@ def case_checkpoint_of_another_model(w: World) -> str:
     from challenge.training.trainer import Trainer
 
     def trainer(model, checkpoint):
-        return Trainer(model, {"epochs": 2, "learning_rate": 1e-3, "weight_decay": 0.0, "batch_size": 4, "patience": 5}, "cpu", checkpoint=checkpoint)
+        return Trainer(
+            model, {"epochs": 2, "learning_rate": 1e-3, "weight_decay": 0.0, "batch_size": 4, "patience": 5}, "cpu", checkpoint=checkpoint
+        )
 
     checkpoint = w.tmp / "run" / "last.pt"
     other = trainer(torch.nn.Linear(7, 2), checkpoint)
@@ -687,8 +747,10 @@ def case_weights_file_damaged(w: World) -> str:
     torch.save(wrong, w.tmp / "wrong-shape.pth")
     missing = {k: v for k, v in state.items() if "feed_forward" not in k}
     torch.save(missing, w.tmp / "missing.pth")
-    return "\n".join(message(lambda name=name: make_extractor("wav2vec2", model=str(w.tmp / name)).build("cpu"))
-                     for name in ("wrong-shape.pth", "missing.pth"))
+    return "\n".join(
+        message(lambda name=name: make_extractor("wav2vec2", model=str(w.tmp / name)).build("cpu"))
+        for name in ("wrong-shape.pth", "missing.pth")
+    )
 
 
 def case_asr_model_damaged(w: World) -> str:
@@ -736,9 +798,22 @@ def case_transcription_killed_then_rerun(w: World) -> str:
 
 
 def case_progress_in_a_log(w: World) -> str:
-    command = [str(Path(sys.executable).parent / "challenge"), "track", "emi", "--data", str(w.emi), "--features", "egemaps",
-               "--head", "lstm", "--epochs", "3"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "CHALLENGE_LOG_EVERY": "0", "CHALLENGE_WARM": "0"})
+    command = [
+        str(Path(sys.executable).parent / "challenge"),
+        "track",
+        "emi",
+        "--data",
+        str(w.emi),
+        "--features",
+        "egemaps",
+        "--head",
+        "lstm",
+        "--epochs",
+        "3",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "CHALLENGE_LOG_EVERY": "0", "CHALLENGE_WARM": "0"}
+    )
     lines = [line for line in (done.stdout + done.stderr).splitlines() if " elapsed" in line]
     return f"exit {done.returncode}; progress lines {len(lines) >= 3}:\n" + "\n".join(lines[:6])
 
@@ -752,83 +827,269 @@ class Case:
 
 
 CASES = [
-    Case("1 new weights over the same model folder", case_model_rewritten_in_place, ["first computed 6, cached 0", "after new weights computed 6, cached 0"]),
+    Case(
+        "1 new weights over the same model folder",
+        case_model_rewritten_in_place,
+        ["first computed 6, cached 0", "after new weights computed 6, cached 0"],
+    ),
     Case("1 same model by relative and absolute path", case_model_relative_and_absolute, ["relative path: computed 0, cached 6"]),
-    Case("2 truncated entry", lambda w: _damaged_then_recomputed(w, _truncate), ["00011", "truncated", "key", "then extract: computed 1, cached 5"]),
-    Case("2 entry with a bad header", lambda w: _damaged_then_recomputed(w, _bad_header), ["00011", "unreadable array header", "then extract: computed 1, cached 5"]),
-    Case("2 entry whose shape disagrees with its metadata", lambda w: _damaged_then_recomputed(w, _wrong_shape), ["00011", "its metadata says", "then extract: computed 1, cached 5"]),
-    Case("3 flipped bytes found by verify and repaired", case_flipped_bytes, ["exit 1", "1 damaged", "checksum differs", "00012", "repaired 1", "exit 0", "0 damaged"]),
+    Case(
+        "2 truncated entry",
+        lambda w: _damaged_then_recomputed(w, _truncate),
+        ["00011", "truncated", "key", "then extract: computed 1, cached 5"],
+    ),
+    Case(
+        "2 entry with a bad header",
+        lambda w: _damaged_then_recomputed(w, _bad_header),
+        ["00011", "unreadable array header", "then extract: computed 1, cached 5"],
+    ),
+    Case(
+        "2 entry whose shape disagrees with its metadata",
+        lambda w: _damaged_then_recomputed(w, _wrong_shape),
+        ["00011", "its metadata says", "then extract: computed 1, cached 5"],
+    ),
+    Case(
+        "3 flipped bytes found by verify and repaired",
+        case_flipped_bytes,
+        ["exit 1", "1 damaged", "checksum differs", "00012", "repaired 1", "exit 0", "0 damaged"],
+    ),
     Case("4 files honour the umask", case_umask, ["umask 0o22: files ['0o644'], folders ['0o755']"]),
-    Case("4 disk full", case_disk_full, ["no space left on the device", "Nothing was half-written", "temporary files left: 0"], ("monkeypatch",)),
+    Case(
+        "4 disk full",
+        case_disk_full,
+        ["no space left on the device", "Nothing was half-written", "temporary files left: 0"],
+        ("monkeypatch",),
+    ),
     Case("5 organisers' pickle with NaN", case_nan_pickle, ["00011.pkl: row 3 of 12 holds NaN or inf"]),
     Case("5 values float16 cannot hold", case_float16_overflow, ["dtype float32", "finite True"]),
-    Case("5 both organisers' feature sets in one run", case_both_provided_kinds,
-         ["keys ['provided-vit', 'provided-wav2vec2']; dims [8, 3]; vit column means [10.0, 11.0, 12.0, 13.0, 14.0, 15.0]"]),
-    Case("6 duplicate Filename with other values", case_duplicate_filename, ["train_split.csv", "clip 00003 again, with other intensities than on line 5"]),
-    Case("6 identical duplicated row", case_identical_duplicate, ["'train': 10", "duplicated row(s) with identical values", "00000 repeats line 2"], ("capsys",)),
-    Case("6 clip in two splits", case_clip_in_two_splits, ["listed in both splits", "00002: train_split.csv line 4 and valid_split.csv line"]),
-    Case("6 missing media: the advice and the flag agree", case_missing_media, ["00011 (valid_split.csv)", "pass --skip-missing", "exit 0", "egemaps: 0 computed, 18 cached"]),
-    Case("7 crops past the last annotation line", case_crops_past_annotation, ["labels 45", "4 crop(s) after the last annotated frame 00045", "ignored"], ("capsys",)),
+    Case(
+        "5 both organisers' feature sets in one run",
+        case_both_provided_kinds,
+        ["keys ['provided-vit', 'provided-wav2vec2']; dims [8, 3]; vit column means [10.0, 11.0, 12.0, 13.0, 14.0, 15.0]"],
+    ),
+    Case(
+        "6 duplicate Filename with other values",
+        case_duplicate_filename,
+        ["train_split.csv", "clip 00003 again, with other intensities than on line 5"],
+    ),
+    Case(
+        "6 identical duplicated row",
+        case_identical_duplicate,
+        ["'train': 10", "duplicated row(s) with identical values", "00000 repeats line 2"],
+        ("capsys",),
+    ),
+    Case(
+        "6 clip in two splits", case_clip_in_two_splits, ["listed in both splits", "00002: train_split.csv line 4 and valid_split.csv line"]
+    ),
+    Case(
+        "6 missing media: the advice and the flag agree",
+        case_missing_media,
+        ["00011 (valid_split.csv)", "pass --skip-missing", "exit 0", "egemaps: 0 computed, 18 cached"],
+    ),
+    Case(
+        "7 crops past the last annotation line",
+        case_crops_past_annotation,
+        ["labels 45", "4 crop(s) after the last annotated frame 00045", "ignored"],
+        ("capsys",),
+    ),
     Case("7 annotation longer than the crop folder", case_annotation_longer_than_crops, ["accepted: 36 labels"]),
-    Case("7 a frame track end to end on the ABAW5 layout", case_frame_track_on_quirky_layout, ["exit 0", "validation score (mean CCC", "predictions.txt (validated)"]),
-    Case("7 EXPR value that is not an integer", case_expr_not_integer, ["video_12.txt", "line 6 (frame 00005): '2.5'; expected integers 0..7"]),
+    Case(
+        "7 a frame track end to end on the ABAW5 layout",
+        case_frame_track_on_quirky_layout,
+        ["exit 0", "validation score (mean CCC", "predictions.txt (validated)"],
+    ),
+    Case(
+        "7 EXPR value that is not an integer",
+        case_expr_not_integer,
+        ["video_12.txt", "line 6 (frame 00005): '2.5'; expected integers 0..7"],
+    ),
     Case("7 header with a misspelled name", case_header_names, ["line 1: header 'valence,arousel' has 'arousel' where 'arousal' belongs"]),
-    Case("8 overlapping segments in a tier count once", case_overlapping_segments, ["clip 2.7-3.9 s: Laughs", "(2.0, 2.5, 'low'), (2.5, 3.2, 'high')"]),
-    Case("8 annotation past the media's end", case_past_media_end, ["last laugh ends 6.00 s", "run past the media's end at 6.00 s (up to 7.50 s)"], ("capsys",)),
-    Case("8 misspelled Role tier", case_misspelled_role_tier, ["rec1.eaf: tier 'Speaker rle' looks like a misspelling of the role tier 'Speaker role'"]),
+    Case(
+        "8 overlapping segments in a tier count once",
+        case_overlapping_segments,
+        ["clip 2.7-3.9 s: Laughs", "(2.0, 2.5, 'low'), (2.5, 3.2, 'high')"],
+    ),
+    Case(
+        "8 annotation past the media's end",
+        case_past_media_end,
+        ["last laugh ends 6.00 s", "run past the media's end at 6.00 s (up to 7.50 s)"],
+        ("capsys",),
+    ),
+    Case(
+        "8 misspelled Role tier",
+        case_misspelled_role_tier,
+        ["rec1.eaf: tier 'Speaker rle' looks like a misspelling of the role tier 'Speaker role'"],
+    ),
     Case("8 recording in splits.csv without an .eaf", case_split_without_eaf, ["rec3: in splits.csv, but no annotations/coder1/rec3.eaf"]),
-    Case("8 .eaf of a recording missing from splits.csv", case_eaf_without_split, ["rec2: annotations/coder1/rec2.eaf, but not in splits.csv"]),
+    Case(
+        "8 .eaf of a recording missing from splits.csv",
+        case_eaf_without_split,
+        ["rec2: annotations/coder1/rec2.eaf, but not in splits.csv"],
+    ),
     Case("9 UTF-8 BOM and CRLF", case_bom_crlf, ["ids ['00000', '00001', '00002']"]),
     Case("9 Latin-1 byte", case_latin1, ["train_split.csv line 1: byte 0xe9 is not UTF-8", "iconv -f LATIN1"]),
     Case("9 UTF-16 file", case_utf16, ["valid_split.csv: saved as UTF-16", "iconv -f UTF-16"]),
-    Case("9 duplicated row in an Aff-Wild2 submission", case_submission_duplicated_row, ["duplicated frame (1)", "line 11: 7-30-320x240/00009.jpg already on line 10"]),
+    Case(
+        "9 duplicated row in an Aff-Wild2 submission",
+        case_submission_duplicated_row,
+        ["duplicated frame (1)", "line 11: 7-30-320x240/00009.jpg already on line 10"],
+    ),
     Case("9 trailing blank line in submissions", case_submission_trailing_blank, ["affwild problems []; emi problems []"]),
     Case("10 checkpoint that is not a model", case_checkpoint_not_a_model, ["broken: not a loadable Wav2Vec2WithEmotionHead checkpoint"]),
-    Case("10 pickled weights torch refuses", case_checkpoint_unsafe, ["unsafe: not a loadable Wav2Vec2WithEmotionHead checkpoint", "re-saved as safetensors"]),
+    Case(
+        "10 pickled weights torch refuses",
+        case_checkpoint_unsafe,
+        ["unsafe: not a loadable Wav2Vec2WithEmotionHead checkpoint", "re-saved as safetensors"],
+    ),
     Case("11 killed run marked KILLED on the next command", case_killed_run, ["before RUNNING, after KILLED, runs --all shows ['KILLED']"]),
-    Case("12 shuffled-label control writes nothing uploadable", case_shuffled_control, ["CONTROL RUN, shuffled labels", "uploadable files: []", "-CONTROL"]),
-    Case("13 unreachable hub id fails at once", case_unreachable_hub, ["'nobody/no-such-mae': it is not in the local Hugging Face cache and HF_HUB_OFFLINE=1", "--visual-model /models/NAME"], ("monkeypatch",)),
-    Case("13 the main job runs on demo data as printed", case_demo_names_stand_ins, ["exit 0", "selection score (validation", "mean Pearson", "(validated)"]),
-    Case("14 EMI row with an empty Filename or ..", case_bad_filename, ["Filename '' is not a clip name", "Filename '..' is not a clip name"]),
+    Case(
+        "12 shuffled-label control writes nothing uploadable",
+        case_shuffled_control,
+        ["CONTROL RUN, shuffled labels", "uploadable files: []", "-CONTROL"],
+    ),
+    Case(
+        "13 unreachable hub id fails at once",
+        case_unreachable_hub,
+        ["'nobody/no-such-mae': it is not in the local Hugging Face cache and HF_HUB_OFFLINE=1", "--visual-model /models/NAME"],
+        ("monkeypatch",),
+    ),
+    Case(
+        "13 the main job runs on demo data as printed",
+        case_demo_names_stand_ins,
+        ["exit 0", "selection score (validation", "mean Pearson", "(validated)"],
+    ),
+    Case(
+        "14 EMI row with an empty Filename or ..", case_bad_filename, ["Filename '' is not a clip name", "Filename '..' is not a clip name"]
+    ),
     Case("14 a 0-sample audio file", case_empty_audio, ["00002.wav: the audio stream holds no samples (0 s)", "--skip-missing"]),
     Case("14 a VA train annotation with only a header", case_va_header_only, ["only the header line, no frame is annotated"]),
-    Case("14 store is a file, cannot be written, metadata null", case_store_not_a_folder,
-         ["store-file: the feature store is a folder, and this is a file", "/sys/challenge-store", "cannot be written there",
-          "unreadable metadata (holds NoneType", "then extract: computed 1, cached 0"], ("monkeypatch",)),
-    Case("14 predict with the short id that runs prints", case_short_run_id, ["exit 0", "no retraining", "no run in", "has an id starting with it"]),
+    Case(
+        "14 store is a file, cannot be written, metadata null",
+        case_store_not_a_folder,
+        [
+            "store-file: the feature store is a folder, and this is a file",
+            "/sys/challenge-store",
+            "cannot be written there",
+            "unreadable metadata (holds NoneType",
+            "then extract: computed 1, cached 0",
+        ],
+        ("monkeypatch",),
+    ),
+    Case(
+        "14 predict with the short id that runs prints",
+        case_short_run_id,
+        ["exit 0", "no retraining", "no run in", "has an id starting with it"],
+    ),
     Case("14 live --reference without --out", case_live_reference_without_out, ["--reference scores the CSV of the readings: add --out"]),
-    Case("14 SIGINT during track --tune", case_sigint_during_tuning, ["exit 130; traceback lines 0", "interrupted: finished entries, trials and runs are kept"]),
-    Case("14 bad store URLs, a missing GPU, --out a file", case_bad_store_urls,
-         ["write postgresql://", "unknown kind of store 'notadb'", "--tracking-uri foo://bar: unknown kind of store 'foo'",
-          "--device cuda: no CUDA GPU here", "a file is there; the run writes a folder", "runs written: 0"]),
+    Case(
+        "14 SIGINT during track --tune",
+        case_sigint_during_tuning,
+        ["exit 130; traceback lines 0", "interrupted: finished entries, trials and runs are kept"],
+    ),
+    Case(
+        "14 bad store URLs, a missing GPU, --out a file",
+        case_bad_store_urls,
+        [
+            "write postgresql://",
+            "unknown kind of store 'notadb'",
+            "--tracking-uri foo://bar: unknown kind of store 'foo'",
+            "--device cuda: no CUDA GPU here",
+            "a file is there; the run writes a folder",
+            "runs written: 0",
+        ],
+    ),
     Case("14 a binary label file", case_binary_label_file, ["valid_split.csv: not a text file (binary data"]),
-    Case("15 --task-weights with nan or inf", case_task_weight_nan, ["--task-weights 1,nan: give one positive weight per task (finite)", "--task-weights 1,inf"]),
-    Case("15 read-only store with an entry missing", case_read_only_store_missing_entry, ["cannot be written there", "CHALLENGE_FEATURE_STORE_SHARED"]),
-    Case("15 label file starting with NUL bytes", case_nul_bytes, ["valid_split.csv: holds NUL bytes (the first at byte 0)", "Restore the file"]),
-    Case("15 checkpoint on a full disk", case_checkpoint_on_full_disk,
-         ["last.pt: the training checkpoint could not be written: no space left", "files left: ['last.pt']; previous kept: True"]),
+    Case(
+        "15 --task-weights with nan or inf",
+        case_task_weight_nan,
+        ["--task-weights 1,nan: give one positive weight per task (finite)", "--task-weights 1,inf"],
+    ),
+    Case(
+        "15 read-only store with an entry missing",
+        case_read_only_store_missing_entry,
+        ["cannot be written there", "CHALLENGE_FEATURE_STORE_SHARED"],
+    ),
+    Case(
+        "15 label file starting with NUL bytes",
+        case_nul_bytes,
+        ["valid_split.csv: holds NUL bytes (the first at byte 0)", "Restore the file"],
+    ),
+    Case(
+        "15 checkpoint on a full disk",
+        case_checkpoint_on_full_disk,
+        ["last.pt: the training checkpoint could not be written: no space left", "files left: ['last.pt']; previous kept: True"],
+    ),
     Case("15 --out on a read-only folder", case_out_read_only, ["--out", "cannot be written (read-only file system", "after 0."]),
-    Case("15 --out a file for multitask, predict, ensemble", case_out_is_a_file_for_every_command,
-         ["taken.txt: a file is there; the run writes a folder"] ),
-    Case("15 tracking server that does not answer", case_unreachable_tracking_server,
-         ["--tracking-uri http://127.0.0.1:1 does not answer", "start the tracking server", "after 0."]),
-    Case("15 study store: no driver, a file in the path, a missing folder", case_study_store_urls,
-         ["mysql://u@127.0.0.1/db: the database driver for mysql is not installed", "pip install PyMySQL",
-          "afile is a file, not a folder", "nonexistent-dir does not exist", "folder made: False"]),
-    Case("15 tracking store locked by another writer", case_tracking_store_locked,
-         ["held 2 s: None after", "held 30 s: error: --tracking-uri", "stayed locked by another process for 3 s"], ("monkeypatch",)),
-    Case("15 truncated mlflow.db, studies.db not a database", case_damaged_databases,
-         ["mlflow.db is not a readable SQLite database (database disk image is malformed)", "mv ",
-          "studies.db is not a readable SQLite database (file is not a database)"]),
-    Case("15 checkpoint of another model", case_checkpoint_of_another_model, ["last.pt: not a training checkpoint of this model", "Delete it"]),
-    Case("15 weights file with a wrong shape, with tensors missing", case_weights_file_damaged,
-         ["wrong-shape.pth: 1 tensor(s) of the wrong shape: wav2vec2.encoder.layers.0.attention.k_proj.weight (3, 3)",
-          "missing.pth: the tensor", "feed_forward", "is missing from the file"]),
-    Case("15 ASR model: a code pickle, a truncated safetensors", case_asr_model_damaged,
-         ["unsafe' cannot be loaded (its weights file is a pickle that holds more than tensors", "truncated' cannot be loaded (", "--asr-model"]),
-    Case("15 truncated head.json, then predict", case_head_json_truncated, ["head.json: the saved model's head is damaged", "retrain the run"]),
-    Case("15 pretrain image size not a multiple of the patch", case_pretrain_patch_size,
-         ["--image-size 32 is not a multiple of --patch-size 7", "Use --image-size 28 or 35", "after 0."]),
+    Case(
+        "15 --out a file for multitask, predict, ensemble",
+        case_out_is_a_file_for_every_command,
+        ["taken.txt: a file is there; the run writes a folder"],
+    ),
+    Case(
+        "15 tracking server that does not answer",
+        case_unreachable_tracking_server,
+        ["--tracking-uri http://127.0.0.1:1 does not answer", "start the tracking server", "after 0."],
+    ),
+    Case(
+        "15 study store: no driver, a file in the path, a missing folder",
+        case_study_store_urls,
+        [
+            "mysql://u@127.0.0.1/db: the database driver for mysql is not installed",
+            "pip install PyMySQL",
+            "afile is a file, not a folder",
+            "nonexistent-dir does not exist",
+            "folder made: False",
+        ],
+    ),
+    Case(
+        "15 tracking store locked by another writer",
+        case_tracking_store_locked,
+        ["held 2 s: None after", "held 30 s: error: --tracking-uri", "stayed locked by another process for 3 s"],
+        ("monkeypatch",),
+    ),
+    Case(
+        "15 truncated mlflow.db, studies.db not a database",
+        case_damaged_databases,
+        [
+            "mlflow.db is not a readable SQLite database (database disk image is malformed)",
+            "mv ",
+            "studies.db is not a readable SQLite database (file is not a database)",
+        ],
+    ),
+    Case(
+        "15 checkpoint of another model",
+        case_checkpoint_of_another_model,
+        ["last.pt: not a training checkpoint of this model", "Delete it"],
+    ),
+    Case(
+        "15 weights file with a wrong shape, with tensors missing",
+        case_weights_file_damaged,
+        [
+            "wrong-shape.pth: 1 tensor(s) of the wrong shape: wav2vec2.encoder.layers.0.attention.k_proj.weight (3, 3)",
+            "missing.pth: the tensor",
+            "feed_forward",
+            "is missing from the file",
+        ],
+    ),
+    Case(
+        "15 ASR model: a code pickle, a truncated safetensors",
+        case_asr_model_damaged,
+        [
+            "unsafe' cannot be loaded (its weights file is a pickle that holds more than tensors",
+            "truncated' cannot be loaded (",
+            "--asr-model",
+        ],
+    ),
+    Case(
+        "15 truncated head.json, then predict",
+        case_head_json_truncated,
+        ["head.json: the saved model's head is damaged", "retrain the run"],
+    ),
+    Case(
+        "15 pretrain image size not a multiple of the patch",
+        case_pretrain_patch_size,
+        ["--image-size 32 is not a multiple of --patch-size 7", "Use --image-size 28 or 35", "after 0."],
+    ),
     Case("15 transcription killed, then rerun", case_transcription_killed_then_rerun, ["left: []"]),
     Case("15 progress in a log file", case_progress_in_a_log, ["exit 0; progress lines True", "elapsed"]),
 ]

@@ -103,7 +103,9 @@ def test_windowed_prediction_covers_long_clips(tmp_path):
         assert sum(len(w) for w in windows) >= data.steps(i) and all(len(w) <= 20 for w in windows)
 
 
-CLIP_HEADS = sorted(name for name, cls in load_all().items() if Problem.CLIP_REGRESSION in cls.problems and cls.reads == "features")  # media heads: tests/test_finetune.py
+CLIP_HEADS = sorted(
+    name for name, cls in load_all().items() if Problem.CLIP_REGRESSION in cls.problems and cls.reads == "features"
+)  # media heads: tests/test_finetune.py
 
 
 @pytest.mark.parametrize("name", CLIP_HEADS)

@@ -46,8 +46,27 @@ def trained_run(tmp_path_factory):
     write_smiles_demo(corpus, train=4, duration=12)
     uri = f"sqlite:///{root}/mlflow.db"
     env = {"CHALLENGE_FEATURE_STORE": str(root / "store"), "MLFLOW_TRACKING_URI": uri}
-    result = runner.invoke(app, ["track", "smile-intensity", "--data", str(corpus / "a"), "--head", "cnn-gru", "--epochs", "1",
-                                 "--seeds", "1", "--folds", "2", "--out", str(root / "submissions"), "-q"], env=env)
+    result = runner.invoke(
+        app,
+        [
+            "track",
+            "smile-intensity",
+            "--data",
+            str(corpus / "a"),
+            "--head",
+            "cnn-gru",
+            "--epochs",
+            "1",
+            "--seeds",
+            "1",
+            "--folds",
+            "2",
+            "--out",
+            str(root / "submissions"),
+            "-q",
+        ],
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     run_id = re.search(r"MLflow run (\w+)", result.output).group(1)
     return run_id, uri, corpus, env  # env: the same feature store and MLflow store, for other runs
@@ -68,7 +87,20 @@ def test_a_trained_cnn_gru_run_reads_every_person_of_a_real_video_offline(face_v
     result = runner.invoke(app, ["live", str(video), "--model", run_id, "--tracking-uri", uri, "--out", str(out)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
-    assert list(table.columns) == ["frame", "time", "track_id", "x1", "y1", "x2", "y2", "p_Neutral", "p_Low", "p_Medium", "p_High", "intensity"]
+    assert list(table.columns) == [
+        "frame",
+        "time",
+        "track_id",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "p_Neutral",
+        "p_Low",
+        "p_Medium",
+        "p_High",
+        "intensity",
+    ]
     assert np.allclose(table[["p_Neutral", "p_Low", "p_Medium", "p_High"]].sum(axis=1), 1, atol=1e-3)
     assert set(table["intensity"]) <= {"Neutral", "Low", "Medium", "High"}
     recall, switches, ids = match_readings(truth, _readings(out))
@@ -84,13 +116,34 @@ def test_a_trained_cnn_gru_run_reads_every_person_of_a_real_video_offline(face_v
 def test_live_rejects_a_run_that_is_not_a_cnn_gru_and_a_missing_source(face_video, trained_run, tmp_path):
     video, _ = face_video
     run_id, uri, corpus, env = trained_run
-    result = runner.invoke(app, ["live", str(tmp_path / "nothing.mp4"), "--model", run_id, "--tracking-uri", uri, "--out", str(tmp_path / "f.csv")])
+    result = runner.invoke(
+        app, ["live", str(tmp_path / "nothing.mp4"), "--model", run_id, "--tracking-uri", uri, "--out", str(tmp_path / "f.csv")]
+    )
     assert result.exit_code != 0 and "no such video file" in str(result.exception) + result.output
     result = runner.invoke(app, ["live", str(tmp_path / "nothing.mp4")])
     assert result.exit_code != 0 and "--model RUN_ID" in str(result.exception) + result.output
     # a logistic run on the FER features of the same faces is a model, but not one live can run
-    logistic = runner.invoke(app, ["track", "smile-intensity", "--data", str(corpus / "a"), "--head", "logistic", "--features", "fer",
-                                   "--folds", "1", "--seeds", "1", "--out", str(tmp_path / "submissions"), "-q"], env=env)
+    logistic = runner.invoke(
+        app,
+        [
+            "track",
+            "smile-intensity",
+            "--data",
+            str(corpus / "a"),
+            "--head",
+            "logistic",
+            "--features",
+            "fer",
+            "--folds",
+            "1",
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path / "submissions"),
+            "-q",
+        ],
+        env=env,
+    )
     assert logistic.exit_code == 0, logistic.output
     other = re.search(r"MLflow run (\w+)", logistic.output).group(1)
     result = runner.invoke(app, ["live", str(video), "--model", other, "--tracking-uri", uri, "--out", str(tmp_path / "f.csv")])
@@ -104,9 +157,26 @@ def test_the_live_page_in_headless_chromium_shows_each_person_with_an_emoji(face
     run_id, uri, _, _ = trained_run
     port = free_port()
     # with the token required, as it is off loopback: the browser gets in through the printed URL only
-    process = subprocess.Popen([sys.executable, "-m", "challenge.app.cli", "live", str(video), "--model", run_id, "--tracking-uri", uri,
-                                "--port", str(port), "--require-token"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store"), "COLUMNS": "400"})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "challenge.app.cli",
+            "live",
+            str(video),
+            "--model",
+            run_id,
+            "--tracking-uri",
+            uri,
+            "--port",
+            str(port),
+            "--require-token",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store"), "COLUMNS": "400"},
+    )
     try:
         url = None
         while url is None:
@@ -118,9 +188,19 @@ def test_the_live_page_in_headless_chromium_shows_each_person_with_an_emoji(face
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
         assert refused.value.code == 403
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 700})
             page.goto(url)
             page.wait_for_function("document.querySelectorAll('.person').length >= 2", timeout=30000)
@@ -184,8 +264,18 @@ def test_a_csv_is_scored_against_the_elan_annotation_of_its_video(trained_run, t
     assert len(set(levels[levels >= 0])) >= 2
 
     def write(values, path):
-        pd.DataFrame({"frame": np.arange(n), "time": np.arange(n) / fps, "track_id": 3, "x1": 0, "y1": 0, "x2": 9, "y2": 9,
-                      "intensity": [INTENSITY_CLASSES[max(v, 0)] for v in values]}).to_csv(path, index=False)
+        pd.DataFrame(
+            {
+                "frame": np.arange(n),
+                "time": np.arange(n) / fps,
+                "track_id": 3,
+                "x1": 0,
+                "y1": 0,
+                "x2": 9,
+                "y2": 9,
+                "intensity": [INTENSITY_CLASSES[max(v, 0)] for v in values],
+            }
+        ).to_csv(path, index=False)
         return path
 
     perfect = score_csv(write(levels, tmp_path / "perfect.csv"), eaf, n, fps)
@@ -261,8 +351,12 @@ def test_rows_reach_the_csv_as_they_are_made_and_a_killed_run_keeps_them_whole(t
     video = tmp_path / "long.mp4"
     write_face_video(video, seconds=40.0)
     out = tmp_path / "faces.csv"
-    process = subprocess.Popen([sys.executable, "-m", "challenge.app.cli", "live", str(video), "--untrained", "--out", str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "challenge.app.cli", "live", str(video), "--untrained", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")},
+    )
     seen = set()  # the row counts observed while the run goes
     try:
         deadline = time.monotonic() + 120
@@ -340,7 +434,11 @@ def test_the_live_view_answers_its_own_page_only_and_asks_for_the_token():
         assert _http(f"http://{own}/?token=wrong")[0] == 403
         assert _http(f"http://{own}/latest?token=%C3%A9t%C3%A9")[0] == 403  # not ASCII: refused, not a 500
         status, headers = _http(url)
-        assert status == 200 and f"challenge_live_token={token}" in headers["set-cookie"] and "samesite=strict" in headers["set-cookie"].lower()
+        assert (
+            status == 200
+            and f"challenge_live_token={token}" in headers["set-cookie"]
+            and "samesite=strict" in headers["set-cookie"].lower()
+        )
         assert _http(f"http://{own}/latest", {"Cookie": f"challenge_live_token={token}"})[0] == 200
         assert not _websocket(f"ws://{own}/ws", {"Origin": f"http://{own}"})
         assert _websocket(f"ws://{own}/ws", {"Origin": f"http://{own}", "Cookie": f"challenge_live_token={token}"})
@@ -354,9 +452,13 @@ def test_live_off_loopback_prints_its_token_address_and_the_warning_even_with_qu
     is the warning that the camera is open to the network. Requests go to 127.0.0.1 only."""
     video, _ = face_video
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "challenge.app.cli", "live", str(video), "--untrained", "--host", "0.0.0.0",
-                                "--port", str(port), "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "COLUMNS": "400"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "challenge.app.cli", "live", str(video), "--untrained", "--host", "0.0.0.0", "--port", str(port), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )
     try:
         printed = []
         while not any("live view:" in line for line in printed):
@@ -381,7 +483,9 @@ def test_live_with_the_pretrained_fer_network_reads_the_smiling_face_higher_with
 
     video, truth = face_video
     out = tmp_path / "fer.csv"
-    result = runner.invoke(app, ["live", str(video), "--model", "fer", "--out", str(out)], env={"CHALLENGE_FEATURE_STORE": str(tmp_path / "store")})
+    result = runner.invoke(
+        app, ["live", str(video), "--model", "fer", "--out", str(out)], env={"CHALLENGE_FEATURE_STORE": str(tmp_path / "store")}
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     table = pd.read_csv(out)
     assert list(table.columns)[7:] == [f"p_{level}" for level in LEVELS] + ["intensity"]

@@ -29,7 +29,8 @@ def test_focal_loss_by_hand_and_its_limits():
     # gamma 0 is the cross-entropy; class weights average as in torch's weighted cross-entropy
     weight = torch.tensor([2.0, 1.0, 1.0])
     assert focal_loss(logits, target, gamma=0.0, weight=weight).item() == pytest.approx(
-        torch.nn.functional.cross_entropy(logits, target, weight=weight, ignore_index=-1).item(), abs=1e-6)
+        torch.nn.functional.cross_entropy(logits, target, weight=weight, ignore_index=-1).item(), abs=1e-6
+    )
     assert focal_loss(logits, torch.tensor([-1, -1, -1])).item() == 0.0
 
 

@@ -13,7 +13,9 @@ def test_audio_is_resampled_to_16k_mono(tmp_path):
     left, right = np.sin(2 * np.pi * 440 * t), np.zeros_like(t)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
-        frame = av.AudioFrame.from_ndarray((np.stack([left, right]).T.reshape(1, -1) * 16000).astype(np.int16), format="s16", layout="stereo")
+        frame = av.AudioFrame.from_ndarray(
+            (np.stack([left, right]).T.reshape(1, -1) * 16000).astype(np.int16), format="s16", layout="stereo"
+        )
         frame.sample_rate = rate
         container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -97,8 +97,11 @@ def test_a_seed_sweep_aggregates_mean_sd_and_gain_seed_by_seed():
     from tracks.smiles.laughs import _gains, _summarise
 
     model, baseline = [0.70, 0.60, 0.80], [0.50, 0.55, 0.45]
-    rows = [{"set": "zero-shot", "modality": "audio", "who": who, "figure": "macro_f1", "seed": seed, "value": value}
-            for who, values in (("model", model), ("baseline", baseline)) for seed, value in enumerate(values)]
+    rows = [
+        {"set": "zero-shot", "modality": "audio", "who": who, "figure": "macro_f1", "seed": seed, "value": value}
+        for who, values in (("model", model), ("baseline", baseline))
+        for seed, value in enumerate(values)
+    ]
     table = pd.DataFrame(rows)
     summary = _summarise(table).set_index("who")
     assert summary.loc["model", "mean"] == pytest.approx(0.70) and summary.loc["model", "sd"] == pytest.approx(np.std(model, ddof=1))

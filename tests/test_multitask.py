@@ -59,27 +59,33 @@ def test_two_tasks_with_weights_on_the_abaw5_layout_and_bad_options_named(workdi
     assert set(tasks) == {"expr", "va"}
 
     # the multi-task run's EXPR run joins a cross-run ensemble beside a single-task EXPR run on the same data
-    single = runner.invoke(app, ["track", "expr", "--data", str(root), "--features", "mae", "--visual-model", str(models["mae"]),
-                                 "--head", "logistic", "-q"])
+    single = runner.invoke(
+        app, ["track", "expr", "--data", str(root), "--features", "mae", "--visual-model", str(models["mae"]), "--head", "logistic", "-q"]
+    )
     assert single.exit_code == 0, single.output + repr(single.exception)
     single_id = re.search(r"MLflow run (\w+)", single.output).group(1)
     listed = runner.invoke(app, ["runs", "expr"])
     assert tasks["expr"]["run_id"][:8] in listed.output and "multi-task" in listed.output, listed.output
     # the short ids `challenge runs` prints are taken
-    combined = runner.invoke(app, ["ensemble", "expr", "--data", str(root), "--runs", f"{tasks['expr']['run_id'][:8]},{single_id}",
-                                   "--out", str(workdir / "ens")])
+    combined = runner.invoke(
+        app,
+        ["ensemble", "expr", "--data", str(root), "--runs", f"{tasks['expr']['run_id'][:8]},{single_id}", "--out", str(workdir / "ens")],
+    )
     assert combined.exit_code == 0, combined.output + repr(combined.exception)
     assert runner.invoke(app, ["validate", "expr", str(workdir / "ens" / "predictions.txt"), "--data", str(root)]).exit_code == 0
     wrong_task = runner.invoke(app, ["ensemble", "va", "--data", str(root), "--runs", f"{tasks['expr']['run_id']},{tasks['va']['run_id']}"])
     assert isinstance(wrong_task.exception, ChallengeError) and "it is a run of track 'expr', not va" in str(wrong_task.exception)
-    for options, message in ((["--tasks", "expr,ce"], "choose distinct tasks among expr, au, va"),
-                             (["--tasks", "expr,va", "--task-weights", "1"], "one positive weight per task")):
+    for options, message in (
+        (["--tasks", "expr,ce"], "choose distinct tasks among expr, au, va"),
+        (["--tasks", "expr,va", "--task-weights", "1"], "one positive weight per task"),
+    ):
         refused = _multitask(root, models, *options)
         assert isinstance(refused.exception, ChallengeError) and message in str(refused.exception), refused.output
 
 
-def test_a_multitask_training_that_dies_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(workdir, affwild_root, models,
-                                                                                                    store_root, monkeypatch):
+def test_a_multitask_training_that_dies_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(
+    workdir, affwild_root, models, store_root, monkeypatch
+):
     """Each epoch is checkpointed beside the feature store; a training that dies in its third
     epoch (here: an error raised in-process while scoring it, not a SIGKILL) leaves the second
     epoch's checkpoint, and the same command continues from it to the weights and scores of a

@@ -20,8 +20,28 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--image-size", "32", "--patch-size", "8", "--hidden-size", "32", "--layers", "2", "--heads", "2", "--decoder-hidden-size", "32",
-        "--decoder-layers", "1", "--decoder-heads", "2", "--batch-size", "8", "--valid-items", "8"]
+TINY = [
+    "--image-size",
+    "32",
+    "--patch-size",
+    "8",
+    "--hidden-size",
+    "32",
+    "--layers",
+    "2",
+    "--heads",
+    "2",
+    "--decoder-hidden-size",
+    "32",
+    "--decoder-layers",
+    "1",
+    "--decoder-heads",
+    "2",
+    "--batch-size",
+    "8",
+    "--valid-items",
+    "8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +65,37 @@ def photos(tmp_path_factory) -> Path:
 
 
 def _cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "challenge.app.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env or {**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "challenge.app.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or {**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_pretraining_lowers_the_loss_and_its_folder_is_a_backbone(photos, tmp_path):
     out = tmp_path / "mae"
-    done = _cli("pretrain", "mae", "--images", str(photos), "--out", str(out), *TINY, "--epochs", "4", "--epoch-steps", "10",
-                "--learning-rate", "3e-3", "--workers", "2", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q")
+    done = _cli(
+        "pretrain",
+        "mae",
+        "--images",
+        str(photos),
+        "--out",
+        str(out),
+        *TINY,
+        "--epochs",
+        "4",
+        "--epoch-steps",
+        "10",
+        "--learning-rate",
+        "3e-3",
+        "--workers",
+        "2",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+        "-q",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "pretrain.json").read_text())
     assert summary["items"] == 72 and summary["valid_items"] == 8 and summary["steps"] == 40
@@ -83,8 +126,25 @@ def test_pretraining_lowers_the_loss_and_its_folder_is_a_backbone(photos, tmp_pa
         assert torch.equal(tensor, saved[name]), name
     assert backbone(torch.zeros(2, 32, 32, 3, dtype=torch.uint8)).shape == (2, 32)
     # the same command again finds it finished; other settings with the same --out are refused
-    again = _cli("pretrain", "mae", "--images", str(photos), "--out", str(out), *TINY, "--epochs", "4", "--epoch-steps", "10",
-                 "--learning-rate", "3e-3", "--workers", "2", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    again = _cli(
+        "pretrain",
+        "mae",
+        "--images",
+        str(photos),
+        "--out",
+        str(out),
+        *TINY,
+        "--epochs",
+        "4",
+        "--epoch-steps",
+        "10",
+        "--learning-rate",
+        "3e-3",
+        "--workers",
+        "2",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+    )
     assert again.returncode == 0 and "already pretrained" in " ".join((again.stdout + again.stderr).split())
     other = _cli("pretrain", "mae", "--images", str(photos), "--out", str(out), *TINY, "--epochs", "5")
     assert other.returncode == 2 and "other settings" in other.stderr and "epochs" in other.stderr
@@ -99,9 +159,30 @@ def _epoch_of(checkpoint: Path) -> int:
 
 def test_sigkill_then_the_same_command_ends_where_an_uninterrupted_run_ends(photos, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = lambda out: [sys.executable, "-m", "challenge.app.cli", "pretrain", "mae", "--images", str(photos), "--out", str(out), *TINY,  # noqa: E731
-                           "--epochs", "6", "--epoch-steps", "6", "--workers", "2", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q"]
-    killed = subprocess.Popen(command(tmp_path / "a"), env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = lambda out: [
+        sys.executable,
+        "-m",
+        "challenge.app.cli",
+        "pretrain",
+        "mae",
+        "--images",
+        str(photos),
+        "--out",
+        str(out),
+        *TINY,  # noqa: E731
+        "--epochs",
+        "6",
+        "--epoch-steps",
+        "6",
+        "--workers",
+        "2",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+        "-q",
+    ]
+    killed = subprocess.Popen(
+        command(tmp_path / "a"), env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while _epoch_of(tmp_path / "a" / "checkpoint.pt") < 2:
         assert killed.poll() is None, "the pretraining ended before it could be killed"
@@ -132,23 +213,36 @@ def _timm_layout(model) -> dict:
     """A ViTMAEForPreTraining's tensors under facebookresearch/mae's names (models_mae.py),
     written here from that repository's layout, apart from the project's converter."""
     state, out = model.state_dict(), {}
-    rename = {"vit.embeddings.cls_token": "cls_token", "vit.embeddings.position_embeddings": "pos_embed",
-              "vit.embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
-              "vit.embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias", "vit.layernorm.weight": "norm.weight",
-              "vit.layernorm.bias": "norm.bias", "decoder.mask_token": "mask_token", "decoder.decoder_pos_embed": "decoder_pos_embed"}
+    rename = {
+        "vit.embeddings.cls_token": "cls_token",
+        "vit.embeddings.position_embeddings": "pos_embed",
+        "vit.embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+        "vit.embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+        "vit.layernorm.weight": "norm.weight",
+        "vit.layernorm.bias": "norm.bias",
+        "decoder.mask_token": "mask_token",
+        "decoder.decoder_pos_embed": "decoder_pos_embed",
+    }
     for name, tensor in state.items():
         if name in rename:
             out[rename[name]] = tensor
         elif name.startswith("decoder.") and ".decoder_layers." not in name:
             out[name.removeprefix("decoder.")] = tensor  # decoder_embed, decoder_norm, decoder_pred
-    for prefix, theirs, depth in (("vit.layers.", "blocks.", model.config.num_hidden_layers),
-                                  ("decoder.decoder_layers.", "decoder_blocks.", model.config.decoder_num_hidden_layers)):
+    for prefix, theirs, depth in (
+        ("vit.layers.", "blocks.", model.config.num_hidden_layers),
+        ("decoder.decoder_layers.", "decoder_blocks.", model.config.decoder_num_hidden_layers),
+    ):
         for i in range(depth):
             ours, block = f"{prefix}{i}.", f"{theirs}{i}."
             for kind in ("weight", "bias"):
                 out[f"{block}attn.qkv.{kind}"] = torch.cat([state[f"{ours}attention.{p}_proj.{kind}"] for p in "qkv"])
-                for mine, timm in (("attention.o_proj", "attn.proj"), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
-                                   ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
+                for mine, timm in (
+                    ("attention.o_proj", "attn.proj"),
+                    ("layernorm_before", "norm1"),
+                    ("layernorm_after", "norm2"),
+                    ("mlp.fc1", "mlp.fc1"),
+                    ("mlp.fc2", "mlp.fc2"),
+                ):
                     out[f"{block}{timm}.{kind}"] = state[f"{ours}{mine}.{kind}"]
     return out
 
@@ -160,9 +254,21 @@ def test_a_facebookresearch_mae_pretraining_file_loads_encoder_and_decoder(tmp_p
     from challenge.pretrain.settings import MAEPretrainSettings
 
     torch.manual_seed(3)
-    reference = ViTMAEForPreTraining(ViTMAEConfig(image_size=32, patch_size=8, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
-                                                  intermediate_size=96, decoder_hidden_size=24, decoder_num_hidden_layers=2,
-                                                  decoder_num_attention_heads=2, decoder_intermediate_size=40, layer_norm_eps=1e-6))
+    reference = ViTMAEForPreTraining(
+        ViTMAEConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=3,
+            intermediate_size=96,
+            decoder_hidden_size=24,
+            decoder_num_hidden_layers=2,
+            decoder_num_attention_heads=2,
+            decoder_intermediate_size=40,
+            layer_norm_eps=1e-6,
+        )
+    )
     path = tmp_path / "mae_pretrain.pth"
     torch.save({"model": {f"module.{k}": v for k, v in _timm_layout(reference).items()}, "epoch": 799}, path)
     model, _, origin = build_mae(MAEPretrainSettings(init=str(path), heads=3, decoder_heads=2))
@@ -177,8 +283,9 @@ def test_a_facebookresearch_mae_pretraining_file_loads_encoder_and_decoder(tmp_p
     # an encoder-only file (a fine-tuned MAE) starts a new decoder, and says so
     encoder_only = {k: v for k, v in _timm_layout(reference).items() if not k.startswith(("decoder", "mask_token"))}
     torch.save(encoder_only, tmp_path / "encoder.pth")
-    model, _, origin = build_mae(MAEPretrainSettings(init=str(tmp_path / "encoder.pth"), heads=3, decoder_hidden_size=24, decoder_layers=1,
-                                                     decoder_heads=2))
+    model, _, origin = build_mae(
+        MAEPretrainSettings(init=str(tmp_path / "encoder.pth"), heads=3, decoder_hidden_size=24, decoder_layers=1, decoder_heads=2)
+    )
     assert "decoder new, at random" in origin
     assert torch.equal(model.vit.embeddings.position_embeddings, reference.vit.embeddings.position_embeddings)
 
@@ -190,8 +297,23 @@ def test_a_damaged_image_is_named_or_left_out_and_counted(photos, tmp_path):
     shutil.copytree(photos, corpus)
     damaged = corpus / "person1" / "session-a" / "broken.jpg"
     damaged.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    args = ["pretrain", "mae", "--images", str(corpus), *TINY, "--epochs", "1", "--epoch-steps", "0", "--valid-items", "0", "--workers", "0",
-            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    args = [
+        "pretrain",
+        "mae",
+        "--images",
+        str(corpus),
+        *TINY,
+        "--epochs",
+        "1",
+        "--epoch-steps",
+        "0",
+        "--valid-items",
+        "0",
+        "--workers",
+        "0",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+    ]
     refused = _cli(*args, "--out", str(tmp_path / "a"))
     assert refused.returncode == 2 and "broken.jpg: unreadable image" in refused.stderr and "--skip-missing" in refused.stderr
     assert not (tmp_path / "a" / "pretrain.json").exists() and not (tmp_path / "a" / "model.safetensors").exists()
@@ -210,10 +332,36 @@ def test_torchrun_pretrains_on_two_gloo_ranks_and_rank_zero_alone_records(photos
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "challenge.app.cli", "pretrain", "mae",
-               "--images", str(photos), "--out", str(tmp_path / "mae"), *TINY, "--epochs", "2", "--epoch-steps", "3", "--workers", "0",
-               "--device", "cpu", "--tracking-uri", uri]
-    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "challenge.app.cli",
+        "pretrain",
+        "mae",
+        "--images",
+        str(photos),
+        "--out",
+        str(tmp_path / "mae"),
+        *TINY,
+        "--epochs",
+        "2",
+        "--epoch-steps",
+        "3",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--tracking-uri",
+        uri,
+    ]
+    process = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = process.communicate(timeout=300)
     except subprocess.TimeoutExpired:

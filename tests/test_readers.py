@@ -99,7 +99,10 @@ def _first_annotation(root, folder):
 def test_affwild_wrong_header(affwild_copy):
     path = _first_annotation(affwild_copy, "EXPR_Recognition_Challenge")
     _rewrite(path, lambda lines: ["Neutral,Anger"] + lines[1:])
-    with pytest.raises(ChallengeError, match=rf"EXPR annotation {path.name} line 1: header 'Neutral,Anger' has 2 column\(s\), expected 8: Neutral,Anger,Disgust"):
+    with pytest.raises(
+        ChallengeError,
+        match=rf"EXPR annotation {path.name} line 1: header 'Neutral,Anger' has 2 column\(s\), expected 8: Neutral,Anger,Disgust",
+    ):
         read_affwild(affwild_copy, "expr")
 
 

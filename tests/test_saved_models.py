@@ -82,8 +82,17 @@ def test_au_logistic_with_a_constant_unit_and_cnn_gru_fold_models_round_trip(tmp
     np.testing.assert_allclose(_outputs(_round_trip(head, tmp_path), valid), _outputs(head, valid), rtol=1e-6, atol=1e-7)
 
     crops = synthetic_crops(tmp_path, 4, seed=3)
-    _, ensemble = cross_validate_frames(get_head("cnn-gru"), {"epochs": 1, "window": 8}, Problem.FRAME_CLASSIFICATION, 3, crops, crops.labels,
-                                        np.array([0, 0, 1, 1]), 0, lambda t, p: 0.0)
+    _, ensemble = cross_validate_frames(
+        get_head("cnn-gru"),
+        {"epochs": 1, "window": 8},
+        Problem.FRAME_CLASSIFICATION,
+        3,
+        crops,
+        crops.labels,
+        np.array([0, 0, 1, 1]),
+        0,
+        lambda t, p: 0.0,
+    )
     again = _round_trip(ensemble, tmp_path / "folds")
     assert len(again.members) == 2 and again.name == "cnn-gru"
     np.testing.assert_allclose(_outputs(again, crops), _outputs(ensemble, crops), rtol=1e-5, atol=1e-6)

@@ -29,8 +29,26 @@ def servers(tmp_path_factory):
 
 def track_command(emi_root: Path, storage: str, tracking_uri: str, trials: int, *extra: str) -> list[str]:
     # --estimate-folds 0: each worker's refit on 3 folds after the study is not what these tests are about
-    return [str(BIN), "track", "emi", "--data", str(emi_root), "--features", "egemaps", "--tune", "--trials", str(trials),
-            "--storage", storage, "--tracking-uri", tracking_uri, "--estimate-folds", "0", "-q", *extra]
+    return [
+        str(BIN),
+        "track",
+        "emi",
+        "--data",
+        str(emi_root),
+        "--features",
+        "egemaps",
+        "--tune",
+        "--trials",
+        str(trials),
+        "--storage",
+        storage,
+        "--tracking-uri",
+        tracking_uri,
+        "--estimate-folds",
+        "0",
+        "-q",
+        *extra,
+    ]
 
 
 def the_study(storage: str) -> optuna.Study:
@@ -53,8 +71,13 @@ def test_three_workers_share_a_postgresql_study_and_an_mlflow_server(servers, em
     postgres, tracking_uri = servers
     storage = postgres.create_database("three_workers")
     started = time.time()
-    done = subprocess.run(track_command(emi_root, storage, tracking_uri, 6, "--workers", "3", "--epochs", "3"),
-                          capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        track_command(emi_root, storage, tracking_uri, 6, "--workers", "3", "--epochs", "3"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 of 3 workers finished" in done.stdout
 
@@ -76,13 +99,22 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_completes(s
     # three commands on 2 cores: one thread each, as `--workers` gives them (torch on every core in
     # each of three processes made this test take five minutes instead of one)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    workers = [subprocess.Popen(track_command(emi_root, storage, tracking_uri, 6, "--worker", str(k), "--epochs", "8"),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for k in range(3)]
+    workers = [
+        subprocess.Popen(
+            track_command(emi_root, storage, tracking_uri, 6, "--worker", str(k), "--epochs", "8"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for k in range(3)
+    ]
     deadline = time.time() + 300
     while time.time() < deadline:  # SIGKILL worker 1 in the middle of one of its trials
         names = optuna.get_all_study_names(storage)
-        running = names and [t for t in the_study(storage).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-                             if t.user_attrs.get("worker") == 1]
+        running = names and [
+            t for t in the_study(storage).get_trials(states=(optuna.trial.TrialState.RUNNING,)) if t.user_attrs.get("worker") == 1
+        ]
         if running:
             break
         time.sleep(0.3)
@@ -155,7 +187,9 @@ def test_serve_shows_the_runs_and_the_studies_on_localhost_and_refuses_foreign_h
 
     storage, tracking_uri = stores
     mlflow_port, dashboard_port = free_port(), free_port()
-    process, _ = _serve("--storage", storage, "--tracking-uri", tracking_uri, "--mlflow-port", str(mlflow_port), "--dashboard-port", str(dashboard_port))
+    process, _ = _serve(
+        "--storage", storage, "--tracking-uri", tracking_uri, "--mlflow-port", str(mlflow_port), "--dashboard-port", str(dashboard_port)
+    )
     dashboard, mlflow_ui = f"http://127.0.0.1:{dashboard_port}", f"http://127.0.0.1:{mlflow_port}"
     try:
         studies = json.load(urllib.request.urlopen(f"{dashboard}/api/studies", timeout=10))
@@ -187,12 +221,27 @@ def test_serve_off_loopback_needs_a_login_for_mlflow_and_the_token_for_the_dashb
 
     storage, tracking_uri = stores
     monkeypatch.chdir(tmp_path)  # basic_auth.db lands here
-    refused = subprocess.run([str(BIN), "serve", "--host", "0.0.0.0", "--storage", storage, "--tracking-uri", tracking_uri],
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [str(BIN), "serve", "--host", "0.0.0.0", "--storage", storage, "--tracking-uri", tracking_uri],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode != 0 and "add --basic-auth" in refused.stderr + refused.stdout and "Traceback" not in refused.stderr
     mlflow_port, dashboard_port = free_port(), free_port()
-    process, printed = _serve("--host", "0.0.0.0", "--basic-auth", "--storage", storage, "--tracking-uri", tracking_uri,
-                              "--mlflow-port", str(mlflow_port), "--dashboard-port", str(dashboard_port))
+    process, printed = _serve(
+        "--host",
+        "0.0.0.0",
+        "--basic-auth",
+        "--storage",
+        storage,
+        "--tracking-uri",
+        tracking_uri,
+        "--mlflow-port",
+        str(mlflow_port),
+        "--dashboard-port",
+        str(dashboard_port),
+    )
     try:
         (password,) = re.findall(r"admin / (\S+)", printed)
         (token,) = re.findall(r"\?token=([\w-]+)", printed)

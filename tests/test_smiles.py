@@ -135,13 +135,33 @@ def test_agree_command_prints_and_writes_csv(smiles_root, tmp_path):
     assert ((table["kappa_levels"] > 0.2) & (table["kappa_levels"] < 0.99)).all()  # partly agreeing, by construction
 
 
-
 def test_smile_laugh_track_reports_modalities_fusion_and_zero_shot(workdir, smiles_root, models):
-    result = runner.invoke(app, ["track", "smile-laugh", "--data", str(smiles_root / "a"), "--eval-data", str(smiles_root / "b"),
-                                 "--features", "egemaps,mae", "--visual-model", str(models["mae"]), "--epochs", "5", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "track",
+            "smile-laugh",
+            "--data",
+            str(smiles_root / "a"),
+            "--eval-data",
+            str(smiles_root / "b"),
+            "--features",
+            "egemaps,mae",
+            "--visual-model",
+            str(models["mae"]),
+            "--epochs",
+            "5",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = next(workdir.glob("submissions/smile-laugh/*/scores.json")).parent
-    for name in ("held_out_audiovisual_intensity_heatmap.png", "held_out_tsne.png", "zero_shot_audiovisual_confusion.png", "held_out_audio_scores.csv"):
+    for name in (
+        "held_out_audiovisual_intensity_heatmap.png",
+        "held_out_tsne.png",
+        "zero_shot_audiovisual_confusion.png",
+        "held_out_audio_scores.csv",
+    ):
         assert (out / name).exists(), name
     import pandas as pd
 
@@ -151,8 +171,24 @@ def test_smile_laugh_track_reports_modalities_fusion_and_zero_shot(workdir, smil
 
 
 def test_smile_intensity_track_compares_model_and_human(workdir, smiles_root, models):
-    result = runner.invoke(app, ["track", "smile-intensity", "--data", str(smiles_root / "a"), "--visual-model", str(models["mae"]),
-                                 "--epochs", "3", "--subtle", "merge", "--folds", "3", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "track",
+            "smile-intensity",
+            "--data",
+            str(smiles_root / "a"),
+            "--visual-model",
+            str(models["mae"]),
+            "--epochs",
+            "3",
+            "--subtle",
+            "merge",
+            "--folds",
+            "3",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = next(workdir.glob("submissions/smile-intensity/*/scores.json")).parent
     # selection on 3 grouped folds of the train and valid recordings: one model per fold, each
@@ -195,8 +231,23 @@ def test_smiles_tracks_take_any_registered_head_and_tune(workdir, smiles_root, m
 
     import mlflow
 
-    laugh = runner.invoke(app, ["track", "smile-laugh", "--data", str(smiles_root / "a"), "--features", "egemaps",
-                                "--head", "logistic", "--tune", "--trials", "3", "-q"])
+    laugh = runner.invoke(
+        app,
+        [
+            "track",
+            "smile-laugh",
+            "--data",
+            str(smiles_root / "a"),
+            "--features",
+            "egemaps",
+            "--head",
+            "logistic",
+            "--tune",
+            "--trials",
+            "3",
+            "-q",
+        ],
+    )
     assert laugh.exit_code == 0, laugh.output + repr(laugh.exception)
     out = next(workdir.glob("submissions/smile-laugh/*/best_params.json")).parent
     best = json.loads((out / "best_params.json").read_text())
@@ -205,8 +256,26 @@ def test_smiles_tracks_take_any_registered_head_and_tune(workdir, smiles_root, m
     runs = mlflow.search_runs(experiment_names=["smile-laugh"])
     assert (runs["tags.challenge.kind"] == "trial").sum() == 3 and set(runs["tags.head"].dropna()) == {"logistic"}
 
-    frames = runner.invoke(app, ["track", "smile-intensity", "--data", str(smiles_root / "a"), "--visual-model", str(models["mae"]),
-                                 "--head", "transformer", "--epochs", "2", "--seeds", "1", "--folds", "1", "-q"])
+    frames = runner.invoke(
+        app,
+        [
+            "track",
+            "smile-intensity",
+            "--data",
+            str(smiles_root / "a"),
+            "--visual-model",
+            str(models["mae"]),
+            "--head",
+            "transformer",
+            "--epochs",
+            "2",
+            "--seeds",
+            "1",
+            "--folds",
+            "1",
+            "-q",
+        ],
+    )
     assert frames.exit_code == 0, frames.output + repr(frames.exception)
     runs = mlflow.search_runs(experiment_names=["smile-intensity"])
     assert list(runs["tags.head"]) == ["transformer"]
@@ -231,11 +300,26 @@ def test_smile_laugh_on_real_recordings_both_ways_with_baseline_seeds_and_contro
     import pandas as pd
 
     female, male = real_corpora
-    args = ["track", "smile-laugh", "--data", str(female), "--eval-data", str(male), "--features", "egemaps", "--seeds", "2", "--folds", "3"]
+    args = [
+        "track",
+        "smile-laugh",
+        "--data",
+        str(female),
+        "--eval-data",
+        str(male),
+        "--features",
+        "egemaps",
+        "--seeds",
+        "2",
+        "--folds",
+        "3",
+    ]
     result = runner.invoke(app, [*args, "--both-ways"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "2 of 3 classes present" in result.output and "baseline" in result.output and "reports: " in result.output
-    assert {"female->male zero-shot audio", "male->female zero-shot audio baseline"} <= {line.strip().rsplit(" ", 1)[0] for line in result.output.splitlines()}
+    assert {"female->male zero-shot audio", "male->female zero-shot audio baseline"} <= {
+        line.strip().rsplit(" ", 1)[0] for line in result.output.splitlines()
+    }
     folders = sorted(workdir.glob("submissions/smile-laugh/*/summary.csv"), key=lambda p: p.stat().st_mtime)
     assert len(folders) == 2
     summary = pd.read_csv(folders[0]).set_index(["set", "modality", "who", "figure"])
@@ -247,7 +331,9 @@ def test_smile_laugh_on_real_recordings_both_ways_with_baseline_seeds_and_contro
 
     control = runner.invoke(app, [*args, "--shuffle-labels"])
     assert control.exit_code == 0, control.output + repr(control.exception)
-    shuffled = pd.read_csv(next(workdir.glob("submissions/smile-laugh/*-CONTROL/summary.csv"))).set_index(["set", "modality", "who", "figure"])
+    shuffled = pd.read_csv(next(workdir.glob("submissions/smile-laugh/*-CONTROL/summary.csv"))).set_index(
+        ["set", "modality", "who", "figure"]
+    )
     assert shuffled.loc[("cross-validated", "audio", "model", "macro_f1"), "mean"] < real - 0.15
 
     # folds group by speaker where splits.csv names one: three speakers, so four folds cannot be made
@@ -255,7 +341,9 @@ def test_smile_laugh_on_real_recordings_both_ways_with_baseline_seeds_and_contro
     rows = splits.read_text().splitlines()
     splits.write_text("recording,split,speaker\n" + "".join(f"{row},spk{k // 2}\n" for k, row in enumerate(rows[1:])))
     try:
-        too_many = runner.invoke(app, ["track", "smile-laugh", "--data", str(female), "--features", "egemaps", "--seeds", "1", "--folds", "4"])
+        too_many = runner.invoke(
+            app, ["track", "smile-laugh", "--data", str(female), "--features", "egemaps", "--seeds", "1", "--folds", "4"]
+        )
         assert too_many.exit_code != 0 and "only 3 speakers" in str(too_many.exception)
     finally:
         splits.write_text("\n".join(rows) + "\n")
@@ -289,11 +377,29 @@ def test_on_both_real_pairs_the_default_audio_features_beat_the_egemaps_baseline
     import pandas as pd
 
     first, second = request.getfixturevalue(pair)
-    result = runner.invoke(app, ["track", "smile-laugh", "--data", str(first), "--eval-data", str(second), "--both-ways",
-                                 "--features", ",".join(default_audio_features()), "--seeds", "2", "--folds", "3"])
+    result = runner.invoke(
+        app,
+        [
+            "track",
+            "smile-laugh",
+            "--data",
+            str(first),
+            "--eval-data",
+            str(second),
+            "--both-ways",
+            "--features",
+            ",".join(default_audio_features()),
+            "--seeds",
+            "2",
+            "--folds",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
-    gains = [pd.read_csv(path).set_index(["set", "modality"]).loc[("zero-shot", "audio")]
-             for path in sorted(workdir.glob("submissions/smile-laugh/*/gain_over_baseline.csv"), key=lambda p: p.stat().st_mtime)]
+    gains = [
+        pd.read_csv(path).set_index(["set", "modality"]).loc[("zero-shot", "audio")]
+        for path in sorted(workdir.glob("submissions/smile-laugh/*/gain_over_baseline.csv"), key=lambda p: p.stat().st_mtime)
+    ]
     assert len(gains) == 2
     for gain in gains:
         assert gain["gain"] > max(gain["gain_sd"], 0.03), gains
@@ -307,8 +413,11 @@ def test_seeds_that_change_nothing_are_not_reported_as_a_spread():
 
     from tracks.smiles.laughs import _gains
 
-    rows = [{"set": "zero-shot", "modality": "audio", "who": who, "figure": "macro_f1", "seed": seed, "value": value}
-            for seed in range(3) for who, value in (("model", 0.70), ("baseline", 0.60))]
+    rows = [
+        {"set": "zero-shot", "modality": "audio", "who": who, "figure": "macro_f1", "seed": seed, "value": value}
+        for seed in range(3)
+        for who, value in (("model", 0.70), ("baseline", 0.60))
+    ]
     verdict = _gains(pd.DataFrame(rows))["verdict"].iloc[0]
     assert "every seed gave the same figures" in verdict and "more than one sd" not in verdict
     rows[0]["value"] = 0.72  # one seed differs: a spread exists again
@@ -342,14 +451,49 @@ def test_smile_laugh_fine_tunes_wav2vec2_and_social_mae_on_the_clips_of_real_rec
     assert ("zero-shot", "audio") in real.index and real.loc[("cross-validated", "audio"), "baseline"] > 0.75
 
     torch.manual_seed(0)
-    SocialMAE(SocialMAEConfig(image_size=32, frames=4, tubelet=2, patch_size=8, mel_bins=32, audio_frames=128, width=32, modality_depth=1,
-                              joint_depth=1, heads=2, decoder_width=16, decoder_depth=1, decoder_heads=2)).save_pretrained(workdir / "smae")
+    SocialMAE(
+        SocialMAEConfig(
+            image_size=32,
+            frames=4,
+            tubelet=2,
+            patch_size=8,
+            mel_bins=32,
+            audio_frames=128,
+            width=32,
+            modality_depth=1,
+            joint_depth=1,
+            heads=2,
+            decoder_width=16,
+            decoder_depth=1,
+            decoder_heads=2,
+        )
+    ).save_pretrained(workdir / "smae")
     # an audio-visual head without visual features for its baseline is refused with the fix
     refused = runner.invoke(app, [*common, "--head", "social-mae-clips", "--social-mae-model", str(workdir / "smae")])
     assert refused.exit_code != 0 and "add a visual extractor to --features" in str(refused.exception)
-    social = macro(runner.invoke(app, [*common, "--features", "egemaps,mae", "--visual-model", str(models["mae"]), "--head", "social-mae-clips",
-                                       "--social-mae-model", str(workdir / "smae"), "--seeds", "1", "--finetune-epochs", "1",
-                                       "--finetune-batch-size", "16"]), "submissions/smile-laugh/*/gain_over_baseline.csv")
+    social = macro(
+        runner.invoke(
+            app,
+            [
+                *common,
+                "--features",
+                "egemaps,mae",
+                "--visual-model",
+                str(models["mae"]),
+                "--head",
+                "social-mae-clips",
+                "--social-mae-model",
+                str(workdir / "smae"),
+                "--seeds",
+                "1",
+                "--finetune-epochs",
+                "1",
+                "--finetune-batch-size",
+                "16",
+            ],
+        ),
+        "submissions/smile-laugh/*/gain_over_baseline.csv",
+    )
     assert ("cross-validated", "audiovisual") in social.index and 0 <= social.loc[("cross-validated", "audiovisual"), "model"] <= 1
     # each fold's fine-tuned backbone is kept: three folds, three folders the loaders read back
     folds = sorted(max(workdir.glob("submissions/smile-laugh/*/backbone"), key=lambda p: p.stat().st_mtime).iterdir())
@@ -365,8 +509,10 @@ def test_clip_windows_hold_each_clips_rows_of_its_recordings_sequences():
 
     audio_times, visual_times = (np.arange(300) + 0.5) / 100, (np.arange(75) + 0.5) / 25  # 3 s at 100 Hz and at 25 fps
     rng = np.random.default_rng(0)
-    recording = RecordingFeatures({"audio": rng.normal(size=(300, 3)).astype(np.float32), "visual": rng.normal(size=(75, 2)).astype(np.float32)},
-                                  {"audio": audio_times, "visual": visual_times})
+    recording = RecordingFeatures(
+        {"audio": rng.normal(size=(300, 3)).astype(np.float32), "visual": rng.normal(size=(75, 2)).astype(np.float32)},
+        {"audio": audio_times, "visual": visual_times},
+    )
     clips = [Clip("r", 0.0, 1.2, 0, "", ""), Clip("r", 1.2, 2.4, 2, "", "")]
     windows = ClipWindows.of({"r": recording}, clips, ["audio", "visual"])
     assert windows.dims == [3, 2] and windows.output_name == "audio+visual" and list(windows.targets) == [0, 2]
@@ -388,8 +534,21 @@ def test_smile_laugh_fusion_transformer_learns_on_the_clips_of_real_recordings(w
     import pandas as pd
 
     female, male = real_corpora
-    common = ["track", "smile-laugh", "--data", str(female), "--eval-data", str(male), "--head", "clip-transformer", "--folds", "3",
-              "--epochs", "4", "-q"]
+    common = [
+        "track",
+        "smile-laugh",
+        "--data",
+        str(female),
+        "--eval-data",
+        str(male),
+        "--head",
+        "clip-transformer",
+        "--folds",
+        "3",
+        "--epochs",
+        "4",
+        "-q",
+    ]
     transformer_only = ["--features", "egemaps", "--seeds", "2", "--head-param", "linear_path=false"]
 
     def gains(result, pattern: str) -> pd.DataFrame:
@@ -397,13 +556,19 @@ def test_smile_laugh_fusion_transformer_learns_on_the_clips_of_real_recordings(w
         return pd.read_csv(max(workdir.glob(pattern), key=lambda p: p.stat().st_mtime)).set_index(["set", "modality"])
 
     real = gains(runner.invoke(app, [*common, *transformer_only]), "submissions/smile-laugh/*/gain_over_baseline.csv")
-    control = gains(runner.invoke(app, [*common, *transformer_only, "--shuffle-labels"]), "submissions/smile-laugh/*-CONTROL/gain_over_baseline.csv")
+    control = gains(
+        runner.invoke(app, [*common, *transformer_only, "--shuffle-labels"]), "submissions/smile-laugh/*-CONTROL/gain_over_baseline.csv"
+    )
     learnt, shuffled = real.loc[("cross-validated", "audio"), "model"], control.loc[("cross-validated", "audio"), "model"]
-    print(f"clip-transformer cross-validated macro F1 {learnt:.4f}, shuffled labels {shuffled:.4f}, "
-          f"baseline {real.loc[('cross-validated', 'audio'), 'baseline']:.4f}")
+    print(
+        f"clip-transformer cross-validated macro F1 {learnt:.4f}, shuffled labels {shuffled:.4f}, "
+        f"baseline {real.loc[('cross-validated', 'audio'), 'baseline']:.4f}"
+    )
     assert learnt > 0.75 and learnt > shuffled + 0.15, (real, control)
 
-    fused = gains(runner.invoke(app, [*common, "--features", "egemaps,mae", "--visual-model", str(models["mae"]), "--seeds", "1"]),
-                  "submissions/smile-laugh/*/gain_over_baseline.csv")
+    fused = gains(
+        runner.invoke(app, [*common, "--features", "egemaps,mae", "--visual-model", str(models["mae"]), "--seeds", "1"]),
+        "submissions/smile-laugh/*/gain_over_baseline.csv",
+    )
     assert {("cross-validated", "audiovisual"), ("zero-shot", "audiovisual")} <= set(fused.index)
     assert 0 <= fused.loc[("cross-validated", "audiovisual"), "model"] <= 1

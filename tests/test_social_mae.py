@@ -21,21 +21,72 @@ import torch.nn.functional as F
 
 from tests.fixtures.quirky import face_image, tone, write_mp4
 
-TINY = ["--image-size", "32", "--frames", "4", "--tubelet", "2", "--patch-size", "8", "--mel-bins", "32", "--audio-frames", "64",
-        "--width", "32", "--modality-depth", "1", "--joint-depth", "1", "--heads", "2", "--decoder-width", "32", "--decoder-depth", "1",
-        "--decoder-heads", "2", "--batch-size", "8", "--valid-items", "4", "--learning-rate", "2e-3"]
+TINY = [
+    "--image-size",
+    "32",
+    "--frames",
+    "4",
+    "--tubelet",
+    "2",
+    "--patch-size",
+    "8",
+    "--mel-bins",
+    "32",
+    "--audio-frames",
+    "64",
+    "--width",
+    "32",
+    "--modality-depth",
+    "1",
+    "--joint-depth",
+    "1",
+    "--heads",
+    "2",
+    "--decoder-width",
+    "32",
+    "--decoder-depth",
+    "1",
+    "--decoder-heads",
+    "2",
+    "--batch-size",
+    "8",
+    "--valid-items",
+    "4",
+    "--learning-rate",
+    "2e-3",
+]
 
 
-def _authors_state(width=32, depth=2, joint=1, decoder=16, decoder_depth=1, patch=8, frames=4, tubelet=2, side=32, mel=32, audio=64,
-                   two_d=False, fine_tuned=False, seed=0) -> dict:
+def _authors_state(
+    width=32,
+    depth=2,
+    joint=1,
+    decoder=16,
+    decoder_depth=1,
+    patch=8,
+    frames=4,
+    tubelet=2,
+    side=32,
+    mel=32,
+    audio=64,
+    two_d=False,
+    fine_tuned=False,
+    seed=0,
+) -> dict:
     """Random tensors under the names and shapes of the authors' CAVMAE / Social-MAE modules."""
     g = torch.Generator().manual_seed(seed)
     r = lambda *shape: torch.randn(*shape, generator=g) * 0.1  # noqa: E731
     video_tokens = (frames // tubelet if not two_d else 1) * (side // patch) ** 2
-    state = {"patch_embed_a.proj.weight": r(width, 1, patch, patch), "patch_embed_a.proj.bias": r(width),
-             "patch_embed_v.proj.weight": r(width, 3, patch, patch) if two_d else r(width, 3, tubelet, patch, patch),
-             "patch_embed_v.proj.bias": r(width), "modality_a": r(1, 1, width), "modality_v": r(1, 1, width),
-             "pos_embed_a": r(1, (mel // patch) * (audio // patch), width), "pos_embed_v": r(1, video_tokens, width)}
+    state = {
+        "patch_embed_a.proj.weight": r(width, 1, patch, patch),
+        "patch_embed_a.proj.bias": r(width),
+        "patch_embed_v.proj.weight": r(width, 3, patch, patch) if two_d else r(width, 3, tubelet, patch, patch),
+        "patch_embed_v.proj.bias": r(width),
+        "modality_a": r(1, 1, width),
+        "modality_v": r(1, 1, width),
+        "pos_embed_a": r(1, (mel // patch) * (audio // patch), width),
+        "pos_embed_v": r(1, video_tokens, width),
+    }
 
     def block(prefix: str, dim: int):
         for norm in ("norm1", "norm1_a", "norm1_v", "norm2", "norm2_a", "norm2_v"):
@@ -55,12 +106,21 @@ def _authors_state(width=32, depth=2, joint=1, decoder=16, decoder_depth=1, patc
     if fine_tuned:  # CAVMAEFT: a classification head, no decoder
         state |= {"mlp_head.0.weight": 1 + r(width), "mlp_head.0.bias": r(width), "mlp_head.1.weight": r(3, width), "mlp_head.1.bias": r(3)}
         return state
-    state |= {"decoder_embed.weight": r(decoder, width), "decoder_embed.bias": r(decoder), "mask_token": r(1, 1, decoder),
-              "decoder_modality_a": r(1, 1, decoder), "decoder_modality_v": r(1, 1, decoder),
-              "decoder_pos_embed_a": r(1, (mel // patch) * (audio // patch), decoder), "decoder_pos_embed_v": r(1, video_tokens, decoder),
-              "decoder_norm.weight": 1 + r(decoder), "decoder_norm.bias": r(decoder), "decoder_pred_a.weight": r(patch * patch, decoder),
-              "decoder_pred_a.bias": r(patch * patch), "decoder_pred_v.weight": r((tubelet if not two_d else 1) * patch * patch * 3, decoder),
-              "decoder_pred_v.bias": r((tubelet if not two_d else 1) * patch * patch * 3)}
+    state |= {
+        "decoder_embed.weight": r(decoder, width),
+        "decoder_embed.bias": r(decoder),
+        "mask_token": r(1, 1, decoder),
+        "decoder_modality_a": r(1, 1, decoder),
+        "decoder_modality_v": r(1, 1, decoder),
+        "decoder_pos_embed_a": r(1, (mel // patch) * (audio // patch), decoder),
+        "decoder_pos_embed_v": r(1, video_tokens, decoder),
+        "decoder_norm.weight": 1 + r(decoder),
+        "decoder_norm.bias": r(decoder),
+        "decoder_pred_a.weight": r(patch * patch, decoder),
+        "decoder_pred_a.bias": r(patch * patch),
+        "decoder_pred_v.weight": r((tubelet if not two_d else 1) * patch * patch * 3, decoder),
+        "decoder_pred_v.bias": r((tubelet if not two_d else 1) * patch * patch * 3),
+    }
     for i in range(decoder_depth):
         block(f"decoder_blocks.{i}", decoder)
     return state
@@ -68,15 +128,24 @@ def _authors_state(width=32, depth=2, joint=1, decoder=16, decoder_depth=1, patc
 
 def _reference_audio_embedding(state: dict, fbank: torch.Tensor, depth: int, heads: int) -> torch.Tensor:
     """The audio-only pooled embedding of the authors' forward_feat, from the raw tensors."""
+
     def norm(x, name):
-        return F.layer_norm(x, x.shape[-1:], state[f"{name}.weight"], state[f"{name}.bias"], eps=1e-5)  # nn.LayerNorm as the authors build it
+        return F.layer_norm(
+            x, x.shape[-1:], state[f"{name}.weight"], state[f"{name}.bias"], eps=1e-5
+        )  # nn.LayerNorm as the authors build it
 
     def block(x, prefix, modality=""):
         b, n, d = x.shape
         h = norm(x, f"{prefix}.norm1{modality}")
-        q, k, v = (h @ state[f"{prefix}.attn.qkv.weight"].T + state[f"{prefix}.attn.qkv.bias"]).reshape(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            (h @ state[f"{prefix}.attn.qkv.weight"].T + state[f"{prefix}.attn.qkv.bias"])
+            .reshape(b, n, 3, heads, d // heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // heads), dim=-1)
-        x = x + ((attention @ v).transpose(1, 2).reshape(b, n, d) @ state[f"{prefix}.attn.proj.weight"].T + state[f"{prefix}.attn.proj.bias"])
+        x = x + (
+            (attention @ v).transpose(1, 2).reshape(b, n, d) @ state[f"{prefix}.attn.proj.weight"].T + state[f"{prefix}.attn.proj.bias"]
+        )
         h = F.gelu(norm(x, f"{prefix}.norm2{modality}") @ state[f"{prefix}.mlp.fc1.weight"].T + state[f"{prefix}.mlp.fc1.bias"])
         return x + h @ state[f"{prefix}.mlp.fc2.weight"].T + state[f"{prefix}.mlp.fc2.bias"]
 
@@ -95,12 +164,23 @@ def test_an_authors_checkpoint_loads_tensor_for_tensor_and_computes_the_referenc
     torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 24}, tmp_path / "social-mae.pth")
     from challenge.errors import ChallengeError
 
-    with pytest.raises(ChallengeError, match="--frames"):  # 32 tokens: 4 frames of 4x4 patches in 2 tubelets, or the paper's 8 frames? not square
+    with pytest.raises(
+        ChallengeError, match="--frames"
+    ):  # 32 tokens: 4 frames of 4x4 patches in 2 tubelets, or the paper's 8 frames? not square
         load_social_mae(str(tmp_path / "social-mae.pth"), heads=2, decoder_heads=2)
     network, report = load_social_mae(str(tmp_path / "social-mae.pth"), heads=2, decoder_heads=2, frames=4, mel_bins=32)
     c = network.config
-    assert (c.width, c.modality_depth, c.joint_depth, c.patch_size, c.tubelet, c.frames, c.image_size, c.audio_frames, c.decoder_width) == \
-        (32, 2, 1, 8, 2, 4, 32, 64, 16)
+    assert (c.width, c.modality_depth, c.joint_depth, c.patch_size, c.tubelet, c.frames, c.image_size, c.audio_frames, c.decoder_width) == (
+        32,
+        2,
+        1,
+        8,
+        2,
+        4,
+        32,
+        64,
+        16,
+    )
     assert "recognised" in report and "decoder new" not in report
     ours = network.state_dict()
     assert set(ours) == set(state)
@@ -157,9 +237,33 @@ def talking_faces(tmp_path_factory) -> Path:
 def test_pretrain_social_mae_on_videos_lowers_the_loss_and_the_extractor_reads_its_output(talking_faces, tmp_path):
     out = tmp_path / "smae"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "challenge.app.cli", "pretrain", "social-mae", "--videos", str(talking_faces), "--out", str(out),
-                           *TINY, "--epochs", "4", "--epoch-steps", "8", "--workers", "2", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q"],
-                          capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "challenge.app.cli",
+            "pretrain",
+            "social-mae",
+            "--videos",
+            str(talking_faces),
+            "--out",
+            str(out),
+            *TINY,
+            "--epochs",
+            "4",
+            "--epoch-steps",
+            "8",
+            "--workers",
+            "2",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "pretrain.json").read_text())
     assert summary["items"] + summary["valid_items"] == 6 * 6  # 4 s videos in 0.64 s clips
@@ -184,8 +288,24 @@ def test_pretrain_social_mae_on_videos_lowers_the_loss_and_the_extractor_reads_i
     for k, path in enumerate(sorted(talking_faces.rglob("*.mp4"))[:2]):
         (broken / "ok" / f"{k}.mp4").write_bytes(path.read_bytes())
     (broken / "ok" / "damaged.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 nothing else")
-    args = [sys.executable, "-m", "challenge.app.cli", "pretrain", "social-mae", "--videos", str(broken), *TINY, "--epochs", "1", "--epoch-steps", "1",
-            "--workers", "0", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    args = [
+        sys.executable,
+        "-m",
+        "challenge.app.cli",
+        "pretrain",
+        "social-mae",
+        "--videos",
+        str(broken),
+        *TINY,
+        "--epochs",
+        "1",
+        "--epoch-steps",
+        "1",
+        "--workers",
+        "0",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+    ]
     refused = subprocess.run([*args, "--out", str(tmp_path / "r1")], capture_output=True, text=True, timeout=300, env=env)
     assert refused.returncode == 2 and "damaged.mp4" in refused.stderr and "--skip-missing" in refused.stderr
     kept = subprocess.run([*args, "--out", str(tmp_path / "r2"), "--skip-missing"], capture_output=True, text=True, timeout=300, env=env)
@@ -202,18 +322,76 @@ def test_social_mae_fine_tunes_on_emi_clips_and_its_backbone_is_extracted_again(
 
     quirky_hume(tmp_path / "hume")
     torch.manual_seed(0)
-    SocialMAE(SocialMAEConfig(image_size=32, frames=4, tubelet=2, patch_size=8, mel_bins=32, audio_frames=64, width=32, modality_depth=1,
-                              joint_depth=1, heads=2, decoder_width=16, decoder_depth=1, decoder_heads=2)).save_pretrained(tmp_path / "smae")
+    SocialMAE(
+        SocialMAEConfig(
+            image_size=32,
+            frames=4,
+            tubelet=2,
+            patch_size=8,
+            mel_bins=32,
+            audio_frames=64,
+            width=32,
+            modality_depth=1,
+            joint_depth=1,
+            heads=2,
+            decoder_width=16,
+            decoder_depth=1,
+            decoder_heads=2,
+        )
+    ).save_pretrained(tmp_path / "smae")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CHALLENGE_FEATURE_STORE": str(tmp_path / "store")}
     common = ["--data", str(tmp_path / "hume"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "-q"]
-    tuned = subprocess.run([sys.executable, "-m", "challenge.app.cli", "track", "emi", "--head", "social-mae-clips", "--social-mae-model",
-                            str(tmp_path / "smae"), "--finetune-epochs", "2", "--finetune-batch-size", "4", "--out", str(tmp_path / "run"), *common],
-                           capture_output=True, text=True, timeout=600, env=env)
+    tuned = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "challenge.app.cli",
+            "track",
+            "emi",
+            "--head",
+            "social-mae-clips",
+            "--social-mae-model",
+            str(tmp_path / "smae"),
+            "--finetune-epochs",
+            "2",
+            "--finetune-batch-size",
+            "4",
+            "--out",
+            str(tmp_path / "run"),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert tuned.returncode == 0, tuned.stderr[-3000:]
-    assert "validation score" in tuned.stdout and "linear baseline (ridge" in tuned.stdout and (tmp_path / "run" / "predictions.csv").is_file()
+    assert (
+        "validation score" in tuned.stdout and "linear baseline (ridge" in tuned.stdout and (tmp_path / "run" / "predictions.csv").is_file()
+    )
     backbone = tmp_path / "run" / "backbone"
     assert (backbone / "social_mae_config.json").is_file()
-    again = subprocess.run([sys.executable, "-m", "challenge.app.cli", "track", "emi", "--features", "social-mae", "--social-mae-model", str(backbone),
-                            "--head", "ridge", "--out", str(tmp_path / "again"), *common], capture_output=True, text=True, timeout=600, env=env)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "challenge.app.cli",
+            "track",
+            "emi",
+            "--features",
+            "social-mae",
+            "--social-mae-model",
+            str(backbone),
+            "--head",
+            "ridge",
+            "--out",
+            str(tmp_path / "again"),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "validation score" in again.stdout

@@ -14,8 +14,9 @@ CHALLENGE = str(Path(sys.executable).parent / "challenge")
 
 
 def _transcribe(root: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHALLENGE, "transcribe", "--data", str(root), "--asr-model", str(model), "-q", *extra],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [CHALLENGE, "transcribe", "--data", str(root), "--asr-model", str(model), "-q", *extra], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_transcribe_writes_each_clip_keeps_the_teams_own_resumes_and_feeds_the_text_stream(tmp_path):
@@ -42,8 +43,25 @@ def test_transcribe_writes_each_clip_keeps_the_teams_own_resumes_and_feeds_the_t
     assert "transcripts: 6 written, 1 already there (kept)" in redo.stdout, redo.stdout + redo.stderr
     assert (root / "transcripts" / f"{clips[0]}.txt").read_text() == "what the team wrote\n"
 
-    extracted = subprocess.run([CHALLENGE, "features", "extract", "--data", str(root), "--track", "emi", "--extractor", "text", "-q",
-                                "--store", str(tmp_path / "store")], capture_output=True, text=True, timeout=300)
+    extracted = subprocess.run(
+        [
+            CHALLENGE,
+            "features",
+            "extract",
+            "--data",
+            str(root),
+            "--track",
+            "emi",
+            "--extractor",
+            "text",
+            "-q",
+            "--store",
+            str(tmp_path / "store"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert extracted.returncode == 0, extracted.stderr
     # the store keys each transcript by its content: the random model's identical outputs share one entry
     distinct = len({p.read_text() for p in (root / "transcripts").glob("*.txt")})

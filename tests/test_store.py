@@ -34,9 +34,15 @@ def test_cache_key_changes_with_every_config_field(name):
     base = extractor_class(name)()
     for field in dataclasses.fields(base):
         value = getattr(base, field.name)
-        changed = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.5, str: lambda v: v + "x",
-                   list: lambda v: [*v, 1], tuple: lambda v: (*v, 1),
-                   type(None): lambda v: 4}[type(value)](value)  # an optional setting (mae.heads) set
+        changed = {
+            bool: lambda v: not v,
+            int: lambda v: v + 1,
+            float: lambda v: v + 0.5,
+            str: lambda v: v + "x",
+            list: lambda v: [*v, 1],
+            tuple: lambda v: (*v, 1),
+            type(None): lambda v: 4,
+        }[type(value)](value)  # an optional setting (mae.heads) set
         assert dataclasses.replace(base, **{field.name: changed}).cache_key() != base.cache_key(), field.name
 
 

@@ -26,8 +26,18 @@ def said(tmp_path_factory):
 
 def _run(data, tmp_path, features: str, **flags):
     spec = get_track("emi")
-    config = load_config(None, {"track": "emi", "data": str(data), "features": features.split(","), "head": "ridge",
-                                "out": str(tmp_path / f"out-{features}-{len(flags)}"), **flags}, spec)
+    config = load_config(
+        None,
+        {
+            "track": "emi",
+            "data": str(data),
+            "features": features.split(","),
+            "head": "ridge",
+            "out": str(tmp_path / f"out-{features}-{len(flags)}"),
+            **flags,
+        },
+        spec,
+    )
     return run(spec, config)
 
 
@@ -45,14 +55,18 @@ def test_transcripts_predict_the_intensities_beyond_the_voice_and_a_shuffled_con
     # text alone: the clip without a transcript has nothing at all, and is named
     with pytest.raises(ChallengeError, match=r"1 sample\(s\) have no features at all:\n  - 00059"):
         _run(said, tmp_path, "text")
-    print(f"validation mean Pearson: egemaps {voice.score:.4f}, egemaps+text {both.score:.4f}, "
-          f"shuffled control {control.score:.4f} (3 seeds), ridge")
+    print(
+        f"validation mean Pearson: egemaps {voice.score:.4f}, egemaps+text {both.score:.4f}, "
+        f"shuffled control {control.score:.4f} (3 seeds), ridge"
+    )
 
 
 def test_text_features_need_transcripts(tmp_path):
     root = tmp_path / "data"
     quirky_hume(root, train=4, valid=3, test=1)
-    with pytest.raises(ChallengeError, match=r"text: none of the 8 sample\(s\) has the media it reads \(each clip's transcript, transcripts/<clip>.txt"):
+    with pytest.raises(
+        ChallengeError, match=r"text: none of the 8 sample\(s\) has the media it reads \(each clip's transcript, transcripts/<clip>.txt"
+    ):
         _run(root, tmp_path, "egemaps,text")
 
 
@@ -97,5 +111,8 @@ def test_a_transcripts_csv_gives_each_clip_its_own_text_and_digest(tmp_path, mon
     assert [clip for clip in before if before[clip] != after[clip]] == ["00004"]
 
     (root / "transcripts.csv").write_text("id,text\n6,one,two\n7,first\n7,second\n")
-    with pytest.raises(ChallengeError, match=r"2 row\(s\) cannot be read:\n  - transcripts.csv record 2: 3 column\(s\).*\n  - transcripts.csv record 4: clip 00007 again"):
+    with pytest.raises(
+        ChallengeError,
+        match=r"2 row\(s\) cannot be read:\n  - transcripts.csv record 2: 3 column\(s\).*\n  - transcripts.csv record 4: clip 00007 again",
+    ):
         find_transcripts(root, clip_id)

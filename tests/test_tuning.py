@@ -53,7 +53,7 @@ def test_killed_study_resumes_and_reruns_the_interrupted_trial(tmp_path):
     interrupted = study.trials[2].params
     time.sleep(16)  # past the heartbeat grace period: the dead trial is recognised as stale
     resumed, _ = open_study("k", storage, seed=0, defaults={"x": 1.0})
-    ran = optimise(resumed, lambda t: -t.suggest_float("x", -3, 3) ** 2, 5, None)
+    ran = optimise(resumed, lambda t: -(t.suggest_float("x", -3, 3) ** 2), 5, None)
     trials = resumed.get_trials()
     assert finished_trials(resumed) == 5 and ran == 3
     assert trials[2].state == optuna.trial.TrialState.FAIL
@@ -88,8 +88,19 @@ def test_studies_and_tuned_lookup_are_keyed_by_model_content_not_feature_names(e
     a_copy = shutil.copytree(a, tmp_path / "a-copy")
 
     def config(model):
-        return load_config(None, {"track": "emi", "data": str(emi_root), "features": ["wav2vec2"], "audio_model": str(model),
-                                  "head": "lightgbm", "tune": True, "trials": 1}, get_track("emi"))
+        return load_config(
+            None,
+            {
+                "track": "emi",
+                "data": str(emi_root),
+                "features": ["wav2vec2"],
+                "audio_model": str(model),
+                "head": "lightgbm",
+                "tune": True,
+                "trials": 1,
+            },
+            get_track("emi"),
+        )
 
     def key(model):
         return tuning_key(feature_keys(make_extractors(config(model))), get_head("lightgbm"))
@@ -136,8 +147,10 @@ def test_two_workers_started_together_share_one_study_without_duplicates(tmp_pat
     for folder in ("mlflow", "optuna"):  # a store's folder is the user's to make; its tables are the workers' race
         (tmp_path / folder).mkdir()
     start = time.time() + 4  # after both interpreters have imported MLflow
-    workers = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(k), str(start)], stderr=subprocess.PIPE, text=True)
-               for k in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, str(script), str(tmp_path), str(k), str(start)], stderr=subprocess.PIPE, text=True)
+        for k in range(2)
+    ]
     errors = [w.communicate(timeout=180)[1] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], errors
     study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path}/optuna/studies.db")
@@ -153,13 +166,36 @@ def test_two_track_commands_without_worker_claim_their_own_index_and_never_repea
     import os
     from pathlib import Path
 
-    command = [str(Path(sys.executable).parent / "challenge"), "track", "emi", "--data", str(emi_root), "--features", "egemaps",
-               "--head", "lightgbm", "--estimate-folds", "0", "--tune", "--trials", "6", "-q"]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "CHALLENGE_FEATURE_STORE": str(tmp_path / "store"),
-           "OMP_NUM_THREADS": "1"}
-    prepared = subprocess.run([*command[:-4], "-q"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # the features, once
+    command = [
+        str(Path(sys.executable).parent / "challenge"),
+        "track",
+        "emi",
+        "--data",
+        str(emi_root),
+        "--features",
+        "egemaps",
+        "--head",
+        "lightgbm",
+        "--estimate-folds",
+        "0",
+        "--tune",
+        "--trials",
+        "6",
+        "-q",
+    ]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "CHALLENGE_FEATURE_STORE": str(tmp_path / "store"),
+        "OMP_NUM_THREADS": "1",
+    }
+    prepared = subprocess.run(
+        [*command[:-4], "-q"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )  # the features, once
     assert prepared.returncode == 0, prepared.stderr
-    workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=600) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], [err for _, err in outputs]
     storage = f"sqlite:///{tmp_path}/optuna/studies.db"

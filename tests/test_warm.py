@@ -38,7 +38,9 @@ def log_of(env) -> str:
 
 
 def probe(env, *args, cwd=ROOT, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CLIENT, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", CLIENT, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def test_a_cli_command_runs_in_the_warm_process_and_prints_and_exits_as_a_cold_one(warm_env, tmp_path):
@@ -153,7 +155,11 @@ def test_ctrl_c_reaches_what_the_command_started(warm_env):
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 130
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{spawned}").exists() and "Z" not in Path(f"/proc/{spawned}/stat").read_text().split()[2] and time.monotonic() < deadline:
+    while (
+        Path(f"/proc/{spawned}").exists()
+        and "Z" not in Path(f"/proc/{spawned}/stat").read_text().split()[2]
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     state = Path(f"/proc/{spawned}/stat").read_text().split()[2] if Path(f"/proc/{spawned}").exists() else "gone"
     assert state in ("gone", "Z"), f"the command's own process survived Ctrl-C (state {state})"
@@ -173,8 +179,10 @@ def test_a_caller_that_connects_and_sends_nothing_holds_up_nobody(warm_env):
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # one that another user can run (the venv's may sit in a folder only we can enter)
-as_root = pytest.mark.skipif(os.geteuid() != 0 or not Path(SYSTEM_PYTHON).exists(),
-                             reason="planting another user's socket needs root and a system python (CI runs as root)")
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not Path(SYSTEM_PYTHON).exists(),
+    reason="planting another user's socket needs root and a system python (CI runs as root)",
+)
 LISTENER = """
 import os, socket, sys
 path, seen = sys.argv[1], sys.argv[2]
@@ -211,8 +219,9 @@ def test_a_socket_planted_by_another_user_receives_nothing(tmp_path):
         seen = shared / "seen"
 
         def plant(at: Path) -> subprocess.Popen:
-            listener = subprocess.Popen([SYSTEM_PYTHON, "-c", LISTENER, str(at), str(seen)], user=NOBODY, group=NOBODY,
-                                        stdout=subprocess.PIPE, text=True)
+            listener = subprocess.Popen(
+                [SYSTEM_PYTHON, "-c", LISTENER, str(at), str(seen)], user=NOBODY, group=NOBODY, stdout=subprocess.PIPE, text=True
+            )
             assert listener.stdout.readline().strip() == "listening"
             return listener
 

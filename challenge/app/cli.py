@@ -21,8 +21,7 @@ from challenge.progress import console, say, set_quiet
 from challenge.registry import entry_point_names, get_track, track_names
 
 app = typer.Typer(
-    help="From ABAW-style challenge data to a validated leaderboard file.\n\n"
-    "Main job:  challenge track emi --data DIR --tune",
+    help="From ABAW-style challenge data to a validated leaderboard file.\n\nMain job:  challenge track emi --data DIR --tune",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -54,7 +53,9 @@ EpochsOption = Annotated[Optional[int], typer.Option(help="Epoch budget of torch
 DeviceOption = Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")]
 SkipMissingOption = Annotated[bool, typer.Option("--skip-missing", help="Leave out clips without media (counted).")]
 ConfigOption = Annotated[Optional[Path], typer.Option(help="YAML file of defaults; flags override it.")]
-StoreOption = Annotated[Optional[Path], typer.Option("--store", help="Feature store root (default $CHALLENGE_FEATURE_STORE or ~/.cache/challenge/features).")]
+StoreOption = Annotated[
+    Optional[Path], typer.Option("--store", help="Feature store root (default $CHALLENGE_FEATURE_STORE or ~/.cache/challenge/features).")
+]
 
 
 @app.command("demo-data")
@@ -85,8 +86,10 @@ def demo_data(
     roots = [p for p in sorted(Path(directory).iterdir()) if (p / "splits.csv").exists()] or [Path(directory)]
     models = write_stand_ins(directory, roots)
     say(f"wrote {spec.title} demo data to {directory}: {counts}")
-    say(f"random-weight stand-in models (no download possible): {', '.join(str(p) for p in models.values())}; "
-        f"named in {', '.join(str(r / 'challenge.yaml') for r in roots)}")
+    say(
+        f"random-weight stand-in models (no download possible): {', '.join(str(p) for p in models.values())}; "
+        f"named in {', '.join(str(r / 'challenge.yaml') for r in roots)}"
+    )
 
 
 @features_app.command("extract")
@@ -96,15 +99,21 @@ def features_extract(
     extractor: Annotated[str, typer.Option(help="A registered extractor: " + ", ".join(entry_point_names("challenge.extractors")) + ".")],
     audio_model: AudioModelOption = None,
     visual_model: VisualModelOption = None,
-    social_mae_model: Annotated[Optional[str], typer.Option(help="Social-MAE folder or the authors' .pth (--extractor social-mae).")] = None,
+    social_mae_model: Annotated[
+        Optional[str], typer.Option(help="Social-MAE folder or the authors' .pth (--extractor social-mae).")
+    ] = None,
     text_model: Annotated[Optional[str], typer.Option(help="sentence-transformers folder or hub id (--extractor text).")] = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
     kind: Annotated[Optional[str], typer.Option(help="provided: wav2vec2 or vit (the organisers' folder).")] = None,
     device: DeviceOption = "auto",
     skip_missing: SkipMissingOption = False,
     store: StoreOption = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Processes, each extracting one shard (default 1, or one per device in --device).")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="I/N: extract only shard I of N (0-based), e.g. from a cluster array job; shards share one store.")] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="Processes, each extracting one shard (default 1, or one per device in --device).")
+    ] = None,
+    shard: Annotated[
+        Optional[str], typer.Option(help="I/N: extract only shard I of N (0-based), e.g. from a cluster array job; shards share one store.")
+    ] = None,
     quiet: Quiet = False,
 ):
     """Fill the shared feature store; entries already there are reused, damaged ones computed again.
@@ -124,8 +133,14 @@ def features_extract(
     set_quiet(quiet)
     flags = {"audio_model": audio_model, "visual_model": visual_model, "social_mae_model": social_mae_model, "text_model": text_model}
     chosen = next((flags[flag] for flag, declared in MODEL_FLAGS.items() if declared.extractor == extractor), None)
-    job = {"track": track, "data": str(data), "extractor": extractor, "options": {"model": chosen, "layer": layer, "kind": kind},
-           "store": str(store) if store else None, "skip_missing": skip_missing}
+    job = {
+        "track": track,
+        "data": str(data),
+        "extractor": extractor,
+        "options": {"model": chosen, "layer": layer, "kind": kind},
+        "store": str(store) if store else None,
+        "skip_missing": skip_missing,
+    }
     devices = device.split(",")
     count = workers or len(devices)
     if count > 1:
@@ -137,8 +152,9 @@ def features_extract(
         raise typer.Exit(extraction_workers(job, count, devices))
     from challenge.features.extract import extract_for_track
 
-    config, report, skipped = extract_for_track(track, data, extractor, job["options"], job["store"], device,
-                                                _shard(shard) if shard is not None else None, skip_missing)
+    config, report, skipped = extract_for_track(
+        track, data, extractor, job["options"], job["store"], device, _shard(shard) if shard is not None else None, skip_missing
+    )
     if skipped:
         say(f"[yellow]skipped {len(skipped)} sample(s) without media:[/]\n" + "\n".join(f"  - {s}" for s in skipped[:10]))
     typer.echo(f"{config.name}: {report.computed} computed, {report.cached} cached, {len(report.missing_media)} without media")
@@ -149,9 +165,15 @@ def transcribe_command(
     data: Annotated[Path, typer.Option(help="Dataset root in the track's official layout.")],
     asr_model: Annotated[str, typer.Option(help="Whisper folder (save_pretrained layout) or hub id, e.g. /models/whisper-small.")],
     track: Annotated[str, typer.Option(help="Track whose reader lists the clips. " + TRACKS_HELP, callback=_known_track)] = "emi",
-    out: Annotated[Optional[Path], typer.Option(help="Folder of <clip>.txt files (default DATA/transcripts, where --features text reads).")] = None,
-    language: Annotated[Optional[str], typer.Option(help="Spoken language for a multilingual Whisper (e.g. en); default: detected.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Transcribe again the clips this command transcribed before (never a team's own file).")] = False,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Folder of <clip>.txt files (default DATA/transcripts, where --features text reads).")
+    ] = None,
+    language: Annotated[
+        Optional[str], typer.Option(help="Spoken language for a multilingual Whisper (e.g. en); default: detected.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Transcribe again the clips this command transcribed before (never a team's own file).")
+    ] = False,
     device: DeviceOption = "auto",
     skip_missing: SkipMissingOption = False,
     quiet: Quiet = False,
@@ -200,8 +222,10 @@ def features_verify(
 
     feature_store = FeatureStore(store)
     report = verify_store(feature_store, repair=repair, device=device)
-    typer.echo(f"{feature_store.root}: {report.checked} entries checked, {report.sound} sound, {len(report.damaged)} damaged"
-               + (f", {report.unverified} without a checksum (written before checksums; structure checked only)" if report.unverified else ""))
+    typer.echo(
+        f"{feature_store.root}: {report.checked} entries checked, {report.sound} sound, {len(report.damaged)} damaged"
+        + (f", {report.unverified} without a checksum (written before checksums; structure checked only)" if report.unverified else "")
+    )
     if report.damaged:
         typer.echo(list_offenders(report.damaged))
     if repair and report.damaged:
@@ -250,9 +274,15 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _model_options() -> list[inspect.Parameter]:
     """--audio-model and --visual-model: the one spelling of the model option, in every command."""
-    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                              annotation=Annotated[Optional[str], typer.Option(help=declared.help, show_default=False)])
-            for name, declared in MODEL_FLAGS.items()]
+    return [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[Optional[str], typer.Option(help=declared.help, show_default=False)],
+        )
+        for name, declared in MODEL_FLAGS.items()
+    ]
 
 
 def _run_options(names: list[str] | None = None, sections: tuple[str, ...] = ()) -> list[inspect.Parameter]:
@@ -262,8 +292,10 @@ def _run_options(names: list[str] | None = None, sections: tuple[str, ...] = ())
     from challenge.config import RunConfig, feature_choices
     from challenge.heads import head_names
 
-    registries = {"head": " Registered: " + ", ".join(head_names()) + ".",
-                  "features": " Comma-separated; registered: " + ", ".join(feature_choices()) + "."}
+    registries = {
+        "head": " Registered: " + ", ".join(head_names()) + ".",
+        "features": " Comma-separated; registered: " + ", ".join(feature_choices()) + ".",
+    }
     chosen = [n for n in (names or RunConfig.model_fields) if n != "track"]
     parameters = schema_parameters(RunConfig, chosen, extra_help=registries) + _model_options()
     for section in sections:
@@ -286,11 +318,27 @@ def _head_params(pairs: list[str]) -> dict:
 def track_command(
     track: TrackName,
     config: ConfigOption = None,
-    finetune: Annotated[bool, typer.Option("--finetune", help="Fine-tune the backbone end to end with the track's end-to-end head "
-                                                              "(EMI: wav2vec2-lstm; EXPR, AU, VA: vit-frames); same as --head NAME.")] = False,
-    workers: Annotated[int, typer.Option(min=1, help="With --tune: run K local worker processes on one study (--trials counts the study's trials, all workers together).")] = 1,
-    head_param: Annotated[Optional[list[str]], typer.Option(help="NAME=VALUE: a head parameter the run fixes (YAML value; repeatable), "
-                                                                  "e.g. --head-param encoder=fer, --head-param loss=ccc. Same as head_params in --config.")] = None,
+    finetune: Annotated[
+        bool,
+        typer.Option(
+            "--finetune",
+            help="Fine-tune the backbone end to end with the track's end-to-end head "
+            "(EMI: wav2vec2-lstm; EXPR, AU, VA: vit-frames); same as --head NAME.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="With --tune: run K local worker processes on one study (--trials counts the study's trials, all workers together)."
+        ),
+    ] = 1,
+    head_param: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="NAME=VALUE: a head parameter the run fixes (YAML value; repeatable), "
+            "e.g. --head-param encoder=fer, --head-param loss=ccc. Same as head_params in --config."
+        ),
+    ] = None,
     quiet: Quiet = False,
     **settings,
 ):
@@ -328,9 +376,13 @@ def track_command(
         flags["head_params"] = _head_params(head_param)
     if finetune:
         if not spec.finetune_head:
-            raise ChallengeError(f"--finetune: the {track} track names no end-to-end head; pass --head with one of the heads that read media.")
+            raise ChallengeError(
+                f"--finetune: the {track} track names no end-to-end head; pass --head with one of the heads that read media."
+            )
         if flags.get("head") not in (None, spec.finetune_head):
-            raise ChallengeError(f"--finetune picks the head {spec.finetune_head}; --head {flags['head']} says otherwise: pass one of them.")
+            raise ChallengeError(
+                f"--finetune picks the head {spec.finetune_head}; --head {flags['head']} says otherwise: pass one of them."
+            )
         flags["head"] = spec.finetune_head
     resolved = load_config(config, flags, spec)
     if not resolved.data:
@@ -340,8 +392,14 @@ def track_command(
             raise ChallengeError("--workers K shares one Optuna study between K processes: add --tune.")
         from challenge.app.workers import tuning_workers
 
-        say(f"starting {workers} workers on one study" + (f" (worker indices {resolved.worker}..{resolved.worker + workers - 1})"
-                                                          if resolved.worker is not None else " (each claims a free worker index from the study)"))
+        say(
+            f"starting {workers} workers on one study"
+            + (
+                f" (worker indices {resolved.worker}..{resolved.worker + workers - 1})"
+                if resolved.worker is not None
+                else " (each claims a free worker index from the study)"
+            )
+        )
         raise typer.Exit(tuning_workers(resolved, workers))
     from challenge.run.finish import result_lines
 
@@ -353,7 +411,10 @@ def track_command(
     from challenge.stores.tracking import DEFAULT_TRACKING_URI
 
     store = resolved.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI  # where the run was logged
-    typer.echo(f"MLflow run {result.run_id}; browse with: " + (f"{store}" if store.startswith("http") else f"mlflow ui --backend-store-uri {store}"))
+    typer.echo(
+        f"MLflow run {result.run_id}; browse with: "
+        + (f"{store}" if store.startswith("http") else f"mlflow ui --backend-store-uri {store}")
+    )
 
 
 def _track_sections() -> tuple[str, ...]:
@@ -373,16 +434,33 @@ class SplitName(str, Enum):
 
 def ensemble_command(
     track: TrackName,
-    split: Annotated[SplitName, typer.Option(help="folds: K-fold members over train+validation; background: one member per "
-                                                  "background subset; both: per fold, an all-data member and one per subset.")] = SplitName.folds,
-    members: Annotated[Optional[int], typer.Option(help="folds/both: number of folds (default 5); background: number of subsets (default: best silhouette).")] = None,
-    background_train: Annotated[str, typer.Option(help="in: a subset's member trains on that subset; out: on everything except it.")] = "in",
+    split: Annotated[
+        SplitName,
+        typer.Option(
+            help="folds: K-fold members over train+validation; background: one member per "
+            "background subset; both: per fold, an all-data member and one per subset."
+        ),
+    ] = SplitName.folds,
+    members: Annotated[
+        Optional[int],
+        typer.Option(help="folds/both: number of folds (default 5); background: number of subsets (default: best silhouette)."),
+    ] = None,
+    background_train: Annotated[
+        str, typer.Option(help="in: a subset's member trains on that subset; out: on everything except it.")
+    ] = "in",
     own_weight: Annotated[float, typer.Option(help="own-subset rule: weight of the members of a video's own background subset.")] = 2.0,
-    runs: Annotated[Optional[str], typer.Option(help="Combine these finished `challenge track` runs instead (any heads and feature sets): "
-                                                     "comma-separated run ids, @FILE with one per line, or \"search:FILTER\" (MLflow's filter syntax, among "
-                                                     "this track's finished runs on this data). Chosen by cross-fitting on validation.")] = None,
-    max_runs: Annotated[Optional[int], typer.Option(min=2, help="With --runs \"search:FILTER\": keep only this many found runs, "
-                                                                "the best by validation score.")] = None,
+    runs: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Combine these finished `challenge track` runs instead (any heads and feature sets): "
+            'comma-separated run ids, @FILE with one per line, or "search:FILTER" (MLflow\'s filter syntax, among '
+            "this track's finished runs on this data). Chosen by cross-fitting on validation."
+        ),
+    ] = None,
+    max_runs: Annotated[
+        Optional[int],
+        typer.Option(min=2, help='With --runs "search:FILTER": keep only this many found runs, the best by validation score.'),
+    ] = None,
     config: ConfigOption = None,
     quiet: Quiet = False,
     **settings,
@@ -416,7 +494,7 @@ def ensemble_command(
     if not resolved.data:
         raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
     if max_runs is not None and runs is None:
-        raise ChallengeError("--max-runs limits the members of --runs \"search:FILTER\"; pass --runs too.")
+        raise ChallengeError('--max-runs limits the members of --runs "search:FILTER"; pass --runs too.')
     from challenge.preflight import check_run_settings
 
     check_run_settings(resolved)  # before the members train: --out, the stores, the device
@@ -432,8 +510,10 @@ def ensemble_command(
     for step, value in result.steps.items():
         typer.echo(f"  {step:<12} {value:.4f}  ({where})")
     typer.echo(f"ensemble ({result.rule}): {result.score:.4f} {where}; on the validation split alone {result.valid_score:.4f}")
-    typer.echo(f"gain over the best member: {result.score - result.best_member:+.4f}; each role against the best: "
-               + ", ".join(f"{k} {v - result.best_member:+.4f}" for k, v in result.role_scores.items()))
+    typer.echo(
+        f"gain over the best member: {result.score - result.best_member:+.4f}; each role against the best: "
+        + ", ".join(f"{k} {v - result.best_member:+.4f}" for k, v in result.role_scores.items())
+    )
     if result.score <= result.best_member:
         typer.secho(f"the ensemble does not beat its best member ({where})", fg="yellow")
     if result.submission:
@@ -441,8 +521,29 @@ def ensemble_command(
     typer.echo(f"MLflow run {result.run_id}; compare with: challenge runs {track}")
 
 
-app.command("ensemble")(with_schema_options(ensemble_command, _run_options(
-    ["data", "features", "head", "seed", "tune", "trials", "timeout", "storage", "tracking_uri", "out", "epochs", "device", "skip_missing", "store"])))
+app.command("ensemble")(
+    with_schema_options(
+        ensemble_command,
+        _run_options(
+            [
+                "data",
+                "features",
+                "head",
+                "seed",
+                "tune",
+                "trials",
+                "timeout",
+                "storage",
+                "tracking_uri",
+                "out",
+                "epochs",
+                "device",
+                "skip_missing",
+                "store",
+            ]
+        ),
+    )
+)
 
 
 def multitask_command(
@@ -485,8 +586,14 @@ def multitask_command(
     typer.echo(f"MLflow run {result.run_id} (experiment affwild-multitask), one nested run per task")
 
 
-app.command("multitask")(with_schema_options(multitask_command, _run_options(
-    ["data", "features", "seed", "tracking_uri", "out", "epochs", "window", "device", "skip_missing", "store", "shuffle_labels"])))
+app.command("multitask")(
+    with_schema_options(
+        multitask_command,
+        _run_options(
+            ["data", "features", "seed", "tracking_uri", "out", "epochs", "window", "device", "skip_missing", "store", "shuffle_labels"]
+        ),
+    )
+)
 
 
 @app.command("agree")
@@ -497,7 +604,9 @@ def agree_command(
     scheme: Annotated[Optional[Path], typer.Option(help="ELAN tier names and level spellings (YAML).")] = None,
     min_iou: Annotated[float, typer.Option(help="Segments overlap only above this IoU.")] = 0.10,
     csv: Annotated[Optional[Path], typer.Option(help="Write the table to this CSV file.")] = None,
-    mlflow_log: Annotated[bool, typer.Option("--mlflow", help="Log the figures and CSV as an MLflow run (experiment 'agreement').")] = False,
+    mlflow_log: Annotated[
+        bool, typer.Option("--mlflow", help="Log the figures and CSV as an MLflow run (experiment 'agreement').")
+    ] = False,
     tracking_uri: TrackingOption = None,
 ):
     """Inter-annotator agreement per tier: Cohen's kappa over frames (with and without intensity
@@ -622,7 +731,9 @@ def predict_command(
 @app.command("reexport")
 def reexport_command(
     run_id: Annotated[str, typer.Argument(help="MLflow run id of a run saved by an earlier version (a pickled head.pt).")],
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Required: you trust everyone who could write this run's artifacts.")] = False,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Required: you trust everyone who could write this run's artifacts.")
+    ] = False,
     tracking_uri: TrackingOption = None,
 ):
     """Convert a run saved by an earlier version, whose head is a pickle (which can run any code
@@ -636,8 +747,10 @@ def reexport_command(
     from challenge.run.saved_model import reexport
 
     if not trust_pickle:
-        raise ChallengeError("reexport unpickles the run's head.pt, which runs whatever code it holds: pass --trust-pickle "
-                             "if you trust everyone who could write to this run's artifacts; otherwise retrain the run.")
+        raise ChallengeError(
+            "reexport unpickles the run's head.pt, which runs whatever code it holds: pass --trust-pickle "
+            "if you trust everyone who could write to this run's artifacts; otherwise retrain the run."
+        )
     uri = reexport(run_id, str(tracking_uri) if tracking_uri else None)
     typer.echo(f"run {run_id}: model re-exported as data ({uri}); `challenge predict {run_id}` reads it now")
 
@@ -646,7 +759,9 @@ def reexport_command(
 def runs_command(
     track: TrackName,
     limit: Annotated[int, typer.Option(help="How many runs to show.")] = 10,
-    every_state: Annotated[bool, typer.Option("--all", help="The latest runs in every state (RUNNING, FAILED, KILLED), not only the best finished.")] = False,
+    every_state: Annotated[
+        bool, typer.Option("--all", help="The latest runs in every state (RUNNING, FAILED, KILLED), not only the best finished.")
+    ] = False,
     tracking_uri: TrackingOption = None,
 ):
     """Compare the best runs of a track from the MLflow store. Runs whose process was killed
@@ -701,7 +816,13 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address both servers bind to; 0.0.0.0 exposes the runs to the network.")] = "127.0.0.1",
     mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     dashboard_port: Annotated[int, typer.Option(help="Port of optuna-dashboard.")] = 8080,
-    basic_auth: Annotated[bool, typer.Option("--basic-auth", help="Serve the MLflow UI through MLflow's basic-auth app (users and passwords; change the admin password at once).")] = False,
+    basic_auth: Annotated[
+        bool,
+        typer.Option(
+            "--basic-auth",
+            help="Serve the MLflow UI through MLflow's basic-auth app (users and passwords; change the admin password at once).",
+        ),
+    ] = False,
 ):
     """Browse the runs (MLflow UI) and the studies (optuna-dashboard) until Ctrl-C.
 
@@ -719,19 +840,57 @@ def serve_command(
 @app.command("live")
 def live_command(
     source: Annotated[str, typer.Argument(help="A webcam index (0), a video file, or an rtsp/http URL.")],
-    model: Annotated[Optional[str], typer.Option(help="MLflow run id of a cnn-gru run (challenge track smile-intensity --head cnn-gru); "
-                                                      "'fer' for the pretrained FER2013 network with default thresholds; or a model file of `challenge live-calibrate`.")] = None,
-    untrained: Annotated[bool, typer.Option("--untrained", help="Random cnn-gru weights instead of --model: checks the pipeline and its speed, never a result.")] = False,
-    port: Annotated[Optional[int], typer.Option(help="Serve the live view on this port (default 8000 for cameras and URLs; a file with --out and no --port runs offline).")] = None,
-    host: Annotated[str, typer.Option(help="Address of the live view; 0.0.0.0 shows it to the network, behind a token printed in the URL.")] = "127.0.0.1",
-    require_token: Annotated[bool, typer.Option("--require-token", help="Ask for the printed token on 127.0.0.1 too (other users of this machine can reach loopback).")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="CSV of every face reading: frame, time, track id, box, class probabilities, intensity.")] = None,
-    detector: Annotated[Optional[str], typer.Option(help="Face detector (default: the one the model's crops were made with, centerface).")] = None,
-    detect_every: Annotated[Optional[int], typer.Option(min=1, help="Frames between detections; the tracker follows faces in between (default: the run's, 10).")] = None,
-    detection_width: Annotated[Optional[int], typer.Option(min=64, help="Frames are scaled to this width for the detector (default: the run's, 320); wider finds smaller faces, slower.")] = None,
-    reference: Annotated[Optional[Path], typer.Option(help="Offline: an ELAN annotation of this video to score the CSV against (the face seen on most frames).")] = None,
-    subtle: Annotated[str, typer.Option(help="With --reference: how the Subtle level is read (drop, keep, merge), as in the run.")] = "drop",
-    sequential: Annotated[bool, typer.Option("--sequential", help="One model call per face instead of one per frame (for comparison).")] = False,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            help="MLflow run id of a cnn-gru run (challenge track smile-intensity --head cnn-gru); "
+            "'fer' for the pretrained FER2013 network with default thresholds; or a model file of `challenge live-calibrate`."
+        ),
+    ] = None,
+    untrained: Annotated[
+        bool,
+        typer.Option("--untrained", help="Random cnn-gru weights instead of --model: checks the pipeline and its speed, never a result."),
+    ] = False,
+    port: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Serve the live view on this port (default 8000 for cameras and URLs; a file with --out and no --port runs offline)."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address of the live view; 0.0.0.0 shows it to the network, behind a token printed in the URL.")
+    ] = "127.0.0.1",
+    require_token: Annotated[
+        bool,
+        typer.Option(
+            "--require-token", help="Ask for the printed token on 127.0.0.1 too (other users of this machine can reach loopback)."
+        ),
+    ] = False,
+    out: Annotated[
+        Optional[Path], typer.Option(help="CSV of every face reading: frame, time, track id, box, class probabilities, intensity.")
+    ] = None,
+    detector: Annotated[
+        Optional[str], typer.Option(help="Face detector (default: the one the model's crops were made with, centerface).")
+    ] = None,
+    detect_every: Annotated[
+        Optional[int], typer.Option(min=1, help="Frames between detections; the tracker follows faces in between (default: the run's, 10).")
+    ] = None,
+    detection_width: Annotated[
+        Optional[int],
+        typer.Option(
+            min=64, help="Frames are scaled to this width for the detector (default: the run's, 320); wider finds smaller faces, slower."
+        ),
+    ] = None,
+    reference: Annotated[
+        Optional[Path],
+        typer.Option(help="Offline: an ELAN annotation of this video to score the CSV against (the face seen on most frames)."),
+    ] = None,
+    subtle: Annotated[
+        str, typer.Option(help="With --reference: how the Subtle level is read (drop, keep, merge), as in the run.")
+    ] = "drop",
+    sequential: Annotated[
+        bool, typer.Option("--sequential", help="One model call per face instead of one per frame (for comparison).")
+    ] = False,
     tracking_uri: TrackingOption = None,
     quiet: Quiet = False,
 ):
@@ -775,7 +934,9 @@ def live_command(
 def live_calibrate_command(
     video: Annotated[Path, typer.Argument(help="A video of one annotated person.")],
     reference: Annotated[Path, typer.Argument(help="Its ELAN annotation (smile levels, read as the smile-intensity track reads them).")],
-    save: Annotated[Path, typer.Option(help="Where to write the calibrated model (a JSON file that --model takes).")] = Path("fer-model.json"),
+    save: Annotated[Path, typer.Option(help="Where to write the calibrated model (a JSON file that --model takes).")] = Path(
+        "fer-model.json"
+    ),
     quiet: Quiet = False,
 ):
     """Fit the FER2013 network's happiness thresholds (Neutral/Low/Medium/High) on an annotated
@@ -792,9 +953,11 @@ def live_calibrate_command(
         raise ChallengeError(f"live-calibrate: {video if not video.is_file() else reference}: no such file.")
     model, fitted = calibrate(video, reference)
     model.save(save, fitted)
-    typer.echo(f"thresholds {', '.join(f'{t:.3f}' for t in model.thresholds)} on P(happy) (track {fitted['track_id']}, "
-               f"{fitted['frames']} annotated frames): macro F1 {fitted['macro_f1_default_thresholds']:.4f} with the default "
-               f"thresholds, {fitted['macro_f1_fitted']:.4f} fitted (on the same video: an optimistic figure)")
+    typer.echo(
+        f"thresholds {', '.join(f'{t:.3f}' for t in model.thresholds)} on P(happy) (track {fitted['track_id']}, "
+        f"{fitted['frames']} annotated frames): macro F1 {fitted['macro_f1_default_thresholds']:.4f} with the default "
+        f"thresholds, {fitted['macro_f1_fitted']:.4f} fitted (on the same video: an optimistic figure)"
+    )
     typer.echo(f"model: {save}; use it with: challenge live SOURCE --model {save}")
 
 
@@ -820,26 +983,46 @@ def warm_command(
         say("warm process ended" if warm.stop() else "no warm process was running")
         return
     pid, path = warm.start(idle)
-    say(f"warm process {pid} ready (socket {path}, log {warm.log_path()}); this environment's commands now start in it; "
-        f"it ends after {idle:g} idle minutes or with `challenge warm --stop`")
+    say(
+        f"warm process {pid} ready (socket {path}, log {warm.log_path()}); this environment's commands now start in it; "
+        f"it ends after {idle:g} idle minutes or with `challenge warm --stop`"
+    )
 
 
-pretrain_app = typer.Typer(help="Self-supervised pretraining on your own data; the output is a backbone --visual-model takes.",
-                            no_args_is_help=True)
+pretrain_app = typer.Typer(
+    help="Self-supervised pretraining on your own data; the output is a backbone --visual-model takes.", no_args_is_help=True
+)
 app.add_typer(pretrain_app, name="pretrain")
 
 
 def pretrain_mae_command(
-    images: Annotated[Optional[list[Path]], typer.Option(help="A folder of face images, searched recursively (Aff-Wild2's "
-                                                              "cropped_aligned, any image folder); repeat for several.")] = None,
-    videos: Annotated[Optional[list[Path]], typer.Option(help="A folder of videos: faces are found and cut by the project's detector "
-                                                              "(once, kept under OUT/face-crops); repeat for several.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder, and where the checkpoint lives while training "
-                                                     "(default pretrained/mae-<digest of inputs and settings>).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file of settings (top level or under `pretrain:`); flags override it.")] = None,
+    images: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="A folder of face images, searched recursively (Aff-Wild2's cropped_aligned, any image folder); repeat for several."
+        ),
+    ] = None,
+    videos: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="A folder of videos: faces are found and cut by the project's detector "
+            "(once, kept under OUT/face-crops); repeat for several."
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Output folder, and where the checkpoint lives while training (default pretrained/mae-<digest of inputs and settings>)."
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option(help="YAML file of settings (top level or under `pretrain:`); flags override it.")
+    ] = None,
     device: DeviceOption = None,
     tracking_uri: TrackingOption = None,
-    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out unreadable images and videos (counted) instead of stopping.")] = False,
+    skip_missing: Annotated[
+        bool, typer.Option("--skip-missing", help="Leave out unreadable images and videos (counted) instead of stopping.")
+    ] = False,
     quiet: Quiet = False,
     **settings,
 ):
@@ -867,21 +1050,36 @@ def pretrain_mae_command(
     result = pretrain_mae(images or [], videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
         return
-    typer.echo(f"pretrained on {result.items} images, {result.steps} steps: training loss {result.first_loss:.4f} -> "
-               f"{result.last_loss:.4f}, best held-out reconstruction loss {result.best_valid_loss:.4f}"
-               + (f"; {result.skipped} unreadable left out" if result.skipped else ""))
+    typer.echo(
+        f"pretrained on {result.items} images, {result.steps} steps: training loss {result.first_loss:.4f} -> "
+        f"{result.last_loss:.4f}, best held-out reconstruction loss {result.best_valid_loss:.4f}"
+        + (f"; {result.skipped} unreadable left out" if result.skipped else "")
+    )
     typer.echo(f"backbone: {result.out} (--visual-model {result.out})" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
 
 
 def pretrain_social_mae_command(
-    videos: Annotated[Optional[list[Path]], typer.Option(help="A folder of videos with sound and faces (searched recursively); "
-                                                              "each is read once into OUT/clips. Repeat for several.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder, and where the checkpoint lives while training "
-                                                     "(default pretrained/social-mae-<digest of inputs and settings>).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file of settings (top level or under `pretrain:`); flags override it.")] = None,
+    videos: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="A folder of videos with sound and faces (searched recursively); each is read once into OUT/clips. Repeat for several."
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Output folder, and where the checkpoint lives while training "
+            "(default pretrained/social-mae-<digest of inputs and settings>)."
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option(help="YAML file of settings (top level or under `pretrain:`); flags override it.")
+    ] = None,
     device: DeviceOption = None,
     tracking_uri: TrackingOption = None,
-    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out unreadable videos (counted) instead of stopping.")] = False,
+    skip_missing: Annotated[
+        bool, typer.Option("--skip-missing", help="Leave out unreadable videos (counted) instead of stopping.")
+    ] = False,
     quiet: Quiet = False,
     **settings,
 ):
@@ -906,10 +1104,15 @@ def pretrain_social_mae_command(
     result = pretrain_social_mae(videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
     if os.environ.get("RANK", "0") != "0":
         return
-    typer.echo(f"pretrained on {result.items} clips, {result.steps} steps: training loss {result.first_loss:.4f} -> "
-               f"{result.last_loss:.4f}, best held-out loss {result.best_valid_loss:.4f}"
-               + (f"; {result.skipped} unreadable left out" if result.skipped else ""))
-    typer.echo(f"model: {result.out} (--features social-mae --social-mae-model {result.out})" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+    typer.echo(
+        f"pretrained on {result.items} clips, {result.steps} steps: training loss {result.first_loss:.4f} -> "
+        f"{result.last_loss:.4f}, best held-out loss {result.best_valid_loss:.4f}"
+        + (f"; {result.skipped} unreadable left out" if result.skipped else "")
+    )
+    typer.echo(
+        f"model: {result.out} (--features social-mae --social-mae-model {result.out})"
+        + (f"; MLflow run {result.run_id}" if result.run_id else "")
+    )
 
 
 def _pretrain_settings(model, config: Path | None, flags: dict):
@@ -929,8 +1132,10 @@ def _pretrain_settings(model, config: Path | None, flags: dict):
     try:
         return model(**values)
     except ValidationError as error:
-        problems = "; ".join(((".".join(str(p) for p in e["loc"]) + ": ") if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-                             for e in error.errors())
+        problems = "; ".join(
+            ((".".join(str(p) for p in e["loc"]) + ": ") if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in error.errors()
+        )
         raise ChallengeError(f"pretraining settings: {problems}") from None
 
 

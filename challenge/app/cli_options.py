@@ -47,8 +47,13 @@ def _is_list(annotation) -> bool:
     return origin is list or any(_is_list(a) for a in typing.get_args(annotation))
 
 
-def schema_parameters(model: type[BaseModel], names: list[str] | None = None, prefix: str = "", panel: str | None = None,
-                      extra_help: dict[str, str] | None = None) -> list[inspect.Parameter]:
+def schema_parameters(
+    model: type[BaseModel],
+    names: list[str] | None = None,
+    prefix: str = "",
+    panel: str | None = None,
+    extra_help: dict[str, str] | None = None,
+) -> list[inspect.Parameter]:
     """One keyword parameter per scalar field of `model` (or those in `names`), annotated for typer."""
     parameters = []
     for name, field in model.model_fields.items():
@@ -64,13 +69,18 @@ def schema_parameters(model: type[BaseModel], names: list[str] | None = None, pr
         if kind is bool:
             declaration = f"--{option}" if default is False else f"--{option}/--no-{option}"
             info = typer.Option(declaration, help=help_text, rich_help_panel=panel, show_default=f"--{option}" if default else False)
-            parameters.append(inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                                annotation=Annotated[Optional[bool], info]))
+            parameters.append(
+                inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[bool], info])
+            )
             continue
         shown = ",".join(map(str, default)) if isinstance(default, list) else str(default)
         # the value is None when the option is not given (lower layers then decide); the schema's default is shown
-        info = typer.Option(f"--{option}", help=help_text, rich_help_panel=panel, show_default=shown if default not in (None, [], {}) else False)
-        parameters.append(inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], info]))
+        info = typer.Option(
+            f"--{option}", help=help_text, rich_help_panel=panel, show_default=shown if default not in (None, [], {}) else False
+        )
+        parameters.append(
+            inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], info])
+        )
     return parameters
 
 

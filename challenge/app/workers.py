@@ -66,8 +66,16 @@ def _track(payload: dict) -> None:
 def _extract(payload: dict) -> None:
     from challenge.features.extract import extract_for_track
 
-    extractor, report, _ = extract_for_track(payload["track"], Path(payload["data"]), payload["extractor"], payload["options"],
-                                             payload.get("store"), payload["device"], tuple(payload["shard"]), payload.get("skip_missing", False))
+    extractor, report, _ = extract_for_track(
+        payload["track"],
+        Path(payload["data"]),
+        payload["extractor"],
+        payload["options"],
+        payload.get("store"),
+        payload["device"],
+        tuple(payload["shard"]),
+        payload.get("skip_missing", False),
+    )
     print(f"{extractor.name}: {report.computed} computed, {report.cached} cached, {len(report.missing_media)} without media")
 
 

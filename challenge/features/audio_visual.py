@@ -39,8 +39,9 @@ def filterbank(signal: np.ndarray, mel_bins: int) -> np.ndarray:
     return extractor(signal, sampling_rate=16000, return_tensors="np")["input_values"][0]
 
 
-def read_video(path: Path, mel_bins: int, size: int, face_rate: float, margin: float = 0.25, detector=None,
-               audio: Path | None = None) -> VideoArrays:
+def read_video(
+    path: Path, mel_bins: int, size: int, face_rate: float, margin: float = 0.25, detector=None, audio: Path | None = None
+) -> VideoArrays:
     """The filterbank of the video's audio (or of a separate `audio` file) and its faces
     `face_rate` times per second."""
     from challenge.media import AUDIO_RATE, iter_video_frames, read_audio, video_frame_rate

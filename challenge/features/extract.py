@@ -54,15 +54,21 @@ def extract(extractor: Extractor, samples, store: FeatureStore, device: str = "a
     todo = [(d, s) for d, s in sources.items() if not store.has(extractor, d)]
     report.cached = len(sources) - len(todo)
     if samples and not sources:
-        raise ChallengeError(f"{extractor.name}: none of the {len(samples)} sample(s) has the media it reads"
-                             f"{f' ({extractor.reads})' if extractor.reads else ''}. Drop it from --features, or add that media.")
+        raise ChallengeError(
+            f"{extractor.name}: none of the {len(samples)} sample(s) has the media it reads"
+            f"{f' ({extractor.reads})' if extractor.reads else ''}. Drop it from --features, or add that media."
+        )
     if report.missing_media:
-        say(f"[yellow]{extractor.name}: {len(report.missing_media)} sample(s) have no media for this extractor "
-            f"(for example {', '.join(report.missing_media[:5])}); they get no {extractor.name} features.[/]")
+        say(
+            f"[yellow]{extractor.name}: {len(report.missing_media)} sample(s) have no media for this extractor "
+            f"(for example {', '.join(report.missing_media[:5])}); they get no {extractor.name} features.[/]"
+        )
     damaged = [reason for digest, _ in todo if (reason := store.damaged(extractor, digest))]
     if damaged:
-        warn(f"{extractor.name}: {len(damaged)} damaged cache entr{'y' if len(damaged) == 1 else 'ies'} "
-             f"will be computed again:\n{list_offenders(damaged)}")
+        warn(
+            f"{extractor.name}: {len(damaged)} damaged cache entr{'y' if len(damaged) == 1 else 'ies'} "
+            f"will be computed again:\n{list_offenders(damaged)}"
+        )
     if not todo:
         say(f"{extractor.name}: all {len(sources)} entries cached")
         return report
@@ -71,8 +77,15 @@ def extract(extractor: Extractor, samples, store: FeatureStore, device: str = "a
     return report
 
 
-def extract_sources(extractor: Extractor, todo: list[tuple[str, Path]], store: FeatureStore, device: str = "auto",
-                    workers: int = 2, report: ExtractionReport | None = None, replace: bool = False) -> ExtractionReport:
+def extract_sources(
+    extractor: Extractor,
+    todo: list[tuple[str, Path]],
+    store: FeatureStore,
+    device: str = "auto",
+    workers: int = 2,
+    report: ExtractionReport | None = None,
+    replace: bool = False,
+) -> ExtractionReport:
     """Compute and store the entries of (media digest, media path) pairs. `replace`: write over
     entries already there (a repair: each is replaced atomically, never removed first)."""
     report = report or ExtractionReport(extractor.name)
@@ -169,8 +182,16 @@ def _write_loop(extractor, store, writes, errors) -> None:
             lock.release()
 
 
-def extract_for_track(track: str, data: Path, extractor: str, options: dict, store: str | None = None, device: str = "auto",
-                      shard: tuple[int, int] | None = None, skip_missing: bool = False) -> tuple[Extractor, ExtractionReport, list[str]]:
+def extract_for_track(
+    track: str,
+    data: Path,
+    extractor: str,
+    options: dict,
+    store: str | None = None,
+    device: str = "auto",
+    shard: tuple[int, int] | None = None,
+    skip_missing: bool = False,
+) -> tuple[Extractor, ExtractionReport, list[str]]:
     """`challenge features extract`: one extractor over the media a track's reader lists (shard
     I of N of them), into the store. Returns (extractor, report, samples skipped for lack of media)."""
     from challenge.features.base import make_extractor

@@ -30,8 +30,10 @@ class SocialMAEExtractor(Extractor):
 
     def build(self, device: str):
         if not self.model:
-            raise ChallengeError("the social-mae extractor needs a model: --social-mae-model DIR (a folder `challenge pretrain social-mae` "
-                                 "wrote, or the authors' .pth), or extractors: {social-mae: {model: ...}} in --config.")
+            raise ChallengeError(
+                "the social-mae extractor needs a model: --social-mae-model DIR (a folder `challenge pretrain social-mae` "
+                "wrote, or the authors' .pth), or extractors: {social-mae: {model: ...}} in --config."
+            )
         return SocialMAERunner(self, device)
 
 

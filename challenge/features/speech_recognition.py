@@ -50,17 +50,25 @@ def load_recogniser(model: str, device: str = "cpu", language: str | None = None
     except Exception as error:  # noqa: BLE001 - a damaged or unsafe file raises whatever its reader raises (UnpicklingError, SafetensorError)
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
         unsafe = "weights only load failed" in str(error).lower()
-        why = ("its weights file is a pickle that holds more than tensors; torch refused to run it. Re-save the model as safetensors "
-               "(save_pretrained(..., safe_serialization=True)) where you trust it" if unsafe else f"{type(error).__name__}: {first}")
-        raise ChallengeError(f"speech recognition model {model!r} cannot be loaded ({why}). Give a Whisper folder (what "
-                             "save_pretrained writes: config.json, weights, the processor's files) or a hub id with --asr-model.") from None
+        why = (
+            "its weights file is a pickle that holds more than tensors; torch refused to run it. Re-save the model as safetensors "
+            "(save_pretrained(..., safe_serialization=True)) where you trust it"
+            if unsafe
+            else f"{type(error).__name__}: {first}"
+        )
+        raise ChallengeError(
+            f"speech recognition model {model!r} cannot be loaded ({why}). Give a Whisper folder (what "
+            "save_pretrained writes: config.json, weights, the processor's files) or a hub id with --asr-model."
+        ) from None
     kwargs = {"language": language, "task": "transcribe"} if language else {}
-    return lambda signals: [out["text"].strip() for out in pipeline(signals, chunk_length_s=30, batch_size=len(signals),
-                                                                      generate_kwargs=kwargs)]
+    return lambda signals: [
+        out["text"].strip() for out in pipeline(signals, chunk_length_s=30, batch_size=len(signals), generate_kwargs=kwargs)
+    ]
 
 
-def transcribe(samples, model: str, out: Path, device: str = "cpu", language: str | None = None, overwrite: bool = False,
-               batch_size: int = 8) -> TranscriptionReport:
+def transcribe(
+    samples, model: str, out: Path, device: str = "cpu", language: str | None = None, overwrite: bool = False, batch_size: int = 8
+) -> TranscriptionReport:
     """Every sample's audio into `out/<id>.txt`, in batches; see the module's note on resuming."""
     out = Path(out)
     try:
@@ -69,8 +77,10 @@ def transcribe(samples, model: str, out: Path, device: str = "cpu", language: st
         probe.touch()
         probe.unlink()
     except OSError as error:
-        raise ChallengeError(f"{out}: cannot write transcripts there ({error.strerror}). Pass --out with a writable folder "
-                             "(the text stream reads DATA/transcripts: transcribe into a writable copy of the dataset's root).") from error
+        raise ChallengeError(
+            f"{out}: cannot write transcripts there ({error.strerror}). Pass --out with a writable folder "
+            "(the text stream reads DATA/transcripts: transcribe into a writable copy of the dataset's root)."
+        ) from error
     sweep_partials(out)  # what a killed run was writing
     report = TranscriptionReport()
     todo = []
@@ -95,5 +105,3 @@ def transcribe(samples, model: str, out: Path, device: str = "cpu", language: st
                 report.written.append(sample.id)
             advance(len(batch))
     return report
-
-

@@ -96,8 +96,10 @@ def _why_media_unusable(store: FeatureStore, entry: StoreEntry | None, digest: s
         return "its metadata is unreadable, so its media is unknown"
     source = Path(entry.source)
     if not source.is_absolute() and not source.exists():
-        return (f"its media was recorded as the relative path {source} (by an earlier version) and is not found from here; "
-                "run the repair from the folder the extraction ran in, or extract the dataset again")
+        return (
+            f"its media was recorded as the relative path {source} (by an earlier version) and is not found from here; "
+            "run the repair from the folder the extraction ran in, or extract the dataset again"
+        )
     if not source.exists():
         return f"its media {source} is gone"
     if store.media_digest(source) != digest:

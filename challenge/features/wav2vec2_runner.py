@@ -26,8 +26,11 @@ class Wav2Vec2Runner:
         if is_weights_file(config.model):  # a team's fine-tuned wav2vec2 saved as one state dict
             network, dropped = load_wav2vec2_file(config.model, config.heads, config.conv_stride)
             c = network.config
-            say(f"{config.model}: a wav2vec2 of width {c.hidden_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads"
-                + (", with its emotion head" if network.has_head else "") + (f"; dropped {len(dropped)} tensors ({', '.join(dropped[:3])}...)" if dropped else ""))
+            say(
+                f"{config.model}: a wav2vec2 of width {c.hidden_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads"
+                + (", with its emotion head" if network.has_head else "")
+                + (f"; dropped {len(dropped)} tensors ({', '.join(dropped[:3])}...)" if dropped else "")
+            )
             self.network, self.normalize = network.to(device), True
         else:
             self.network = load_wav2vec2(config.model).to(device)

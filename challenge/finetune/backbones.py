@@ -66,8 +66,10 @@ class Backbone(nn.Module):
             if parameter.requires_grad:
                 groups.setdefault(self.layer_of(name), []).append(parameter)
         top = self.depth
-        return [{"params": params, "lr": backbone_lr * layer_decay ** max(0, top - layer), "layer": layer}
-                for layer, params in sorted(groups.items())]
+        return [
+            {"params": params, "lr": backbone_lr * layer_decay ** max(0, top - layer), "layer": layer}
+            for layer, params in sorted(groups.items())
+        ]
 
     def checkpointing(self, enabled: bool) -> None:
         if enabled:
@@ -99,8 +101,10 @@ class Wav2Vec2Backbone(Backbone):
         if layer is None or layer < 0 or layer >= self.depth:
             return
         if layer == 0:
-            raise ChallengeError("extractors.wav2vec2.layer 0 is the convolutional projection: fine-tuning needs at least one "
-                                 "transformer block (layer >= 1, or -1 for all).")
+            raise ChallengeError(
+                "extractors.wav2vec2.layer 0 is the convolutional projection: fine-tuning needs at least one "
+                "transformer block (layer >= 1, or -1 for all)."
+            )
         self.network.encoder.layers = self.network.encoder.layers[:layer]
         self.network.config.num_hidden_layers = layer
 
@@ -206,12 +210,18 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
 
         if is_weights_file(model):
             network, dropped = load_wav2vec2_file(model, settings.get("heads"), settings.get("conv_stride"))
-            conversion = f"{model}: a wav2vec2 state dict; dropped {len(dropped)} tensors not in wav2vec2" + (f" ({', '.join(dropped)})" if dropped else "")
+            conversion = f"{model}: a wav2vec2 state dict; dropped {len(dropped)} tensors not in wav2vec2" + (
+                f" ({', '.join(dropped)})" if dropped else ""
+            )
             say(conversion)
         else:
             network = load_wav2vec2(model)
-        backbone = Wav2Vec2Backbone(network.wav2vec2, {"do_normalize": True, "sampling_rate": 16000, **preprocessor_config(model)}
-                                    if not is_weights_file(model) else {"do_normalize": True, "sampling_rate": 16000})
+        backbone = Wav2Vec2Backbone(
+            network.wav2vec2,
+            {"do_normalize": True, "sampling_rate": 16000, **preprocessor_config(model)}
+            if not is_weights_file(model)
+            else {"do_normalize": True, "sampling_rate": 16000},
+        )
         backbone.keep_blocks(layer)
         if is_weights_file(model):
             backbone.conversion = conversion
@@ -232,8 +242,12 @@ def load_backbone(kind: str, settings: dict, layer: int | None = None) -> Backbo
         from challenge.networks.social_mae import load_social_mae
 
         if not settings.get("model"):
-            raise ChallengeError("a Social-MAE head needs its model: --social-mae-model DIR (challenge pretrain social-mae) or the authors' .pth.")
-        network, origin = load_social_mae(settings["model"], settings.get("heads"), None, settings.get("frames"), settings.get("mel_bins", 128))
+            raise ChallengeError(
+                "a Social-MAE head needs its model: --social-mae-model DIR (challenge pretrain social-mae) or the authors' .pth."
+            )
+        network, origin = load_social_mae(
+            settings["model"], settings.get("heads"), None, settings.get("frames"), settings.get("mel_bins", 128)
+        )
         say(origin)
         backbone = SocialMAEBackbone(network)
         backbone.conversion = origin

@@ -93,6 +93,7 @@ class WaveformClips(ClipSet):
     def waveform(self, i: int) -> np.ndarray:
         """Item i's samples, zero mean and unit variance as wav2vec2's feature extractor makes
         them (do_normalize): the whole file, or the item's span of it standardised on its own."""
+
         def decode():
             try:
                 signal = read_audio(self.sources[i], AUDIO_RATE)
@@ -134,8 +135,9 @@ def waveform_clips(samples, lengths=None) -> WaveformClips:
     """The loader of clip tracks with audio (EMI): a sample's audio file, or its video's audio."""
     missing = [s.id for s in samples if s.audio is None]
     if missing:
-        raise ChallengeError(f"{len(missing)} clip(s) have no audio to fine-tune on (first: {missing[:5]}); "
-                             "pass --skip-missing to leave them out.")
+        raise ChallengeError(
+            f"{len(missing)} clip(s) have no audio to fine-tune on (first: {missing[:5]}); pass --skip-missing to leave them out."
+        )
     targets = np.stack([s.labels for s in samples]).astype(np.float32) if samples and samples[0].labels is not None else None
     return WaveformClips([s.id for s in samples], [Path(s.audio) for s in samples], targets)
 
@@ -162,8 +164,13 @@ class VideoMedia:
     def subset(self, indices):
         indices = list(indices)
         pick = lambda values: [values[i] for i in indices]  # noqa: E731
-        return dataclasses.replace(self, ids=pick(self.ids), lengths=pick(self.lengths), sources=pick(self.sources),
-                                   labels=None if self.labels is None else pick(self.labels))
+        return dataclasses.replace(
+            self,
+            ids=pick(self.ids),
+            lengths=pick(self.lengths),
+            sources=pick(self.sources),
+            labels=None if self.labels is None else pick(self.labels),
+        )
 
     @classmethod
     def join(cls, parts: list):
@@ -185,6 +192,7 @@ class FaceFrames(VideoMedia):
     def video(self, i: int) -> np.ndarray:
         """[frames, size, size, 3] uint8, one per label row; a frame without a crop (Aff-Wild2
         drops frames where no face was found) takes the nearest frame that has one."""
+
         def decode():
             pixels, numbers = _decode_faces(self.sources[i], self.size, self.detector, self.margin)
             rows = np.arange(1, self.lengths[i] + 1)
@@ -373,8 +381,13 @@ def audio_visual_clips(samples, lengths=None) -> AudioVisualClips:
     the video's own sound) for the filterbank."""
     missing = [s.id for s in samples if s.video is None]
     if missing:
-        raise ChallengeError(f"{len(missing)} clip(s) have no video to read faces from (first: {missing[:5]}); "
-                             "pass --skip-missing to leave them out.")
+        raise ChallengeError(
+            f"{len(missing)} clip(s) have no video to read faces from (first: {missing[:5]}); pass --skip-missing to leave them out."
+        )
     targets = np.stack([s.labels for s in samples]).astype(np.float32) if samples and samples[0].labels is not None else None
-    return AudioVisualClips([s.id for s in samples], [Path(s.video) for s in samples],
-                            [Path(s.audio) if s.audio is not None else None for s in samples], targets)
+    return AudioVisualClips(
+        [s.id for s in samples],
+        [Path(s.video) for s in samples],
+        [Path(s.audio) if s.audio is not None else None for s in samples],
+        targets,
+    )

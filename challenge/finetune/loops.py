@@ -33,15 +33,40 @@ def _waveform_batch(windows: list[np.ndarray], device: str):
     return padded.to(device), samples
 
 
-def fit_clips(model, train: WaveformClips, valid: WaveformClips, params: dict, score, report, seed: int, device: str,
-              checkpoint: Path | None = None, keep_start: bool = False, classes: int | None = None):
+def fit_clips(
+    model,
+    train: WaveformClips,
+    valid: WaveformClips,
+    params: dict,
+    score,
+    report,
+    seed: int,
+    device: str,
+    checkpoint: Path | None = None,
+    keep_start: bool = False,
+    classes: int | None = None,
+):
     """Random windows of each clip (random gain), the clip's targets; selection on the validation
     score. `keep_start`: the model's starting point (a head initialised from a fitted linear
     model) competes with the epochs. `classes`: the targets are class indices (cross-entropy,
     classes weighted by inverse frequency; scored on probabilities), else values (MSE or CCC)."""
     draw = lambda i, rng: train.train_window(i, params["window_seconds"], rng, params["augment_gain_db"])  # noqa: E731
-    return _fit_clip_model(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, draw,
-                           lambda windows: _waveform_batch(windows, device), lambda: predict_clips(model, valid, params, device), classes)
+    return _fit_clip_model(
+        model,
+        train,
+        valid,
+        params,
+        score,
+        report,
+        seed,
+        device,
+        checkpoint,
+        keep_start,
+        draw,
+        lambda windows: _waveform_batch(windows, device),
+        lambda: predict_clips(model, valid, params, device),
+        classes,
+    )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -49,8 +74,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(1, keepdims=True)
 
 
-def _fit_clip_model(model, train, valid, params: dict, score, report, seed: int, device: str, checkpoint, keep_start: bool,
-                    draw, inputs, predict, classes: int | None = None):
+def _fit_clip_model(
+    model,
+    train,
+    valid,
+    params: dict,
+    score,
+    report,
+    seed: int,
+    device: str,
+    checkpoint,
+    keep_start: bool,
+    draw,
+    inputs,
+    predict,
+    classes: int | None = None,
+):
     """What the clip models' training shares: `draw(i, rng)` one training item of clip i,
     `inputs(items)` the model's arguments, `predict()` the validation outputs (logits when
     `classes`, scored as probabilities)."""
@@ -58,8 +97,15 @@ def _fit_clip_model(model, train, valid, params: dict, score, report, seed: int,
 
     prepare_backbone(model, params)
     rng = np.random.default_rng(seed)
-    trainer = Trainer(model, params, device, steps_per_epoch=math.ceil(len(train) / params["batch_size"]),
-                      groups=parameter_groups(model, params), rngs=[rng], checkpoint=checkpoint)
+    trainer = Trainer(
+        model,
+        params,
+        device,
+        steps_per_epoch=math.ceil(len(train) / params["batch_size"]),
+        groups=parameter_groups(model, params),
+        rngs=[rng],
+        checkpoint=checkpoint,
+    )
     targets = torch.from_numpy(np.asarray(train.targets, np.int64 if classes else np.float32))
     loss_of = clip_loss(params, train.targets, classes, device)
 
@@ -130,8 +176,19 @@ def _flip(pixels: np.ndarray, flipped: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def fit_frames(model, problem, train: FaceFrames, valid: FaceFrames, params: dict, score, report, seed: int, device: str,
-               n_outputs: int, checkpoint: Path | None = None):
+def fit_frames(
+    model,
+    problem,
+    train: FaceFrames,
+    valid: FaceFrames,
+    params: dict,
+    score,
+    report,
+    seed: int,
+    device: str,
+    n_outputs: int,
+    checkpoint: Path | None = None,
+):
     """Each epoch `frames_per_video` labelled frames of every video at random, in mixed batches."""
     from challenge.track import Problem
     from challenge.training.frame_loop import masked_loss
@@ -140,8 +197,15 @@ def fit_frames(model, problem, train: FaceFrames, valid: FaceFrames, params: dic
     rng = np.random.default_rng(seed)
     rows = [_valid_rows(problem, labels) for labels in train.labels]
     per_epoch = sum(min(len(r), params["frames_per_video"]) for r in rows)
-    trainer = Trainer(model, params, device, steps_per_epoch=math.ceil(per_epoch / params["batch_size"]),
-                      groups=parameter_groups(model, params), rngs=[rng], checkpoint=checkpoint)
+    trainer = Trainer(
+        model,
+        params,
+        device,
+        steps_per_epoch=math.ceil(per_epoch / params["batch_size"]),
+        groups=parameter_groups(model, params),
+        rngs=[rng],
+        checkpoint=checkpoint,
+    )
     weights = None
     if problem == Problem.FRAME_CLASSIFICATION and params.get("class_weighted"):
         weights = class_weights(train.targets()[:, 0].astype(int), n_outputs).to(device)
@@ -162,7 +226,9 @@ def fit_frames(model, problem, train: FaceFrames, valid: FaceFrames, params: dic
             with trainer.autocast():
                 logits = trainer.forward(torch.from_numpy(np.ascontiguousarray(pixels)).to(device)).float()
             present = torch.ones(len(batch), 1, dtype=torch.bool, device=device)
-            loss = masked_loss(problem, logits[:, None], labels[:, None], present, weights, params.get("loss"), params.get("focal_gamma", 2.0))
+            loss = masked_loss(
+                problem, logits[:, None], labels[:, None], present, weights, params.get("loss"), params.get("focal_gamma", 2.0)
+            )
             losses.append(trainer.step(loss))
         return float(np.mean(losses))
 
@@ -179,7 +245,9 @@ def predict_frames(model, problem, data: FaceFrames, device: str, batch: int = 6
     outputs = []
     for i in range(len(data)):
         pixels = data.video(i)
-        logits = [model(torch.from_numpy(np.ascontiguousarray(pixels[s : s + batch])).to(device)).float() for s in range(0, len(pixels), batch)]
+        logits = [
+            model(torch.from_numpy(np.ascontiguousarray(pixels[s : s + batch])).to(device)).float() for s in range(0, len(pixels), batch)
+        ]
         outputs.append(activation(problem, torch.cat(logits)).cpu().numpy())
     return outputs
 
@@ -191,12 +259,37 @@ def _av_batch(clips: list, device: str):
     return fbank, scale_faces(torch.from_numpy(np.stack([np.asarray(c[1]) for c in clips])), device)
 
 
-def fit_av_clips(model, train, valid, params: dict, score, report, seed: int, device: str, checkpoint: Path | None = None,
-                 keep_start: bool = False, classes: int | None = None):
+def fit_av_clips(
+    model,
+    train,
+    valid,
+    params: dict,
+    score,
+    report,
+    seed: int,
+    device: str,
+    checkpoint: Path | None = None,
+    keep_start: bool = False,
+    classes: int | None = None,
+):
     """Audio-visual clips (challenge.finetune.loaders.AudioVisualClips): a random window of each
     clip with random faces from its parts, the clip's targets; selection on the validation score."""
-    return _fit_clip_model(model, train, valid, params, score, report, seed, device, checkpoint, keep_start, train.train_clip,
-                           lambda clips: _av_batch(clips, device), lambda: predict_av_clips(model, valid, device), classes)
+    return _fit_clip_model(
+        model,
+        train,
+        valid,
+        params,
+        score,
+        report,
+        seed,
+        device,
+        checkpoint,
+        keep_start,
+        train.train_clip,
+        lambda clips: _av_batch(clips, device),
+        lambda: predict_av_clips(model, valid, device),
+        classes,
+    )
 
 
 @torch.inference_mode()

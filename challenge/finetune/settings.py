@@ -23,7 +23,9 @@ class FinetuneSettings(BaseModel):
     warmup: float = Field(0.1, ge=0, lt=1, description="fraction of the optimiser steps with a linear warm-up")
     schedule: Literal["cosine", "constant"] = Field("cosine", description="The learning rate after the warm-up.")
     accumulate: PositiveInt = Field(1, description="micro-batches per optimiser step (the batch is batch_size x accumulate)")
-    checkpointing: bool = Field(False, description="gradient checkpointing: recompute activations in the backward pass (less memory, ~30% slower)")
+    checkpointing: bool = Field(
+        False, description="gradient checkpointing: recompute activations in the backward pass (less memory, ~30% slower)"
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU")
     epochs: PositiveInt = Field(10, description="Epoch budget (--epochs overrides it too).")
     patience: PositiveInt = Field(4, description="Epochs without a better validation score before stopping.")

@@ -43,8 +43,10 @@ class Head:
             from challenge.heads import load_all
 
             others = sorted(name for name, head in load_all().items() if problem in head.problems)
-            raise ChallengeError(f"head {cls.name!r} does not handle {problem.value}; it handles {sorted(p.value for p in cls.problems)}. "
-                                 f"Heads for {problem.value}: {', '.join(others)}")
+            raise ChallengeError(
+                f"head {cls.name!r} does not handle {problem.value}; it handles {sorted(p.value for p in cls.problems)}. "
+                f"Heads for {problem.value}: {', '.join(others)}"
+            )
 
     @classmethod
     def default_parameters(cls) -> dict:
@@ -72,8 +74,15 @@ class Head:
     def save_state(self, arrays: dict[str, np.ndarray], prefix: str) -> dict:
         info, named = self.state()
         put(arrays, named, prefix)
-        return {"name": self.name, "params": self.params, "problem": self.problem.value, "n_outputs": self.n_outputs, "seed": self.seed,
-                "state": info, "history": self.history}
+        return {
+            "name": self.name,
+            "params": self.params,
+            "problem": self.problem.value,
+            "n_outputs": self.n_outputs,
+            "seed": self.seed,
+            "state": info,
+            "history": self.history,
+        }
 
     @classmethod
     def load_state(cls, info: dict, arrays: dict[str, np.ndarray], prefix: str) -> Head:

@@ -28,8 +28,18 @@ from challenge.training.loop import fit_clip_model, predict_clips
 
 
 class ClipFusionTransformer(LinearPathModel):
-    def __init__(self, dims: list[int], width: int, layers: int, heads: int, dropout: float, max_steps: int, outputs: int,
-                 linear_path: bool = False, classify: bool = False):
+    def __init__(
+        self,
+        dims: list[int],
+        width: int,
+        layers: int,
+        heads: int,
+        dropout: float,
+        max_steps: int,
+        outputs: int,
+        linear_path: bool = False,
+        classify: bool = False,
+    ):
         super().__init__()
         self.dims, self.classify = list(dims), classify
         self.project = nn.ModuleList(nn.Linear(d, width) for d in self.dims)
@@ -83,8 +93,18 @@ class ClipTransformerHead(Head):
     problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}
     sequences = True  # smile-laugh gives it each clip's feature sequences, not their pooled statistics
     defaults = {
-        "width": 64, "layers": 2, "heads": 4, "dropout": 0.1, "learning_rate": 5e-4, "weight_decay": 1e-4,
-        "batch_size": 16, "max_steps": 128, "pearson_weight": 0.0, "epochs": 30, "patience": 8, "linear_path": True,
+        "width": 64,
+        "layers": 2,
+        "heads": 4,
+        "dropout": 0.1,
+        "learning_rate": 5e-4,
+        "weight_decay": 1e-4,
+        "batch_size": 16,
+        "max_steps": 128,
+        "pearson_weight": 0.0,
+        "epochs": 30,
+        "patience": 8,
+        "linear_path": True,
     }
     search_space = {
         "width": CategoricalDistribution([32, 64, 128]),
@@ -120,8 +140,9 @@ class ClipTransformerHead(Head):
 
     def build(self, dims: list[int]) -> ClipFusionTransformer:
         p = self.params
-        return ClipFusionTransformer(dims, p["width"], p["layers"], p["heads"], p["dropout"], p["max_steps"], self.n_outputs, p["linear_path"],
-                                     self.classify)
+        return ClipFusionTransformer(
+            dims, p["width"], p["layers"], p["heads"], p["dropout"], p["max_steps"], self.n_outputs, p["linear_path"], self.classify
+        )
 
     def predict(self, data):
         """Intensities, or class probabilities (averaged over a clip's windows)."""

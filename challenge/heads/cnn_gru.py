@@ -65,7 +65,9 @@ class FEREncoder(nn.Module):
 
 
 class CNNGRU(nn.Module):
-    def __init__(self, size: int, channels: int, embedding: int, units: int, layers: int, dropout: float, outputs: int, encoder: str = "scratch"):
+    def __init__(
+        self, size: int, channels: int, embedding: int, units: int, layers: int, dropout: float, outputs: int, encoder: str = "scratch"
+    ):
         super().__init__()
         self.encoder = FEREncoder() if encoder == "fer" else FaceEncoder(size, channels, embedding, dropout)
         self.gru = nn.GRU(self.encoder.dim, units, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
@@ -90,8 +92,18 @@ class CNNGRUHead(FrameHeadMixin, Head):
     features: ClassVar[tuple[str, ...]] = ("fer",)
     checkpoint = None  # set by the run: each epoch's training state, for a killed run to resume
     defaults = {
-        "channels": 16, "embedding": 128, "units": 128, "layers": 2, "dropout": 0.1, "window": 20, "learning_rate": 1e-3, "weight_decay": 1e-4,
-        "batch_size": 16, "epochs": 30, "patience": 6, "class_weighted": True,
+        "channels": 16,
+        "embedding": 128,
+        "units": 128,
+        "layers": 2,
+        "dropout": 0.1,
+        "window": 20,
+        "learning_rate": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 16,
+        "epochs": 30,
+        "patience": 6,
+        "class_weighted": True,
         "encoder": "scratch",  # or "fer": the CNN starts from the pretrained FER2013 network and is fine-tuned
         "crop": {},  # how crops are cut (the face-crop recipe: detector, detect_every, margin, size); saved, so live cuts the same
     }
@@ -114,7 +126,9 @@ class CNNGRUHead(FrameHeadMixin, Head):
         recipe = dict(self.params["crop"])
         fields = {f.name for f in dataclasses.fields(FaceCropExtractor)}
         if set(recipe) - fields:
-            raise ChallengeError(f"head_params crop: no setting(s) {sorted(set(recipe) - fields)} in the face-crop recipe; it has {sorted(fields)}.")
+            raise ChallengeError(
+                f"head_params crop: no setting(s) {sorted(set(recipe) - fields)} in the face-crop recipe; it has {sorted(fields)}."
+            )
         if self.params["encoder"] == "fer":
             recipe["size"] = FEREncoder.size
         return recipe

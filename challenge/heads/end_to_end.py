@@ -100,19 +100,31 @@ class Wav2Vec2LSTMHead(EndToEndHead):
     medium, extractor, backbone_kind, model_flag = "audio", "wav2vec2", "wav2vec2", "--audio-model"
     problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}
     defaults = FinetuneSettings().model_dump() | {
-        "hidden": 128, "layers": 1, "dropout": 0.1, "mlp_hidden": 128, "window_seconds": 4.0, "augment_gain_db": 6.0, "loss": "mse",
-        "linear_path": True, "backbone": {},
+        "hidden": 128,
+        "layers": 1,
+        "dropout": 0.1,
+        "mlp_hidden": 128,
+        "window_seconds": 4.0,
+        "augment_gain_db": 6.0,
+        "loss": "mse",
+        "linear_path": True,
+        "backbone": {},
     }
-    search_space = FINETUNE_SPACE | {"hidden": CategoricalDistribution([64, 128, 256]), "dropout": FloatDistribution(0.0, 0.4),
-                                     "linear_path": CategoricalDistribution([True, False])}
+    search_space = FINETUNE_SPACE | {
+        "hidden": CategoricalDistribution([64, 128, 256]),
+        "dropout": FloatDistribution(0.0, 0.4),
+        "linear_path": CategoricalDistribution([True, False]),
+    }
 
     def assemble(self, backbone):
         from challenge.finetune.modules import ClipRegressor
         from challenge.heads.lstm import GlobalContextLSTM
 
         p = self.params
-        return ClipRegressor(backbone, GlobalContextLSTM(backbone.width, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs,
-                                                         p["linear_path"]))
+        return ClipRegressor(
+            backbone,
+            GlobalContextLSTM(backbone.width, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs, p["linear_path"]),
+        )
 
     def train_model(self, train, valid, score, report):
         """With `linear_path`, the head's linear map starts as the linear model (ridge, or
@@ -122,9 +134,22 @@ class Wav2Vec2LSTMHead(EndToEndHead):
         from challenge.finetune.loops import clip_contexts, fit_clips
 
         if self.params["linear_path"]:
-            self.model.head.start_from(*self.linear_start(clip_contexts(self.model.to(self.device), train, self.params, self.device), train.targets))
-        return fit_clips(self.model, train, valid, self.params, score, report, self.seed, self.device, self.checkpoint,
-                         keep_start=self.params["linear_path"], classes=self.classes)
+            self.model.head.start_from(
+                *self.linear_start(clip_contexts(self.model.to(self.device), train, self.params, self.device), train.targets)
+            )
+        return fit_clips(
+            self.model,
+            train,
+            valid,
+            self.params,
+            score,
+            report,
+            self.seed,
+            self.device,
+            self.checkpoint,
+            keep_start=self.params["linear_path"],
+            classes=self.classes,
+        )
 
     def predict(self, data):
         from challenge.finetune.loops import predict_clips, softmax
@@ -138,7 +163,12 @@ class ViTFramesHead(EndToEndHead):
     medium, extractor, backbone_kind, model_flag = "faces", "mae", "vit-mae", "--visual-model"
     problems = FRAME_PROBLEMS
     defaults = FinetuneSettings().model_dump() | {
-        "dropout": 0.1, "frames_per_video": 64, "augment_flip": 0.5, "class_weighted": True, "backbone": {}, "freeze_feature_encoder": False,
+        "dropout": 0.1,
+        "frames_per_video": 64,
+        "augment_flip": 0.5,
+        "class_weighted": True,
+        "backbone": {},
+        "freeze_feature_encoder": False,
     }
     search_space = FINETUNE_SPACE | {"dropout": FloatDistribution(0.0, 0.4)}
 
@@ -155,8 +185,19 @@ class ViTFramesHead(EndToEndHead):
     def train_model(self, train, valid, score, report):
         from challenge.finetune.loops import fit_frames
 
-        return fit_frames(self.model, self.problem, self.sized(train), self.sized(valid), self.params, score, report, self.seed, self.device,
-                          self.n_outputs, self.checkpoint)
+        return fit_frames(
+            self.model,
+            self.problem,
+            self.sized(train),
+            self.sized(valid),
+            self.params,
+            score,
+            report,
+            self.seed,
+            self.device,
+            self.n_outputs,
+            self.checkpoint,
+        )
 
     def predict(self, data):
         from challenge.finetune.loops import predict_frames
@@ -173,8 +214,15 @@ class SocialMAEClipsHead(EndToEndHead):
     name = "social-mae-clips"
     medium, extractor, backbone_kind, model_flag = "audio-visual", "social-mae", "social-mae", "--social-mae-model"
     problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}
-    defaults = FinetuneSettings().model_dump() | {"dropout": 0.1, "loss": "mse", "linear_start": True, "backbone": {},
-                                                  "freeze_feature_encoder": False, "backbone_lr": 1e-4, "head_lr": 1e-3}
+    defaults = FinetuneSettings().model_dump() | {
+        "dropout": 0.1,
+        "loss": "mse",
+        "linear_start": True,
+        "backbone": {},
+        "freeze_feature_encoder": False,
+        "backbone_lr": 1e-4,
+        "head_lr": 1e-3,
+    }
     search_space = FINETUNE_SPACE | {"dropout": FloatDistribution(0.0, 0.4)}
 
     def assemble(self, backbone):
@@ -198,8 +246,19 @@ class SocialMAEClipsHead(EndToEndHead):
             with torch.no_grad():
                 self.model.out[1].weight.copy_(torch.from_numpy(weights))  # [outputs, width], as nn.Linear holds it
                 self.model.out[1].bias.copy_(torch.from_numpy(biases))
-        return fit_av_clips(self.model, train, valid, self.params, score, report, self.seed, self.device, self.checkpoint,
-                            keep_start=self.params["linear_start"], classes=self.classes)
+        return fit_av_clips(
+            self.model,
+            train,
+            valid,
+            self.params,
+            score,
+            report,
+            self.seed,
+            self.device,
+            self.checkpoint,
+            keep_start=self.params["linear_start"],
+            classes=self.classes,
+        )
 
     def predict(self, data):
         from challenge.finetune.loops import predict_av_clips, softmax

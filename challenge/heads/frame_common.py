@@ -24,8 +24,19 @@ class FrameHeadMixin:
         self.model = self.build(**self.shape)
         if hasattr(self, "start"):  # a pretrained part takes its weights (cnn-gru's FER encoder)
             self.start(self.model)
-        best, self.history = fit_frame_model(self.model, self.problem, train, valid, self.params, score, report, self.seed, self.device,
-                                             self.n_outputs, getattr(self, "checkpoint", None))
+        best, self.history = fit_frame_model(
+            self.model,
+            self.problem,
+            train,
+            valid,
+            self.params,
+            score,
+            report,
+            self.seed,
+            self.device,
+            self.n_outputs,
+            getattr(self, "checkpoint", None),
+        )
         return best
 
     def predict(self, data):

@@ -28,8 +28,15 @@ class FrameLSTMHead(FrameHeadMixin, Head):
     name = "lstm-frames"
     problems = FRAME_PROBLEMS
     defaults = {
-        "hidden": 128, "layers": 1, "dropout": 0.2, "learning_rate": 1e-3, "weight_decay": 1e-4,
-        "window": 64, "batch_size": 16, "epochs": 20, "patience": 6,
+        "hidden": 128,
+        "layers": 1,
+        "dropout": 0.2,
+        "learning_rate": 1e-3,
+        "weight_decay": 1e-4,
+        "window": 64,
+        "batch_size": 16,
+        "epochs": 20,
+        "patience": 6,
     }
     search_space = {
         "hidden": CategoricalDistribution([64, 128, 256]),

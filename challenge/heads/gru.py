@@ -26,8 +26,16 @@ class GRUHead(FrameHeadMixin, Head):
     name = "gru"
     problems = FRAME_PROBLEMS
     defaults = {
-        "units": 128, "layers": 2, "dropout": 0.1, "window": 20, "learning_rate": 1e-3, "weight_decay": 1e-4,
-        "batch_size": 32, "epochs": 60, "patience": 10, "class_weighted": True,
+        "units": 128,
+        "layers": 2,
+        "dropout": 0.1,
+        "window": 20,
+        "learning_rate": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 32,
+        "epochs": 60,
+        "patience": 10,
+        "class_weighted": True,
     }
     search_space = {
         "units": CategoricalDistribution([32, 64, 128]),

@@ -21,8 +21,19 @@ from challenge.training.normalise import Normaliser
 class LateFusionHead(Head):
     name = "mlp-late-fusion"
     problems = {Problem.CLIP_CLASSIFICATION}
-    defaults = {"hidden": 64, "latent": 32, "fusion_hidden": 32, "fusion_latent": 16, "dropout": 0.2,
-                "learning_rate": 1e-3, "weight_decay": 1e-4, "epochs": 60, "patience": 10, "linear": True, "linear_C": 1.0}
+    defaults = {
+        "hidden": 64,
+        "latent": 32,
+        "fusion_hidden": 32,
+        "fusion_latent": 16,
+        "dropout": 0.2,
+        "learning_rate": 1e-3,
+        "weight_decay": 1e-4,
+        "epochs": 60,
+        "patience": 10,
+        "linear": True,
+        "linear_C": 1.0,
+    }
     search_space = {
         "hidden": CategoricalDistribution([32, 64, 128]),
         "latent": CategoricalDistribution([16, 32]),
@@ -42,18 +53,42 @@ class LateFusionHead(Head):
         for m in self.modalities:  # the last stage reports to the tuner, the others train quietly
             last = len(self.modalities) == 1
             self.models[m] = ClipClassifier(train.block(m).shape[1], classes, p["hidden"], p["latent"], p["dropout"], p["linear"])
-            best, history = fit_clips(self.models[m], train.block(m), train.targets, valid.block(m), valid.targets, score, self.seed, p,
-                                      report if last else None, self._start(train.block(m), train.targets))
+            best, history = fit_clips(
+                self.models[m],
+                train.block(m),
+                train.targets,
+                valid.block(m),
+                valid.targets,
+                score,
+                self.seed,
+                p,
+                report if last else None,
+                self._start(train.block(m), train.targets),
+            )
             self.history += history
         self.fusion = None
         if len(self.modalities) > 1:
-            latents = {name: np.concatenate([embed_clips(self.models[m], d.block(m)) for m in self.modalities], 1)
-                       for name, d in (("train", train), ("valid", valid))}
+            latents = {
+                name: np.concatenate([embed_clips(self.models[m], d.block(m)) for m in self.modalities], 1)
+                for name, d in (("train", train), ("valid", valid))
+            }
             self.latent_normaliser = Normaliser.fit([latents["train"]])
-            self.fusion = ClipClassifier(latents["train"].shape[1], classes, p["fusion_hidden"], p["fusion_latent"], p["dropout"], p["linear"])
+            self.fusion = ClipClassifier(
+                latents["train"].shape[1], classes, p["fusion_hidden"], p["fusion_latent"], p["dropout"], p["linear"]
+            )
             fused = self.latent_normaliser(latents["train"])
-            best, history = fit_clips(self.fusion, fused, train.targets, self.latent_normaliser(latents["valid"]), valid.targets, score,
-                                      self.seed, p, report, self._start(fused, train.targets))
+            best, history = fit_clips(
+                self.fusion,
+                fused,
+                train.targets,
+                self.latent_normaliser(latents["valid"]),
+                valid.targets,
+                score,
+                self.seed,
+                p,
+                report,
+                self._start(fused, train.targets),
+            )
             self.history += history
         for step, row in enumerate(self.history):
             row["epoch"] = step  # one step axis over the stages, as MLflow logs it
@@ -102,10 +137,14 @@ class LateFusionHead(Head):
 
         p = self.params
         self.modalities = info["modalities"]
-        self.models = {m: load_module(ClipClassifier(dim, self.n_outputs, p["hidden"], p["latent"], p["dropout"], p["linear"]), arrays, f"models.{i}.")
-                       for i, (m, dim) in enumerate(zip(self.modalities, info["dims"]))}
+        self.models = {
+            m: load_module(ClipClassifier(dim, self.n_outputs, p["hidden"], p["latent"], p["dropout"], p["linear"]), arrays, f"models.{i}.")
+            for i, (m, dim) in enumerate(zip(self.modalities, info["dims"]))
+        }
         self.fusion = None
         if info["fusion"] is not None:
-            fusion = ClipClassifier(info["fusion"]["dim"], self.n_outputs, p["fusion_hidden"], p["fusion_latent"], p["dropout"], p["linear"])
+            fusion = ClipClassifier(
+                info["fusion"]["dim"], self.n_outputs, p["fusion_hidden"], p["fusion_latent"], p["dropout"], p["linear"]
+            )
             self.fusion = load_module(fusion, arrays, "fusion.")
             self.latent_normaliser = Normaliser.from_state(info["fusion"]["normaliser"])

@@ -17,8 +17,12 @@ class LightGBMHead(Head):
     name = "lightgbm"
     problems = {Problem.CLIP_REGRESSION}
     defaults = {
-        "num_leaves": 15, "learning_rate": 0.05, "n_estimators": 300, "min_child_samples": 10,
-        "feature_fraction": 0.8, "lambda_l2": 1.0,
+        "num_leaves": 15,
+        "learning_rate": 0.05,
+        "n_estimators": 300,
+        "min_child_samples": 10,
+        "feature_fraction": 0.8,
+        "lambda_l2": 1.0,
     }
     search_space = {
         "num_leaves": IntDistribution(4, 63, log=True),
@@ -32,9 +36,16 @@ class LightGBMHead(Head):
     def _booster_params(self) -> dict:
         p = self.params
         return {
-            "objective": "regression", "num_leaves": p["num_leaves"], "learning_rate": p["learning_rate"],
-            "min_child_samples": p["min_child_samples"], "feature_fraction": p["feature_fraction"],
-            "lambda_l2": p["lambda_l2"], "seed": self.seed, "verbosity": -1, "num_threads": 2, "deterministic": True,
+            "objective": "regression",
+            "num_leaves": p["num_leaves"],
+            "learning_rate": p["learning_rate"],
+            "min_child_samples": p["min_child_samples"],
+            "feature_fraction": p["feature_fraction"],
+            "lambda_l2": p["lambda_l2"],
+            "seed": self.seed,
+            "verbosity": -1,
+            "num_threads": 2,
+            "deterministic": True,
         }
 
     def fit(self, train, valid, score, report=None) -> float:

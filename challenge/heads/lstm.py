@@ -50,12 +50,14 @@ class LinearPathModel(nn.Module):
 
 
 class GlobalContextLSTM(LinearPathModel):
-    def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float, mlp_hidden: int, outputs: int,
-                 linear_path: bool = False):
+    def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float, mlp_hidden: int, outputs: int, linear_path: bool = False):
         super().__init__()
         self.lstm = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.mlp = nn.Sequential(
-            nn.Linear(hidden + 2 * input_dim, mlp_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_hidden, outputs),
+            nn.Linear(hidden + 2 * input_dim, mlp_hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(mlp_hidden, outputs),
         )
         self.linear = nn.Linear(2 * input_dim, outputs) if linear_path else None
 
@@ -76,8 +78,17 @@ class LSTMHead(Head):
     name = "lstm"
     problems = {Problem.CLIP_REGRESSION}
     defaults = {
-        "hidden": 256, "layers": 1, "dropout": 0.2, "mlp_hidden": 128, "learning_rate": 1e-3,
-        "weight_decay": 1e-4, "batch_size": 32, "max_steps": 300, "pearson_weight": 0.0, "epochs": 30, "patience": 8,
+        "hidden": 256,
+        "layers": 1,
+        "dropout": 0.2,
+        "mlp_hidden": 128,
+        "learning_rate": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 32,
+        "max_steps": 300,
+        "pearson_weight": 0.0,
+        "epochs": 30,
+        "patience": 8,
         "linear_path": True,
     }
     search_space = {

@@ -41,8 +41,16 @@ class TransformerFusionHead(FrameHeadMixin, Head):
     name = "transformer"
     problems = FRAME_PROBLEMS
     defaults = {
-        "width": 128, "layers": 2, "heads": 4, "dropout": 0.1, "learning_rate": 5e-4, "weight_decay": 1e-4,
-        "window": 64, "batch_size": 16, "epochs": 20, "patience": 6,
+        "width": 128,
+        "layers": 2,
+        "heads": 4,
+        "dropout": 0.1,
+        "learning_rate": 5e-4,
+        "weight_decay": 1e-4,
+        "window": 64,
+        "batch_size": 16,
+        "epochs": 20,
+        "patience": 6,
     }
     search_space = {
         "width": CategoricalDistribution([64, 128, 256]),

@@ -45,9 +45,11 @@ def read_weights(path: Path) -> dict:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001  (unpickling refused, a damaged file, not a checkpoint at all)
-        raise ChallengeError(f"{path}: not a readable weights file ({type(error).__name__}: {str(error)[:200]}). It is read with "
-                             "torch.load(weights_only=True), which refuses pickled code: re-save it as a plain state dict "
-                             "(torch.save(model.state_dict(), ...)) or as safetensors.") from error
+        raise ChallengeError(
+            f"{path}: not a readable weights file ({type(error).__name__}: {str(error)[:200]}). It is read with "
+            "torch.load(weights_only=True), which refuses pickled code: re-save it as a plain state dict "
+            "(torch.save(model.state_dict(), ...)) or as safetensors."
+        ) from error
     for key in CONTAINERS:
         if isinstance(state, dict) and isinstance(state.get(key), dict) and not any(hasattr(v, "shape") for v in state.values()):
             state = state[key]
@@ -59,7 +61,7 @@ def read_weights(path: Path) -> dict:
         changed = False
         for prefix in PREFIXES:
             if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state
 
@@ -77,11 +79,17 @@ class Conversion:
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        dropped = f"; dropped {len(self.dropped)} not used by the encoder ({', '.join(sorted({k.split('.')[0] for k in self.dropped}))})" if self.dropped else ""
+        dropped = (
+            f"; dropped {len(self.dropped)} not used by the encoder ({', '.join(sorted({k.split('.')[0] for k in self.dropped}))})"
+            if self.dropped
+            else ""
+        )
         c = self.config
-        return (f"recognised {len(self.recognised)} tensors as a ViT encoder: width {c['hidden_size']}, depth {c['num_hidden_layers']}, "
-                f"{c['num_attention_heads']} heads, patch {c['patch_size']}, image {c['image_size']}, {self.final_norm}{dropped}"
-                + ("; " + "; ".join(self.notes) if self.notes else ""))
+        return (
+            f"recognised {len(self.recognised)} tensors as a ViT encoder: width {c['hidden_size']}, depth {c['num_hidden_layers']}, "
+            f"{c['num_attention_heads']} heads, patch {c['patch_size']}, image {c['image_size']}, {self.final_norm}{dropped}"
+            + ("; " + "; ".join(self.notes) if self.notes else "")
+        )
 
 
 def vit_mae_from_timm(state: dict, source: str, heads: int | None = None, image_size: int | None = None) -> Conversion:
@@ -90,8 +98,10 @@ def vit_mae_from_timm(state: dict, source: str, heads: int | None = None, image_
     need = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"]
     absent = [k for k in need if k not in state]
     if absent:
-        raise ChallengeError(f"{source}: not a ViT checkpoint in timm/facebookresearch-mae names: {', '.join(absent)} missing "
-                             f"(it has {', '.join(sorted(state)[:8])}...). Pass a transformers folder, or a file with these names.")
+        raise ChallengeError(
+            f"{source}: not a ViT checkpoint in timm/facebookresearch-mae names: {', '.join(absent)} missing "
+            f"(it has {', '.join(sorted(state)[:8])}...). Pass a transformers folder, or a file with these names."
+        )
     width = int(state["cls_token"].shape[-1])
     patch = int(state["patch_embed.proj.weight"].shape[-1])
     depth = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
@@ -100,17 +110,30 @@ def vit_mae_from_timm(state: dict, source: str, heads: int | None = None, image_
     grid = math.isqrt(int(state["pos_embed"].shape[1]) - 1)
     heads = heads or max(1, width // 64)
     if width % heads:
-        raise ChallengeError(f"{source}: width {width} is not divisible by {heads} heads; set extractors.mae.heads to the model's head count.")
+        raise ChallengeError(
+            f"{source}: width {width} is not divisible by {heads} heads; set extractors.mae.heads to the model's head count."
+        )
     norm = "fc_norm" if "fc_norm.weight" in state else "norm"
-    config = {"hidden_size": width, "num_hidden_layers": depth, "num_attention_heads": heads, "patch_size": patch,
-              "intermediate_size": int(state["blocks.0.mlp.fc1.weight"].shape[0]), "image_size": (image_size or grid * patch),
-              "layer_norm_eps": 1e-6, "hidden_act": "gelu", "qkv_bias": "blocks.0.attn.qkv.bias" in state, "mask_ratio": 0.0}
+    config = {
+        "hidden_size": width,
+        "num_hidden_layers": depth,
+        "num_attention_heads": heads,
+        "patch_size": patch,
+        "intermediate_size": int(state["blocks.0.mlp.fc1.weight"].shape[0]),
+        "image_size": (image_size or grid * patch),
+        "layer_norm_eps": 1e-6,
+        "hidden_act": "gelu",
+        "qkv_bias": "blocks.0.attn.qkv.bias" in state,
+        "mask_ratio": 0.0,
+    }
     out, used = {}, set()
 
     def take(name: str, key: str):
         if key not in state:
-            raise ChallengeError(f"{source}: the encoder weight {key} is missing from the file (an encoder-only or damaged "
-                                 "checkpoint?); it is never initialised at random. Check the file, or the depth it was saved with.")
+            raise ChallengeError(
+                f"{source}: the encoder weight {key} is missing from the file (an encoder-only or damaged "
+                "checkpoint?); it is never initialised at random. Check the file, or the depth it was saved with."
+            )
         used.add(key)
         out[name] = state[key]
         return state[key]
@@ -149,8 +172,13 @@ def _timm_block(take, out: dict, block: str, layer: str, qkv_bias: bool) -> None
         del out[f"{layer}_qkv_bias"]
         for name, part in zip(("q_proj", "k_proj", "v_proj"), torch.chunk(bias, 3, dim=0)):
             out[f"{layer}attention.{name}.bias"] = part.clone()
-    for ours, theirs in (("attention.o_proj", "attn.proj"), ("layernorm_before", "norm1"), ("layernorm_after", "norm2"),
-                         ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
+    for ours, theirs in (
+        ("attention.o_proj", "attn.proj"),
+        ("layernorm_before", "norm1"),
+        ("layernorm_after", "norm2"),
+        ("mlp.fc1", "mlp.fc1"),
+        ("mlp.fc2", "mlp.fc2"),
+    ):
         take(f"{layer}{ours}.weight", f"{block}{theirs}.weight")
         take(f"{layer}{ours}.bias", f"{block}{theirs}.bias")
 
@@ -174,15 +202,25 @@ def mae_decoder_from_timm(state: dict, source: str, heads: int) -> tuple[dict, d
         out[name] = state[key]
         return state[key]
 
-    for name, key in (("decoder.mask_token", "mask_token"), ("decoder.decoder_pos_embed", "decoder_pos_embed"),
-                      ("decoder.decoder_embed.weight", "decoder_embed.weight"), ("decoder.decoder_embed.bias", "decoder_embed.bias"),
-                      ("decoder.decoder_norm.weight", "decoder_norm.weight"), ("decoder.decoder_norm.bias", "decoder_norm.bias"),
-                      ("decoder.decoder_pred.weight", "decoder_pred.weight"), ("decoder.decoder_pred.bias", "decoder_pred.bias")):
+    for name, key in (
+        ("decoder.mask_token", "mask_token"),
+        ("decoder.decoder_pos_embed", "decoder_pos_embed"),
+        ("decoder.decoder_embed.weight", "decoder_embed.weight"),
+        ("decoder.decoder_embed.bias", "decoder_embed.bias"),
+        ("decoder.decoder_norm.weight", "decoder_norm.weight"),
+        ("decoder.decoder_norm.bias", "decoder_norm.bias"),
+        ("decoder.decoder_pred.weight", "decoder_pred.weight"),
+        ("decoder.decoder_pred.bias", "decoder_pred.bias"),
+    ):
         take(name, key)
     for i in range(depth):
         _timm_block(take, out, f"decoder_blocks.{i}.", f"decoder.decoder_layers.{i}.", "decoder_blocks.0.attn.qkv.bias" in state)
-    config = {"decoder_hidden_size": width, "decoder_num_hidden_layers": depth, "decoder_num_attention_heads": heads,
-              "decoder_intermediate_size": int(state["decoder_blocks.0.mlp.fc1.weight"].shape[0])}
+    config = {
+        "decoder_hidden_size": width,
+        "decoder_num_hidden_layers": depth,
+        "decoder_num_attention_heads": heads,
+        "decoder_intermediate_size": int(state["decoder_blocks.0.mlp.fc1.weight"].shape[0]),
+    }
     return out, config
 
 
@@ -224,8 +262,10 @@ def wav2vec2_config_from_tensors(state: dict, source: str, heads: int | None = N
     conv = sorted(int(m.group(1)) for k in state if (m := re.match(r"feature_extractor\.conv_layers\.(\d+)\.conv\.weight$", k)))
     layers = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))), default=-1)
     if not conv or not layers or "encoder.layers.0.attention.q_proj.weight" not in state:
-        raise ChallengeError(f"{source}: not a wav2vec2 state dict in transformers' names (feature_extractor.conv_layers.N, "
-                             "encoder.layers.N.attention.q_proj...): pass a save_pretrained folder or a hub id instead.")
+        raise ChallengeError(
+            f"{source}: not a wav2vec2 state dict in transformers' names (feature_extractor.conv_layers.N, "
+            "encoder.layers.N.attention.q_proj...): pass a save_pretrained folder or a hub id instead."
+        )
     width = int(state["encoder.layers.0.attention.q_proj.weight"].shape[0])
     stride = conv_stride or ([5] + [2] * (len(conv) - 1) if len(conv) == 7 else None)
     if stride is None or len(stride) != len(conv):
@@ -233,24 +273,35 @@ def wav2vec2_config_from_tensors(state: dict, source: str, heads: int | None = N
     try:
         return _wav2vec2_config(state, conv, layers, width, stride, heads)
     except (KeyError, AttributeError, IndexError) as error:
-        name = error.args[0] if isinstance(error, KeyError) else "encoder.pos_conv_embed.conv (weight_v or parametrizations.weight.original1)"
-        raise ChallengeError(f"{source}: the tensor {name} is missing from the file; the architecture is read off it, and no weight is "
-                             "ever initialised at random. The file is damaged or encoder-only in other names: pass a save_pretrained "
-                             "folder or a complete state dict.") from None
+        name = (
+            error.args[0] if isinstance(error, KeyError) else "encoder.pos_conv_embed.conv (weight_v or parametrizations.weight.original1)"
+        )
+        raise ChallengeError(
+            f"{source}: the tensor {name} is missing from the file; the architecture is read off it, and no weight is "
+            "ever initialised at random. The file is damaged or encoder-only in other names: pass a save_pretrained "
+            "folder or a complete state dict."
+        ) from None
 
 
 def _wav2vec2_config(state: dict, conv: list[int], layers: int, width: int, stride: list[int], heads: int | None) -> dict:
     position = state.get("encoder.pos_conv_embed.conv.parametrizations.weight.original1", state.get("encoder.pos_conv_embed.conv.weight_v"))
     layer_norm_convs = "feature_extractor.conv_layers.1.layer_norm.weight" in state
-    return {"hidden_size": width, "num_hidden_layers": layers, "num_attention_heads": heads or max(1, width // 64),
-            "intermediate_size": int(state["encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0]),
-            "conv_dim": [int(state[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[0]) for i in conv],
-            "conv_kernel": [int(state[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[-1]) for i in conv], "conv_stride": list(stride),
-            "conv_bias": "feature_extractor.conv_layers.0.conv.bias" in state,
-            "num_conv_pos_embeddings": int(position.shape[-1]), "num_conv_pos_embedding_groups": width // int(position.shape[1]),
-            # the "layer" convolutions come with the stable layer norm (large, robust models): the tensors cannot tell it apart otherwise
-            "feat_extract_norm": "layer" if layer_norm_convs else "group", "do_stable_layer_norm": layer_norm_convs,
-            "num_labels": int(state["classifier.out_proj.weight"].shape[0]) if "classifier.out_proj.weight" in state else 3}
+    return {
+        "hidden_size": width,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads or max(1, width // 64),
+        "intermediate_size": int(state["encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0]),
+        "conv_dim": [int(state[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[0]) for i in conv],
+        "conv_kernel": [int(state[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[-1]) for i in conv],
+        "conv_stride": list(stride),
+        "conv_bias": "feature_extractor.conv_layers.0.conv.bias" in state,
+        "num_conv_pos_embeddings": int(position.shape[-1]),
+        "num_conv_pos_embedding_groups": width // int(position.shape[1]),
+        # the "layer" convolutions come with the stable layer norm (large, robust models): the tensors cannot tell it apart otherwise
+        "feat_extract_norm": "layer" if layer_norm_convs else "group",
+        "do_stable_layer_norm": layer_norm_convs,
+        "num_labels": int(state["classifier.out_proj.weight"].shape[0]) if "classifier.out_proj.weight" in state else 3,
+    }
 
 
 def wav2vec2_state(state: dict) -> dict:

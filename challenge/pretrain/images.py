@@ -45,7 +45,9 @@ def _files(folders: list[Path], suffixes: set[str], what: str, option: str) -> l
     return found
 
 
-def cut_video_faces(videos: list[Path], into: Path, size: int, frame_step: int, margin: float, skip_missing: bool) -> tuple[list[Path], int]:
+def cut_video_faces(
+    videos: list[Path], into: Path, size: int, frame_step: int, margin: float, skip_missing: bool
+) -> tuple[list[Path], int]:
     """Each video's largest face every `frame_step` frames, cut by the project's detector and
     levelled as `challenge live` cuts faces (challenge.vision.faces), saved as RGB images of
     side `size` under `into/<video>-<digest>/`. Returns the crop folders and the number of
@@ -76,7 +78,11 @@ def cut_video_faces(videos: list[Path], into: Path, size: int, frame_step: int, 
                 except Exception as error:  # noqa: BLE001 - PyAV's many decoding errors, and ours
                     shutil.rmtree(partial, ignore_errors=True)
                     if not skip_missing:
-                        reason = str(error) if isinstance(error, ChallengeError) else f"{video}: cannot decode it ({type(error).__name__}: {error})"
+                        reason = (
+                            str(error)
+                            if isinstance(error, ChallengeError)
+                            else f"{video}: cannot decode it ({type(error).__name__}: {error})"
+                        )
                         raise ChallengeError(f"{reason}. Replace or remove it, or pass --skip-missing to leave it out.") from error
                     skipped += 1
                     advance()
@@ -130,8 +136,9 @@ class PretrainImages(torch.utils.data.Dataset):
         except (OSError, ValueError, SyntaxError) as error:  # PIL's decoding errors
             if self.skip_missing:
                 return Unreadable(index)
-            raise ChallengeError(f"{path}: unreadable image ({type(error).__name__}: {error}). Replace or delete it, "
-                                 "or pass --skip-missing to leave it out.") from error
+            raise ChallengeError(
+                f"{path}: unreadable image ({type(error).__name__}: {error}). Replace or delete it, or pass --skip-missing to leave it out."
+            ) from error
         s = self.loading
         if self.train:
             rng = np.random.default_rng([s.seed, int(position)])

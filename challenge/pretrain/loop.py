@@ -91,8 +91,11 @@ def default_out(kind: str, inputs: dict[str, list[Path]], settings: PretrainSett
     """pretrained/<kind>-<digest of the inputs and settings>: the same command finds its own folder again."""
     import hashlib
 
-    text = json.dumps({name: [str(Path(p).resolve()) for p in paths] for name, paths in inputs.items()} | {"settings": settings.model_dump()},
-                      sort_keys=True, default=str)
+    text = json.dumps(
+        {name: [str(Path(p).resolve()) for p in paths] for name, paths in inputs.items()} | {"settings": settings.model_dump()},
+        sort_keys=True,
+        default=str,
+    )
     return Path("pretrained") / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
@@ -109,8 +112,16 @@ def finished(out: Path) -> PretrainResult | None:
         return None
     summary = json.loads(done.read_text())
     say(f"{out}: already pretrained ({summary['steps']} steps on {summary['items']} items); delete the folder to train again")
-    return PretrainResult(Path(out), summary.get("run_id"), summary["items"], summary["steps"], summary["first_loss"], summary["last_loss"],
-                          summary["best_valid_loss"], summary["skipped"])
+    return PretrainResult(
+        Path(out),
+        summary.get("run_id"),
+        summary["items"],
+        summary["steps"],
+        summary["first_loss"],
+        summary["last_loss"],
+        summary["best_valid_loss"],
+        summary["skipped"],
+    )
 
 
 def same_settings(out: Path, settings: PretrainSettings) -> None:
@@ -122,23 +133,33 @@ def same_settings(out: Path, settings: PretrainSettings) -> None:
         held = json.loads(written.read_text())
         differ = sorted(k for k in set(held) | set(wanted) if held.get(k) != wanted.get(k))
         if differ:
-            raise ChallengeError(f"{out} holds a pretraining with other settings ({', '.join(f'{k}: {held.get(k)} there, {wanted.get(k)} now' for k in differ[:4])}). "
-                                 "Pass another --out, the same settings, or delete the folder to start again.")
+            raise ChallengeError(
+                f"{out} holds a pretraining with other settings ({', '.join(f'{k}: {held.get(k)} there, {wanted.get(k)} now' for k in differ[:4])}). "
+                "Pass another --out, the same settings, or delete the folder to start again."
+            )
         return
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(written, json.dumps(wanted, indent=1), "pretraining settings file")
 
 
-
-
-def run_pretraining(task: PretrainTask, out: Path, settings: PretrainSettings, device: str, dist, tracking_uri: str | None) -> PretrainResult:
+def run_pretraining(
+    task: PretrainTask, out: Path, settings: PretrainSettings, device: str, dist, tracking_uri: str | None
+) -> PretrainResult:
     from challenge.training.trainer import Trainer
 
     s, out = settings, Path(out)
     items = len(task.train_set)
     per_epoch = s.epoch_steps * s.accumulate if s.epoch_steps else math.ceil(items / s.batch_size)  # micro-batches
-    params = {"learning_rate": s.learning_rate, "weight_decay": s.weight_decay, "warmup": s.warmup, "schedule": "cosine",
-              "accumulate": s.accumulate, "precision": s.precision, "epochs": s.epochs, "patience": s.epochs + 1}
+    params = {
+        "learning_rate": s.learning_rate,
+        "weight_decay": s.weight_decay,
+        "warmup": s.warmup,
+        "schedule": "cosine",
+        "accumulate": s.accumulate,
+        "precision": s.precision,
+        "epochs": s.epochs,
+        "patience": s.epochs + 1,
+    }
     trainer = Trainer(task.model, params, device, steps_per_epoch=per_epoch, checkpoint=out / "checkpoint.pt", keep_checkpoint=True)
     valid_noise = task.valid_noise()
     counters = {"step": 0, "unreadable": set(), "wait": 0.0, "busy": 0.0, "first_loss": math.nan, "last_loss": math.nan}
@@ -150,8 +171,14 @@ def run_pretraining(task: PretrainTask, out: Path, settings: PretrainSettings, d
         positions = np.arange(start, start + per_epoch * s.batch_size).reshape(per_epoch, s.batch_size)
         stream = stream_order(items, s.seed, start, start + per_epoch * s.batch_size).reshape(per_epoch, s.batch_size)
         batches = [[(int(p), int(i)) for p, i in zip(dist.shard(pos), dist.shard(idx))] for pos, idx in zip(positions, stream)]
-        loader = torch.utils.data.DataLoader(task.train_set, batch_sampler=batches, num_workers=s.workers, collate_fn=task.collate,
-                                             pin_memory=device.startswith("cuda"), prefetch_factor=4 if s.workers else None)
+        loader = torch.utils.data.DataLoader(
+            task.train_set,
+            batch_sampler=batches,
+            num_workers=s.workers,
+            collate_fn=task.collate,
+            pin_memory=device.startswith("cuda"),
+            prefetch_factor=4 if s.workers else None,
+        )
         losses, clock = [], time.perf_counter()
         for batch, bad in loader:
             now = time.perf_counter()
@@ -195,15 +222,31 @@ def run_pretraining(task: PretrainTask, out: Path, settings: PretrainSettings, d
     with logger:
         best, history = trainer.run(run_epoch, evaluate, report)
         skipped = len(counters["unreadable"]) + task.skipped_sources
-        summary = {"kind": task.kind, "items": items, "valid_items": len(task.valid_set), "steps": per_epoch * s.epochs // s.accumulate,
-                   "micro_batches": per_epoch * s.epochs, "batch_size": s.batch_size, "epochs": s.epochs,
-                   "first_loss": counters["first_loss"], "last_loss": counters["last_loss"], "best_valid_loss": -best, "skipped": skipped,
-                   "origin": task.origin, "data_wait_share": counters["wait"] / max(1e-9, counters["wait"] + counters["busy"]),
-                   "train_seconds": counters["wait"] + counters["busy"],  # this command's share (after a resume: the resumed epochs)
-                   "history": history, "run_id": logger.run_id, "settings": s.model_dump()}
+        summary = {
+            "kind": task.kind,
+            "items": items,
+            "valid_items": len(task.valid_set),
+            "steps": per_epoch * s.epochs // s.accumulate,
+            "micro_batches": per_epoch * s.epochs,
+            "batch_size": s.batch_size,
+            "epochs": s.epochs,
+            "first_loss": counters["first_loss"],
+            "last_loss": counters["last_loss"],
+            "best_valid_loss": -best,
+            "skipped": skipped,
+            "origin": task.origin,
+            "data_wait_share": counters["wait"] / max(1e-9, counters["wait"] + counters["busy"]),
+            "train_seconds": counters["wait"] + counters["busy"],  # this command's share (after a resume: the resumed epochs)
+            "history": history,
+            "run_id": logger.run_id,
+            "settings": s.model_dump(),
+        }
         if skipped:
-            warn(f"left out {len(counters['unreadable'])} unreadable item(s)" + (f" and {task.skipped_sources} video(s)" if task.skipped_sources else "")
-                 + " (--skip-missing)")
+            warn(
+                f"left out {len(counters['unreadable'])} unreadable item(s)"
+                + (f" and {task.skipped_sources} video(s)" if task.skipped_sources else "")
+                + " (--skip-missing)"
+            )
         if dist.rank == 0:
             task.save(out)  # the weights and configs first; pretrain.json last says the folder is complete
             write_text_atomically(out / "pretrain.json", json.dumps(summary, indent=1, default=float), "pretraining summary")
@@ -232,13 +275,25 @@ class _Tracking:
         experiment = tracking.setup(self.uri, f"pretrain-{self.task.kind}")
         marker = self.out / "mlflow_run_id"
         previous = marker.read_text().strip() if marker.is_file() and (self.out / "checkpoint.pt").is_file() else None
-        run = mlflow.start_run(run_id=previous) if previous else mlflow.start_run(experiment_id=experiment, run_name=f"{self.task.kind}-{self.out.name}")
+        run = (
+            mlflow.start_run(run_id=previous)
+            if previous
+            else mlflow.start_run(experiment_id=experiment, run_name=f"{self.task.kind}-{self.out.name}")
+        )
         self.run_id = run.info.run_id
         if not previous:
             marker.write_text(self.run_id)
-            mlflow.set_tags({"challenge.kind": "pretrain", "model": self.task.kind, "origin": self.task.origin[:500], **tracking.process_tags()})
-            mlflow.log_params({**{k: ("" if v is None else v) for k, v in self.settings.model_dump().items()},
-                               "train_items": self.items, "valid_items": self.held, "out": str(self.out)})
+            mlflow.set_tags(
+                {"challenge.kind": "pretrain", "model": self.task.kind, "origin": self.task.origin[:500], **tracking.process_tags()}
+            )
+            mlflow.log_params(
+                {
+                    **{k: ("" if v is None else v) for k, v in self.settings.model_dump().items()},
+                    "train_items": self.items,
+                    "valid_items": self.held,
+                    "out": str(self.out),
+                }
+            )
         else:
             say(f"continuing MLflow run {previous}")
         return self
@@ -272,9 +327,15 @@ class _Tracking:
         if self.active:
             import mlflow
 
-            mlflow.log_metrics({"first_loss": summary["first_loss"], "last_loss": summary["last_loss"],
-                                "best_valid_loss": summary["best_valid_loss"], "skipped_items": summary["skipped"],
-                                "data_wait_share": summary["data_wait_share"]})
+            mlflow.log_metrics(
+                {
+                    "first_loss": summary["first_loss"],
+                    "last_loss": summary["last_loss"],
+                    "best_valid_loss": summary["best_valid_loss"],
+                    "skipped_items": summary["skipped"],
+                    "data_wait_share": summary["data_wait_share"],
+                }
+            )
             mlflow.log_dict(summary, "pretrain.json")
 
     def __exit__(self, *exc):

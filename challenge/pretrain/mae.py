@@ -33,15 +33,28 @@ def build_mae(settings: MAEPretrainSettings) -> tuple[torch.nn.Module, dict, str
     quiet_transformers()
     s = settings
     masking = {"mask_ratio": s.mask_ratio, "norm_pix_loss": s.norm_pix_loss}
-    decoder = {"decoder_hidden_size": s.decoder_hidden_size, "decoder_num_hidden_layers": s.decoder_layers,
-               "decoder_num_attention_heads": s.decoder_heads, "decoder_intermediate_size": 4 * s.decoder_hidden_size}
+    decoder = {
+        "decoder_hidden_size": s.decoder_hidden_size,
+        "decoder_num_hidden_layers": s.decoder_layers,
+        "decoder_num_attention_heads": s.decoder_heads,
+        "decoder_intermediate_size": 4 * s.decoder_hidden_size,
+    }
     if s.init is None:
-        config = ViTMAEConfig(image_size=s.image_size, patch_size=s.patch_size, hidden_size=s.hidden_size, num_hidden_layers=s.layers,
-                              num_attention_heads=s.heads, intermediate_size=4 * s.hidden_size, **decoder, **masking)
+        config = ViTMAEConfig(
+            image_size=s.image_size,
+            patch_size=s.patch_size,
+            hidden_size=s.hidden_size,
+            num_hidden_layers=s.layers,
+            num_attention_heads=s.heads,
+            intermediate_size=4 * s.hidden_size,
+            **decoder,
+            **masking,
+        )
         return ViTMAEForPreTraining(config), {"image_mean": MEAN, "image_std": STD}, "random weights"
     if is_weights_file(s.init):  # facebookresearch/mae and team .pth files: encoder (and decoder when saved)
-        encoder, conversion = load_vit_mae(s.init, s.heads if "heads" in s.model_fields_set else None,
-                                           s.image_size if "image_size" in s.model_fields_set else None)
+        encoder, conversion = load_vit_mae(
+            s.init, s.heads if "heads" in s.model_fields_set else None, s.image_size if "image_size" in s.model_fields_set else None
+        )
         found = mae_decoder_from_timm(read_weights(Path(s.init)), s.init, s.decoder_heads)
         config = ViTMAEConfig(**{**conversion.config, **decoder, **(found[1] if found else {}), **masking})
         model = ViTMAEForPreTraining(config)
@@ -59,8 +72,15 @@ def build_mae(settings: MAEPretrainSettings) -> tuple[torch.nn.Module, dict, str
     return model, processor, f"{s.init} (save_pretrained/hub)"
 
 
-def pretrain_mae(images: list[Path], videos: list[Path], out: Path, settings: MAEPretrainSettings, device: str = "auto",
-                 tracking_uri: str | None = None, skip_missing: bool = False):
+def pretrain_mae(
+    images: list[Path],
+    videos: list[Path],
+    out: Path,
+    settings: MAEPretrainSettings,
+    device: str = "auto",
+    tracking_uri: str | None = None,
+    skip_missing: bool = False,
+):
     from challenge.pretrain.loop import held_out, rank_zero_first, run_pretraining, start
 
     s, out = settings, Path(out)
@@ -78,8 +98,10 @@ def pretrain_mae(images: list[Path], videos: list[Path], out: Path, settings: MA
     valid, train = held_out(len(paths), s.valid_items, s.seed)
     task = MAETask(s, [paths[i] for i in train], [paths[i] for i in valid], device, skip_missing, skipped_videos)
     c = task.model.config
-    say(f"pretraining an MAE (width {c.hidden_size}, depth {c.num_hidden_layers}, patch {c.patch_size}, image {c.image_size}, "
-        f"mask {c.mask_ratio:.0%}) from {task.origin} on {len(train)} images ({len(valid)} held out)")
+    say(
+        f"pretraining an MAE (width {c.hidden_size}, depth {c.num_hidden_layers}, patch {c.patch_size}, image {c.image_size}, "
+        f"mask {c.mask_ratio:.0%}) from {task.origin} on {len(train)} images ({len(valid)} held out)"
+    )
     result = run_pretraining(task, out, s, device, dist, tracking_uri)
     say(f"pretrained MAE: {out.resolve()} (pass it as --visual-model, or as --init to continue)")
     return result
@@ -90,12 +112,16 @@ class MAETask:
 
     kind = "mae"
 
-    def __init__(self, settings: MAEPretrainSettings, train: list[Path], valid: list[Path], device: str, skip_missing: bool, skipped_videos: int):
+    def __init__(
+        self, settings: MAEPretrainSettings, train: list[Path], valid: list[Path], device: str, skip_missing: bool, skipped_videos: int
+    ):
         self.model, processor, self.origin = build_mae(settings)
         config = self.model.config
         self.processor = processor | {"size": {"height": config.image_size, "width": config.image_size}}
         self.device, self.seed, self.skipped_sources = device, settings.seed, skipped_videos
-        self.train_set = PretrainImages(train, ImageLoading(config.image_size, settings.flip, settings.crop_scale, settings.seed), True, skip_missing)
+        self.train_set = PretrainImages(
+            train, ImageLoading(config.image_size, settings.flip, settings.crop_scale, settings.seed), True, skip_missing
+        )
         self.valid_set = PretrainImages(valid, ImageLoading(config.image_size), False, skip_missing)
         self.mean = torch.tensor(self.processor["image_mean"], device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(self.processor["image_std"], device=device).view(1, 3, 1, 1)
@@ -148,7 +174,12 @@ def reconstruction_grid(model, dataset, noise: torch.Tensor, scale, count: int =
             mu, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
             predicted = predicted * (var + 1e-6).sqrt() + mu
         mask = output.mask.unsqueeze(-1)  # 1 = hidden from the encoder
-        rows = [x, model.unpatchify(target * (1 - mask)), model.unpatchify(predicted), model.unpatchify(target * (1 - mask) + predicted * mask)]
+        rows = [
+            x,
+            model.unpatchify(target * (1 - mask)),
+            model.unpatchify(predicted),
+            model.unpatchify(target * (1 - mask) + predicted * mask),
+        ]
     mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in (MEAN, STD))
     tiles = [((r * std + mean).clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy() for r in rows]
     masked = tiles[1].copy()
@@ -157,5 +188,3 @@ def reconstruction_grid(model, dataset, noise: torch.Tensor, scale, count: int =
     tiles[1] = masked
     grid = np.concatenate([np.concatenate([t[i] for t in tiles], axis=1) for i in range(len(pixels))], axis=0)
     return Image.fromarray(grid)
-
-

@@ -14,8 +14,11 @@ class PretrainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    init: str | None = Field(None, description="Start from this model (a folder this command wrote, a hub id or a weights file) "
-                                                "instead of random weights; the architecture settings are then read from it.")
+    init: str | None = Field(
+        None,
+        description="Start from this model (a folder this command wrote, a hub id or a weights file) "
+        "instead of random weights; the architecture settings are then read from it.",
+    )
     epochs: PositiveInt = Field(10, description="Epochs (an epoch is --epoch-steps steps, or one pass over the data).")
     epoch_steps: NonNegativeInt = Field(0, description="Optimiser steps per epoch, and so between checkpoints (0: one pass over the data).")
     batch_size: PositiveInt = Field(64, description="Items per micro-batch (all ranks together under torchrun).")
@@ -26,7 +29,9 @@ class PretrainSettings(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU.")
     workers: NonNegativeInt = Field(2, description="DataLoader processes that decode the data (0: decode in the training process).")
     valid_items: NonNegativeInt = Field(64, description="Items held out to score reconstruction each epoch (the best epoch is kept).")
-    grid_every: NonNegativeInt = Field(0, description="Log a grid of masked inputs and reconstructions every N steps (0: at each epoch's end only).")
+    grid_every: NonNegativeInt = Field(
+        0, description="Log a grid of masked inputs and reconstructions every N steps (0: at each epoch's end only)."
+    )
     frame_step: PositiveInt = Field(10, description="--videos: crop a face from every Nth frame.")
     crop_margin: float = Field(0.25, ge=0, description="--videos: the crop widens the detected face box by this fraction.")
     seed: int = Field(0, description="Seeds the weights, the data order, the augmentation and the masks.")
@@ -44,7 +49,9 @@ class MAEPretrainSettings(PretrainSettings):
     decoder_layers: PositiveInt = Field(8, description="Decoder blocks.")
     decoder_heads: PositiveInt = Field(16, description="Attention heads per decoder block.")
     mask_ratio: float = Field(0.75, gt=0, lt=1, description="Fraction of the patches hidden from the encoder.")
-    norm_pix_loss: bool = Field(True, description="Reconstruct each patch's pixels standardised by its own mean and variance (MAE's default).")
+    norm_pix_loss: bool = Field(
+        True, description="Reconstruct each patch's pixels standardised by its own mean and variance (MAE's default)."
+    )
     flip: bool = Field(True, description="Random horizontal flips.")
     crop_scale: float = Field(0.6, gt=0, le=1, description="Random resized crops keep at least this fraction of the image (1: none).")
 
@@ -98,5 +105,7 @@ def _divides(whole: tuple[str, int], part: tuple[str, int]) -> None:
     if value % part_value:
         option, part_option = (f"--{n.replace('_', '-')}" for n in (name, part_name))
         below, above = value - value % part_value, value - value % part_value + part_value
-        raise ValueError(f"{option} {value} is not a multiple of {part_option} {part_value}: a ViT cuts it into whole pieces. "
-                         f"Use {option} {below or above} or {above}, or another {part_option}.")
+        raise ValueError(
+            f"{option} {value} is not a multiple of {part_option} {part_value}: a ViT cuts it into whole pieces. "
+            f"Use {option} {below or above} or {above}, or another {part_option}."
+        )

@@ -43,12 +43,17 @@ def build_social_mae(settings: SocialMAEPretrainSettings):
 
     if settings.init is None:
         return SocialMAE(social_config(settings)), "random weights"
-    network, origin = load_social_mae(settings.init, settings.heads if "heads" in settings.model_fields_set else None,
-                                      settings.decoder_heads if "decoder_heads" in settings.model_fields_set else None,
-                                      settings.frames if "frames" in settings.model_fields_set else None, settings.mel_bins)
+    network, origin = load_social_mae(
+        settings.init,
+        settings.heads if "heads" in settings.model_fields_set else None,
+        settings.decoder_heads if "decoder_heads" in settings.model_fields_set else None,
+        settings.frames if "frames" in settings.model_fields_set else None,
+        settings.mel_bins,
+    )
     s = settings
-    network.config = dataclasses.replace(network.config, mask_ratio_audio=s.mask_ratio_audio, mask_ratio_video=s.mask_ratio_video,
-                                         contrast_weight=s.contrast_weight)
+    network.config = dataclasses.replace(
+        network.config, mask_ratio_audio=s.mask_ratio_audio, mask_ratio_video=s.mask_ratio_video, contrast_weight=s.contrast_weight
+    )
     return network, origin
 
 
@@ -69,7 +74,11 @@ def read_videos(videos: list[Path], into: Path, config, margin: float, skip_miss
                     arrays = read_video(video, config.mel_bins, config.image_size, rate, margin, detector)
                 except Exception as error:  # noqa: BLE001 - PyAV's decoding errors, and ours
                     if not skip_missing:
-                        reason = str(error) if isinstance(error, ChallengeError) else f"{video}: cannot decode it ({type(error).__name__}: {error})"
+                        reason = (
+                            str(error)
+                            if isinstance(error, ChallengeError)
+                            else f"{video}: cannot decode it ({type(error).__name__}: {error})"
+                        )
                         raise ChallengeError(f"{reason} Replace or remove it, or pass --skip-missing to leave it out.") from error
                     skipped += 1
                     advance()
@@ -131,7 +140,9 @@ class SocialMAETask:
     kind = "social-mae"
     collate = staticmethod(collate_clips)
 
-    def __init__(self, settings: SocialMAEPretrainSettings, train: list[ClipIndex], valid: list[ClipIndex], device: str, skipped_videos: int):
+    def __init__(
+        self, settings: SocialMAEPretrainSettings, train: list[ClipIndex], valid: list[ClipIndex], device: str, skipped_videos: int
+    ):
         self.model, self.origin = build_social_mae(settings)
         config = self.model.config
         self.device, self.seed, self.skipped_sources = device, settings.seed, skipped_videos
@@ -219,8 +230,14 @@ def _unpatch_audio(model, patches: torch.Tensor) -> np.ndarray:
     return patches.reshape(f, t, p, p).permute(0, 2, 1, 3).reshape(f * p, t * p).cpu().numpy()
 
 
-def pretrain_social_mae(videos: list[Path], out: Path, settings: SocialMAEPretrainSettings, device: str = "auto",
-                        tracking_uri: str | None = None, skip_missing: bool = False):
+def pretrain_social_mae(
+    videos: list[Path],
+    out: Path,
+    settings: SocialMAEPretrainSettings,
+    device: str = "auto",
+    tracking_uri: str | None = None,
+    skip_missing: bool = False,
+):
     from challenge.pretrain.loop import held_out, rank_zero_first, run_pretraining, start
 
     s, out = settings, Path(out)
@@ -240,8 +257,10 @@ def pretrain_social_mae(videos: list[Path], out: Path, settings: SocialMAEPretra
     valid, train = held_out(len(clips), s.valid_items, s.seed)
     task = SocialMAETask(s, [clips[i] for i in train], [clips[i] for i in valid], device, skipped)
     c = task.model.config
-    say(f"pretraining Social-MAE (width {c.width}, {c.modality_depth}+{c.joint_depth} blocks; audio {c.mel_bins}x{c.audio_frames}, "
-        f"video {c.frames}x{c.image_size}px) from {task.origin} on {len(train)} clips of {c.clip_seconds:g} s ({len(valid)} held out)")
+    say(
+        f"pretraining Social-MAE (width {c.width}, {c.modality_depth}+{c.joint_depth} blocks; audio {c.mel_bins}x{c.audio_frames}, "
+        f"video {c.frames}x{c.image_size}px) from {task.origin} on {len(train)} clips of {c.clip_seconds:g} s ({len(valid)} held out)"
+    )
     result = run_pretraining(task, out, s, device, dist, tracking_uri)
     say(f"pretrained Social-MAE: {out.resolve()} (pass it as --social-mae-model with --features social-mae, or as --init to continue)")
     return result

@@ -36,8 +36,15 @@ class RunContext:
         return "-".join([*parts, c.head, "+".join(c.features)]) + ("-shuffled" if c.shuffle_labels else "")
 
     @contextlib.contextmanager
-    def start(self, fingerprint: str | None, keys: dict[str, str], name: str | None = None, params: dict | None = None,
-              sections: dict | None = None, **tags):
+    def start(
+        self,
+        fingerprint: str | None,
+        keys: dict[str, str],
+        name: str | None = None,
+        params: dict | None = None,
+        sections: dict | None = None,
+        **tags,
+    ):
         """The MLflow run (nested under an active one: a seed of a seeds run), tagged as every
         run of its kind is, with the run's parameters and its resolved config."""
         import mlflow
@@ -68,7 +75,9 @@ class RunContext:
         from challenge.stores import tracking
 
         mlflow.log_params(tracking.flatten("head.", params))
-        (self.out / "best_params.json").write_text(json.dumps({"params": params, "provenance": provenance, **scores}, indent=1, default=str))
+        (self.out / "best_params.json").write_text(
+            json.dumps({"params": params, "provenance": provenance, **scores}, indent=1, default=str)
+        )
 
     def save_model(self, head, post, normaliser, keys: dict[str, str]) -> None:
         from challenge.run.saved_model import save_model

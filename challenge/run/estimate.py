@@ -29,8 +29,10 @@ class Estimate:
 
     def describe(self) -> str:
         verdict = "" if self.gain > 0 else " -- the head does NOT beat the linear baseline here"
-        return (f"estimate that selected nothing ({self.folds} folds of train+valid, out of fold): {self.head} {self.score:.4f}, "
-                f"{self.baseline_head} {self.baseline_score:.4f}, gain {self.gain:+.4f}{verdict}")
+        return (
+            f"estimate that selected nothing ({self.folds} folds of train+valid, out of fold): {self.head} {self.score:.4f}, "
+            f"{self.baseline_head} {self.baseline_score:.4f}, gain {self.gain:+.4f}{verdict}"
+        )
 
 
 def out_of_fold(spec: TrackSpec, make_head, pool, folds: np.ndarray, seed: int) -> np.ndarray:

@@ -38,9 +38,13 @@ def finish_clips(spec, config, head, post, valid, test, run_id, params, provenan
     _record(out, params, provenance, post, score=score.value)
     submission = None
     test_outputs = head.predict(test) if test is not None and len(test) else None
-    save_outputs(out, valid.ids, [1] * len(valid), valid.targets, prediction, test, None if test_outputs is None else list(test_outputs[:, None]))
+    save_outputs(
+        out, valid.ids, [1] * len(valid), valid.targets, prediction, test, None if test_outputs is None else list(test_outputs[:, None])
+    )
     if test_outputs is not None:
-        submission = submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(test_outputs, [1] * len(test))))
+        submission = submit(
+            config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(test_outputs, [1] * len(test)))
+        )
     else:
         say(f"[yellow]no test {spec.items} found: no submission written[/]")
     mlflow.log_artifacts(str(out))
@@ -57,11 +61,19 @@ def finish_frames(spec, config, head, post, valid, test, run_id, params, provena
     truth, outputs = valid.targets(), np.concatenate(head.predict(valid))
     raw = post.score(spec, truth, outputs)
     score = post.fit(spec, truth, outputs, valid.lengths)
-    say(f"validation {spec.name}: {raw.value:.4f} unsmoothed, {score.value:.4f} with sigma {post.sigma:g} frames"
-        + (" and per-AU thresholds" if post.thresholds is not None else ""))
-    mlflow.log_metrics({"score": score.value, "score_unsmoothed": raw.value, "smoothing.sigma": post.sigma,
-                        **{f"smoothing.score_sigma_{k:g}": v for k, v in post.scores_by_sigma.items()},
-                        **{f"detail.{k}": v for k, v in score.details.items()}})
+    say(
+        f"validation {spec.name}: {raw.value:.4f} unsmoothed, {score.value:.4f} with sigma {post.sigma:g} frames"
+        + (" and per-AU thresholds" if post.thresholds is not None else "")
+    )
+    mlflow.log_metrics(
+        {
+            "score": score.value,
+            "score_unsmoothed": raw.value,
+            "smoothing.sigma": post.sigma,
+            **{f"smoothing.score_sigma_{k:g}": v for k, v in post.scores_by_sigma.items()},
+            **{f"detail.{k}": v for k, v in score.details.items()},
+        }
+    )
     out = out_dir(config, spec, run_id)
     if spec.problem == Problem.FRAME_CLASSIFICATION:
         labels = truth[:, 0].astype(int)
@@ -105,10 +117,16 @@ def save_outputs(out: Path, valid_ids, valid_lengths, truth, valid_outputs, test
     `test_outputs`: one [rows, C] array per test item (or None without a test split)."""
     test_ids = list(test.ids) if test_outputs is not None else []
     test_rows = [np.asarray(o, dtype=np.float32) for o in test_outputs] if test_outputs is not None else []
-    np.savez(out / OUTPUTS, valid_ids=np.asarray(valid_ids, dtype=str), valid_lengths=np.asarray(valid_lengths, dtype=np.int64),
-             truth=np.asarray(truth, dtype=np.float64), valid=np.asarray(valid_outputs, dtype=np.float32),
-             test_ids=np.asarray(test_ids, dtype=str), test_lengths=np.asarray([len(r) for r in test_rows], dtype=np.int64),
-             test=np.concatenate(test_rows) if test_rows else np.zeros((0, np.shape(valid_outputs)[1]), np.float32))
+    np.savez(
+        out / OUTPUTS,
+        valid_ids=np.asarray(valid_ids, dtype=str),
+        valid_lengths=np.asarray(valid_lengths, dtype=np.int64),
+        truth=np.asarray(truth, dtype=np.float64),
+        valid=np.asarray(valid_outputs, dtype=np.float32),
+        test_ids=np.asarray(test_ids, dtype=str),
+        test_lengths=np.asarray([len(r) for r in test_rows], dtype=np.int64),
+        test=np.concatenate(test_rows) if test_rows else np.zeros((0, np.shape(valid_outputs)[1]), np.float32),
+    )
 
 
 def _record(out: Path, params, provenance, post: PostProcess, **scores) -> None:
@@ -120,8 +138,10 @@ def submit(config: RunConfig, write) -> Path | None:
     """`write()` the validated submission, except for a control run: its predictions measure
     chance level and must never look uploadable."""
     if config.shuffle_labels:
-        say("[yellow]control run (shuffled labels): no submission file is written; its score is the chance "
-            "level every real run must beat[/]")
+        say(
+            "[yellow]control run (shuffled labels): no submission file is written; its score is the chance "
+            "level every real run must beat[/]"
+        )
         return None
     path = write()
     say(f"submission validated: {path}")
@@ -134,8 +154,9 @@ def out_dir(config: RunConfig, spec: TrackSpec, run_id: str) -> Path:
     out = Path(config.out) if config.out else default
     out.mkdir(parents=True, exist_ok=True)
     if config.shuffle_labels:
-        (out / "CONTROL-RUN.txt").write_text("Control run with shuffled training labels: its reports measure chance level. "
-                                             "Nothing in this folder is a submission.\n")
+        (out / "CONTROL-RUN.txt").write_text(
+            "Control run with shuffled training labels: its reports measure chance level. Nothing in this folder is a submission.\n"
+        )
     return out
 
 
@@ -144,8 +165,10 @@ def result_lines(spec: TrackSpec, result: RunResult, control: bool = False) -> l
     the selection score it is), each label's figure, the baseline and the estimate beside it."""
     mark = " -- CONTROL RUN, shuffled labels: chance level, not a result" if control else ""
     if result.trials_run:
-        lines = [f"selection score (validation, the best of the study's trials on these {spec.items}, so optimistic; {spec.metric}): "
-                 f"{result.score:.4f}{mark}"]
+        lines = [
+            f"selection score (validation, the best of the study's trials on these {spec.items}, so optimistic; {spec.metric}): "
+            f"{result.score:.4f}{mark}"
+        ]
     else:
         lines = [f"validation score ({spec.metric}): {result.score:.4f}{mark}"]
     lines += [f"  {label:<14} {value:+.4f}" for label, value in result.details.items()]

@@ -65,7 +65,9 @@ def parse_weights(tasks: list[str], text: str | None) -> list[float]:
     except ValueError:
         weights = []
     if len(weights) != len(tasks) or not all(math.isfinite(w) and w > 0 for w in weights):  # nan > 0 is False too
-        raise ChallengeError(f"--task-weights {text}: give one positive weight per task (finite), in the order of --tasks ({','.join(tasks)}).")
+        raise ChallengeError(
+            f"--task-weights {text}: give one positive weight per task (finite), in the order of --tasks ({','.join(tasks)})."
+        )
     return weights
 
 
@@ -95,8 +97,12 @@ def run_multitask(config: RunConfig, tasks: list[str], weights: list[float], par
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks or len(set(tasks)) != len(tasks):
         raise ChallengeError(f"--tasks {','.join(tasks)}: choose distinct tasks among {', '.join(TASKS)}.")
-    params = {**DEFAULTS, **({"epochs": config.epochs} if config.epochs else {}), **({"window": config.window} if config.window else {}),
-              **(params or {})}
+    params = {
+        **DEFAULTS,
+        **({"epochs": config.epochs} if config.epochs else {}),
+        **({"window": config.window} if config.window else {}),
+        **(params or {}),
+    }
     specs = {t: get_track(t) for t in tasks}
     prepared, fingerprints, keys = {}, {}, {}
     for t in tasks:
@@ -114,25 +120,49 @@ def run_multitask(config: RunConfig, tasks: list[str], weights: list[float], par
     first = prepared[tasks[0]]["train"]
     tagged = dataclasses.replace(specs[tasks[0]], name=EXPERIMENT)  # the runs' experiment and track tag
     context = RunContext(tagged, config.model_copy(update={"head": "multitask"}), kind="multitask")
-    logged = {f"task_weight.{t}": w for t, w in zip(tasks, weights)} | {"tasks": ",".join(tasks)} | {f"head.{k}": v for k, v in params.items()}
-    with context.start("+".join(fingerprints[t] for t in tasks), keys, name=f"multitask-{'+'.join(tasks)}-{'+'.join(config.features)}",
-                       params=logged, sections={"multitask": {"tasks": tasks, "weights": weights, "params": params}}) as run:
-        model = MultiTaskFrameModel(first.dim, params["hidden"], params["layers"], params["dropout"],
-                                    {t: len(specs[t].labels) for t in tasks})
+    logged = (
+        {f"task_weight.{t}": w for t, w in zip(tasks, weights)} | {"tasks": ",".join(tasks)} | {f"head.{k}": v for k, v in params.items()}
+    )
+    with context.start(
+        "+".join(fingerprints[t] for t in tasks),
+        keys,
+        name=f"multitask-{'+'.join(tasks)}-{'+'.join(config.features)}",
+        params=logged,
+        sections={"multitask": {"tasks": tasks, "weights": weights, "params": params}},
+    ) as run:
+        model = MultiTaskFrameModel(
+            first.dim, params["hidden"], params["layers"], params["dropout"], {t: len(specs[t].labels) for t in tasks}
+        )
         task_data = [Task(specs[t], w, prepared[t]["train"], prepared[t]["valid"]) for t, w in zip(tasks, weights)]
-        best, history = fit_multitask(model, task_data, params, config.seed, context.device,
-                                      checkpoint=_checkpoint(config, tasks, weights, params, fingerprints, keys))
+        best, history = fit_multitask(
+            model,
+            task_data,
+            params,
+            config.seed,
+            context.device,
+            checkpoint=_checkpoint(config, tasks, weights, params, fingerprints, keys),
+        )
         mlflow.log_metric("score", best)  # each task's own score is logged by its nested run's finish below
         result = MultitaskResult(run.run_id, best)
         for t in tasks:
-            task_config = config.model_copy(update={"track": t, "head": "multitask",
-                                                    "out": str(Path(config.out) / t) if config.out else None})
+            task_config = config.model_copy(
+                update={"track": t, "head": "multitask", "out": str(Path(config.out) / t) if config.out else None}
+            )
             task_context = RunContext(dataclasses.replace(specs[t], name=EXPERIMENT), task_config, kind="multitask-task")
             with task_context.start(fingerprints[t], keys, name=f"{t}-of-multitask", task=t) as task_run:
                 head = _TaskHead(model, specs[t], params, context.device, history)
                 splits = prepared[t]
-                done = finish(specs[t], task_config, head, PostProcess.for_track(specs[t]), splits["valid"], splits["test"],
-                              task_run.run_id, params, {"source": "multitask", "run": run.run_id})
+                done = finish(
+                    specs[t],
+                    task_config,
+                    head,
+                    PostProcess.for_track(specs[t]),
+                    splits["valid"],
+                    splits["test"],
+                    task_run.run_id,
+                    params,
+                    {"source": "multitask", "run": run.run_id},
+                )
                 baseline = linear_baseline(specs[t], "multitask", done.score, splits["train"], splits["valid"], config.seed)
                 if baseline is not None:
                     say(f"{t}: {done.score:.4f} (smoothed); {baseline.describe()}")

@@ -89,8 +89,10 @@ def prepare_media(spec: TrackSpec, config: RunConfig, head_cls, samples=None):
     loader = spec.media.get(head_cls.medium)
     if loader is None:
         media = ", ".join(sorted(spec.media)) or "none"
-        raise ChallengeError(f"head {head_cls.name} reads {head_cls.medium} media, and the {spec.name} track supplies no {head_cls.medium} "
-                             f"loader (it supplies: {media}).")
+        raise ChallengeError(
+            f"head {head_cls.name} reads {head_cls.medium} media, and the {spec.name} track supplies no {head_cls.medium} "
+            f"loader (it supplies: {media})."
+        )
     frozen = config.model_copy(update={"features": [head_cls.extractor]})
     samples, features, keys, _ = prepare_features(spec, frozen, samples)
     lengths = frame_lengths(spec, config, samples) if spec.problem.per_frame else None
@@ -107,8 +109,10 @@ def frame_lengths(spec: TrackSpec, config: RunConfig, samples) -> dict[str, int]
     lengths = {s.id: len(s.labels) if s.labels is not None else test_frames.get(s.id, 0) for s in samples}
     missing = [s.id for s in samples if lengths[s.id] == 0]
     if missing:
-        raise ChallengeError(f"test video(s) {missing[:10]} have no frame count: they are not in the organisers' sample file "
-                             "(check names_of_videos_in_each_test_set).")
+        raise ChallengeError(
+            f"test video(s) {missing[:10]} have no frame count: they are not in the organisers' sample file "
+            "(check names_of_videos_in_each_test_set)."
+        )
     return lengths
 
 

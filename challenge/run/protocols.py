@@ -80,20 +80,25 @@ def over_seeds(spec: TrackSpec, config: RunConfig, run_one: Callable[[RunConfig]
         out = out_dir(config, spec, parent.info.run_id)
         table.to_csv(out / "seeds.csv", index=False)
         summary.rename_axis("figure").to_csv(out / "summary.csv")
-        mlflow.log_metrics({f"{_metric_name(figure)}.{what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")})
+        mlflow.log_metrics(
+            {f"{_metric_name(figure)}.{what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")}
+        )
         mlflow.log_metric("score", float(summary.loc[primary, "mean"]))
         mlflow.set_tags({"model": f"runs:/{results[0].run_id}/model", "model_from": f"seed {seeds[0]} (run {results[0].run_id})"})
         mlflow.log_artifacts(str(out))
-    say(f"mean ± sd over {len(seeds)} seeds ({', '.join(map(str, seeds))}):\n"
+    say(
+        f"mean ± sd over {len(seeds)} seeds ({', '.join(map(str, seeds))}):\n"
         + "\n".join(f"  {figure:<38} {row['mean']:.4f} ± {row['sd']:.4f}" for figure, row in summary.iterrows())
         + f"\nreports: {out.resolve()} (seeds.csv, summary.csv; each seed's run has its own folder)"
-        + f"\nmodel: seed {seeds[0]}'s (run {results[0].run_id}); this run's id loads it too")
+        + f"\nmodel: seed {seeds[0]}'s (run {results[0].run_id}); this run's id loads it too"
+    )
     details = {f"{figure} {what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")}
     result = RunResult(parent.info.run_id, float(summary.loc[primary, "mean"]), details, results[0].params, None)
     result.trials_run = sum(r.trials_run for r in results)
     if "baseline_score" in summary.index:
-        result.baseline = Baseline(results[0].baseline.head, float(summary.loc["baseline_score", "mean"]),
-                                   float(summary.loc["gain_over_baseline", "mean"]))
+        result.baseline = Baseline(
+            results[0].baseline.head, float(summary.loc["baseline_score", "mean"]), float(summary.loc["gain_over_baseline", "mean"])
+        )
     result.seeds = len(seeds)
     return result
 

@@ -65,7 +65,9 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     with context.start(fingerprint, keys, tuning_key=key) as run:
         if samples.skipped:
             mlflow.log_text("\n".join(samples.skipped), "skipped.txt")
-        fit = hold_out(train_spec, config, head_cls, train, valid, context.device, checkpoints=checkpoint_root(config) if end_to_end else None)
+        fit = hold_out(
+            train_spec, config, head_cls, train, valid, context.device, checkpoints=checkpoint_root(config) if end_to_end else None
+        )
         fitted = fit_head(train_spec, config, head_cls, fit, fingerprint, key)
         head, params, trials_run, provenance = fitted.head, fitted.params, fitted.ran, fitted.provenance
         if config.zero_shot:
@@ -84,7 +86,14 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         run.save_model(head, post, train.normaliser, keys)
         if not config.zero_shot:  # beside an end-to-end head: the linear model on the frozen backbone's features
             result.baseline = linear_baseline(spec, config.head, result.score, features["train"], features["valid"], config.seed)
-        if config.tune and trials_run and config.estimate_folds > 1 and not spec.problem.per_frame and head_cls.search_space and not end_to_end:
+        if (
+            config.tune
+            and trials_run
+            and config.estimate_folds > 1
+            and not spec.problem.per_frame
+            and head_cls.search_space
+            and not end_to_end
+        ):
             result.estimate = _estimate(spec, config, head_cls, params, train, valid, context.device)
     return result
 
@@ -102,8 +111,10 @@ def _train_as_worker(spec, config, head_cls, splits, device, distributed) -> Run
     from challenge.run.selection import head_overrides
 
     if config.tune:
-        raise ChallengeError("--tune under torchrun: a study spreads its trials over GPUs with --workers (one process each); "
-                             "torchrun is for one fine-tuning run with fixed parameters. Tune first, then run the best parameters under torchrun.")
+        raise ChallengeError(
+            "--tune under torchrun: a study spreads its trials over GPUs with --workers (one process each); "
+            "torchrun is for one fine-tuning run with fixed parameters. Tune first, then run the best parameters under torchrun."
+        )
     params = head_cls.default_parameters() | head_overrides(config, head_cls, spec.problem)
     # the same checkpoint key as rank 0's; rank 0 alone reads and writes the file, and sends a resumed state to every rank
     value, _ = hold_out(spec, config, head_cls, splits["train"], splits["valid"], device, checkpoints=checkpoint_root(config))(params)
@@ -114,11 +125,14 @@ def _estimate(spec, config, head_cls, params, train, valid, device):
     import mlflow
     from challenge.run.estimate import cross_fitted_estimate
 
-    say(f"refitting the chosen parameters and the baseline on {config.estimate_folds} folds of train+valid "
-        "(an estimate that selected nothing; --estimate-folds 0 skips it)")
+    say(
+        f"refitting the chosen parameters and the baseline on {config.estimate_folds} folds of train+valid "
+        "(an estimate that selected nothing; --estimate-folds 0 skips it)"
+    )
     estimate = cross_fitted_estimate(spec, head_cls, params, train, valid, config.seed, config.estimate_folds, device)
-    mlflow.log_metrics({"estimate.score": estimate.score, "estimate.baseline_score": estimate.baseline_score,
-                        "estimate.gain_over_baseline": estimate.gain})
+    mlflow.log_metrics(
+        {"estimate.score": estimate.score, "estimate.baseline_score": estimate.baseline_score, "estimate.gain_over_baseline": estimate.gain}
+    )
     return estimate
 
 
@@ -135,5 +149,3 @@ def _zero_shot(spec: TrackSpec, source_head, config: RunConfig, normaliser):
     if parts["test"] is None:
         raise ChallengeError(f"{config.data}: no {spec.name} test videos (names_of_videos_in_each_test_set): nothing to predict.")
     return spec.zero_shot.wrap(source_head), parts["valid"], parts["test"]
-
-

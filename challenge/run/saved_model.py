@@ -26,9 +26,11 @@ from challenge.postprocess import PostProcess
 from challenge.training.normalise import Normaliser
 
 ARTIFACT = "model"  # the run's artifact path of the model
-OLD_FORMAT = ("{where}: this model was saved by an earlier version as a pickle (head.pt), and loading a pickle can run any code "
-              "that was put in it. It is not loaded. Retrain the run, or, if you trust everyone who could write to this run's "
-              "artifacts, convert it once: `challenge reexport RUN_ID --trust-pickle`.")
+OLD_FORMAT = (
+    "{where}: this model was saved by an earlier version as a pickle (head.pt), and loading a pickle can run any code "
+    "that was put in it. It is not loaded. Retrain the run, or, if you trust everyone who could write to this run's "
+    "artifacts, convert it once: `challenge reexport RUN_ID --trust-pickle`."
+)
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 FEATURE_SETTINGS = ("features", "extractors")
 
@@ -48,10 +50,19 @@ class SavedModel:
 
         folder.mkdir(parents=True, exist_ok=True)
         write_model(getattr(self.head, "source_head", self.head), folder)  # a zero-shot head is saved as its source head
-        (folder / "model.json").write_text(json.dumps({
-            "track": self.track, "post_processing": self.post.state(), "normaliser": self.normaliser.state() if self.normaliser is not None else None,
-            "features": self.features, "feature_keys": self.feature_keys, "zero_shot": self.zero_shot,
-        }, indent=1))
+        (folder / "model.json").write_text(
+            json.dumps(
+                {
+                    "track": self.track,
+                    "post_processing": self.post.state(),
+                    "normaliser": self.normaliser.state() if self.normaliser is not None else None,
+                    "features": self.features,
+                    "feature_keys": self.feature_keys,
+                    "zero_shot": self.zero_shot,
+                },
+                indent=1,
+            )
+        )
 
     @classmethod
     def read(cls, folder: Path, trust_pickle: bool = False) -> SavedModel:
@@ -76,9 +87,15 @@ class SavedModel:
             from challenge.registry import get_track
 
             head = get_track(meta["track"]).zero_shot.wrap(head)
-        return cls(meta["track"], head, PostProcess.from_state(meta["post_processing"]),
-                   Normaliser.from_state(meta["normaliser"]) if meta["normaliser"] is not None else None,
-                   meta["features"], meta["feature_keys"], meta.get("zero_shot", False))
+        return cls(
+            meta["track"],
+            head,
+            PostProcess.from_state(meta["post_processing"]),
+            Normaliser.from_state(meta["normaliser"]) if meta["normaliser"] is not None else None,
+            meta["features"],
+            meta["feature_keys"],
+            meta.get("zero_shot", False),
+        )
 
 
 class ChallengeModel(mlflow.pyfunc.PythonModel):
@@ -101,7 +118,9 @@ class ChallengeModel(mlflow.pyfunc.PythonModel):
 
 def save_model(head, post: PostProcess, normaliser: Normaliser, spec, config, keys: dict[str, str]) -> None:
     """Log the run's model to the active MLflow run."""
-    log_saved(SavedModel(spec.name, head, post, normaliser, {k: getattr(config, k) for k in FEATURE_SETTINGS}, keys, bool(config.zero_shot)))
+    log_saved(
+        SavedModel(spec.name, head, post, normaliser, {k: getattr(config, k) for k in FEATURE_SETTINGS}, keys, bool(config.zero_shot))
+    )
 
 
 def log_saved(saved: SavedModel) -> None:
@@ -113,8 +132,9 @@ def log_saved(saved: SavedModel) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "state"
         saved.write(folder)
-        mlflow.pyfunc.log_model(name=ARTIFACT, python_model=str(PYFUNC_CODE), artifacts={"model": str(folder)},
-                                pip_requirements=["challenge"])
+        mlflow.pyfunc.log_model(
+            name=ARTIFACT, python_model=str(PYFUNC_CODE), artifacts={"model": str(folder)}, pip_requirements=["challenge"]
+        )
     pyfunc_log.setLevel(level)
     mlflow.set_tag("model", f"runs:/{mlflow.active_run().info.run_id}/{ARTIFACT}")
 
@@ -126,15 +146,20 @@ def full_run_id(run_id: str, tracking_uri: str | None) -> str:
 
     if len(run_id) == 32:
         return run_id
-    matches = sorted({r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
-                      if r.info.run_id.startswith(run_id)})
+    matches = sorted(
+        {r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list") if r.info.run_id.startswith(run_id)}
+    )
     if len(matches) == 1:
         return matches[0]
     where = tracking_uri or "sqlite:///mlflow/mlflow.db"
     if not matches:
-        raise ChallengeError(f"run {run_id}: no run in {where} has an id starting with it; `challenge runs TRACK` lists them "
-                             "(pass --tracking-uri if the run is in another store).")
-    raise ChallengeError(f"run {run_id}: {len(matches)} runs start with it ({', '.join(m[:12] for m in matches[:10])}); give more of the id.")
+        raise ChallengeError(
+            f"run {run_id}: no run in {where} has an id starting with it; `challenge runs TRACK` lists them "
+            "(pass --tracking-uri if the run is in another store)."
+        )
+    raise ChallengeError(
+        f"run {run_id}: {len(matches)} runs start with it ({', '.join(m[:12] for m in matches[:10])}); give more of the id."
+    )
 
 
 def reexport(run_id: str, tracking_uri: str | None) -> str:
@@ -168,8 +193,10 @@ def _download_state(run_id: str, tracking_uri: str | None) -> Path:
     try:
         return Path(mlflow.artifacts.download_artifacts(f"{model_uri}/artifacts/state"))
     except Exception as error:  # noqa: BLE001  (MLflow raises several kinds for an absent run or artifact)
-        raise ChallengeError(f"run {run_id}: no saved model in {tracking_uri or 'sqlite:///mlflow/mlflow.db'} ({type(error).__name__}); "
-                             "runs log their model since this version, and control runs too: check the id with `challenge runs TRACK`.") from error
+        raise ChallengeError(
+            f"run {run_id}: no saved model in {tracking_uri or 'sqlite:///mlflow/mlflow.db'} ({type(error).__name__}); "
+            "runs log their model since this version, and control runs too: check the id with `challenge runs TRACK`."
+        ) from error
 
 
 def predict_test(spec, saved: SavedModel, root: Path, store: str | None = None, device: str = "auto"):
@@ -191,9 +218,11 @@ def predict_test(spec, saved: SavedModel, root: Path, store: str | None = None, 
     store_, extractors, digests, keys = extract_all(test, config)
     changed = {label: (keys.get(label), key) for label, key in saved.feature_keys.items() if keys.get(label) != key}
     if changed:
-        raise ChallengeError("the features differ from those the model was trained on (extractor: now vs then): "
-                             + ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in changed.items())
-                             + ". Pass the same models (the run's resolved_config.yaml names them).")
+        raise ChallengeError(
+            "the features differ from those the model was trained on (extractor: now vs then): "
+            + ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in changed.items())
+            + ". Pass the same models (the run's resolved_config.yaml names them)."
+        )
     data = split_builder(spec, config, samples)(test, extractors, store_, digests).normalise_with(saved.normaliser)
     return _decided(spec, saved, data)
 

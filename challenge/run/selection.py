@@ -51,8 +51,10 @@ def head_overrides(config: RunConfig, head_cls, problem=None) -> dict:
         if name in LOSS_PARAMETERS and hasattr(head_cls, "build"):
             _check_loss(head_cls, problem, name, value)
         elif name not in head_cls.defaults:
-            raise ChallengeError(f"head_params: the {head_cls.name} head has no parameter {name!r}; it has "
-                                 f"{', '.join(sorted(head_cls.defaults))}" + (", loss, focal_gamma" if hasattr(head_cls, "build") else ""))
+            raise ChallengeError(
+                f"head_params: the {head_cls.name} head has no parameter {name!r}; it has "
+                f"{', '.join(sorted(head_cls.defaults))}" + (", loss, focal_gamma" if hasattr(head_cls, "build") else "")
+            )
         fixed[name] = value
     return fixed
 
@@ -76,8 +78,12 @@ def _check_loss(head_cls, problem, name: str, value) -> None:
 
     if name != "loss" or problem is None:
         return
-    choices = {Problem.CLIP_REGRESSION: CLIP_LOSSES, Problem.FRAME_CLASSIFICATION: CLASS_LOSSES,
-               Problem.FRAME_MULTILABEL: LABEL_LOSSES, Problem.FRAME_REGRESSION: VALUE_LOSSES}.get(problem, ())
+    choices = {
+        Problem.CLIP_REGRESSION: CLIP_LOSSES,
+        Problem.FRAME_CLASSIFICATION: CLASS_LOSSES,
+        Problem.FRAME_MULTILABEL: LABEL_LOSSES,
+        Problem.FRAME_REGRESSION: VALUE_LOSSES,
+    }.get(problem, ())
     if value not in choices:
         raise ChallengeError(f"head_params: loss {value!r} is not one of the {problem.value} losses: {', '.join(choices) or 'none'}")
 
@@ -118,8 +124,10 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
                 mlflow.log_metric("valid_score", value, step=step)
                 if trial.should_prune():
                     mlflow.set_tag("state", "pruned")
-                    say(f"trial {trial.number}: pruned at step {step} (score {value:.4f}, below the median of earlier trials there; "
-                        f"{time.perf_counter() - began:.1f} s)")
+                    say(
+                        f"trial {trial.number}: pruned at step {step} (score {value:.4f}, below the median of earlier trials there; "
+                        f"{time.perf_counter() - began:.1f} s)"
+                    )
                     raise optuna.TrialPruned()
 
             value, head = fit(params, report)
@@ -134,8 +142,13 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
     best = study.best_trial
     mlflow.log_metrics({"tuning.best_trial_score": best.value, "tuning.trials": finished_trials(study)})
     provenance = {
-        "source": "optuna", "study": name, "tuning_key": key, "storage": config.storage or "sqlite:///optuna/studies.db",
-        "trial": best.number, "value": best.value, "data_fingerprint": fingerprint,
+        "source": "optuna",
+        "study": name,
+        "tuning_key": key,
+        "storage": config.storage or "sqlite:///optuna/studies.db",
+        "trial": best.number,
+        "value": best.value,
+        "data_fingerprint": fingerprint,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     head = fitted[best.number][1] if best.number in fitted else None

@@ -56,12 +56,16 @@ def _named(path: Path, error: BaseException, what: str) -> ChallengeError | None
     code = getattr(error, "errno", None)
     torch_short_write = isinstance(error, RuntimeError) and ("unexpected pos" in str(error) or "inline_container" in str(error))
     if code in FULL or torch_short_write:
-        return ChallengeError(f"{path}: the {what} could not be written: no space left on the device holding {path.parent}. "
-                              "Nothing was half-written (the previous version, if any, is kept); free space or point the "
-                              "output elsewhere (--out, --store), then run the same command again.")
+        return ChallengeError(
+            f"{path}: the {what} could not be written: no space left on the device holding {path.parent}. "
+            "Nothing was half-written (the previous version, if any, is kept); free space or point the "
+            "output elsewhere (--out, --store), then run the same command again."
+        )
     if code in READ_ONLY:
-        return ChallengeError(f"{path}: the {what} cannot be written there ({os.strerror(code)}). Name a folder you can write "
-                              "(--out for a run's outputs, --store for features).")
+        return ChallengeError(
+            f"{path}: the {what} cannot be written there ({os.strerror(code)}). Name a folder you can write "
+            "(--out for a run's outputs, --store for features)."
+        )
     return None
 
 
@@ -74,8 +78,9 @@ def check_writable_folder(folder: Path, option: str) -> None:
     if not existing.is_dir():
         raise ChallengeError(f"{option} {folder}: {existing} is a file, not a folder. Name a new or existing folder.")
     if not os.access(existing, os.W_OK):
-        raise ChallengeError(f"{option} {folder}: {existing} cannot be written (read-only file system or no permission). "
-                             "Name a folder you can write.")
+        raise ChallengeError(
+            f"{option} {folder}: {existing} cannot be written (read-only file system or no permission). Name a folder you can write."
+        )
 
 
 def sweep_partials(folder: Path) -> int:

@@ -24,8 +24,14 @@ def check_store(url: str, option: str, default: str) -> None:
     if key in _CHECKED:
         return
     schemes = SQL_SCHEMES if option == "--storage" else TRACKING_SCHEMES
-    check_url(url, schemes, option, "sqlite:///optuna/studies.db or postgresql+psycopg2://user@host/db" if option == "--storage"
-              else "sqlite:///mlflow/mlflow.db or http://host:5000")
+    check_url(
+        url,
+        schemes,
+        option,
+        "sqlite:///optuna/studies.db or postgresql+psycopg2://user@host/db"
+        if option == "--storage"
+        else "sqlite:///mlflow/mlflow.db or http://host:5000",
+    )
     if url.startswith(("http://", "https://")):
         check_server_answers(url, option)
     elif url.partition("://")[0].split("+")[0].lower() in SQL_SCHEMES:
@@ -57,8 +63,10 @@ def check_server_answers(url: str, option: str, timeout: float = 5.0) -> None:
         pass  # it answers (a proxy or an older server without /health)
     except (OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        raise ChallengeError(f"{option} {url} does not answer ({reason}, after {time.monotonic() - start:.1f} s): start the "
-                             "tracking server (mlflow server --host ... --port ...), or correct the address.") from None
+        raise ChallengeError(
+            f"{option} {url} does not answer ({reason}, after {time.monotonic() - start:.1f} s): start the "
+            "tracking server (mlflow server --host ... --port ...), or correct the address."
+        ) from None
 
 
 def _check_driver(url: str, option: str) -> None:
@@ -69,8 +77,10 @@ def _check_driver(url: str, option: str) -> None:
     except ImportError as error:
         dialect = url.partition("://")[0]
         hint = " (for MySQL: pip install PyMySQL into .venv and write mysql+pymysql://...)" if dialect.startswith("mysql") else ""
-        raise ChallengeError(f"{option} {url}: the database driver for {dialect} is not installed ({error}). Install it{hint}, "
-                             "or use sqlite:/// or postgresql:// (both work as installed).") from None
+        raise ChallengeError(
+            f"{option} {url}: the database driver for {dialect} is not installed ({error}). Install it{hint}, "
+            "or use sqlite:/// or postgresql:// (both work as installed)."
+        ) from None
     except sqlalchemy.exc.ArgumentError as error:
         raise ChallengeError(f"{option} {url}: not a database URL SQLAlchemy can read ({error}).") from None
 
@@ -86,8 +96,10 @@ def _check_sqlite(url: str, option: str, is_default: bool) -> None:
         raise ChallengeError(f"{option} {url}: {blocking} is a file, not a folder. Name a database under an existing folder.")
     if not path.parent.exists():
         if not is_default:
-            raise ChallengeError(f"{option} {url}: the folder {path.parent} does not exist. Create it (mkdir -p {path.parent}) "
-                                 "or correct the path; folders are not made for a path you name.")
+            raise ChallengeError(
+                f"{option} {url}: the folder {path.parent} does not exist. Create it (mkdir -p {path.parent}) "
+                "or correct the path; folders are not made for a path you name."
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         _check_database(path, option, url)
@@ -139,8 +151,12 @@ def _take_write_lock(connection) -> None:
 def check_url(url: str, schemes: tuple[str, ...], option: str, example: str) -> None:
     scheme = url.partition("://")[0].split("+")[0].lower() if "://" in url else ""
     if scheme == "postgres":
-        raise ChallengeError(f"{option} {url}: write postgresql:// (SQLAlchemy no longer accepts the postgres:// spelling), "
-                             f"e.g. {url.replace('postgres://', 'postgresql+psycopg2://', 1)}")
+        raise ChallengeError(
+            f"{option} {url}: write postgresql:// (SQLAlchemy no longer accepts the postgres:// spelling), "
+            f"e.g. {url.replace('postgres://', 'postgresql+psycopg2://', 1)}"
+        )
     if scheme not in schemes:
-        raise ChallengeError(f"{option} {url}: unknown kind of store {scheme or '(no scheme)'!r}; expected one of "
-                             f"{', '.join(s + '://' for s in schemes)}, e.g. {example}")
+        raise ChallengeError(
+            f"{option} {url}: unknown kind of store {scheme or '(no scheme)'!r}; expected one of "
+            f"{', '.join(s + '://' for s in schemes)}, e.g. {example}"
+        )

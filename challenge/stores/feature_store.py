@@ -271,7 +271,9 @@ class FeatureStore:
     def __init__(self, root: Path | str | None = None, shared_roots: list[Path] | None = None):
         self.root = Path(root).expanduser() if root else default_root()
         if self.root.exists() and not self.root.is_dir():
-            raise ChallengeError(f"{self.root}: the feature store is a folder, and this is a file. Point --store (or ${STORE_ENV}) at a folder.")
+            raise ChallengeError(
+                f"{self.root}: the feature store is a folder, and this is a file. Point --store (or ${STORE_ENV}) at a folder."
+            )
         global _model_digest_root
         _model_digest_root = self.root  # the models' digests are cached with the features they key
         if shared_roots is None:

@@ -11,7 +11,8 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state
     import mlflow
 
     runs = mlflow.search_runs(
-        experiment_ids=track_experiments(track, tracking_uri), filter_string="" if every_state else "attributes.status = 'FINISHED'",
+        experiment_ids=track_experiments(track, tracking_uri),
+        filter_string="" if every_state else "attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"] if every_state else ["metrics.score DESC"],
     )
     if runs.empty or "tags.challenge.kind" not in runs:
@@ -21,22 +22,31 @@ def best_runs(track: str, tracking_uri: str | None, limit: int = 10, every_state
     for _, run in runs.iterrows():
         ensemble = run.get("tags.challenge.kind") == "ensemble"
         multitask = run.get("tags.challenge.kind") == "multitask-task"
-        params = {k.removeprefix("params.head."): v for k, v in run.items() if str(k).startswith("params.head.") and isinstance(v, str)}  # NaN: a run without that parameter
+        params = {
+            k.removeprefix("params.head."): v for k, v in run.items() if str(k).startswith("params.head.") and isinstance(v, str)
+        }  # NaN: a run without that parameter
         key = ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items()) if k not in ("epochs", "patience", "batch_size"))
         state = {"state": run["status"]} if every_state else {}
-        rows.append({
-            "run": run["run_id"][:8],
-            **state,
-            "date": run["start_time"].strftime("%Y-%m-%d %H:%M") if run["start_time"] is not None else "",
-            "kind": (f"ensemble ({run.get('tags.ensemble.split')}, {run.get('tags.ensemble.rule')})" if ensemble
-                     else "multi-task" if multitask else "single"),
-            "score": f"{run.get('metrics.score', float('nan')):.4f}" + (" oof" if ensemble else ""),
-            "head": run.get("tags.head", ""),
-            "features": run.get("tags.features", ""),
-            "tuned": run.get("params.tune", ""),
-            "shuffled": run.get("tags.shuffled_labels", ""),
-            "key params": key,
-        })
+        rows.append(
+            {
+                "run": run["run_id"][:8],
+                **state,
+                "date": run["start_time"].strftime("%Y-%m-%d %H:%M") if run["start_time"] is not None else "",
+                "kind": (
+                    f"ensemble ({run.get('tags.ensemble.split')}, {run.get('tags.ensemble.rule')})"
+                    if ensemble
+                    else "multi-task"
+                    if multitask
+                    else "single"
+                ),
+                "score": f"{run.get('metrics.score', float('nan')):.4f}" + (" oof" if ensemble else ""),
+                "head": run.get("tags.head", ""),
+                "features": run.get("tags.features", ""),
+                "tuned": run.get("params.tune", ""),
+                "shuffled": run.get("tags.shuffled_labels", ""),
+                "key params": key,
+            }
+        )
     return rows
 
 
@@ -87,10 +97,14 @@ def best_tuned_parameters(track: str, tuning_key: str, fingerprint: str, trackin
 
     experiment = tracking.setup(tracking_uri, track)
     runs = mlflow.search_runs(
-        experiment_ids=[experiment], order_by=["metrics.score DESC"], max_results=1,
-        filter_string=(f"tags.`challenge.kind` = 'track' and attributes.status = 'FINISHED' and params.tune = 'True' "
-                       f"and tags.tuning_key = '{tuning_key}' "
-                       f"and tags.data_fingerprint = '{fingerprint}' and tags.shuffled_labels = 'False'"),
+        experiment_ids=[experiment],
+        order_by=["metrics.score DESC"],
+        max_results=1,
+        filter_string=(
+            f"tags.`challenge.kind` = 'track' and attributes.status = 'FINISHED' and params.tune = 'True' "
+            f"and tags.tuning_key = '{tuning_key}' "
+            f"and tags.data_fingerprint = '{fingerprint}' and tags.shuffled_labels = 'False'"
+        ),
     )
     if runs.empty:
         return None

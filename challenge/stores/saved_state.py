@@ -52,7 +52,9 @@ def rebuild(info: dict, arrays: dict[str, np.ndarray], prefix: str = ""):
     if info["kind"] not in KINDS and info["kind"] in KIND_MODULES:
         importlib.import_module(KIND_MODULES[info["kind"]])
     if info["kind"] not in KINDS:
-        raise ChallengeError(f"a saved model of kind {info['kind']!r}, which this version does not know; known: {', '.join(sorted(KIND_MODULES))}")
+        raise ChallengeError(
+            f"a saved model of kind {info['kind']!r}, which this version does not know; known: {', '.join(sorted(KIND_MODULES))}"
+        )
     return KINDS[info["kind"]].load_state(info, arrays, prefix)
 
 
@@ -71,8 +73,10 @@ def read_model(folder: Path):
 
     info = read_json(folder / "head.json", "the saved model's head")
     if info.get("format") != FORMAT:
-        raise ChallengeError(f"{folder / 'head.json'}: saved model format {info.get('format')!r}, this version reads {FORMAT}; "
-                             "retrain the run with this version.")
+        raise ChallengeError(
+            f"{folder / 'head.json'}: saved model format {info.get('format')!r}, this version reads {FORMAT}; "
+            "retrain the run with this version."
+        )
     try:
         arrays = load_file(str(folder / "head.safetensors"))
     except Exception as error:  # noqa: BLE001  (safetensors raises its own error type for a damaged file)
@@ -89,17 +93,19 @@ def load_module(module, arrays: dict[str, np.ndarray], prefix: str = ""):
     """Copies `arrays` into `module`; every tensor of the module must be there, nothing else."""
     import torch
 
-    state = {k[len(prefix):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ChallengeError(f"saved model: tensors missing {missing[:10]} or unexpected {unexpected[:10]} for {type(module).__name__}; "
-                             "the file does not belong to this head. Retrain the run.")
+        raise ChallengeError(
+            f"saved model: tensors missing {missing[:10]} or unexpected {unexpected[:10]} for {type(module).__name__}; "
+            "the file does not belong to this head. Retrain the run."
+        )
     return module.eval()
 
 
 def only(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     """The arrays under `prefix`, named without it."""
-    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def put(arrays: dict[str, np.ndarray], named: dict[str, np.ndarray], prefix: str) -> None:
@@ -117,9 +123,13 @@ def read_json(path: Path, what: str) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise ChallengeError(f"{path}: {what} is damaged ({error}): a truncated download or copy. Fetch the run's artifacts again "
-                             "(mlflow artifacts download) or retrain the run.") from None
+        raise ChallengeError(
+            f"{path}: {what} is damaged ({error}): a truncated download or copy. Fetch the run's artifacts again "
+            "(mlflow artifacts download) or retrain the run."
+        ) from None
     if not isinstance(value, dict):
-        raise ChallengeError(f"{path}: {what} holds {type(value).__name__}, not the object it was saved as; the file is damaged. "
-                             "Fetch the run's artifacts again or retrain the run.")
+        raise ChallengeError(
+            f"{path}: {what} holds {type(value).__name__}, not the object it was saved as; the file is damaged. "
+            "Fetch the run's artifacts again or retrain the run."
+        )
     return value

@@ -107,8 +107,10 @@ def mark_dead_runs() -> list[str]:
     running = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=5000)
     host = socket.gethostname()
     dead = {
-        run.info.run_id for run in running
-        if run.data.tags.get("process.host") == host and run.data.tags.get("process.pid", "").isdigit()
+        run.info.run_id
+        for run in running
+        if run.data.tags.get("process.host") == host
+        and run.data.tags.get("process.pid", "").isdigit()
         and not _alive(int(run.data.tags["process.pid"]), run.data.tags.get("process.start", ""))
     }
     dead |= {run.info.run_id for run in running if run.data.tags.get("mlflow.parentRunId") in dead}
@@ -126,7 +128,9 @@ def git_commit() -> str:
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -147,9 +151,17 @@ def log_history(history: list[dict], prefix: str = "") -> None:
 def run_tags(kind: str, track: str, config, head: str, fingerprint: str | None = None, feature_keys: dict | None = None, **extra) -> dict:
     """The tags every top-level run carries, so `challenge runs` and parameter look-ups can
     filter track runs, ensembles and study runs alike."""
-    tags = {"challenge.kind": kind, "track": track, "head": head, "features": ",".join(config.features), "git_commit": git_commit(),
-            "seed": config.seed, "shuffled_labels": config.shuffle_labels, **{f"feature_key.{k}": v for k, v in (feature_keys or {}).items()},
-            **process_tags()}
+    tags = {
+        "challenge.kind": kind,
+        "track": track,
+        "head": head,
+        "features": ",".join(config.features),
+        "git_commit": git_commit(),
+        "seed": config.seed,
+        "shuffled_labels": config.shuffle_labels,
+        **{f"feature_key.{k}": v for k, v in (feature_keys or {}).items()},
+        **process_tags(),
+    }
     if fingerprint is not None:
         tags["data_fingerprint"] = fingerprint
     return tags | extra

@@ -37,13 +37,16 @@ def storage_for(url: str | None):
     with warnings.catch_warnings():  # the heartbeat API is marked experimental
         warnings.simplefilter("ignore")
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS,
+            url,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=3 * HEARTBEAT_SECONDS,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
 
 
-def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, direction: str = "maximize",
-               worker: int | None = None) -> tuple[optuna.Study, int]:
+def open_study(
+    name: str, storage_url: str | None, seed: int, defaults: dict, direction: str = "maximize", worker: int | None = None
+) -> tuple[optuna.Study, int]:
     """The study and this process's worker index. `worker`: its index among the workers sharing
     the study (--worker, or the k of --workers K); each worker's sampler gets its own seed, so
     workers never propose the same parameters, and a given index's proposals stay reproducible.
@@ -56,7 +59,10 @@ def open_study(name: str, storage_url: str | None, seed: int, defaults: dict, di
     check_store(url, "--storage", DEFAULT_STORAGE)
     with schema_lock(url):  # table creation and the defaults' enqueueing: one process at a time
         study = optuna.create_study(
-            study_name=name, storage=storage_for(url), direction=direction, load_if_exists=True,
+            study_name=name,
+            storage=storage_for(url),
+            direction=direction,
+            load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=seed),
             pruner=pruner(),
         )

@@ -24,9 +24,16 @@ def tiny_wav2vec2(directory: Path, emotion_head: bool = False, hidden: int = 32,
 
     torch.manual_seed(seed)
     config = Wav2Vec2Config(
-        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
-        conv_dim=(32, 32, 32, 32, 32, 32, 32), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-        num_labels=3, do_stable_layer_norm=False, feat_extract_norm="group",
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        conv_dim=(32, 32, 32, 32, 32, 32, 32),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        num_labels=3,
+        do_stable_layer_norm=False,
+        feat_extract_norm="group",
     )
     model = Wav2Vec2WithEmotionHead(config) if emotion_head else Wav2Vec2Model(config)
     model.save_pretrained(directory)
@@ -44,8 +51,15 @@ def tiny_mae(directory: Path, image_size: int = 32, hidden: int = 32, seed: int 
 
     torch.manual_seed(seed)
     config = ViTMAEConfig(
-        image_size=image_size, patch_size=8, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=2 * hidden, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+        image_size=image_size,
+        patch_size=8,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        decoder_hidden_size=16,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=2,
         decoder_intermediate_size=32,
     )
     ViTMAEModel(config).save_pretrained(directory)
@@ -72,9 +86,15 @@ def write_stand_ins(directory: Path, dataset_roots: list[Path]) -> dict[str, Pat
     if not (paths["visual_model"] / "config.json").exists():
         tiny_mae(paths["visual_model"])
     for root in dataset_roots:
-        settings = {"extractors": {"wav2vec2": {"model": os.path.relpath(paths["audio_model"], root)},
-                                   "mae": {"model": os.path.relpath(paths["visual_model"], root)}}}
-        text = ("# Demo dataset: its runs use random-weight stand-in models, since none can be downloaded here.\n"
-                "# Flags (--audio-model, --visual-model) override these; real datasets need no such file.\n")
+        settings = {
+            "extractors": {
+                "wav2vec2": {"model": os.path.relpath(paths["audio_model"], root)},
+                "mae": {"model": os.path.relpath(paths["visual_model"], root)},
+            }
+        }
+        text = (
+            "# Demo dataset: its runs use random-weight stand-in models, since none can be downloaded here.\n"
+            "# Flags (--audio-model, --visual-model) override these; real datasets need no such file.\n"
+        )
         (Path(root) / "challenge.yaml").write_text(text + yaml.safe_dump(settings, sort_keys=True))
     return paths

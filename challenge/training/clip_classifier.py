@@ -40,8 +40,18 @@ class ClipClassifier(nn.Module):
         nn.init.zeros_(self.out.bias)
 
 
-def fit_clips(model: nn.Module, x: np.ndarray, y: np.ndarray, x_stop: np.ndarray, y_stop: np.ndarray, score, seed: int,
-              params: dict, report=None, start: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, list[dict]]:
+def fit_clips(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_stop: np.ndarray,
+    y_stop: np.ndarray,
+    score,
+    seed: int,
+    params: dict,
+    report=None,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, list[dict]]:
     """Mini-batch training with class weights; the epoch with the best `score(y_stop, probabilities)`
     on the stop set wins. With `start` (a linear model's weights and biases) the linear path
     starts from it, and that starting point competes with the epochs."""

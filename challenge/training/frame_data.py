@@ -83,8 +83,15 @@ class FrameFeatures:
     def subset(self, indices) -> FrameFeatures:
         indices = list(indices)
         pick = lambda values: [values[i] for i in indices]  # noqa: E731
-        return FrameFeatures(pick(self.ids), pick(self.lengths), pick(self.fps), pick(self.entries), self.dims,
-                             None if self.labels is None else pick(self.labels), self.normaliser)
+        return FrameFeatures(
+            pick(self.ids),
+            pick(self.lengths),
+            pick(self.fps),
+            pick(self.entries),
+            self.dims,
+            None if self.labels is None else pick(self.labels),
+            self.normaliser,
+        )
 
     @staticmethod
     def join(parts: list[FrameFeatures]) -> FrameFeatures:
@@ -119,7 +126,9 @@ def frame_features(samples, extractors, store, digests, lengths: dict[str, int],
     if empty:
         raise ChallengeError(f"{len(empty)} video(s) have no features at all:\n{list_offenders(empty)}")
     labels = [s.labels for s in samples] if samples and samples[0].labels is not None else None
-    return FrameFeatures([s.id for s in samples], [lengths[s.id] for s in samples], [fps.get(s.id, 30.0) for s in samples], entries, dims, labels)
+    return FrameFeatures(
+        [s.id for s in samples], [lengths[s.id] for s in samples], [fps.get(s.id, 30.0) for s in samples], entries, dims, labels
+    )
 
 
 def _require(store, extractor, digests, sample_id) -> StoreEntry | None:

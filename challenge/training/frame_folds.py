@@ -42,8 +42,19 @@ class FrameFoldEnsemble:
         return cls([rebuild(m, arrays, f"{prefix}members.{i}.") for i, m in enumerate(info["members"])], [], info["history"])
 
 
-def cross_validate_frames(head_cls, params: dict, problem, n_outputs: int, dev: FrameFeatures, truth: list[np.ndarray], folds: np.ndarray,
-                          seed: int, score, device: str = "cpu", report=None) -> tuple[float, FrameFoldEnsemble]:
+def cross_validate_frames(
+    head_cls,
+    params: dict,
+    problem,
+    n_outputs: int,
+    dev: FrameFeatures,
+    truth: list[np.ndarray],
+    folds: np.ndarray,
+    seed: int,
+    score,
+    device: str = "cpu",
+    report=None,
+) -> tuple[float, FrameFoldEnsemble]:
     """(score of the pooled out-of-fold outputs against `truth`, the fold models). `dev.labels`
     are what the models learn from (shuffled in a control run); `truth` is what they are scored
     on. `folds[i]` is video i's fold (challenge.training.grouped_folds.fold_loop)."""

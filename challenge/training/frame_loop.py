@@ -21,8 +21,15 @@ def activation(problem: Problem, logits: torch.Tensor) -> torch.Tensor:
     return logits.tanh()  # valence and arousal live in [-1, 1]
 
 
-def masked_loss(problem: Problem, logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
-                weights: torch.Tensor | None = None, loss: str | None = None, gamma: float = 2.0) -> torch.Tensor:
+def masked_loss(
+    problem: Problem,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    present: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    loss: str | None = None,
+    gamma: float = 2.0,
+) -> torch.Tensor:
     """`present` marks real frames (not window padding); invalid labels are skipped too.
     `weights`: per class (classification), e.g. inverse frequency for rare smile levels. `loss`:
     cross-entropy (default) or focal for classes, bce (default) or focal for labels, ccc
@@ -88,8 +95,19 @@ def batch_tensors(batch, window: int, device: str):
     return x, y, present
 
 
-def fit_frame_model(model, problem, train: FrameFeatures, valid: FrameFeatures, params: dict, score, report, seed: int, device: str,
-                    n_outputs: int | None = None, checkpoint=None):
+def fit_frame_model(
+    model,
+    problem,
+    train: FrameFeatures,
+    valid: FrameFeatures,
+    params: dict,
+    score,
+    report,
+    seed: int,
+    device: str,
+    n_outputs: int | None = None,
+    checkpoint=None,
+):
     rng = np.random.default_rng(seed)
     trainer = Trainer(model, params, device, rngs=[rng], checkpoint=checkpoint)
     window = params["window"]

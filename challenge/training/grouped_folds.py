@@ -19,8 +19,10 @@ def grouped_folds(groups: list[str], labels: np.ndarray, k: int, seed: int, what
     if k < 2:
         raise ChallengeError(f"--folds {k}: cross-validation needs at least 2 folds.")
     if len(distinct) < k:
-        raise ChallengeError(f"--folds {k}: only {len(distinct)} {what} to put in folds ({', '.join(distinct[:8])}); "
-                             f"pass --folds {len(distinct)} or fewer, or add {what}.")
+        raise ChallengeError(
+            f"--folds {k}: only {len(distinct)} {what} to put in folds ({', '.join(distinct[:8])}); "
+            f"pass --folds {len(distinct)} or fewer, or add {what}."
+        )
     folds = np.full(len(groups), -1)
     splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for fold, (_, held) in enumerate(splitter.split(np.zeros(len(groups)), labels, groups)):

@@ -125,8 +125,11 @@ class ClipFeatures:
     def subset(self, indices) -> ClipFeatures:
         indices = list(indices)
         return ClipFeatures(
-            [self.ids[i] for i in indices], [self.entries[i] for i in indices], self.dims,
-            None if self.targets is None else self.targets[indices], self.normaliser,
+            [self.ids[i] for i in indices],
+            [self.entries[i] for i in indices],
+            self.dims,
+            None if self.targets is None else self.targets[indices],
+            self.normaliser,
         )
 
     @staticmethod
@@ -161,7 +164,9 @@ def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]
             empty.append(sample.id)
         entries.append(row)
     if empty:
-        raise ChallengeError(f"{len(empty)} sample(s) have no features at all:\n{list_offenders(empty)}\nRun `challenge features extract` for them or check their media.")
+        raise ChallengeError(
+            f"{len(empty)} sample(s) have no features at all:\n{list_offenders(empty)}\nRun `challenge features extract` for them or check their media."
+        )
     targets = np.stack([s.labels for s in samples]).astype(np.float32) if samples and samples[0].labels is not None else None
     return ClipFeatures([s.id for s in samples], entries, dims, targets)
 
@@ -170,11 +175,17 @@ def _width(found: dict, extractor, samples) -> int:
     for entry in found.values():
         return entry.width
     split = samples[0].split if samples else "?"
-    hint = (" The organisers' pickles cover only some splits: use an extractor that runs on the media "
-            "(wav2vec2, mae, egemaps) for this split." if extractor.name == "provided" else
-            f" It reads {extractor.reads}." if extractor.reads else "")
-    raise ChallengeError(f"no {extractor.label} features for any of the {len(samples)} {split} sample(s): extraction did not run "
-                         f"or every media file is missing.{hint}")
+    hint = (
+        " The organisers' pickles cover only some splits: use an extractor that runs on the media (wav2vec2, mae, egemaps) for this split."
+        if extractor.name == "provided"
+        else f" It reads {extractor.reads}."
+        if extractor.reads
+        else ""
+    )
+    raise ChallengeError(
+        f"no {extractor.label} features for any of the {len(samples)} {split} sample(s): extraction did not run "
+        f"or every media file is missing.{hint}"
+    )
 
 
 def pooled(data: ClipFeatures) -> np.ndarray:

@@ -44,8 +44,9 @@ class ClipBatches:
         return padded.to(device), lengths, torch.from_numpy(context).to(device), torch.from_numpy(present).to(device)
 
 
-def fit_clip_model(model, train: ClipFeatures, valid: ClipFeatures, params: dict, score, report, seed: int, device: str,
-                   classes: int | None = None):
+def fit_clip_model(
+    model, train: ClipFeatures, valid: ClipFeatures, params: dict, score, report, seed: int, device: str, classes: int | None = None
+):
     """Returns (best validation score, per-epoch history); `model` ends with the best weights.
     `classes`: the targets are class indices and the model's outputs logits (cross-entropy,
     scored on probabilities), else values (challenge.training.losses.clip_loss)."""
@@ -59,8 +60,9 @@ def fit_clip_model(model, train: ClipFeatures, valid: ClipFeatures, params: dict
         losses = []
         for start in range(0, len(order), params["batch_size"]):
             index = order[start : start + params["batch_size"]]
-            x, lengths, context, present = ClipBatches.collate([batches.train_window(i) for i in index], batches.context[index],
-                                                               batches.present[index], device)
+            x, lengths, context, present = ClipBatches.collate(
+                [batches.train_window(i) for i in index], batches.context[index], batches.present[index], device
+            )
             losses.append(trainer.step(loss_of(model(x, lengths, context, present), targets[index].to(device))))
         return float(np.mean(losses))
 
@@ -69,8 +71,9 @@ def fit_clip_model(model, train: ClipFeatures, valid: ClipFeatures, params: dict
 
 
 @torch.inference_mode()
-def predict_clips(model, data: ClipFeatures, max_steps: int, device: str, clips_per_batch: int = 32,
-                  probabilities: bool = False) -> np.ndarray:
+def predict_clips(
+    model, data: ClipFeatures, max_steps: int, device: str, clips_per_batch: int = 32, probabilities: bool = False
+) -> np.ndarray:
     """Average of the model's outputs (with `probabilities`, of the softmax of its logits) over
     half-overlapping windows of each clip; clips are read a batch at a time so memory stays
     bounded on a full-size split."""

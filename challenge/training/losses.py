@@ -24,8 +24,9 @@ def ccc_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.stack([1 - ccc(prediction[:, j], target[:, j]) for j in range(prediction.shape[1])]).mean()
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, weight: torch.Tensor | None = None,
-               ignore_index: int = -1) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, weight: torch.Tensor | None = None, ignore_index: int = -1
+) -> torch.Tensor:
     """Multi-class focal loss (Lin et al.): mean over the kept rows of -w_t (1 - p_t)^gamma log p_t;
     `weight` per class plays the role of alpha; gamma 0 gives the (weighted) cross-entropy per row."""
     keep = target != ignore_index

@@ -23,8 +23,17 @@ from challenge.training.frame_data import FrameFeatures
 from challenge.training.frame_loop import _train_batches, batch_tensors, masked_loss, predict_frames
 from challenge.training.trainer import Trainer
 
-DEFAULTS = {"hidden": 128, "layers": 1, "dropout": 0.2, "learning_rate": 1e-3, "weight_decay": 1e-4,
-            "window": 64, "batch_size": 16, "epochs": 20, "patience": 6}
+DEFAULTS = {
+    "hidden": 128,
+    "layers": 1,
+    "dropout": 0.2,
+    "learning_rate": 1e-3,
+    "weight_decay": 1e-4,
+    "window": 64,
+    "batch_size": 16,
+    "epochs": 20,
+    "patience": 6,
+}
 
 
 class MultiTaskFrameModel(nn.Module):

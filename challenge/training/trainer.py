@@ -98,7 +98,10 @@ def _global_rngs() -> dict:
     import random
 
     kind, keys, position, has_gauss, gauss = np.random.get_state()
-    return {"numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)], "python": random.getstate()}
+    return {
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
 
 
 def _set_global_rngs(state: dict) -> None:
@@ -119,8 +122,17 @@ class Trainer:
     `rngs` are the NumPy generators that decide the data order: checkpointed with the weights,
     so a resumed run draws the same batches an uninterrupted one would."""
 
-    def __init__(self, model: torch.nn.Module, params: dict, device: str, steps_per_epoch: int = 1, groups: list[dict] | None = None,
-                 rngs: Iterable[np.random.Generator] = (), checkpoint: Path | None = None, keep_checkpoint: bool = False):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        params: dict,
+        device: str,
+        steps_per_epoch: int = 1,
+        groups: list[dict] | None = None,
+        rngs: Iterable[np.random.Generator] = (),
+        checkpoint: Path | None = None,
+        keep_checkpoint: bool = False,
+    ):
         self.params, self.device, self.rngs = params, device, list(rngs)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         # kept after training when the caller still has to save its result from it (pretraining)
@@ -132,8 +144,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             # frozen blocks and masked-step embeddings can go unused in a step: DDP must not wait for their gradients
-            self.forward = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
-                                                   find_unused_parameters=True)
+            self.forward = DistributedDataParallel(
+                model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None, find_unused_parameters=True
+            )
         else:
             self.forward = model
         groups = groups if groups is not None else [{"params": [p for p in model.parameters() if p.requires_grad]}]
@@ -143,8 +156,11 @@ class Trainer:
         self.accumulate = int(params.get("accumulate", 1))
         total = max(1, math.ceil(steps_per_epoch / self.accumulate)) * int(params.get("epochs", 1))
         schedule, warmup = params.get("schedule", "constant"), float(params.get("warmup", 0.0))
-        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimiser, warmup_cosine(total, warmup, schedule))
-                          if schedule != "constant" or warmup > 0 else None)
+        self.scheduler = (
+            torch.optim.lr_scheduler.LambdaLR(self.optimiser, warmup_cosine(total, warmup, schedule))
+            if schedule != "constant" or warmup > 0
+            else None
+        )
         self.dtype = autocast_dtype(params.get("precision", "auto"), device)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.pending = 0  # micro-batches whose gradients wait for the next optimiser step
@@ -235,11 +251,15 @@ class Trainer:
         if self.checkpoint is None or self.dist.rank != 0:
             return
         payload = {
-            **state, "model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+            **state,
+            "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "data_order": [g.bit_generator.state for g in self.rngs], "global_rngs": _global_rngs(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "data_order": [g.bit_generator.state for g in self.rngs],
+            "global_rngs": _global_rngs(),
         }
         # a kill or a full disk during the write leaves the previous epoch's checkpoint whole
         sweep_partials(self.checkpoint.parent)
@@ -253,8 +273,10 @@ class Trainer:
         try:
             return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - a truncated or foreign file
-            raise ChallengeError(f"{self.checkpoint}: unreadable training checkpoint ({type(error).__name__}: {error}). "
-                                 "Delete it to start this training from the beginning.") from error
+            raise ChallengeError(
+                f"{self.checkpoint}: unreadable training checkpoint ({type(error).__name__}: {error}). "
+                "Delete it to start this training from the beginning."
+            ) from error
 
     def _resume(self, state: dict) -> bool:
         """Continue from the checkpoint. Under torchrun, rank 0 reads it and sends it to every
@@ -274,9 +296,11 @@ class Trainer:
             from challenge.errors import ChallengeError
 
             first = " ".join(line.strip() for line in str(error).strip().splitlines()[:3])[:300] or repr(error)
-            raise ChallengeError(f"{self.checkpoint}: not a training checkpoint of this model ({type(error).__name__}: {first}). It was "
-                                 "written by another model, other settings or another program. Delete it to start this training "
-                                 "from the beginning, or run with the settings that wrote it.") from None
+            raise ChallengeError(
+                f"{self.checkpoint}: not a training checkpoint of this model ({type(error).__name__}: {first}). It was "
+                "written by another model, other settings or another program. Delete it to start this training "
+                "from the beginning, or run with the settings that wrote it."
+            ) from None
         return True
 
     def _restore(self, saved: dict, state: dict) -> None:

@@ -113,7 +113,9 @@ def crop_face(gray: np.ndarray, box: np.ndarray, size: int, margin: float, angle
     cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
     # maps frame points to crop points: rotate by -angle and scale about the centre, then move it to the crop's centre
     matrix = np.array([[cos, sin, size / 2 - cos * cx - sin * cy], [-sin, cos, size / 2 + sin * cx - cos * cy]], np.float32)
-    crop = cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(
+        gray, matrix, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return crop.astype(np.float32) / 255.0
 
 

@@ -14,6 +14,9 @@ def score(truth, outputs) -> Score:
 
 
 TRACK = affwild_track(
-    "au", title="Action Unit detection (12 AUs, mean F1)", problem=Problem.FRAME_MULTILABEL,
-    score=score, metric="mean F1 over 12 AUs",
+    "au",
+    title="Action Unit detection (12 AUs, mean F1)",
+    problem=Problem.FRAME_MULTILABEL,
+    score=score,
+    metric="mean F1 over 12 AUs",
 )

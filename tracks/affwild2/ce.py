@@ -27,8 +27,12 @@ def zero_shot_from_expr(expr_probabilities: np.ndarray) -> np.ndarray:
 
 
 TRACK = affwild_track(
-    "ce", title="Compound Expression recognition (7 classes, macro F1)", problem=Problem.FRAME_CLASSIFICATION,
-    score=score, metric="macro F1 over 7 classes",
-    zero_shot=ZeroShot(source=expr.TRACK, transform=zero_shot_from_expr,
-                       read=partial(read_affwild, track="ce", on_missing="skip", require_labels=False)),
+    "ce",
+    title="Compound Expression recognition (7 classes, macro F1)",
+    problem=Problem.FRAME_CLASSIFICATION,
+    score=score,
+    metric="macro F1 over 7 classes",
+    zero_shot=ZeroShot(
+        source=expr.TRACK, transform=zero_shot_from_expr, read=partial(read_affwild, track="ce", on_missing="skip", require_labels=False)
+    ),
 )

@@ -18,7 +18,12 @@ from tracks.affwild2.reader import LABELS
 FPS = 10
 SIZE = 96
 ANNOTATIONS = "6th_ABAW_Annotations"
-FOLDERS = {"va": "VA_Estimation_Challenge", "expr": "EXPR_Recognition_Challenge", "au": "AU_Detection_Challenge", "ce": "CE_Classification_Challenge"}
+FOLDERS = {
+    "va": "VA_Estimation_Challenge",
+    "expr": "EXPR_Recognition_Challenge",
+    "au": "AU_Detection_Challenge",
+    "ce": "CE_Classification_Challenge",
+}
 SAMPLE_FILES = {"va": "VA", "expr": "Expr", "au": "AU", "ce": "CE"}
 
 # per basic expression: (smile, mouth_open, brow, brightness, loudness, valence, arousal)
@@ -53,15 +58,35 @@ def _states(expr: np.ndarray, rng) -> np.ndarray:
 
 def _au_labels(states: np.ndarray) -> np.ndarray:
     smile, mouth, brow, bright = states[:, 0], states[:, 1], states[:, 2], states[:, 3]
-    columns = [brow > 0.75, brow > 0.85, brow < 0.25, smile > 0.8, bright < 0.35, smile < 0.25,
-               smile > 0.6, smile < 0.15, (mouth > 0.4) & (brow < 0.3), (mouth < 0.1) & (brow < 0.1), mouth > 0.45, mouth > 0.8]
+    columns = [
+        brow > 0.75,
+        brow > 0.85,
+        brow < 0.25,
+        smile > 0.8,
+        bright < 0.35,
+        smile < 0.25,
+        smile > 0.6,
+        smile < 0.15,
+        (mouth > 0.4) & (brow < 0.3),
+        (mouth < 0.1) & (brow < 0.1),
+        mouth > 0.45,
+        mouth > 0.8,
+    ]
     return np.stack(columns, 1).astype(int)
 
 
 def _draw(states: np.ndarray, i: int, rng, setup: dict) -> Image.Image:
-    return draw_face(FaceState(smile=float(np.clip(states[i, 0], 0, 1)), mouth_open=float(np.clip(states[i, 1], 0, 1)),
-                               brow=float(np.clip(states[i, 2], 0, 1)), brightness=float(np.clip(states[i, 3] * setup["light"], 0, 1))),
-                     SIZE, rng, setup["background"])
+    return draw_face(
+        FaceState(
+            smile=float(np.clip(states[i, 0], 0, 1)),
+            mouth_open=float(np.clip(states[i, 1], 0, 1)),
+            brow=float(np.clip(states[i, 2], 0, 1)),
+            brightness=float(np.clip(states[i, 3] * setup["light"], 0, 1)),
+        ),
+        SIZE,
+        rng,
+        setup["background"],
+    )
 
 
 def _video(root: Path, name: str, expr: np.ndarray, rng, pair: bool) -> dict[str, np.ndarray]:
@@ -109,9 +134,11 @@ def _annotations(states: np.ndarray, expr: np.ndarray, compound: np.ndarray, rng
 def write_affwild_demo(root: Path, train: int = 6, valid: int = 3, test: int = 3, frames: int = 150, seed: int = 0) -> dict[str, int]:
     root = Path(root)
     rng = np.random.default_rng(seed)
-    names = {"train": [f"{i}-30-{SIZE}x{SIZE}" for i in range(train)],
-             "valid": [f"{100 + i}-30-{SIZE}x{SIZE}" for i in range(valid)],
-             "test": [f"{200 + i}-30-{SIZE}x{SIZE}" for i in range(test)]}
+    names = {
+        "train": [f"{i}-30-{SIZE}x{SIZE}" for i in range(train)],
+        "valid": [f"{100 + i}-30-{SIZE}x{SIZE}" for i in range(valid)],
+        "test": [f"{200 + i}-30-{SIZE}x{SIZE}" for i in range(test)],
+    }
     pair_video = names["train"][-1]  # this source video holds two people
     test_frames: dict[str, int] = {}
     with progress_bar("write Aff-Wild2 demo videos", train + valid + test) as advance:

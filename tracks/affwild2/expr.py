@@ -14,6 +14,9 @@ def score(truth, outputs) -> Score:
 
 
 TRACK = affwild_track(
-    "expr", title="Expression recognition (8 classes, macro F1)", problem=Problem.FRAME_CLASSIFICATION,
-    score=score, metric="macro F1 over 8 classes",
+    "expr",
+    title="Expression recognition (8 classes, macro F1)",
+    problem=Problem.FRAME_CLASSIFICATION,
+    score=score,
+    metric="macro F1 over 8 classes",
 )

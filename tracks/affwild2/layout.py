@@ -20,9 +20,16 @@ def test_frames(track: str, root: Path) -> dict[str, int]:
 def affwild_track(name: str, **fields) -> TrackSpec:
     submission = AffWildSubmission(name)
     defaults = dict(
-        labels=LABELS[name].header, read=partial(read_affwild, track=name), write_demo=write_affwild_demo,
-        write_submission=submission.write, validate_submission=submission.validate, test_frames=partial(test_frames, name),
-        default_features=("mae", "wav2vec2"), default_head="transformer", items="videos",
-        media={"faces": face_frames, "face-crops": face_crops}, finetune_head="vit-frames",
+        labels=LABELS[name].header,
+        read=partial(read_affwild, track=name),
+        write_demo=write_affwild_demo,
+        write_submission=submission.write,
+        validate_submission=submission.validate,
+        test_frames=partial(test_frames, name),
+        default_features=("mae", "wav2vec2"),
+        default_head="transformer",
+        items="videos",
+        media={"faces": face_frames, "face-crops": face_crops},
+        finetune_head="vit-frames",
     )
     return TrackSpec(name=name, **(defaults | fields))

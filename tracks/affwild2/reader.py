@@ -75,7 +75,9 @@ def parse_annotation(path: Path, spec: FrameLabels) -> np.ndarray:
             values = [_class_value(c, spec) for c in cells]
             if any(v is None for v in values):
                 allowed = f"integers {spec.low:g}..{spec.high:g}" if spec.kind == "class" else "0 or 1"
-                problems.append(f"line {number} (frame {number - 1:05d}): {line.strip()!r}; expected {allowed} (or {spec.invalid:g} for an unannotated frame)")
+                problems.append(
+                    f"line {number} (frame {number - 1:05d}): {line.strip()!r}; expected {allowed} (or {spec.invalid:g} for an unannotated frame)"
+                )
                 continue
         else:
             try:
@@ -84,22 +86,29 @@ def parse_annotation(path: Path, spec: FrameLabels) -> np.ndarray:
                 problems.append(f"line {number} (frame {number - 1:05d}): not a number: {line.strip()!r}")
                 continue
             if not all(v == spec.invalid or (np.isfinite(v) and spec.low <= v <= spec.high) for v in values):
-                problems.append(f"line {number} (frame {number - 1:05d}): {line.strip()} outside [{spec.low:g}, {spec.high:g}] (invalid marker {spec.invalid:g})")
+                problems.append(
+                    f"line {number} (frame {number - 1:05d}): {line.strip()} outside [{spec.low:g}, {spec.high:g}] (invalid marker {spec.invalid:g})"
+                )
                 continue
         rows.append(values)
     if problems:
-        raise ChallengeError(f"{spec.track.upper()} annotation {path}: {len(problems)} bad line(s):\n{list_offenders(problems)}\n"
-                             "Fix these lines; line i annotates frame i - 1 (the header is line 1).")
+        raise ChallengeError(
+            f"{spec.track.upper()} annotation {path}: {len(problems)} bad line(s):\n{list_offenders(problems)}\n"
+            "Fix these lines; line i annotates frame i - 1 (the header is line 1)."
+        )
     if not rows:
-        raise ChallengeError(f"{spec.track.upper()} annotation {path}: only the header line, no frame is annotated. "
-                             "Restore the file from the organisers' archive, or remove it to leave the video out.")
+        raise ChallengeError(
+            f"{spec.track.upper()} annotation {path}: only the header line, no frame is annotated. "
+            "Restore the file from the organisers' archive, or remove it to leave the video out."
+        )
     return np.array(rows, dtype=np.float32).reshape(len(rows), width)
 
 
 def index_videos(root: Path) -> dict[str, Path]:
     """Source videos by stem, anywhere under root except the crop folders."""
     return {
-        p.stem: p for p in sorted(root.rglob("*"))
+        p.stem: p
+        for p in sorted(root.rglob("*"))
         if p.suffix.lower() in VIDEO_SUFFIXES and "cropped" not in str(p.relative_to(root)).lower()
     }
 
@@ -132,8 +141,10 @@ def read_affwild(root: Path, track: str, on_missing: str = "skip", require_label
     for split, folder in folders.items():
         for path in sorted(folder.glob("*.txt")):
             if path.stem in seen:
-                raise ChallengeError(f"{path}: video {path.stem} is annotated in two splits (also {seen[path.stem]}): "
-                                     "train/validation leakage. Remove one of the two files.")
+                raise ChallengeError(
+                    f"{path}: video {path.stem} is annotated in two splits (also {seen[path.stem]}): "
+                    "train/validation leakage. Remove one of the two files."
+                )
             seen[path.stem] = path
             labels = parse_annotation(path, spec)
             sample = _video_sample(path.stem, split, crops, videos, labels)
@@ -144,8 +155,10 @@ def read_affwild(root: Path, track: str, on_missing: str = "skip", require_label
                 frames = frame_numbers(sample.frames_dir)
                 past = [f for f in frames if f > len(labels)]
                 if past:  # seen in the real corpus: the annotation is the reference, these crops are unused
-                    extra_crops.append(f"{sample.frames_dir}: {len(past)} crop(s) after the last annotated frame "
-                                       f"{len(labels):05d} (from {past[0]:05d}) are ignored")
+                    extra_crops.append(
+                        f"{sample.frames_dir}: {len(past)} crop(s) after the last annotated frame "
+                        f"{len(labels):05d} (from {past[0]:05d}) are ignored"
+                    )
             samples.append(sample)
     if extra_crops:
         warn(f"{len(extra_crops)} video(s) have face crops past their annotation ({spec.track.upper()}):\n{list_offenders(extra_crops)}")
@@ -163,7 +176,11 @@ def _video_sample(name: str, split: str, crops: Path, videos: dict[str, Path], l
     frames_dir = crops / name
     video = source_video(name, videos)
     return Sample(
-        id=name, split=split, video=video, audio=video,
-        frames_dir=frames_dir if frames_dir.is_dir() else None, labels=labels,
+        id=name,
+        split=split,
+        video=video,
+        audio=video,
+        frames_dir=frames_dir if frames_dir.is_dir() else None,
+        labels=labels,
         frame_index=None if labels is None else np.arange(1, len(labels) + 1),
     )

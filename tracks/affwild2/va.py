@@ -7,6 +7,9 @@ from challenge.track import Problem
 from tracks.affwild2.layout import affwild_track
 
 TRACK = affwild_track(
-    "va", title="Valence-Arousal estimation (mean CCC)", problem=Problem.FRAME_REGRESSION,
-    score=va_score, metric="mean CCC of valence and arousal",
+    "va",
+    title="Valence-Arousal estimation (mean CCC)",
+    problem=Problem.FRAME_REGRESSION,
+    score=va_score,
+    metric="mean CCC of valence and arousal",
 )

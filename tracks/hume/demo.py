@@ -20,14 +20,16 @@ FRAME_SIZE = 96
 def emi_targets(smile: float, brightness: float, bursts: float, pitch: float) -> np.ndarray:
     """The six intensities as functions of what is drawn (smile, brightness) and heard (bursts,
     pitch); half of the signal is audible, so audio-only models score well above chance."""
-    return np.array([
-        0.7 * pitch + 0.3 * brightness,  # Admiration
-        0.5 * smile + 0.5 * bursts,  # Amusement
-        0.8 * (1 - pitch) + 0.2 * (1 - smile),  # Determination
-        0.6 * (1 - brightness) + 0.4 * (1 - bursts),  # Empathic Pain
-        0.8 * bursts + 0.2 * pitch,  # Excitement
-        0.6 * smile + 0.4 * brightness,  # Joy
-    ])
+    return np.array(
+        [
+            0.7 * pitch + 0.3 * brightness,  # Admiration
+            0.5 * smile + 0.5 * bursts,  # Amusement
+            0.8 * (1 - pitch) + 0.2 * (1 - smile),  # Determination
+            0.6 * (1 - brightness) + 0.4 * (1 - bursts),  # Empathic Pain
+            0.8 * bursts + 0.2 * pitch,  # Excitement
+            0.6 * smile + 0.4 * brightness,  # Joy
+        ]
+    )
 
 
 def _clip(root: Path, clip: str, rng: np.random.Generator, test: bool, provided: bool) -> np.ndarray:
@@ -37,8 +39,12 @@ def _clip(root: Path, clip: str, rng: np.random.Generator, test: bool, provided:
     setup = recording_setup(rng)  # the labels follow the true brightness, the camera sees it through the light
     lit = float(np.clip(brightness * setup["light"], 0, 1))
     frames = [
-        draw_face(FaceState(smile=np.clip(smile + rng.normal(0, 0.05), 0, 1), brightness=lit,
-                            mouth_open=0.3 * bursts * rng.uniform()), FRAME_SIZE, rng, setup["background"])
+        draw_face(
+            FaceState(smile=np.clip(smile + rng.normal(0, 0.05), 0, 1), brightness=lit, mouth_open=0.3 * bursts * rng.uniform()),
+            FRAME_SIZE,
+            rng,
+            setup["background"],
+        )
         for _ in range(n_frames)
     ]
     envelope = burst_envelope(duration, 0.3 + 3.0 * bursts, rng)

@@ -67,8 +67,10 @@ def read_split_csv(path: Path) -> dict[str, LabelRow]:
             if np.array_equal(first.values, values):
                 repeated.append(f"line {number}: {clip} repeats line {first.line}")
             else:
-                problems.append(f"line {number}: clip {clip} again, with other intensities than on line {first.line} "
-                                f"({','.join(row[1:])}); keep the row that is right and delete the other")
+                problems.append(
+                    f"line {number}: clip {clip} again, with other intensities than on line {first.line} "
+                    f"({','.join(row[1:])}); keep the row that is right and delete the other"
+                )
             continue
         labels[clip] = LabelRow(values, number)
     if problems:
@@ -92,9 +94,14 @@ def _sample(root: Path, clip: str, split: str, labels, raw_dir: Path, audio_dir:
         faces = root / "face_images" / clip
     provided = {kind: root / kind / f"{clip}.pkl" for kind in ("wav2vec2", "vit")}
     return Sample(
-        id=clip, split=split, video=video, audio=audio,
-        frames_dir=faces if faces.exists() else None, labels=labels,
-        provided={k: p for k, p in provided.items() if p.exists()}, transcript=transcripts.get(clip),
+        id=clip,
+        split=split,
+        video=video,
+        audio=audio,
+        frames_dir=faces if faces.exists() else None,
+        labels=labels,
+        provided={k: p for k, p in provided.items() if p.exists()},
+        transcript=transcripts.get(clip),
     )
 
 
@@ -102,10 +109,14 @@ def _refuse_leaks(root: Path, tables: dict[str, dict[str, LabelRow]]) -> None:
     """A clip in both split files would be trained on and scored on: refuse it, naming both lines."""
     both = sorted(set(tables["train"]) & set(tables["valid"]))
     if both:
-        lines = [f"{clip}: {SPLIT_FILES['train']} line {tables['train'][clip].line} and {SPLIT_FILES['valid']} line {tables['valid'][clip].line}"
-                 for clip in both]
-        raise ChallengeError(f"{root}: {len(both)} clip(s) are listed in both splits (train/validation leakage):\n"
-                             f"{list_offenders(lines)}\nRemove each from one of the two files.")
+        lines = [
+            f"{clip}: {SPLIT_FILES['train']} line {tables['train'][clip].line} and {SPLIT_FILES['valid']} line {tables['valid'][clip].line}"
+            for clip in both
+        ]
+        raise ChallengeError(
+            f"{root}: {len(both)} clip(s) are listed in both splits (train/validation leakage):\n"
+            f"{list_offenders(lines)}\nRemove each from one of the two files."
+        )
 
 
 def read_hume(root: Path, on_missing: str = "error") -> Samples:
@@ -128,10 +139,16 @@ def read_hume(root: Path, on_missing: str = "error") -> Samples:
     test_raw = root / "test_data" / "raw"
     if test_raw.exists():
         labelled = {clip: SPLIT_FILES[split] for split, table in tables.items() for clip in table}
-        leaked = [f"test_data/raw/{v.name} is also labelled in {labelled[clip_id(v.name)]}" for v in sorted(test_raw.glob("*.mp4")) if clip_id(v.name) in labelled]
+        leaked = [
+            f"test_data/raw/{v.name} is also labelled in {labelled[clip_id(v.name)]}"
+            for v in sorted(test_raw.glob("*.mp4"))
+            if clip_id(v.name) in labelled
+        ]
         if leaked:
-            raise ChallengeError(f"{root}: {len(leaked)} test clip(s) carry the id of a labelled clip:\n{list_offenders(leaked)}\n"
-                                 "Test ids continue after the validation ids; check which copy is misplaced.")
+            raise ChallengeError(
+                f"{root}: {len(leaked)} test clip(s) carry the id of a labelled clip:\n{list_offenders(leaked)}\n"
+                "Test ids continue after the validation ids; check which copy is misplaced."
+            )
         for video in sorted(test_raw.glob("*.mp4")):
             clip = clip_id(video.name)
             samples.append(_sample(root, clip, "test", None, test_raw, root / "test_data" / "audio", transcripts))

@@ -59,8 +59,9 @@ class TierAgreement:
         return dict(self.__dict__)
 
 
-def agreement(tier: str, pairs: Sequence[tuple[Sequence[Segment], Sequence[Segment], float]], min_iou: float = MIN_IOU,
-              rate: float = FRAME_RATE) -> TierAgreement:
+def agreement(
+    tier: str, pairs: Sequence[tuple[Sequence[Segment], Sequence[Segment], float]], min_iou: float = MIN_IOU, rate: float = FRAME_RATE
+) -> TierAgreement:
     """Agreement over recordings: `pairs` holds (A's segments, B's segments, duration) each."""
     from sklearn.metrics import cohen_kappa_score
 
@@ -77,8 +78,13 @@ def agreement(tier: str, pairs: Sequence[tuple[Sequence[Segment], Sequence[Segme
         same_level += [first[i].value == second[j].value for i, j, _ in found]
     a, b = np.concatenate(frames_a), np.concatenate(frames_b)
     return TierAgreement(
-        tier, n_a, n_b, _kappa(cohen_kappa_score, a, b), _kappa(cohen_kappa_score, a != "none", b != "none"),
-        (overlapping_a + overlapping_b) / max(n_a + n_b, 1), float(np.mean(ious)) if ious else float("nan"),
+        tier,
+        n_a,
+        n_b,
+        _kappa(cohen_kappa_score, a, b),
+        _kappa(cohen_kappa_score, a != "none", b != "none"),
+        (overlapping_a + overlapping_b) / max(n_a + n_b, 1),
+        float(np.mean(ious)) if ious else float("nan"),
         float(np.mean(same_level)) if same_level else float("nan"),
     )
 
@@ -90,8 +96,9 @@ def _kappa(score, a, b) -> float:
     return float(score(a, b))
 
 
-def compare_annotations(first: dict, second: dict, tiers: Sequence[str] = ("smiles", "laughs"), durations: dict | None = None,
-                        min_iou: float = MIN_IOU) -> list[TierAgreement]:
+def compare_annotations(
+    first: dict, second: dict, tiers: Sequence[str] = ("smiles", "laughs"), durations: dict | None = None, min_iou: float = MIN_IOU
+) -> list[TierAgreement]:
     """`first`/`second`: recording -> ElanAnnotation, paired by recording name."""
     from challenge.errors import ChallengeError
 
@@ -103,7 +110,9 @@ def compare_annotations(first: dict, second: dict, tiers: Sequence[str] = ("smil
         pairs = []
         for name in common:
             a, b = first[name].tier(tier), second[name].tier(tier)
-            ends = [s.end for s in (*first[name].smiles, *first[name].laughs, *second[name].smiles, *second[name].laughs, *first[name].roles)]
+            ends = [
+                s.end for s in (*first[name].smiles, *first[name].laughs, *second[name].smiles, *second[name].laughs, *first[name].roles)
+            ]
             duration = (durations or {}).get(name) or max(ends, default=0.0)
             pairs.append((a, b, duration))
         results.append(agreement(tier, pairs, min_iou))

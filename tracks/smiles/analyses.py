@@ -51,8 +51,14 @@ def recall_and_precision_matrices(truth: np.ndarray, decided: np.ndarray, classe
     return recall, precision
 
 
-def intensity_heatmap(intensities: list[str], decided: np.ndarray, rows: list[str], columns: list[str], path: Path,
-                      title: str = "prediction by intensity (row %)") -> pd.DataFrame:
+def intensity_heatmap(
+    intensities: list[str],
+    decided: np.ndarray,
+    rows: list[str],
+    columns: list[str],
+    path: Path,
+    title: str = "prediction by intensity (row %)",
+) -> pd.DataFrame:
     """Rows expression/intensity, columns predicted class, each row in percent (sums to 100)."""
     present = [r for r in rows if r in set(intensities)]
     table = pd.DataFrame(0.0, index=present, columns=columns)
@@ -81,7 +87,9 @@ def intensity_heatmap(intensities: list[str], decided: np.ndarray, rows: list[st
     return table
 
 
-def tsne_plot(embeddings: np.ndarray, intensities: list[str], path: Path, seed: int = 0, title: str = "t-SNE of clip embeddings") -> np.ndarray:
+def tsne_plot(
+    embeddings: np.ndarray, intensities: list[str], path: Path, seed: int = 0, title: str = "t-SNE of clip embeddings"
+) -> np.ndarray:
     """2-D t-SNE of clip embeddings, hue by expression, shade by intensity (darker = stronger)."""
     from sklearn.manifold import TSNE
 
@@ -109,12 +117,22 @@ def tsne_plot(embeddings: np.ndarray, intensities: list[str], path: Path, seed: 
 def matrices_plot(recall: np.ndarray, precision: np.ndarray, names: list[str], path: Path) -> None:
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for axis, matrix, title, rows, columns in ((axes[0], recall, "recall (row: truth)", "true", "predicted"),
-                                              (axes[1], precision, "precision (row: prediction)", "predicted", "true")):
+    for axis, matrix, title, rows, columns in (
+        (axes[0], recall, "recall (row: truth)", "true", "predicted"),
+        (axes[1], precision, "precision (row: prediction)", "predicted", "true"),
+    ):
         axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(names)):
             for j in range(len(names)):
-                axis.text(j, i, f"{100 * matrix[i, j]:.0f}%", ha="center", va="center", fontsize=8, color="white" if matrix[i, j] > 0.5 else "black")
+                axis.text(
+                    j,
+                    i,
+                    f"{100 * matrix[i, j]:.0f}%",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if matrix[i, j] > 0.5 else "black",
+                )
         axis.set(title=title, xticks=range(len(names)), yticks=range(len(names)), xlabel=columns, ylabel=rows)
         axis.set_xticklabels(names)
         axis.set_yticklabels(names)

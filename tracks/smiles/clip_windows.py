@@ -157,12 +157,20 @@ class ClipWindows(ClipFeatures):
                 row.append(ModalityEntry(None, len(window), window))
             entries.append(row)
         dims = [features[clips[0].recording].arrays[m].shape[1] for m in modalities] if clips else [0] * len(modalities)
-        return cls([f"{c.recording}@{c.start:.3f}" for c in clips], entries, dims, np.array([c.label for c in clips]), modalities=list(modalities))
+        return cls(
+            [f"{c.recording}@{c.start:.3f}" for c in clips], entries, dims, np.array([c.label for c in clips]), modalities=list(modalities)
+        )
 
     def take(self, rows, normaliser: Normaliser | None = None) -> ClipWindows:
         index = np.arange(len(self))[rows]
-        return ClipWindows([self.ids[i] for i in index], [self.entries[i] for i in index], self.dims,
-                           None if self.targets is None else self.targets[index], normaliser, modalities=self.modalities)
+        return ClipWindows(
+            [self.ids[i] for i in index],
+            [self.entries[i] for i in index],
+            self.dims,
+            None if self.targets is None else self.targets[index],
+            normaliser,
+            modalities=self.modalities,
+        )
 
     @property
     def output_name(self) -> str:

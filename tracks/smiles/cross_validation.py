@@ -49,20 +49,42 @@ class FoldEnsemble:
 
     def save_state(self, arrays: dict, prefix: str) -> dict:
         """The fold models and their normalisers (the out-of-fold outputs served the run and are not kept)."""
-        return {"models": [{"head": describe(m.head, arrays, f"{prefix}models.{i}."),
-                            "normaliser": m.normaliser.state() if m.normaliser is not None else None}
-                           for i, m in enumerate(self.models)], "history": self.history}
+        return {
+            "models": [
+                {
+                    "head": describe(m.head, arrays, f"{prefix}models.{i}."),
+                    "normaliser": m.normaliser.state() if m.normaliser is not None else None,
+                }
+                for i, m in enumerate(self.models)
+            ],
+            "history": self.history,
+        }
 
     @classmethod
     def load_state(cls, info: dict, arrays: dict, prefix: str) -> FoldEnsemble:
-        models = [FoldModel(rebuild(m["head"], arrays, f"{prefix}models.{i}."),
-                            Normaliser.from_state(m["normaliser"]) if m["normaliser"] is not None else None)
-                  for i, m in enumerate(info["models"])]
+        models = [
+            FoldModel(
+                rebuild(m["head"], arrays, f"{prefix}models.{i}."),
+                Normaliser.from_state(m["normaliser"]) if m["normaliser"] is not None else None,
+            )
+            for i, m in enumerate(info["models"])
+        ]
         return cls(models, {}, info["history"])
 
 
-def cross_validate(head_cls, params: dict, dev: PooledClips, folds: np.ndarray, seed: int, score, n_classes: int,
-                   device: str = "cpu", fit_targets: np.ndarray | None = None, report=None, checkpoint=None) -> tuple[float, FoldEnsemble]:
+def cross_validate(
+    head_cls,
+    params: dict,
+    dev: PooledClips,
+    folds: np.ndarray,
+    seed: int,
+    score,
+    n_classes: int,
+    device: str = "cpu",
+    fit_targets: np.ndarray | None = None,
+    report=None,
+    checkpoint=None,
+) -> tuple[float, FoldEnsemble]:
     """(score of the pooled out-of-fold predictions, the fold models). `fit_targets` replaces
     the labels the models learn from (a shuffled-label control) while scores use the truth.
     Each fold's features are standardised with its own training rows' statistics

@@ -26,10 +26,22 @@ SIZE = 64
 SMILE_CURVE = {"subtle": 0.07, "low": 0.15, "medium": 0.28, "high": 0.45}
 LAUGH_STRENGTH = {"low": 0.5, "medium": 0.75, "high": 1.0}
 CORPORA = {
-    "a": {"background": (40, 50, 110), "light": 1.0, "smile_gain": 1.0, "sessions": 8,
-          "tiers": {"Role": "Role", "Smiles": "Smiles", "Laughs": "Laughs"}, "spell": str},
-    "b": {"background": (110, 100, 60), "light": 0.85, "smile_gain": 0.8, "sessions": 4,
-          "tiers": {"Role": "role", "Smiles": "smile", "Laughs": "laugh"}, "spell": str.capitalize},
+    "a": {
+        "background": (40, 50, 110),
+        "light": 1.0,
+        "smile_gain": 1.0,
+        "sessions": 8,
+        "tiers": {"Role": "Role", "Smiles": "Smiles", "Laughs": "Laughs"},
+        "spell": str,
+    },
+    "b": {
+        "background": (110, 100, 60),
+        "light": 0.85,
+        "smile_gain": 0.8,
+        "sessions": 4,
+        "tiers": {"Role": "role", "Smiles": "smile", "Laughs": "laugh"},
+        "spell": str.capitalize,
+    },
 }
 
 
@@ -69,11 +81,17 @@ def _record(path: Path, duration: float, smiles, laughs, roles, corpus: dict, rn
         curve = SMILE_CURVE[smile] * corpus["smile_gain"] if smile else 0.0
         opening = 0.0
         if laugh:
-            curve, opening = 0.3 + 0.15 * LAUGH_STRENGTH[laugh], 0.25 + 0.5 * LAUGH_STRENGTH[laugh] * (0.6 + 0.4 * np.sin(2 * np.pi * 2.5 * t))
+            curve, opening = (
+                0.3 + 0.15 * LAUGH_STRENGTH[laugh],
+                0.25 + 0.5 * LAUGH_STRENGTH[laugh] * (0.6 + 0.4 * np.sin(2 * np.pi * 2.5 * t)),
+            )
         elif _at(roles, t) == "SPK":
             opening = 0.15 * abs(np.sin(2 * np.pi * 2 * t))  # talking
-        state = FaceState(smile=float(np.clip(0.5 + curve + rng.normal(0, 0.03), 0, 1)), brightness=0.6 * corpus["light"],
-                          mouth_open=float(np.clip(opening, 0, 1)))
+        state = FaceState(
+            smile=float(np.clip(0.5 + curve + rng.normal(0, 0.03), 0, 1)),
+            brightness=0.6 * corpus["light"],
+            mouth_open=float(np.clip(opening, 0, 1)),
+        )
         frames.append(draw_face(state, SIZE, rng, corpus["background"]))
     samples = np.arange(int(duration * AUDIO_RATE)) / AUDIO_RATE
     speaking = np.array([_at(roles, t) == "SPK" for t in samples[::160]]).repeat(160)[: len(samples)]
@@ -82,7 +100,9 @@ def _record(path: Path, duration: float, smiles, laughs, roles, corpus: dict, rn
     for s in laughs:  # laugh bursts: loud, 5 per second, higher pitched
         a, b = int(s.start * AUDIO_RATE), int(s.end * AUDIO_RATE)
         bursts = (np.sin(2 * np.pi * 5 * samples[a:b]) > 0.2) * LAUGH_STRENGTH[s.value]
-        audio[a:b] = np.clip(0.3 * audio[a:b] + 0.5 * bursts * np.sin(2 * np.pi * 420 * samples[a:b]) + 0.05 * bursts * rng.standard_normal(b - a), -1, 1)
+        audio[a:b] = np.clip(
+            0.3 * audio[a:b] + 0.5 * bursts * np.sin(2 * np.pi * 420 * samples[a:b]) + 0.05 * bursts * rng.standard_normal(b - a), -1, 1
+        )
     write_video(path, frames, FPS, audio.astype(np.float32))
 
 
@@ -119,13 +139,22 @@ def write_corpus(root: Path, name: str, sessions: int | None = None, duration: f
     sessions = sessions or corpus["sessions"]
     root.mkdir(parents=True, exist_ok=True)
     if name != "a":  # tier names and spellings differ from the defaults: say how to read them
-        scheme = {"role_tier": corpus["tiers"]["Role"], "smiles_tier": corpus["tiers"]["Smiles"], "laughs_tier": corpus["tiers"]["Laughs"],
-                  "smile_levels": {corpus["spell"](v): v for v in SMILE_LEVELS}, "laugh_levels": {corpus["spell"](v): v for v in LAUGH_LEVELS}}
+        scheme = {
+            "role_tier": corpus["tiers"]["Role"],
+            "smiles_tier": corpus["tiers"]["Smiles"],
+            "laughs_tier": corpus["tiers"]["Laughs"],
+            "smile_levels": {corpus["spell"](v): v for v in SMILE_LEVELS},
+            "laugh_levels": {corpus["spell"](v): v for v in LAUGH_LEVELS},
+        }
         (root / "elan_scheme.yaml").write_text(yaml.safe_dump(scheme, sort_keys=False))
     rows, count = [], 0
     with progress_bar(f"write smiles corpus {name}", sessions * 2) as advance:
         for session in range(sessions):
-            split = "test" if session >= sessions - max(1, sessions // 4) else ("valid" if session == sessions - max(1, sessions // 4) - 1 else "train")
+            split = (
+                "test"
+                if session >= sessions - max(1, sessions // 4)
+                else ("valid" if session == sessions - max(1, sessions // 4) - 1 else "train")
+            )
             first = str(rng.choice(["SPK", "LSN"]))
             for person, role in ((0, first), (1, "LSN" if first == "SPK" else "SPK")):
                 recording = f"{name}{session:02d}_p{person}"
@@ -137,8 +166,14 @@ def write_corpus(root: Path, name: str, sessions: int | None = None, duration: f
                 _record(video, duration, smiles, laughs, roles, corpus, rng)
                 _write_annotation(root / "annotations" / "annotator1" / f"{recording}.eaf", corpus, roles, smiles, laughs, video)
                 if person == 0:  # the second annotator did one participant of every session
-                    _write_annotation(root / "annotations" / "annotator2" / f"{recording}.eaf", corpus, roles,
-                                      _second_annotator(smiles, SMILE_LEVELS, duration, rng), _second_annotator(laughs, LAUGH_LEVELS, duration, rng), video)
+                    _write_annotation(
+                        root / "annotations" / "annotator2" / f"{recording}.eaf",
+                        corpus,
+                        roles,
+                        _second_annotator(smiles, SMILE_LEVELS, duration, rng),
+                        _second_annotator(laughs, LAUGH_LEVELS, duration, rng),
+                        video,
+                    )
                 rows.append([recording, split])
                 count += 1
                 advance()
@@ -147,8 +182,9 @@ def write_corpus(root: Path, name: str, sessions: int | None = None, duration: f
     return count
 
 
-def write_smiles_demo(root: Path, seed: int = 0, train: int | None = None, valid: int | None = None, test: int | None = None,
-                      duration: float = 40.0) -> dict[str, int]:
+def write_smiles_demo(
+    root: Path, seed: int = 0, train: int | None = None, valid: int | None = None, test: int | None = None, duration: float = 40.0
+) -> dict[str, int]:
     """Corpus a (train/valid/test) and corpus b (another room, other ELAN spellings) under root.
     `train` sets the number of sessions of corpus a (corpus b gets half as many)."""
     if valid is not None or test is not None:
@@ -157,5 +193,7 @@ def write_smiles_demo(root: Path, seed: int = 0, train: int | None = None, valid
         raise ChallengeError("the smiles corpora set their own splits (splits.csv): pass only --train (sessions of corpus a).")
     root = Path(root)
     sessions = train
-    return {"a": write_corpus(root / "a", "a", sessions, duration, seed),
-            "b": write_corpus(root / "b", "b", max(2, sessions // 2) if sessions else None, duration, seed + 1)}
+    return {
+        "a": write_corpus(root / "a", "a", sessions, duration, seed),
+        "b": write_corpus(root / "b", "b", max(2, sessions // 2) if sessions else None, duration, seed + 1),
+    }

@@ -121,32 +121,44 @@ def read_eaf(path: Path, scheme: ElanScheme | None = None) -> ElanAnnotation:
         close = difflib.get_close_matches(name.lower(), [t.lower() for t in others], n=1, cutoff=0.6)
         if close:
             found = next(t for t in others if t.lower() == close[0])
-            raise ChallengeError(f"{path}: tier {found!r} looks like a misspelling of the {key.removesuffix('_tier')} tier {name!r}, "
-                                 f"which is missing. Rename the tier in ELAN, or set {key}: {found!r} in the ELAN scheme (--scheme FILE).")
+            raise ChallengeError(
+                f"{path}: tier {found!r} looks like a misspelling of the {key.removesuffix('_tier')} tier {name!r}, "
+                f"which is missing. Rename the tier in ELAN, or set {key}: {found!r} in the ELAN scheme (--scheme FILE)."
+            )
     notes = [f"{path.name}: tier(s) {others} are not in the ELAN scheme and are ignored"] if others else []
 
     def segments(tier: str, spellings: dict[str, str], required: bool, order: tuple[str, ...]) -> list[Segment]:
         if tier not in tiers:
             if not required:
                 return []
-            raise ChallengeError(f"{path}: no tier {tier!r}; the file has {sorted(tiers)}. Set the tier names in the ELAN scheme (--scheme FILE).")
+            raise ChallengeError(
+                f"{path}: no tier {tier!r}; the file has {sorted(tiers)}. Set the tier names in the ELAN scheme (--scheme FILE)."
+            )
         lookup = {k.strip().lower(): v for k, v in spellings.items()}
         out = []
         for start, end, value, *_ in sorted(eaf.get_annotation_data_for_tier(tier)):
             level = lookup.get(str(value).strip().lower())
             if level is None:
-                raise ChallengeError(f"{path}: tier {tier!r} at {start / 1000:.3f} s has level {value!r}; known: "
-                                     f"{sorted(spellings)}. Fix the annotation or add the spelling to the ELAN scheme.")
+                raise ChallengeError(
+                    f"{path}: tier {tier!r} at {start / 1000:.3f} s has level {value!r}; known: "
+                    f"{sorted(spellings)}. Fix the annotation or add the spelling to the ELAN scheme."
+                )
             out.append(Segment(start / 1000, end / 1000, level))
         flat, overlapping = flatten(out, order)
         if overlapping:
-            notes.append(f"{path.name}: tier {tier!r} has {len(overlapping)} overlapping segment(s) (first at {overlapping[0].start:.3f} s); "
-                         "their time counts once, the higher level wins")
+            notes.append(
+                f"{path.name}: tier {tier!r} has {len(overlapping)} overlapping segment(s) (first at {overlapping[0].start:.3f} s); "
+                "their time counts once, the higher level wins"
+            )
         return flat
 
-    return ElanAnnotation(path, segments(scheme.role_tier, scheme.roles, False, ("LSN", "SPK")),
-                          segments(scheme.smiles_tier, scheme.smile_levels, True, SMILE_LEVELS),
-                          segments(scheme.laughs_tier, scheme.laugh_levels, True, LAUGH_LEVELS), notes)
+    return ElanAnnotation(
+        path,
+        segments(scheme.role_tier, scheme.roles, False, ("LSN", "SPK")),
+        segments(scheme.smiles_tier, scheme.smile_levels, True, SMILE_LEVELS),
+        segments(scheme.laughs_tier, scheme.laugh_levels, True, LAUGH_LEVELS),
+        notes,
+    )
 
 
 def clip_to_media(annotation: ElanAnnotation, duration: float) -> None:
@@ -160,8 +172,10 @@ def clip_to_media(annotation: ElanAnnotation, duration: float) -> None:
             if s.start < duration:
                 kept.append(Segment(s.start, min(s.end, duration), s.value))
         if past:
-            annotation.notes.append(f"{annotation.path.name}: {len(past)} {name} segment(s) run past the media's end at "
-                                    f"{duration:.2f} s (up to {max(s.end for s in past):.2f} s); cut at the end")
+            annotation.notes.append(
+                f"{annotation.path.name}: {len(past)} {name} segment(s) run past the media's end at "
+                f"{duration:.2f} s (up to {max(s.end for s in past):.2f} s); cut at the end"
+            )
         setattr(annotation, name, kept)
 
 
@@ -240,8 +254,10 @@ def _check_split_coverage(root: Path, reference: str, splits: dict[str, str], an
     problems = [f"{r}: in splits.csv, but no annotations/{reference}/{r}.eaf" for r in unannotated]
     problems += [f"{r}: annotations/{reference}/{r}.eaf, but not in splits.csv" for r in unsplit]
     if problems:
-        raise ChallengeError(f"{root}: splits.csv and the reference annotations disagree:\n{list_offenders(problems)}\n"
-                             "Add the missing rows to splits.csv, or the missing .eaf files (or remove the rows).")
+        raise ChallengeError(
+            f"{root}: splits.csv and the reference annotations disagree:\n{list_offenders(problems)}\n"
+            "Add the missing rows to splits.csv, or the missing .eaf files (or remove the rows)."
+        )
 
 
 def _read_splits(path: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -252,7 +268,11 @@ def _read_splits(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     header = [c.strip() for c in rows[0]] if rows else []
     if header not in (["recording", "split"], ["recording", "split", "speaker"]):
         raise ChallengeError(f"{path} line 1: header must be 'recording,split' or 'recording,split,speaker'.")
-    bad = [f"line {i}: {row}" for i, row in enumerate(rows[1:], start=2) if len(row) != len(header) or row[1].strip() not in ("train", "valid", "test")]
+    bad = [
+        f"line {i}: {row}"
+        for i, row in enumerate(rows[1:], start=2)
+        if len(row) != len(header) or row[1].strip() not in ("train", "valid", "test")
+    ]
     if bad:
         raise ChallengeError(f"{path}: each row must be '{','.join(header).replace('split', 'train|valid|test')}':\n" + list_offenders(bad))
     splits, speakers, twice = {}, {}, []

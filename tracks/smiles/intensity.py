@@ -79,14 +79,26 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
     protocol = f"{config.smiles.folds} grouped folds" if config.smiles.folds >= 2 else ""
     fingerprint, key = samples.fingerprint(), tuning_key(keys, head_cls, protocol)
     device = context.device
-    with context.start(fingerprint, keys, name=context.default_name(spec.name) + f"-seed{config.seed}",
-                       params={"subtle": config.smiles.subtle, "folds": config.smiles.folds}, tuning_key=key, reference_annotator=reference) as run:
+    with context.start(
+        fingerprint,
+        keys,
+        name=context.default_name(spec.name) + f"-seed{config.seed}",
+        params={"subtle": config.smiles.subtle, "folds": config.smiles.folds},
+        tuning_key=key,
+        reference_annotator=reference,
+    ) as run:
         # selection, early stopping and the post-processing: on grouped folds of the train and
         # valid recordings, or with --folds 1 on the corpus's valid recordings
         cv = _dev_folds(config, train, valid, annotators, reference, groups) if config.smiles.folds >= 2 else None
         checkpoints = checkpoint_root(config) if head_cls.reads == "media" else None
-        fitted = fit_head(spec, config, head_cls, _fold_fit(spec, config, head_cls, cv) if cv else hold_out(spec, config, head_cls, train, valid, device,
-                                                                                                         checkpoints), fingerprint, key)
+        fitted = fit_head(
+            spec,
+            config,
+            head_cls,
+            _fold_fit(spec, config, head_cls, cv) if cv else hold_out(spec, config, head_cls, train, valid, device, checkpoints),
+            fingerprint,
+            key,
+        )
         head, post = fitted.head, _fit_post(spec, fitted.head, cv, valid)
         if cv:
             mlflow.log_metric("cross_validated_macro_f1", float(fitted.value))
@@ -115,18 +127,32 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
             scored = (ref >= 0) & (hum >= 0)
             model_table = classification_table(ref[scored], mod[scored], names)
             human_table = classification_table(ref[scored], hum[scored], names)
-            side = pd.DataFrame({"class": names, "model precision": model_table["precision"][: len(names)],
-                                 "human precision": human_table["precision"][: len(names)], "model recall": model_table["recall"][: len(names)],
-                                 "human recall": human_table["recall"][: len(names)]})
+            side = pd.DataFrame(
+                {
+                    "class": names,
+                    "model precision": model_table["precision"][: len(names)],
+                    "human precision": human_table["precision"][: len(names)],
+                    "model recall": model_table["recall"][: len(names)],
+                    "human recall": human_table["recall"][: len(names)],
+                }
+            )
             side.to_csv(out / "model_vs_human.csv", index=False)
             model_vs_human_plot(side, out / "model_vs_human.png")
-            summary |= {"human": human, "frames_compared": int(scored.sum()),
-                        "kappa_model_vs_reference_same_frames": float(cohen_kappa_score(ref[scored], mod[scored])),
-                        "kappa_human_vs_reference": float(cohen_kappa_score(ref[scored], hum[scored]))}
+            summary |= {
+                "human": human,
+                "frames_compared": int(scored.sum()),
+                "kappa_model_vs_reference_same_frames": float(cohen_kappa_score(ref[scored], mod[scored])),
+                "kappa_human_vs_reference": float(cohen_kappa_score(ref[scored], hum[scored])),
+            }
         # the baseline on features: the run's own, or beside cnn-gru the frozen FER network's, on the same folds and frames
-        feature_cv = cv if features is splits or cv is None else _dev_folds(config, features["train"], features["valid"], annotators, reference, groups)
-        baseline = _baseline_on_test(spec, config, macro, features["train"], features["valid"], features["test"], truth[keep], keep, names,
-                                     feature_cv)
+        feature_cv = (
+            cv
+            if features is splits or cv is None
+            else _dev_folds(config, features["train"], features["valid"], annotators, reference, groups)
+        )
+        baseline = _baseline_on_test(
+            spec, config, macro, features["train"], features["valid"], features["test"], truth[keep], keep, names, feature_cv
+        )
         if baseline is not None:
             summary |= {"baseline_macro_f1": baseline.score, "gain_over_baseline": baseline.gain}
         mlflow.log_metrics({"score": macro, **{k: v for k, v in summary.items() if isinstance(v, float)}})
@@ -135,8 +161,14 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
         (out / "post_processing.json").write_text(json.dumps(post.state(), indent=1))
         mlflow.log_artifacts(str(out))
         run.save_model(head, post, train.normaliser, keys)
-    say(f"test frames: macro F1 {macro:.4f}, kappa model-vs-reference {kappa_model:.4f}"
-        + (f", human-vs-reference {summary['kappa_human_vs_reference']:.4f} ({summary['human']}, {summary['frames_compared']} frames)" if "human" in summary else ""))
+    say(
+        f"test frames: macro F1 {macro:.4f}, kappa model-vs-reference {kappa_model:.4f}"
+        + (
+            f", human-vs-reference {summary['kappa_human_vs_reference']:.4f} ({summary['human']}, {summary['frames_compared']} frames)"
+            if "human" in summary
+            else ""
+        )
+    )
     result = RunResult(run.run_id, macro, {k: v for k, v in summary.items() if isinstance(v, float)}, fitted.params, None)
     result.trials_run, result.baseline = fitted.ran, baseline
     return result
@@ -173,8 +205,9 @@ def _fold_fit(spec, config: RunConfig, head_cls, cv: DevFolds):
     score_value = lambda t, o: spec.score(t, o).value  # noqa: E731
 
     def fit(params: dict, report=None):
-        return cross_validate_frames(head_cls, params, spec.problem, len(spec.labels), cv.dev, cv.truth, cv.folds, config.seed, score_value,
-                                     device, report)
+        return cross_validate_frames(
+            head_cls, params, spec.problem, len(spec.labels), cv.dev, cv.truth, cv.folds, config.seed, score_value, device, report
+        )
 
     return fit
 
@@ -191,8 +224,18 @@ def _fit_post(spec, head, cv: DevFolds | None, valid):
     return post
 
 
-def _baseline_on_test(spec, config: RunConfig, head_macro: float, train, valid, test, truth: np.ndarray, keep: np.ndarray, names: list[str],
-                      cv: DevFolds | None):
+def _baseline_on_test(
+    spec,
+    config: RunConfig,
+    head_macro: float,
+    train,
+    valid,
+    test,
+    truth: np.ndarray,
+    keep: np.ndarray,
+    names: list[str],
+    cv: DevFolds | None,
+):
     """Logistic regression on the same frame features, fitted and post-processed as the head is
     (the same grouped folds, or train and valid), scored on the same test frames; None when the
     head is that baseline."""
@@ -210,4 +253,3 @@ def _baseline_on_test(spec, config: RunConfig, head_macro: float, train, valid, 
     decided = np.concatenate([post.apply(o, [len(o)]) for o in head.predict(test)])
     macro = float(classification_table(truth, decided[keep], names).set_index("class").loc["macro", "f1"])
     return record_baseline("logistic", head_macro, macro)
-

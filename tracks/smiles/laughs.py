@@ -52,7 +52,9 @@ def read_corpus(root: Path, config: RunConfig) -> Corpus:
     clips = {}
     for r in recordings:
         duration = video_frame_count(r.video) / video_frame_rate(r.video)
-        clips.setdefault(r.split, []).extend(cut_clips(r.id, r.annotations[reference], duration, config.smiles.clip_length, config.smiles.clip_hop))
+        clips.setdefault(r.split, []).extend(
+            cut_clips(r.id, r.annotations[reference], duration, config.smiles.clip_length, config.smiles.clip_hop)
+        )
     features, widths, keys = recording_features(recordings, config)
     return Corpus(Path(root), recordings, reference, clips, features, widths, keys)
 
@@ -73,8 +75,9 @@ def run_smile_laugh(spec, config: RunConfig) -> RunResult:
     if not config.smiles.eval_data:
         raise ChallengeError("--both-ways needs --eval-data B: it trains on each corpus and scores zero-shot on the other.")
     forward = _run_one_way(spec, config)
-    reverse = config.model_copy(update={"data": config.smiles.eval_data,
-                                        "smiles": config.smiles.model_copy(update={"eval_data": config.data, "both_ways": False})})
+    reverse = config.model_copy(
+        update={"data": config.smiles.eval_data, "smiles": config.smiles.model_copy(update={"eval_data": config.data, "both_ways": False})}
+    )
     say(f"the other way: training on {reverse.data}, zero-shot on {reverse.smiles.eval_data}")
     backward = _run_one_way(spec, reverse)
     a, b = Path(config.data).name, Path(config.smiles.eval_data).name
@@ -138,10 +141,18 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
 
         root = checkpoint_root(config)
         checkpoint = lambda params, fold_seed, train: root / training_key(spec, head_cls.name, params, fold_seed, train) / "last.pt"  # noqa: E731
-    params = {"seeds": len(seeds), "folds": config.smiles.folds, "fold_groups": what, "clip_length": config.smiles.clip_length,
-              "clip_hop": config.smiles.clip_hop, "eval_data": config.smiles.eval_data or "", **{f"clips.{name}": len(d) for name, d in data.items()}}
-    with context.start(fingerprint, corpus.keys, name=context.default_name(spec.name), params=params, tuning_key=key,
-                       reference_annotator=corpus.reference) as run:
+    params = {
+        "seeds": len(seeds),
+        "folds": config.smiles.folds,
+        "fold_groups": what,
+        "clip_length": config.smiles.clip_length,
+        "clip_hop": config.smiles.clip_hop,
+        "eval_data": config.smiles.eval_data or "",
+        **{f"clips.{name}": len(d) for name, d in data.items()},
+    }
+    with context.start(
+        fingerprint, corpus.keys, name=context.default_name(spec.name), params=params, tuning_key=key, reference_annotator=corpus.reference
+    ) as run:
         out = run.out
         say(f"{len(dev_clips)} clips of {len(set(groups))} {what} in {config.smiles.folds} grouped folds; {len(seeds)} seed(s): {seeds}")
         fitted = None
@@ -151,8 +162,9 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
             fit_targets = shuffled(data[CROSS_VALIDATED].targets, seed) if config.shuffle_labels else None
 
             def fit(params, report=None, seed=seed, folds=folds, fit_targets=fit_targets):
-                return cross_validate(head_cls, params, data[CROSS_VALIDATED], folds, seed, score, len(CLASSES), device, fit_targets, report,
-                                      checkpoint)
+                return cross_validate(
+                    head_cls, params, data[CROSS_VALIDATED], folds, seed, score, len(CLASSES), device, fit_targets, report, checkpoint
+                )
 
             if fitted is None:  # tuned (or defaults) on the first seed's folds, then repeated with the same parameters
                 fitted = fit_head(spec, config, head_cls, fit, fingerprint, key)
@@ -163,7 +175,9 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
             seed_rows = _figures("model", outputs, data, seed)
             for modality_set in _baseline_modalities(modalities):
                 parts = {n: d.only(modality_set) for n, d in baseline.items()}
-                fitted_baseline = cross_validate(get_head("logistic"), {"C": 1.0}, parts[CROSS_VALIDATED], folds, seed, score, len(CLASSES))[1]
+                fitted_baseline = cross_validate(
+                    get_head("logistic"), {"C": 1.0}, parts[CROSS_VALIDATED], folds, seed, score, len(CLASSES)
+                )[1]
                 seed_rows += _figures("baseline", _outputs(fitted_baseline, parts), parts, seed)
             _log_seed(spec, seed, seed_rows)
             rows += seed_rows
@@ -183,18 +197,42 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
             stem = f"{row['set'].replace('-', '_')}.{row['modality']}.{'' if row['who'] == 'model' else 'baseline.'}{row['figure']}"
             mlflow.log_metrics({f"{stem}.mean": row["mean"], f"{stem}.sd": row["sd"]})
         for _, row in gains.iterrows():
-            mlflow.log_metrics({f"gain_over_baseline.{row['set'].replace('-', '_')}.{row['modality']}.mean": row["gain"],
-                                f"gain_over_baseline.{row['set'].replace('-', '_')}.{row['modality']}.sd": row["gain_sd"]})
-        mlflow.log_metrics({"score": headline["model"], "score.sd": headline["model_sd"], "baseline.score": headline["baseline"],
-                            "gain_over_baseline": headline["gain"], "gain_over_baseline.sd": headline["gain_sd"]})
-        (out / "scores.json").write_text(json.dumps({"trained_on": str(corpus.root), "zero_shot_on": config.smiles.eval_data, "headline": {"set": headline_set, "modality": headline_modality, **headline.drop(["set", "modality"]).to_dict()},
-                                                     "summary": summary.to_dict("records"), "gains": gains.to_dict("records")}, indent=1, default=float))
+            mlflow.log_metrics(
+                {
+                    f"gain_over_baseline.{row['set'].replace('-', '_')}.{row['modality']}.mean": row["gain"],
+                    f"gain_over_baseline.{row['set'].replace('-', '_')}.{row['modality']}.sd": row["gain_sd"],
+                }
+            )
+        mlflow.log_metrics(
+            {
+                "score": headline["model"],
+                "score.sd": headline["model_sd"],
+                "baseline.score": headline["baseline"],
+                "gain_over_baseline": headline["gain"],
+                "gain_over_baseline.sd": headline["gain_sd"],
+            }
+        )
+        (out / "scores.json").write_text(
+            json.dumps(
+                {
+                    "trained_on": str(corpus.root),
+                    "zero_shot_on": config.smiles.eval_data,
+                    "headline": {"set": headline_set, "modality": headline_modality, **headline.drop(["set", "modality"]).to_dict()},
+                    "summary": summary.to_dict("records"),
+                    "gains": gains.to_dict("records"),
+                },
+                indent=1,
+                default=float,
+            )
+        )
         run.record(fitted.params, fitted.provenance)
         if end_to_end:  # each fold model fine-tuned its own backbone (the first seed's)
             for k, fold in enumerate(fitted.head.models):
                 fold.head.save_backbone(out / "backbone" / f"fold-{k}")
-            say(f"fine-tuned backbones: {(out / 'backbone').resolve()}/fold-K, one per fold (logged with the run; pass one as "
-                f"{head_cls.model_flag} to extract features from it)")
+            say(
+                f"fine-tuned backbones: {(out / 'backbone').resolve()}/fold-K, one per fold (logged with the run; pass one as "
+                f"{head_cls.model_flag} to extract features from it)"
+            )
         mlflow.log_artifacts(str(out))
         # each fold model carries its own normaliser (none for media)
         width = pooled[CROSS_VALIDATED].raw.shape[1]
@@ -215,11 +253,15 @@ def _media_sets(spec, head_cls, sets: dict, modalities: list[str]) -> dict:
 
     loader = spec.media.get(head_cls.medium)
     if loader is None:
-        raise ChallengeError(f"--head {head_cls.name} reads {head_cls.medium} media, which the {spec.name} track does not supply "
-                             f"(it supplies: {', '.join(spec.media) or 'none'}).")
+        raise ChallengeError(
+            f"--head {head_cls.name} reads {head_cls.medium} media, which the {spec.name} track does not supply "
+            f"(it supplies: {', '.join(spec.media) or 'none'})."
+        )
     if "visual" in MODALITY_OF_MEDIUM[head_cls.medium] and "visual" not in modalities:
-        raise ChallengeError(f"--head {head_cls.name} reads faces as well as sound, and its baseline needs visual features beside eGeMAPS: "
-                             "add a visual extractor to --features (e.g. --features compare,yamnet,mae, the default).")
+        raise ChallengeError(
+            f"--head {head_cls.name} reads faces as well as sound, and its baseline needs visual features beside eGeMAPS: "
+            "add a visual extractor to --features (e.g. --features compare,yamnet,mae, the default)."
+        )
     return {name: loader(corpus, clips) for name, (corpus, clips) in sets.items()}
 
 
@@ -230,8 +272,12 @@ def _log_seed(spec, seed: int, rows: list[dict]) -> None:
 
     with mlflow.start_run(run_name=f"seed-{seed}", nested=True):
         mlflow.set_tags({"challenge.kind": "seed", "track": spec.name, "seed": seed})
-        mlflow.log_metrics({f"{r['set'].replace('-', '_')}.{r['modality']}.{'' if r['who'] == 'model' else 'baseline.'}{r['figure']}": float(r["value"])
-                            for r in rows})
+        mlflow.log_metrics(
+            {
+                f"{r['set'].replace('-', '_')}.{r['modality']}.{'' if r['who'] == 'model' else 'baseline.'}{r['figure']}": float(r["value"])
+                for r in rows
+            }
+        )
 
 
 def present_macro_f1_of_probabilities(truth: np.ndarray, probabilities: np.ndarray) -> float:
@@ -299,40 +345,69 @@ def _summarise(table: pd.DataFrame) -> pd.DataFrame:
 def _gains(table: pd.DataFrame) -> pd.DataFrame:
     """Per clip set and modality: the model's and the baseline's macro F1 (present classes), and
     the gain of the model over the baseline seed by seed (same folds), as mean ± sd."""
-    macro = table[table["figure"] == "macro_f1"].pivot_table(index=["set", "modality", "seed"], columns="who", values="value", sort=False).dropna()
+    macro = (
+        table[table["figure"] == "macro_f1"]
+        .pivot_table(index=["set", "modality", "seed"], columns="who", values="value", sort=False)
+        .dropna()
+    )
     macro["gain"] = macro["model"] - macro["baseline"]
     grouped = macro.groupby(level=["set", "modality"], sort=False)
     sd = lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
-    out = pd.DataFrame({"model": grouped["model"].mean(), "model_sd": grouped["model"].agg(sd), "baseline": grouped["baseline"].mean(),
-                        "baseline_sd": grouped["baseline"].agg(sd), "gain": grouped["gain"].mean(), "gain_sd": grouped["gain"].agg(sd)}).reset_index()
+    out = pd.DataFrame(
+        {
+            "model": grouped["model"].mean(),
+            "model_sd": grouped["model"].agg(sd),
+            "baseline": grouped["baseline"].mean(),
+            "baseline_sd": grouped["baseline"].agg(sd),
+            "gain": grouped["gain"].mean(),
+            "gain_sd": grouped["gain"].agg(sd),
+        }
+    ).reset_index()
     several = grouped["gain"].count().to_numpy() > 1
     # the seeds changed nothing (leave-one-recording-out folds are the same for every seed, and a
     # kept linear start is deterministic): an sd of 0 is no spread, and nothing is "beaten by one sd"
     identical = several & (grouped["model"].agg(sd).to_numpy() < 1e-12) & (grouped["baseline"].agg(sd).to_numpy() < 1e-12)
-    out["verdict"] = np.where(out["gain"] <= 0, "DOES NOT BEAT the baseline",
-                              np.where(~several, "above the baseline (one seed: no spread, use --seeds 3 or more)",
-                                       np.where(identical, "above the baseline; every seed gave the same figures, so there is no spread "
-                                                           "to judge it by (more recordings give the folds room to differ)",
-                                                np.where(out["gain"] > out["gain_sd"], "beats the baseline by more than one sd",
-                                                         "above the baseline, within one sd"))))
+    out["verdict"] = np.where(
+        out["gain"] <= 0,
+        "DOES NOT BEAT the baseline",
+        np.where(
+            ~several,
+            "above the baseline (one seed: no spread, use --seeds 3 or more)",
+            np.where(
+                identical,
+                "above the baseline; every seed gave the same figures, so there is no spread "
+                "to judge it by (more recordings give the folds room to differ)",
+                np.where(out["gain"] > out["gain_sd"], "beats the baseline by more than one sd", "above the baseline, within one sd"),
+            ),
+        ),
+    )
     return out
 
 
-def _print_summary(summary: pd.DataFrame, gains: pd.DataFrame, data: dict, corpus: Corpus, config: RunConfig, seeds: int, what: str) -> None:
+def _print_summary(
+    summary: pd.DataFrame, gains: pd.DataFrame, data: dict, corpus: Corpus, config: RunConfig, seeds: int, what: str
+) -> None:
     figure = summary.set_index(["set", "modality", "who", "figure"])
     control = "  CONTROL RUN (shuffled training labels)" if config.shuffle_labels else ""
-    say(f"macro F1 over the classes present, mean ± sd over {seeds} seed(s); baseline: {BASELINE} on pooled eGeMAPS (audio) "
-        f"and pooled visual features, same folds{control}")
+    say(
+        f"macro F1 over the classes present, mean ± sd over {seeds} seed(s); baseline: {BASELINE} on pooled eGeMAPS (audio) "
+        f"and pooled visual features, same folds{control}"
+    )
     for name in data:
-        where = {CROSS_VALIDATED: f"{corpus.name}, out-of-fold over {config.smiles.folds} folds of {what}", HELD_OUT: f"{corpus.name} test recordings",
-                 ZERO_SHOT: f"{Path(config.smiles.eval_data or '').name}, every recording"}[name]
+        where = {
+            CROSS_VALIDATED: f"{corpus.name}, out-of-fold over {config.smiles.folds} folds of {what}",
+            HELD_OUT: f"{corpus.name} test recordings",
+            ZERO_SHOT: f"{Path(config.smiles.eval_data or '').name}, every recording",
+        }[name]
         present = int(figure.loc[(name, gains[gains["set"] == name]["modality"].iloc[0], "model", "classes_present"), "mean"])
         say(f"{name} ({where}; {len(data[name])} clips, {present} of {len(CLASSES)} classes present):")
         for _, g in gains[gains["set"] == name].iterrows():
             f = lambda key: figure.loc[(name, g["modality"], "model", key)]  # noqa: E731
-            say(f"  {g['modality']:<12} model {g['model']:.4f} ± {g['model_sd']:.4f}  baseline {g['baseline']:.4f} ± {g['baseline_sd']:.4f}  "
+            say(
+                f"  {g['modality']:<12} model {g['model']:.4f} ± {g['model_sd']:.4f}  baseline {g['baseline']:.4f} ± {g['baseline_sd']:.4f}  "
                 f"gain {g['gain']:+.4f} ± {g['gain_sd']:.4f}: {g['verdict']}  "
-                f"(micro F1 {f('micro_f1')['mean']:.4f}, kappa {f('kappa')['mean']:.4f}, 3-class macro F1 {f('macro_f1_all_classes')['mean']:.4f})")
+                f"(micro F1 {f('micro_f1')['mean']:.4f}, kappa {f('kappa')['mean']:.4f}, 3-class macro F1 {f('macro_f1_all_classes')['mean']:.4f})"
+            )
 
 
 def _clips_fingerprint(corpus: Corpus, dev, config: RunConfig) -> str:
@@ -341,8 +416,10 @@ def _clips_fingerprint(corpus: Corpus, dev, config: RunConfig) -> str:
 
     from tracks.smiles.clip_windows import recording_samples
 
-    hasher = hashlib.sha256(f"{recording_samples(corpus.recordings).fingerprint()}/{config.smiles.clip_length}/{config.smiles.clip_hop}/"
-                            f"folds{config.smiles.folds}".encode())
+    hasher = hashlib.sha256(
+        f"{recording_samples(corpus.recordings).fingerprint()}/{config.smiles.clip_length}/{config.smiles.clip_hop}/"
+        f"folds{config.smiles.folds}".encode()
+    )
     hasher.update(np.ascontiguousarray(dev.targets, dtype=np.int64).tobytes())
     return hasher.hexdigest()[:16]
 
@@ -360,13 +437,30 @@ def _reports(model, set_outputs: dict, data: dict, sets: dict, out: Path, seed: 
         for modality, probabilities in outputs.items():
             decided = probabilities.argmax(1)
             classification_table(part.targets, decided, CLASSES).to_csv(out / f"{tag}_{modality}_scores.csv", index=False)
-            confusion_matrix_plot(part.targets, decided, CLASSES, out / f"{tag}_{modality}_confusion.png",
-                                  title=f"{modality}, {name}, corpus {corpus.name}, n={len(part)} clips, seed {seed}")
+            confusion_matrix_plot(
+                part.targets,
+                decided,
+                CLASSES,
+                out / f"{tag}_{modality}_confusion.png",
+                title=f"{modality}, {name}, corpus {corpus.name}, n={len(part)} clips, seed {seed}",
+            )
         final = list(outputs)[-1]
         decided = outputs[final].argmax(1)
         intensities = [c.intensity for c in clips]
-        intensity_heatmap(intensities, decided, INTENSITY_ROWS, CLASSES, out / f"{tag}_{final}_intensity_heatmap.png",
-                          title=f"{final}, {name}, corpus {corpus.name}: prediction by intensity (row %)").to_csv(out / f"{tag}_{final}_intensity_heatmap.csv")
+        intensity_heatmap(
+            intensities,
+            decided,
+            INTENSITY_ROWS,
+            CLASSES,
+            out / f"{tag}_{final}_intensity_heatmap.png",
+            title=f"{final}, {name}, corpus {corpus.name}: prediction by intensity (row %)",
+        ).to_csv(out / f"{tag}_{final}_intensity_heatmap.csv")
         embeddings = model.embed(part)
         if embeddings is not None and len(part) > 5:
-            tsne_plot(embeddings, intensities, out / f"{tag}_tsne.png", seed, title=f"t-SNE of {final} clip embeddings, {name}, corpus {corpus.name}")
+            tsne_plot(
+                embeddings,
+                intensities,
+                out / f"{tag}_tsne.png",
+                seed,
+                title=f"t-SNE of {final} clip embeddings, {name}, corpus {corpus.name}",
+            )

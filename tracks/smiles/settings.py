@@ -22,9 +22,17 @@ class SmilesSettings(BaseModel):
     scheme: str | None = Field(None, description="ELAN tier names and level spellings (YAML; default the corpus's elan_scheme.yaml).")
     clip_length: PositiveFloat = Field(1.2, description="smile-laugh: clip length in seconds.")
     clip_hop: PositiveFloat = Field(0.6, description="smile-laugh: seconds between clip starts.")
-    subtle: Literal["drop", "keep", "merge"] = Field("drop", description="smile-intensity: the Subtle level dropped, kept as its own class, or merged into Low.")
-    folds: PositiveInt = Field(5, description="Grouped cross-validation folds over recordings (speakers), for early stopping and selection (smile-intensity --folds 1: the valid recordings).")
+    subtle: Literal["drop", "keep", "merge"] = Field(
+        "drop", description="smile-intensity: the Subtle level dropped, kept as its own class, or merged into Low."
+    )
+    folds: PositiveInt = Field(
+        5,
+        description="Grouped cross-validation folds over recordings (speakers), for early stopping and selection (smile-intensity --folds 1: the valid recordings).",
+    )
     both_ways: bool = Field(False, description="smile-laugh with --eval-data: also train on that corpus and score zero-shot on --data.")
     corpus_norm: bool = Field(True, description="smile-laugh: standardise the zero-shot corpus's features with its own statistics.")
-    pooling: list[Literal["mean", "std", "p10", "p90"]] = Field(default_factory=lambda: ["mean", "std", "p10", "p90"], min_length=1,
-                                                                 description="smile-laugh: the statistics of each feature over a clip that the model reads (the baseline keeps mean and std).")
+    pooling: list[Literal["mean", "std", "p10", "p90"]] = Field(
+        default_factory=lambda: ["mean", "std", "p10", "p90"],
+        min_length=1,
+        description="smile-laugh: the statistics of each feature over a clip that the model reads (the baseline keeps mean and std).",
+    )

@@ -65,7 +65,9 @@ class FERLiveModel:
         return (cumulative[:, :-1] - cumulative[:, 1:]).astype(np.float32)
 
     def save(self, path: Path, fitted_on: dict) -> None:
-        Path(path).write_text(json.dumps({"kind": KIND, "thresholds": list(self.thresholds), "window": self.window, "fitted_on": fitted_on}, indent=1))
+        Path(path).write_text(
+            json.dumps({"kind": KIND, "thresholds": list(self.thresholds), "window": self.window, "fitted_on": fitted_on}, indent=1)
+        )
 
     @classmethod
     def load(cls, path: Path) -> FERLiveModel:
@@ -74,8 +76,10 @@ class FERLiveModel:
         except (OSError, ValueError) as error:
             raise ChallengeError(f"{path}: not a readable fer model file ({error}); make one with `challenge live-calibrate`.") from error
         if not isinstance(saved, dict) or saved.get("kind") != KIND:
-            raise ChallengeError(f"{path}: not a fer model file (kind {saved.get('kind') if isinstance(saved, dict) else None!r}); "
-                                 "make one with `challenge live-calibrate VIDEO FILE.eaf --save PATH`.")
+            raise ChallengeError(
+                f"{path}: not a fer model file (kind {saved.get('kind') if isinstance(saved, dict) else None!r}); "
+                "make one with `challenge live-calibrate VIDEO FILE.eaf --save PATH`."
+            )
         return cls(tuple(saved["thresholds"]), int(saved.get("window", 5)), source=str(path))
 
 
@@ -87,8 +91,10 @@ def fit_thresholds(happiness: np.ndarray, levels: np.ndarray, candidates: int = 
     keep = levels >= 0
     h, y = happiness[keep], levels[keep]
     if len(np.unique(y)) < 2:
-        raise ChallengeError(f"the annotation gives {len(np.unique(y))} level(s) on the frames where the face was read: "
-                             "calibrating needs a video where the face shows at least two levels.")
+        raise ChallengeError(
+            f"the annotation gives {len(np.unique(y))} level(s) on the frames where the face was read: "
+            "calibrating needs a video where the face shows at least two levels."
+        )
     # candidates: midway between neighbouring frames (sorted by h) whose levels differ, the
     # only places where moving a threshold changes a decision; at most `candidates` of them
     order = np.argsort(h, kind="stable")
@@ -146,8 +152,14 @@ def calibrate(video: Path, eaf: Path, model: FERLiveModel | None = None, scheme:
     before = _macro_f1(happiness, reference[index], model.thresholds)
     thresholds, after = fit_thresholds(happiness, reference[index])
     calibrated = FERLiveModel(thresholds, model.window)
-    return calibrated, {"video": str(video), "annotation": str(eaf), "track_id": track, "frames": int((reference[index] >= 0).sum()),
-                        "macro_f1_default_thresholds": before, "macro_f1_fitted": after}
+    return calibrated, {
+        "video": str(video),
+        "annotation": str(eaf),
+        "track_id": track,
+        "frames": int((reference[index] >= 0).sum()),
+        "macro_f1_default_thresholds": before,
+        "macro_f1_fitted": after,
+    }
 
 
 def _macro_f1(happiness: np.ndarray, levels: np.ndarray, thresholds) -> float:

@@ -31,16 +31,24 @@ class FaceFollower:
 
         self._sv = sv
         # the lost-track budget is counted in 30 fps frames
-        self.tracker = ByteTrackTracker(lost_track_buffer=max(1, round(lost_after_s * 30)), minimum_consecutive_frames=1,
-                                        track_activation_threshold=0.5, minimum_iou_threshold=min_iou)
+        self.tracker = ByteTrackTracker(
+            lost_track_buffer=max(1, round(lost_after_s * 30)),
+            minimum_consecutive_frames=1,
+            track_activation_threshold=0.5,
+            minimum_iou_threshold=min_iou,
+        )
         self.faces: dict[int, FollowedFace] = {}
 
     def update(self, faces: Faces, t: float) -> tuple[list[int], int]:
         """Associate a detection round at time t; returns (the ids of faces that were lost, the
         number of detections not yet confirmed). ByteTrack confirms a new face on its second
         round, so the pipeline detects again on the next frame while any are waiting."""
-        detections = self._sv.Detections(xyxy=faces.boxes.astype(np.float32), confidence=faces.scores.astype(np.float32),
-                                          class_id=np.zeros(len(faces), int), data={"angle": faces.angles})
+        detections = self._sv.Detections(
+            xyxy=faces.boxes.astype(np.float32),
+            confidence=faces.scores.astype(np.float32),
+            class_id=np.zeros(len(faces), int),
+            data={"angle": faces.angles},
+        )
         tracked = self.tracker.update(detections, timestamp=t)
         current, waiting = {}, 0
         for box, track_id, angle in zip(tracked.xyxy, tracked.tracker_id, tracked.data.get("angle", np.zeros(len(tracked)))):

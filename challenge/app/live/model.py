@@ -30,7 +30,10 @@ class CropSettings:
     def from_recipe(cls, recipe: dict) -> CropSettings:
         from challenge.features.face_crops import FaceCropExtractor
 
-        settings = {**{f: getattr(FaceCropExtractor(), f) for f in ("size", "margin", "detector", "detect_every", "detection_width")}, **recipe}
+        settings = {
+            **{f: getattr(FaceCropExtractor(), f) for f in ("size", "margin", "detector", "detect_every", "detection_width")},
+            **recipe,
+        }
         return cls(**{k: v for k, v in settings.items() if k in cls.__dataclass_fields__})
 
 
@@ -60,8 +63,10 @@ class LiveModel:
         members = getattr(saved.head, "members", [saved.head])
         networks = [getattr(m, "model", None) for m in members]
         if saved.head.name != "cnn-gru" or any(n is None for n in networks):
-            raise ChallengeError(f"run {run_id} is a {saved.head.name!r} model of track {saved.track}; `challenge live` needs a cnn-gru "
-                                 "run: challenge track smile-intensity --data CORPUS --head cnn-gru")
+            raise ChallengeError(
+                f"run {run_id} is a {saved.head.name!r} model of track {saved.track}; `challenge live` needs a cnn-gru "
+                "run: challenge track smile-intensity --data CORPUS --head cnn-gru"
+            )
         from challenge.registry import get_track
 
         labels = list(get_track(saved.track).labels)
@@ -71,11 +76,21 @@ class LiveModel:
         first = members[0]
         crops = CropSettings.from_recipe(first.crop_recipe())
         # cnn-gru reads crops in [0, 1] and scales them itself: no normaliser between the crops and the CNN
-        return cls.export(networks, np.zeros(crops.size**2, np.float32), np.ones(crops.size**2, np.float32), labels,
-                          crops, saved.head.params["window"], run_id, threads)
+        return cls.export(
+            networks,
+            np.zeros(crops.size**2, np.float32),
+            np.ones(crops.size**2, np.float32),
+            labels,
+            crops,
+            saved.head.params["window"],
+            run_id,
+            threads,
+        )
 
     @classmethod
-    def untrained(cls, labels: list[str], crops: CropSettings | None = None, window: int = 20, seed: int = 0, threads: int = 0) -> LiveModel:
+    def untrained(
+        cls, labels: list[str], crops: CropSettings | None = None, window: int = 20, seed: int = 0, threads: int = 0
+    ) -> LiveModel:
         """Default cnn-gru parameters, random weights: for timing the pipeline, never for results."""
         from challenge.heads.cnn_gru import CNNGRU, CNNGRUHead
 
@@ -88,8 +103,17 @@ class LiveModel:
         return cls.export([network], np.zeros(dim, np.float32), np.ones(dim, np.float32), labels, crops, window, "untrained", threads)
 
     @classmethod
-    def export(cls, networks: list, mean: np.ndarray, std: np.ndarray, labels: list[str], crops: CropSettings, window: int, source: str,
-               threads: int = 0) -> LiveModel:
+    def export(
+        cls,
+        networks: list,
+        mean: np.ndarray,
+        std: np.ndarray,
+        labels: list[str],
+        crops: CropSettings,
+        window: int,
+        source: str,
+        threads: int = 0,
+    ) -> LiveModel:
         """`networks`: one CNNGRU, or the K fold models of a run (their embeddings side by side,
         their probabilities averaged, each graph still one call)."""
         import onnxruntime
@@ -102,13 +126,22 @@ class LiveModel:
         options.intra_op_num_threads = threads  # 0: onnxruntime's default (all cores)
         options.log_severity_level = 3
         sessions = []
-        for module, example, name, axes in ((encoder, torch.zeros(2, dim), "crops", {0: "faces"}),
-                                            (temporal, torch.zeros(2, 3, embedding), "embeddings", {0: "faces", 1: "frames"})):
+        for module, example, name, axes in (
+            (encoder, torch.zeros(2, dim), "crops", {0: "faces"}),
+            (temporal, torch.zeros(2, 3, embedding), "embeddings", {0: "faces", 1: "frames"}),
+        ):
             buffer = io.BytesIO()
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # the exporter's notes on GRU batch sizes: our batch axis is dynamic and h0 is zero
-                torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=[name], output_names=["out"],
-                                  dynamic_axes={name: axes, "out": {0: "faces"}})
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    buffer,
+                    dynamo=False,
+                    input_names=[name],
+                    output_names=["out"],
+                    dynamic_axes={name: axes, "out": {0: "faces"}},
+                )
             sessions.append(onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"]))
         return cls(labels, crops, window, sessions[0], sessions[1], source)
 

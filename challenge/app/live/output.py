@@ -31,8 +31,16 @@ class FacesCsv:
 
     def write(self, reading: FrameReading) -> None:
         for face in reading.faces:
-            self.writer.writerow([reading.index, f"{reading.time:.3f}", face.track_id, *(f"{v:.1f}" for v in face.box),
-                                  *(f"{p:.4f}" for p in face.probabilities), self.labels[face.level]])
+            self.writer.writerow(
+                [
+                    reading.index,
+                    f"{reading.time:.3f}",
+                    face.track_id,
+                    *(f"{v:.1f}" for v in face.box),
+                    *(f"{p:.4f}" for p in face.probabilities),
+                    self.labels[face.level],
+                ]
+            )
 
     def close(self) -> None:
         self.handle.close()
@@ -66,13 +74,27 @@ def expected_level(probabilities: np.ndarray) -> float:
     return float((probabilities * levels).sum() / max(len(probabilities) - 1, 1))
 
 
-def update_message(reading: FrameReading, labels: list[str], image: bytes | None, fps: float, latency_ms: float, dropped: int,
-                   ended: bool = False) -> dict:
+def update_message(
+    reading: FrameReading, labels: list[str], image: bytes | None, fps: float, latency_ms: float, dropped: int, ended: bool = False
+) -> dict:
     return {
-        "frame": reading.index, "time": round(reading.time, 3), "fps": round(fps, 1), "latency_ms": round(latency_ms, 1),
-        "dropped": dropped, "ended": ended, "labels": labels,
+        "frame": reading.index,
+        "time": round(reading.time, 3),
+        "fps": round(fps, 1),
+        "latency_ms": round(latency_ms, 1),
+        "dropped": dropped,
+        "ended": ended,
+        "labels": labels,
         "image": "data:image/jpeg;base64," + base64.b64encode(image).decode() if image else None,
-        "faces": [{"id": f.track_id, "box": [round(float(v), 1) for v in f.box], "level": f.level, "label": labels[f.level],
-                   "probabilities": [round(float(p), 4) for p in f.probabilities], "bar": round(expected_level(f.probabilities), 3)}
-                  for f in reading.faces],
+        "faces": [
+            {
+                "id": f.track_id,
+                "box": [round(float(v), 1) for v in f.box],
+                "level": f.level,
+                "label": labels[f.level],
+                "probabilities": [round(float(p), 4) for p in f.probabilities],
+                "bar": round(expected_level(f.probabilities), 3),
+            }
+            for f in reading.faces
+        ],
     }

@@ -51,8 +51,15 @@ class LivePipeline:
     result is associated at the time of the frame it saw. Offline runs detect in line, so the same
     file always gives the same CSV."""
 
-    def __init__(self, model: LiveModel, detector=None, detect_every: int | None = None, batched: bool = True, lost_after_s: float = 1.0,
-                 background: bool = False):
+    def __init__(
+        self,
+        model: LiveModel,
+        detector=None,
+        detect_every: int | None = None,
+        batched: bool = True,
+        lost_after_s: float = 1.0,
+        background: bool = False,
+    ):
         self.model = model
         self.detector = detector or make_detector(model.crops.detector, width=model.crops.detection_width)
         self.detect_every = detect_every or model.crops.detect_every

@@ -47,22 +47,38 @@ class LiveSummary:
         p50, p95 = (np.percentile(self.latencies, [50, 95]) * 1000) if self.latencies else (0.0, 0.0)
         per_frame = ", ".join(f"{stage} {1000 * spent / max(self.frames, 1):.1f}" for stage, spent in self.stage_seconds.items())
         speed = f", {self.media_seconds / self.seconds:.1f}x real time" if self.seconds and self.media_seconds else ""
-        return (f"{self.frames} frames in {self.seconds:.1f} s ({fps:.1f} fps{speed}), {self.dropped} dropped; "
-                f"{self.faces} face readings ({self.faces / self.seconds if self.seconds else 0:.0f} faces/s), {len(self.tracks)} track ids; "
-                f"latency p50 {p50:.1f} ms, p95 {p95:.1f} ms; ms per frame: {per_frame}")
+        return (
+            f"{self.frames} frames in {self.seconds:.1f} s ({fps:.1f} fps{speed}), {self.dropped} dropped; "
+            f"{self.faces} face readings ({self.faces / self.seconds if self.seconds else 0:.0f} faces/s), {len(self.tracks)} track ids; "
+            f"latency p50 {p50:.1f} ms, p95 {p95:.1f} ms; ms per frame: {per_frame}"
+        )
 
 
-def run_live(source: str, model: LiveModel, out: Path | None = None, port: int | None = None, host: str = "127.0.0.1",
-             detect_every: int | None = None, detector: str | None = None, batched: bool = True, detection_width: int | None = None,
-             require_token: bool = False) -> LiveSummary:
+def run_live(
+    source: str,
+    model: LiveModel,
+    out: Path | None = None,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    detect_every: int | None = None,
+    detector: str | None = None,
+    batched: bool = True,
+    detection_width: int | None = None,
+    require_token: bool = False,
+) -> LiveSummary:
     """`require_token`: ask for the printed token on loopback too (off loopback it always is)."""
     from challenge.vision.faces import make_detector
 
     crops = model.crops
     serve = port is not None or source.isdigit() or "://" in source
     # served sources detect on a thread of their own, so no reading waits for the detector
-    pipeline = LivePipeline(model, make_detector(detector or crops.detector, width=detection_width or crops.detection_width), detect_every, batched,
-                            background=serve)
+    pipeline = LivePipeline(
+        model,
+        make_detector(detector or crops.detector, width=detection_width or crops.detection_width),
+        detect_every,
+        batched,
+        background=serve,
+    )
     pipeline.warm_up()
     frames = FrameSource(source, paced=serve)
     table = FacesCsv(out, model.labels) if out else None
@@ -85,13 +101,23 @@ def run_live(source: str, model: LiveModel, out: Path | None = None, port: int |
                     recent.append(reading.finished)
                     fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
                     image = jpeg(annotate(frame.rgb, reading, model.labels)) if latest.clients else None
-                    latest.publish(update_message(reading, model.labels, image, fps, 1000 * float(np.median(summary.latencies[-30:])),
-                                                  frames.dropped))
+                    latest.publish(
+                        update_message(reading, model.labels, image, fps, 1000 * float(np.median(summary.latencies[-30:])), frames.dropped)
+                    )
                 advance()
         summary.seconds, summary.dropped = time.perf_counter() - start, frames.dropped
         if latest is not None and latest.message is not None:  # the last frame stays on the page, drawn even if no one watched it live
-            latest.publish(update_message(reading, model.labels, jpeg(annotate(frame.rgb, reading, model.labels)), fps, latest.message["latency_ms"],
-                                          frames.dropped, ended=True))
+            latest.publish(
+                update_message(
+                    reading,
+                    model.labels,
+                    jpeg(annotate(frame.rgb, reading, model.labels)),
+                    fps,
+                    latest.message["latency_ms"],
+                    frames.dropped,
+                    ended=True,
+                )
+            )
             say("the source ended; the page keeps the last frame until Ctrl-C")
             while True:
                 time.sleep(0.5)

@@ -23,12 +23,15 @@ class CsvScore:
     table: pd.DataFrame
 
     def describe(self) -> str:
-        return (f"track {self.track_id} against the annotation: macro F1 {self.macro_f1:.4f}, kappa {self.kappa:.4f} "
-                f"over {self.frames_scored} frames ({self.coverage:.0%} of the annotated frames)")
+        return (
+            f"track {self.track_id} against the annotation: macro F1 {self.macro_f1:.4f}, kappa {self.kappa:.4f} "
+            f"over {self.frames_scored} frames ({self.coverage:.0%} of the annotated frames)"
+        )
 
 
-def score_csv(csv_path: Path, eaf: Path, n_frames: int, fps: float, track_id: int | None = None, subtle: str = "drop",
-              scheme: Path | None = None) -> CsvScore:
+def score_csv(
+    csv_path: Path, eaf: Path, n_frames: int, fps: float, track_id: int | None = None, subtle: str = "drop", scheme: Path | None = None
+) -> CsvScore:
     from tracks.smiles.analyses import classification_table
     from tracks.smiles.elan import ElanScheme, read_eaf
     from tracks.smiles.labels import frame_intensities, intensity_names
@@ -39,7 +42,9 @@ def score_csv(csv_path: Path, eaf: Path, n_frames: int, fps: float, track_id: in
         raise ChallengeError(f"{csv_path}: no face was read in this video, so nothing can be scored.")
     unknown = sorted(set(rows["intensity"]) - set(names))
     if unknown:
-        raise ChallengeError(f"{csv_path}: intensities {unknown} are not levels of the annotation ({names}); pass the same --subtle as the run.")
+        raise ChallengeError(
+            f"{csv_path}: intensities {unknown} are not levels of the annotation ({names}); pass the same --subtle as the run."
+        )
     if track_id is None:
         track_id = int(rows["track_id"].value_counts().idxmax())
     face = rows[rows["track_id"] == track_id]
@@ -54,5 +59,11 @@ def score_csv(csv_path: Path, eaf: Path, n_frames: int, fps: float, track_id: in
     if not scored.any():
         raise ChallengeError(f"{csv_path}: track {track_id} was read on no frame with an annotated level in {eaf}.")
     table = classification_table(reference[scored], predicted[scored], names).set_index("class")
-    return CsvScore(track_id, int(scored.sum()), float(scored.sum() / max((reference >= 0).sum(), 1)), float(table.loc["macro", "f1"]),
-                    float(table.loc["kappa", "f1"]), table)
+    return CsvScore(
+        track_id,
+        int(scored.sum()),
+        float(scored.sum() / max((reference >= 0).sum(), 1)),
+        float(table.loc["macro", "f1"]),
+        float(table.loc["kappa", "f1"]),
+        table,
+    )

@@ -43,8 +43,13 @@ class FrameSource:
                     raise ChallengeError(f"{self.spec}: no such video file (SOURCE is a webcam index, a video file or an rtsp/http URL).")
                 self.container = av.open(self.spec)
         except (av.error.FFmpegError, OSError) as error:
-            fix = ("check that the camera exists and is free" if self.spec.isdigit() else "check the URL and that the stream is up" if self.live
-                   else f"re-encode it, for example `ffmpeg -i {Path(self.spec).name} fixed.mp4`")
+            fix = (
+                "check that the camera exists and is free"
+                if self.spec.isdigit()
+                else "check the URL and that the stream is up"
+                if self.live
+                else f"re-encode it, for example `ffmpeg -i {Path(self.spec).name} fixed.mp4`"
+            )
             raise ChallengeError(f"{self.spec}: cannot be opened as a video source ({error}); {fix}.") from error
         if not self.container.streams.video:
             raise ChallengeError(f"{self.spec}: has no video stream.")
