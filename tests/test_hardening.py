@@ -450,7 +450,7 @@ def case_unreachable_hub(w: World, monkeypatch) -> str:
 
     models.hub_reachable.cache_clear()
     start = time.perf_counter()
-    text = message(lambda: make_extractor("mae", model="nobody/no-such-mae").build("cpu"))
+    text = message(lambda: make_extractor("mae", model="hf:nobody/no-such-mae").build("cpu"))
     models.hub_reachable.cache_clear()
     return f"{text}\nafter {time.perf_counter() - start:.1f} s"
 

@@ -42,8 +42,8 @@ TRACKS_HELP = "A registered track: " + ", ".join(track_names()) + "."
 TrackName = Annotated[str, typer.Argument(help=TRACKS_HELP, show_default=False, callback=_known_track)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 DataOption = Annotated[Optional[Path], typer.Option(help="Dataset root in the track's official layout.")]
-AudioModelOption = Annotated[Optional[str], typer.Option(help="wav2vec2 hub id or local save_pretrained directory.")]
-VisualModelOption = Annotated[Optional[str], typer.Option(help="MAE ViT hub id or local directory.")]
+AudioModelOption = Annotated[Optional[str], typer.Option(help="wav2vec2 save_pretrained folder, weights file, or hf:HUB_ID.")]
+VisualModelOption = Annotated[Optional[str], typer.Option(help="MAE ViT save_pretrained folder, weights file, or hf:HUB_ID.")]
 TrialsOption = Annotated[Optional[int], typer.Option(help="Finished trials the study should hold (a rerun resumes).")]
 TimeoutOption = Annotated[Optional[float], typer.Option(help="Stop tuning after this many seconds.")]
 StorageOption = Annotated[Optional[str], typer.Option(help="Optuna storage URL (default sqlite:///optuna/studies.db).")]
@@ -102,7 +102,7 @@ def features_extract(
     social_mae_model: Annotated[
         Optional[str], typer.Option(help="Social-MAE folder or the authors' .pth (--extractor social-mae).")
     ] = None,
-    text_model: Annotated[Optional[str], typer.Option(help="sentence-transformers folder or hub id (--extractor text).")] = None,
+    text_model: Annotated[Optional[str], typer.Option(help="sentence-transformers folder or hf:HUB_ID (--extractor text).")] = None,
     layer: Annotated[Optional[int], typer.Option(help="wav2vec2 hidden state index (-1 = last).")] = None,
     kind: Annotated[Optional[str], typer.Option(help="provided: wav2vec2 or vit (the organisers' folder).")] = None,
     device: DeviceOption = "auto",
@@ -163,7 +163,10 @@ def features_extract(
 @app.command("transcribe")
 def transcribe_command(
     data: Annotated[Path, typer.Option(help="Dataset root in the track's official layout.")],
-    asr_model: Annotated[str, typer.Option(help="Whisper folder (save_pretrained layout) or hub id, e.g. /models/whisper-small.")],
+    asr_model: Annotated[
+        str,
+        typer.Option(help="Whisper folder (save_pretrained layout) or hf:HUB_ID, e.g. /models/whisper-small or hf:openai/whisper-small."),
+    ],
     track: Annotated[str, typer.Option(help="Track whose reader lists the clips. " + TRACKS_HELP, callback=_known_track)] = "emi",
     out: Annotated[
         Optional[Path], typer.Option(help="Folder of <clip>.txt files (default DATA/transcripts, where --features text reads).")

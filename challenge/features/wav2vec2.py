@@ -11,7 +11,7 @@ from challenge.features.base import Extractor
 class Wav2Vec2Extractor(Extractor):
     name = "wav2vec2"
     modality = "audio"
-    model: str = "facebook/wav2vec2-base"  # a hub id, a save_pretrained folder, or one weights file in transformers' names
+    model: str = "hf:facebook/wav2vec2-base"  # hf:HUB_ID, a save_pretrained folder, or one weights file in transformers' names
     layer: int = -1  # hidden state index (0 = CNN projection, -1 = last transformer layer)
     average_layers: bool = False  # mean over all transformer layers instead of one
     emotion_head: bool = True  # append the checkpoint's 3 regression outputs when it has them

@@ -363,8 +363,9 @@ def load_social_mae(
     encoder weight must be in the file; a missing decoder is started at random and said.
     `heads`, `decoder_heads`, `frames` and `mel_bins` say what an authors' file's tensors cannot."""
     from challenge.networks.checkpoints import is_weights_file, read_weights
+    from challenge.networks.sources import local_path
 
-    path = Path(model).expanduser()
+    path = local_path(model, "--social-mae-model")
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
             raise ChallengeError(

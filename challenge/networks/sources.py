@@ -1,4 +1,5 @@
-"""Loading pretrained checkpoints from a hub id or a local `save_pretrained` directory.
+"""Where a model comes from: a path (a `save_pretrained` folder or a weights file), or a
+Hugging Face hub id written `hf:ORG/NAME`. The rule is explicit, never guessed.
 
 A local checkpoint is identified by the content of its weight and config files (for the
 feature cache key); a hub id that is neither cached nor reachable fails at once, without the
@@ -21,14 +22,37 @@ from challenge.errors import ChallengeError
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".json", ".model"}
 
 
+HUB_PREFIX = "hf:"  # the one way to name a Hugging Face hub model: hf:facebook/wav2vec2-base
+
+
 def looks_local(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
+    """The rule a user can read: a model is a path (a folder or a weights file) unless it starts
+    with `hf:`, which names a hub id. Nothing is guessed from whether a path happens to exist."""
+    return not model.startswith(HUB_PREFIX)
+
+
+def hub_id(model: str) -> str:
+    return model.removeprefix(HUB_PREFIX)
+
+
+def local_path(model: str, option: str) -> Path:
+    """A model given as a path: it must exist (a mistyped path never becomes a hub id)."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ChallengeError(
+            f"{option} {model}: no such file or folder ({path.resolve()}). A model is a path (a save_pretrained folder or a "
+            f"weights file) unless it starts with {HUB_PREFIX}, which names a Hugging Face hub id: e.g. {HUB_PREFIX}{model}"
+            if "/" in model and not model.startswith((".", "/", "~"))
+            else f"{option} {model}: no such file or folder ({path.resolve()}). A model is a path (a save_pretrained folder or "
+            f"a weights file) unless it starts with {HUB_PREFIX} (a Hugging Face hub id)."
+        )
+    return path
 
 
 def model_identity(model: str) -> str:
-    """`sha:<digest>` of a local checkpoint's weight and config files, `hub:<id>` otherwise."""
+    """`sha:<digest>` of a local checkpoint's weight and config files, `hub:<id>` for `hf:<id>`."""
     if not looks_local(model):
-        return f"hub:{model}"
+        return f"hub:{hub_id(model)}"
     from challenge.stores.feature_store import cached_content_digest, model_digest_root
 
     path = Path(model).expanduser().resolve()
@@ -97,11 +121,11 @@ def load_pretrained(cls, model: str, option: str = "--audio-model", **kwargs):
     a folder that is not a checkpoint, weights torch refuses to unpickle, an unreachable hub."""
     quiet_transformers()
     if looks_local(model):
-        path = Path(model).expanduser()
+        path = local_path(model, option)
         if not (path / "config.json").exists():
             raise ChallengeError(f"{path}: no config.json there. Pass a directory written by `save_pretrained` with {option}.")
         model = str(path)
-    elif not _in_hub_cache(model):
+    elif not _in_hub_cache(model := hub_id(model)):
         if not hub_reachable():
             raise _unreachable(model, option)
     elif not hub_reachable():
@@ -130,6 +154,6 @@ def preprocessor_config(model: str) -> dict:
         from huggingface_hub import hf_hub_download
 
         local_only = not hub_reachable()
-        return json.loads(Path(hf_hub_download(model, "preprocessor_config.json", local_files_only=local_only)).read_text())
+        return json.loads(Path(hf_hub_download(hub_id(model), "preprocessor_config.json", local_files_only=local_only)).read_text())
     except Exception:  # noqa: BLE001 - absent file or offline: fall back to the model defaults
         return {}
