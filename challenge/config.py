@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -115,6 +115,11 @@ class _RunConfig(Settings):
         3,
         description="With --tune (clip tracks): refit the chosen parameters and the baseline on K folds of train+valid for an estimate that selected nothing (0 skips).",
     )
+    select: Literal["validation", "out-of-fold"] = Field(
+        "validation",
+        description="What a tuned clip run submits. validation: the tuned head (the best trial on validation). out-of-fold: whichever of "
+        "the tuned head, the linear baseline and their average wins the estimate that selected nothing (--estimate-folds), said in the summary.",
+    )
     worker: NonNegativeInt | None = Field(
         None, description="This worker's index when several share a study (its sampler seed); default: claim a free one from the study."
     )
@@ -197,6 +202,7 @@ class RunResult:
     trials_run: int = 0
     baseline: object | None = None  # challenge.run.baseline.Baseline: the linear model on the same split and features
     estimate: object | None = None  # challenge.run.estimate.Estimate: a tuned run's figures that selected nothing
+    selection: str | None = None  # what --select out-of-fold submitted, and why
     seeds: int = 1  # a seeds run (challenge.run.protocols.over_seeds): its score and details are means over this many
 
 

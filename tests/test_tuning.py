@@ -209,3 +209,67 @@ def test_two_track_commands_without_worker_claim_their_own_index_and_never_repea
     assert len(set(proposals)) == len(proposals), proposals
     assert study.user_attrs["challenge.worker_indices_claimed"] == 2
     assert {t.user_attrs["worker"] for t in done} <= {0, 1} and len({t.user_attrs["worker"] for t in done}) == 2
+
+
+def _slow_starter(trial):
+    """The shape the issue measured: the defaults (trial 0) start at a linear fit and stay there;
+    another setting starts lower and ends higher, learning over 10 epochs."""
+    rate = trial.suggest_float("rate", 0.0, 1.0)
+    for step in range(10):
+        value = 0.5 if rate == 0.0 else 0.3 + 0.35 * rate * (step + 1) / 10
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+
+def test_the_pruner_lets_trials_that_learn_slowly_finish_and_beat_the_defaults(tmp_path):
+    """With the earlier pruner (median of one finished trial, one-epoch warm-up) every trial
+    after the defaults was cut at its second epoch, so nothing beat them; with the project's
+    pruner (median of 5 finished trials, warm-up of 40 % of the epochs) most finish and the
+    search finds the better setting. Both run on the same study shape and seed."""
+    from challenge.stores import tuning
+
+    def run(pruner) -> optuna.Study:
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=3), pruner=pruner)
+        study.enqueue_trial({"rate": 0.0})  # the defaults
+        study.optimize(_slow_starter, n_trials=12)
+        return study
+
+    old = run(optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1))
+    new = run(tuning.pruner(epochs=10))
+    complete = lambda study: [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]  # noqa: E731
+    assert len(complete(old)) <= 2 and old.best_value == 0.5  # the defaults win because nothing else finishes
+    assert len(complete(new)) >= 6 and new.best_value > 0.5
+
+
+def test_select_out_of_fold_submits_what_wins_the_estimate_and_the_saved_model_is_what_was_submitted(emi_root, workdir):
+    """`--select out-of-fold` submits the tuned head, the baseline or their average, whichever
+    wins out of fold, says which, and saves that very model: `challenge predict` on the run
+    writes the same file. Without --tune there is no estimate to select by: refused at once."""
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from challenge.app.cli import app
+    from challenge.errors import ChallengeError
+
+    runner = CliRunner()
+    base = ["track", "emi", "--data", str(emi_root), "--features", "egemaps", "--head", "lightgbm", "--select", "out-of-fold"]
+    refused = runner.invoke(app, [*base, "-q"])
+    assert isinstance(refused.exception, ChallengeError) and "needs the estimate that selected nothing" in str(refused.exception)
+    done = runner.invoke(app, [*base, "--tune", "--trials", "3"])
+    assert done.exit_code == 0, done.output + repr(done.exception)
+    text = " ".join(done.output.split())
+    (choice,) = [c for c in ("tuned lightgbm", "linear baseline ridge", "average of lightgbm and ridge") if f"submitting the {c}" in text]
+    import re
+
+    scores = [float(x) for x in re.search(r"out of fold: lightgbm (\S+), ridge (\S+), average (\S+)\)", text).groups()]
+    assert choice == ["tuned lightgbm", "linear baseline ridge", "average of lightgbm and ridge"][int(np.argmax(scores))], (choice, scores)
+    run_id = text.split("MLflow run ")[1].split(";")[0].split()[0]
+    submitted = pd.read_csv(next(Path("submissions/emi").glob(f"{run_id}/predictions.csv")))
+    again = runner.invoke(app, ["predict", run_id, "--data", str(emi_root), "--out", "again"])
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    np.testing.assert_allclose(pd.read_csv("again/predictions.csv").iloc[:, 1:].to_numpy(), submitted.iloc[:, 1:].to_numpy(), atol=1e-6)

@@ -22,16 +22,22 @@ class Estimate:
     score: float
     baseline_head: str
     baseline_score: float
+    average_score: float = float("nan")  # the mean of the two models' outputs, out of fold over the same folds
 
     @property
     def gain(self) -> float:
         return self.score - self.baseline_score
 
+    def winner(self) -> str:
+        """Which of "head", "baseline" and "average" scores best out of fold (ties go to the simpler)."""
+        scores = {"baseline": self.baseline_score, "average": self.average_score, "head": self.score}
+        return max(scores, key=lambda name: scores[name] if np.isfinite(scores[name]) else -np.inf)
+
     def describe(self) -> str:
         verdict = "" if self.gain > 0 else " -- the head does NOT beat the linear baseline here"
         return (
             f"estimate that selected nothing ({self.folds} folds of train+valid, out of fold): {self.head} {self.score:.4f}, "
-            f"{self.baseline_head} {self.baseline_score:.4f}, gain {self.gain:+.4f}{verdict}"
+            f"{self.baseline_head} {self.baseline_score:.4f}, gain {self.gain:+.4f}{verdict}; their average {self.average_score:.4f}"
         )
 
 
@@ -62,4 +68,11 @@ def cross_fitted_estimate(spec: TrackSpec, head_cls, params: dict, train, valid,
     head = out_of_fold(spec, lambda: head_cls(params, spec.problem, labels, seed=seed, device=device), pool, assignment, seed)
     baseline_name = baseline_head_name(spec.problem)
     baseline = out_of_fold(spec, lambda: get_head(baseline_name)({}, spec.problem, labels, seed=seed), pool, assignment, seed)
-    return Estimate(folds, head_cls.name, spec.score(pool.targets, head).value, baseline_name, spec.score(pool.targets, baseline).value)
+    return Estimate(
+        folds,
+        head_cls.name,
+        spec.score(pool.targets, head).value,
+        baseline_name,
+        spec.score(pool.targets, baseline).value,
+        spec.score(pool.targets, (head + baseline) / 2).value,
+    )

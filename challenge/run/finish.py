@@ -173,4 +173,6 @@ def result_lines(spec: TrackSpec, result: RunResult, control: bool = False) -> l
         lines = [f"validation score ({spec.metric}): {result.score:.4f}{mark}"]
     lines += [f"  {label:<14} {value:+.4f}" for label, value in result.details.items()]
     lines += [figure.describe() for figure in (result.baseline, result.estimate) if figure is not None]
+    if result.selection:
+        lines.append(result.selection)
     return lines

@@ -37,7 +37,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     from challenge.run.context import RunContext
     from challenge.run.finish import finish
     from challenge.run.protocols import checkpoint_root, hold_out
-    from challenge.run.selection import fit_head
+    from challenge.run.selection import fit_head, select_out_of_fold
     from challenge.stores.tuning import tuning_key
 
     head_cls = get_head(config.head)
@@ -79,13 +79,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         if hasattr(head, "save_backbone"):  # a transformers backbone (cnn-gru's CNN stays inside its saved model)
             folder = head.save_backbone(run.out / "backbone")
             say(f"fine-tuned backbone: {folder.resolve()} (logged with the run; pass it as {head.model_flag} to extract features from it)")
-        post = PostProcess.for_track(spec)
-        result = finish(spec, config, head, post, valid, test, run.run_id, params, provenance)
-        result.trials_run = trials_run
-        mlflow.log_params(_flat_params(params))
-        run.save_model(head, post, train.normaliser, keys)
-        if not config.zero_shot:  # beside an end-to-end head: the linear model on the frozen backbone's features
-            result.baseline = linear_baseline(spec, config.head, result.score, features["train"], features["valid"], config.seed)
+        estimate = None
         if (
             config.tune
             and trials_run
@@ -94,7 +88,24 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
             and head_cls.search_space
             and not end_to_end
         ):
-            result.estimate = _estimate(spec, config, head_cls, params, train, valid, context.device)
+            estimate = _estimate(spec, config, head_cls, params, train, valid, context.device)
+        chosen, choice = head, None
+        if config.select == "out-of-fold":
+            if estimate is None:
+                raise ChallengeError(
+                    "--select out-of-fold needs the estimate that selected nothing: a tuned (--tune) clip track run with "
+                    "--estimate-folds 2 or more, and a head that reads cached features."
+                )
+            chosen, choice = select_out_of_fold(spec, estimate, head, train, valid, config.seed)
+            say(choice)
+            mlflow.set_tags({"selected": estimate.winner(), "select": "out-of-fold"})
+        post = PostProcess.for_track(spec)
+        result = finish(spec, config, chosen, post, valid, test, run.run_id, params, provenance)
+        result.trials_run, result.estimate, result.selection = trials_run, estimate, choice
+        mlflow.log_params(_flat_params(params))
+        run.save_model(chosen, post, train.normaliser, keys)
+        if not config.zero_shot:  # beside an end-to-end head: the linear model on the frozen backbone's features
+            result.baseline = linear_baseline(spec, config.head, result.score, features["train"], features["valid"], config.seed)
     return result
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from challenge.config import RunConfig
 from challenge.errors import ChallengeError
 from challenge.progress import say
+from challenge.stores.saved_state import describe, rebuild, saved_kind
 from challenge.track import TrackSpec
 
 
@@ -105,7 +108,8 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
 
     name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}-{key}{'-shuffled' if config.shuffle_labels else ''}"
     defaults = {k: v for k, v in head_cls.default_parameters().items() if k in head_cls.search_space}
-    study, worker = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker)
+    epochs = (head_cls.default_parameters() | overrides).get("epochs")  # the pruner's warm-up is a share of them
+    study, worker = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker, epochs)
     done = finished_trials(study)
     say(f"study {name}: {done} finished trial(s) stored, running until {config.trials}")
     fitted = {}  # trial number -> head, the best one only
@@ -125,7 +129,7 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
                 if trial.should_prune():
                     mlflow.set_tag("state", "pruned")
                     say(
-                        f"trial {trial.number}: pruned at step {step} (score {value:.4f}, below the median of earlier trials there; "
+                        f"trial {trial.number}: pruned at step {step} (score {value:.4f}, below the median of the finished trials there; "
                         f"{time.perf_counter() - began:.1f} s)"
                     )
                     raise optuna.TrialPruned()
@@ -153,3 +157,51 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
     }
     head = fitted[best.number][1] if best.number in fitted else None
     return Tuned(head_cls.default_parameters() | best.params | overrides, ran, provenance, head, best.value)
+
+
+@saved_kind("average")
+class AveragedHeads:
+    """Two fitted clip heads whose outputs are averaged (what `--select out-of-fold` submits
+    when the average of the tuned head and the linear baseline wins out of fold)."""
+
+    def __init__(self, members: list):
+        self.members = members
+
+    @property
+    def name(self) -> str:
+        return "+".join(member.name for member in self.members)
+
+    @property
+    def params(self) -> dict:
+        return self.members[0].params
+
+    def predict(self, data):
+        return np.mean([np.asarray(member.predict(data), dtype=np.float32) for member in self.members], axis=0)
+
+    def save_state(self, arrays: dict, prefix: str) -> dict:
+        return {"members": [describe(m, arrays, f"{prefix}members.{i}.") for i, m in enumerate(self.members)]}
+
+    @classmethod
+    def load_state(cls, info: dict, arrays: dict, prefix: str) -> AveragedHeads:
+        return cls([rebuild(m, arrays, f"{prefix}members.{i}.") for i, m in enumerate(info["members"])])
+
+
+def select_out_of_fold(spec: TrackSpec, estimate, head, train, valid, seed: int):
+    """The model `--select out-of-fold` submits: the tuned head, the linear baseline (fitted on
+    train as the head was) or their average, whichever won the estimate that selected nothing.
+    Returns (model, what was chosen and why)."""
+    from challenge.run.baseline import fit_baseline
+
+    winner = estimate.winner()
+    figures = (
+        f"out of fold: {estimate.head} {estimate.score:.4f}, {estimate.baseline_head} {estimate.baseline_score:.4f}, "
+        f"average {estimate.average_score:.4f}"
+    )
+    if winner == "head":
+        return head, f"--select out-of-fold: submitting the tuned {estimate.head} ({figures})"
+    baseline, _, _ = fit_baseline(spec, train, valid, seed)
+    if winner == "baseline":
+        return baseline, f"--select out-of-fold: submitting the linear baseline {estimate.baseline_head}, which wins ({figures})"
+    return AveragedHeads(
+        [head, baseline]
+    ), f"--select out-of-fold: submitting the average of {estimate.head} and {estimate.baseline_head} ({figures})"

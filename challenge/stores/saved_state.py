@@ -26,6 +26,7 @@ KIND_MODULES = {
     "head": "challenge.heads.base",
     "frame-folds": "challenge.training.frame_folds",
     "clip-folds": "tracks.smiles.cross_validation",
+    "average": "challenge.run.selection",
 }
 
 

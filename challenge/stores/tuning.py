@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -45,7 +46,13 @@ def storage_for(url: str | None):
 
 
 def open_study(
-    name: str, storage_url: str | None, seed: int, defaults: dict, direction: str = "maximize", worker: int | None = None
+    name: str,
+    storage_url: str | None,
+    seed: int,
+    defaults: dict,
+    direction: str = "maximize",
+    worker: int | None = None,
+    epochs: int | None = None,
 ) -> tuple[optuna.Study, int]:
     """The study and this process's worker index. `worker`: its index among the workers sharing
     the study (--worker, or the k of --workers K); each worker's sampler gets its own seed, so
@@ -64,7 +71,7 @@ def open_study(
             direction=direction,
             load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=pruner(),
+            pruner=pruner(epochs),
         )
         if not study.trials:
             study.enqueue_trial(defaults, skip_if_exists=True)  # known-good parameters first
@@ -99,12 +106,19 @@ def _quiet_interrupts() -> None:
             handler.addFilter(_NoInterruptTraceback())
 
 
-def pruner() -> optuna.pruners.BasePruner:
-    """Median pruning from the second epoch on, once one trial (the head's defaults) has finished:
-    a trial below the median of the earlier trials at the same epoch stops there. Acting this
-    early is what makes a pruned trial cheap (with 3 start-up trials and 3 warm-up epochs, a
-    pruned trial had often run most of its epochs)."""
-    return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
+STARTUP_TRIALS = 5  # finished trials before any pruning: a median of one (the defaults' own curve) cut every other trial
+WARMUP_SHARE = 0.4  # no pruning in the first 40 % of a trial's epochs: a residual head leaves its linear start there
+
+
+def pruner(epochs: int | None = None) -> optuna.pruners.BasePruner:
+    """Median pruning that lets the search learn: a trial is compared with the median of at least
+    STARTUP_TRIALS finished trials, and only after the first WARMUP_SHARE of its `epochs`
+    (steps: a head without epochs reports its own checkpoints). Before, with one start-up trial
+    and a one-epoch warm-up, the defaults' curve (which starts at the ridge fit) was the median:
+    every other trial was behind it at epoch 2 and cut there, so nothing but the defaults ever
+    finished (benchmarks/tuning_quality.py measures the alternatives)."""
+    warmup = max(1, math.ceil(WARMUP_SHARE * epochs)) if epochs else 3
+    return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=warmup, n_min_trials=3)
 
 
 def finished_trials(study: optuna.Study) -> int:
