@@ -171,7 +171,13 @@ def stores(tmp_path):
 
     storage, tracking_uri = f"sqlite:///{tmp_path}/optuna/studies.db", f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     (tmp_path / "optuna").mkdir(), (tmp_path / "mlflow").mkdir()
-    optuna.create_study(study_name="served-study", storage=storage).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    def objective(trial):  # one trial pruned, so the dashboard has both states to show
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number == 1:
+            raise optuna.TrialPruned()
+        return x
+
+    optuna.create_study(study_name="served-study", storage=storage).optimize(objective, n_trials=3)
     tracking.setup(tracking_uri, "emi")
     return storage, tracking_uri
 
@@ -194,6 +200,9 @@ def test_serve_shows_the_runs_and_the_studies_on_localhost_and_refuses_foreign_h
     try:
         studies = json.load(urllib.request.urlopen(f"{dashboard}/api/studies", timeout=10))
         assert [s["study_name"] for s in studies["study_summaries"]] == ["served-study"]
+        study_id = studies["study_summaries"][0]["study_id"]
+        detail = json.load(urllib.request.urlopen(f"{dashboard}/api/studies/{study_id}", timeout=10))
+        assert sorted(t["state"] for t in detail["trials"]) == ["Complete", "Complete", "Pruned"]  # what the search did
         url = f"{mlflow_ui}/ajax-api/2.0/mlflow/experiments/get-by-name?experiment_name=emi"
         assert json.load(urllib.request.urlopen(url, timeout=10))["experiment"]["name"] == "emi"
 
