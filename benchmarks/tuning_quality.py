@@ -55,7 +55,8 @@ def tune_once(data: Path, features: list[str], seed: int, trials: int, method: s
         tuning.pruner = lambda epochs=None: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
     elif method.startswith("random"):
         tuning.pruner = lambda epochs=None: optuna.pruners.NopPruner()
-        optuna.samplers.TPESampler = lambda seed=None, **_: optuna.samplers.RandomSampler(seed=seed)
+        # another seed: TPE's first 10 proposals are random draws from its own seed, which would repeat them
+        optuna.samplers.TPESampler = lambda seed=None, **_: optuna.samplers.RandomSampler(seed=None if seed is None else seed + 7919)
     try:
         began = time.perf_counter()
         result = run(spec, load_config(None, flags, spec))
