@@ -28,6 +28,7 @@ METHODS = ("defaults", "tuned", "tuned, earlier pruner", "random, no pruning, sa
 def tune_once(data: Path, features: list[str], seed: int, trials: int, method: str, work: Path, extra: dict, timeout=None):
     """One `challenge track emi --tune` run; returns (result, finished, pruned, seconds)."""
     import optuna
+
     from challenge.config import load_config
     from challenge.registry import get_track
     from challenge.run.runner import run

@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("demo_data/emi"))
     args = parser.parse_args()
     import optuna
+
     from tests.fixtures.servers import mlflow_server, postgres_server
     from tracks.hume.demo import write_emi_demo
 

@@ -147,11 +147,12 @@ def check_comparable(runs: list[RunOutputs], fingerprint: str) -> None:
 
 
 def ensemble_runs(spec: TrackSpec, config, run_ids: list[str], max_runs: int | None = None) -> EnsembleResult:
+    from mlflow import MlflowClient
+
     from challenge.run.context import RunContext
     from challenge.run.prepare import read_samples
     from challenge.stores import tracking
     from challenge.stores.reports import track_experiments
-    from mlflow import MlflowClient
 
     if spec.run is not None:
         raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
@@ -220,9 +221,9 @@ def searched_runs(filter_string: str, track: str, experiment_ids: list[str], fin
     """--runs "search:FILTER": the finished, unshuffled runs of this track on this data (its
     fingerprint) that MLflow's filter selects, best score first; with `max_runs`, the best
     that many of them."""
+    import mlflow
     from mlflow.exceptions import MlflowException
 
-    import mlflow
     from challenge.stores.reports import runs_of_track
 
     given = filter_string.strip()

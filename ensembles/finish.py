@@ -72,6 +72,7 @@ def finish_ensemble(
 ) -> EnsembleResult:
     """Combine, choose, smooth, report, log and write; `record` adds to ensemble.json."""
     import mlflow
+
     from challenge.run.finish import out_dir
 
     outputs, truth = table.outputs, table.truth

@@ -33,6 +33,7 @@ class EnsembleOptions:
 
 def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -> EnsembleResult:
     import mlflow
+
     from challenge.heads import get_head
     from challenge.preflight import check_run_settings
     from challenge.run.context import RunContext
@@ -185,6 +186,7 @@ def _train_member(spec, config, head_cls, params, member: Member, pool, test, sc
     """Fit on member.fit, stop on member.stop; returns (held-out score, held-out outputs per item,
     test outputs per item)."""
     import mlflow
+
     from challenge.stores import tracking
 
     with mlflow.start_run(run_name=member.name, nested=True):

@@ -180,9 +180,9 @@ def test_predict_reloads_an_emi_run_and_refuses_other_features(workdir, emi_root
     """The official EMI file from `predict` equals the run's; the saved model is an MLflow
     pyfunc model too; the final model is the best trial's (no refit); after the model's weights
     change, `predict` refuses and names the extractor whose features differ."""
+    import mlflow
     import pytest
 
-    import mlflow
     from challenge.synthetic.stand_ins import tiny_wav2vec2
 
     weights = tiny_wav2vec2(tmp_path / "wav2vec2", seed=0)

@@ -422,6 +422,7 @@ KILLED_RUN = textwrap.dedent(
 
 def case_killed_run(w: World) -> str:
     import mlflow
+
     from challenge.stores import tracking
     from challenge.stores.reports import best_runs
 

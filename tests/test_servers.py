@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 
-import optuna
 from tests.fixtures.servers import mlflow_server, postgres_server
 
 BIN = Path(sys.executable).parent / "challenge"
@@ -171,6 +171,7 @@ def stores(tmp_path):
 
     storage, tracking_uri = f"sqlite:///{tmp_path}/optuna/studies.db", f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     (tmp_path / "optuna").mkdir(), (tmp_path / "mlflow").mkdir()
+
     def objective(trial):  # one trial pruned, so the dashboard has both states to show
         x = trial.suggest_float("x", 0, 1)
         if trial.number == 1:

@@ -4,6 +4,7 @@ import textwrap
 import time
 
 import optuna
+
 from challenge.stores.tuning import finished_trials, open_study, optimise
 
 

@@ -654,6 +654,7 @@ def agree_command(
             typer.echo(f"wrote {csv}")
         if mlflow_log:
             import mlflow
+
             from challenge.stores import tracking
 
             experiment = tracking.setup(tracking_uri, "agreement")

@@ -270,6 +270,7 @@ class _Tracking:
         if not self.active:
             return self
         import mlflow
+
         from challenge.stores import tracking
 
         experiment = tracking.setup(self.uri, f"pretrain-{self.task.kind}")

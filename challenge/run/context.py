@@ -48,6 +48,7 @@ class RunContext:
         """The MLflow run (nested under an active one: a seed of a seeds run), tagged as every
         run of its kind is, with the run's parameters and its resolved config."""
         import mlflow
+
         from challenge.stores import tracking
 
         c = self.config
@@ -72,6 +73,7 @@ class RunContext:
     def record(self, params: dict, provenance: dict, **scores) -> None:
         """The chosen head parameters: MLflow params (head.*) and best_params.json."""
         import mlflow
+
         from challenge.stores import tracking
 
         mlflow.log_params(tracking.flatten("head.", params))

@@ -21,9 +21,9 @@ def finish(spec: TrackSpec, config: RunConfig, head, post: PostProcess, valid, t
 
 def finish_clips(spec, config, head, post, valid, test, run_id, params, provenance) -> RunResult:
     """Per-clip tracks: validation score, predictions table and scatter plot, then the test file."""
+    import mlflow
     import pandas as pd
 
-    import mlflow
     from challenge.plots import predicted_vs_true
 
     prediction = head.predict(valid)
@@ -54,6 +54,7 @@ def finish_clips(spec, config, head, post, valid, test, run_id, params, provenan
 def finish_frames(spec, config, head, post, valid, test, run_id, params, provenance) -> RunResult:
     """Post-processing fitted on validation, then the test file."""
     import mlflow
+
     from challenge.plots import confusion_matrix_plot
 
     if valid is None:

@@ -85,6 +85,7 @@ def _checkpoint(config: RunConfig, tasks: list[str], weights: list[float], param
 
 def run_multitask(config: RunConfig, tasks: list[str], weights: list[float], params: dict | None = None) -> MultitaskResult:
     import mlflow
+
     from challenge.postprocess import PostProcess
     from challenge.registry import get_track
     from challenge.run.baseline import linear_baseline

@@ -54,9 +54,9 @@ def over_seeds(spec: TrackSpec, config: RunConfig, run_one: Callable[[RunConfig]
     """`run_one` for each seed as a nested run of one parent run, which holds `<figure>.mean` and
     `<figure>.sd` of every figure (seeds.csv, summary.csv) and names the first seed's model, so
     `challenge predict` and `challenge live` given its id load that one."""
+    import mlflow
     import pandas as pd
 
-    import mlflow
     from challenge.run.baseline import Baseline
     from challenge.run.finish import out_dir
     from challenge.stores import tracking

@@ -31,6 +31,7 @@ def run(spec: TrackSpec, config: RunConfig) -> RunResult:
 
 def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     import mlflow
+
     from challenge.heads import get_head
     from challenge.postprocess import PostProcess
     from challenge.run.baseline import linear_baseline
@@ -134,6 +135,7 @@ def _train_as_worker(spec, config, head_cls, splits, device, distributed) -> Run
 
 def _estimate(spec, config, head_cls, params, train, valid, device):
     import mlflow
+
     from challenge.run.estimate import cross_fitted_estimate
 
     say(

@@ -181,6 +181,7 @@ def load_run_model(run_id: str, tracking_uri: str | None) -> SavedModel:
 
 def _download_state(run_id: str, tracking_uri: str | None) -> Path:
     import mlflow
+
     from challenge.stores import tracking
 
     tracking_uri = tracking.connect(tracking_uri)  # the store it resolves to names it in messages

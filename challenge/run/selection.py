@@ -21,6 +21,7 @@ def fit_head(spec: TrackSpec, config: RunConfig, head_cls, fit, fingerprint: str
     with the head's defaults. `fit(params, report)` says how one candidate is fitted and scored
     (challenge.run.protocols: hold-out, or grouped folds). Logs its history."""
     import mlflow
+
     from challenge.stores import tracking
 
     overrides = head_overrides(config, head_cls, spec.problem)
@@ -102,6 +103,7 @@ class Tuned:
 def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> Tuned:
     import mlflow
     import optuna
+
     from challenge.heads import suggest
     from challenge.stores import tracking
     from challenge.stores.tuning import finished_trials, open_study, optimise

@@ -70,6 +70,7 @@ def track_experiments(track: str, tracking_uri: str | None) -> list[str]:
     """The experiments that hold a track's runs: its own, and for the Aff-Wild2 tasks the
     `challenge multitask` experiment, whose task runs are tagged with their task."""
     import mlflow
+
     from challenge.stores import tracking
 
     ids = [tracking.setup(tracking_uri, track)]
@@ -93,6 +94,7 @@ def best_tuned_parameters(track: str, tuning_key: str, fingerprint: str, trackin
     this tuning key (features' cache keys, head, search space; see challenge.stores.tuning) on this
     data, or None."""
     import mlflow
+
     from challenge.stores import tracking
 
     experiment = tracking.setup(tracking_uri, track)

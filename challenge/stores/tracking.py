@@ -48,9 +48,8 @@ _SWEPT: set[str] = set()
 
 def _create_experiment(track: str, uri: str) -> str:
     """A tracking server shared by workers: another worker may create the experiment first."""
-    from mlflow.exceptions import MlflowException
-
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     try:
         return mlflow.create_experiment(track, artifact_location=_artifact_location(uri, track))

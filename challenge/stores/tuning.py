@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 
 import optuna
+
 from challenge.stores.checks import check_store
 from challenge.stores.schema_lock import DEFAULT_STORAGE, schema_lock
 

@@ -46,9 +46,9 @@ def run_smile_intensity(spec, config: RunConfig) -> RunResult:
 
 
 def _run_seed(spec, config: RunConfig) -> RunResult:
+    import mlflow
     from sklearn.metrics import cohen_kappa_score
 
-    import mlflow
     from challenge.frame_metrics import classification_score
     from challenge.heads import get_head
     from challenge.run.context import RunContext

@@ -89,6 +89,7 @@ def run_smile_laugh(spec, config: RunConfig) -> RunResult:
 
 def _run_one_way(spec, config: RunConfig) -> RunResult:
     import mlflow
+
     from challenge.heads import get_head
     from challenge.postprocess import PostProcess
     from challenge.run.context import RunContext
