@@ -8,17 +8,15 @@ from pathlib import Path
 
 from challenge.errors import ChallengeError
 from challenge.stores.atomic import check_writable_folder
-from challenge.stores.checks import SQL_SCHEMES, TRACKING_SCHEMES, check_store, check_url
+from challenge.stores.checks import SQL_SCHEMES, check_store, check_url
 
 
 def check_run_settings(config) -> None:
     check_device(config.device)
     check_out(config.out)
-    if config.storage:
+    if config.storage and not config.tune:  # its kind only: a study store is opened (and fully checked) by --tune alone
         check_url(config.storage, SQL_SCHEMES, "--storage", "sqlite:///optuna/studies.db or postgresql+psycopg2://user@host/db")
-    if config.tracking_uri:
-        check_url(config.tracking_uri, TRACKING_SCHEMES, "--tracking-uri", "sqlite:///mlflow/mlflow.db or http://host:5000")
-    check_stores(config.tracking_uri, config.storage if getattr(config, "tune", True) else None)
+    check_stores(config.tracking_uri, config.storage if config.tune else None)
 
 
 def check_stores(tracking_uri: str | None, storage: str | None) -> None:

@@ -140,6 +140,8 @@ class Trainer:
         self.epoch = 0  # the epoch being trained (run_epoch may read it: pretraining's data order does)
         self.model = model.to(device)
         self.dist = Distributed()
+        if self.checkpoint is not None and self.dist.rank == 0:
+            sweep_partials(self.checkpoint.parent)  # once: what a SIGKILLed run of this training was writing
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -262,7 +264,6 @@ class Trainer:
             "global_rngs": _global_rngs(),
         }
         # a kill or a full disk during the write leaves the previous epoch's checkpoint whole
-        sweep_partials(self.checkpoint.parent)
         write_atomically(self.checkpoint, lambda handle: torch.save(payload, handle), "training checkpoint")
 
     def _read_checkpoint(self) -> dict | None:
