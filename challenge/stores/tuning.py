@@ -148,9 +148,8 @@ def optimise(study: optuna.Study, objective: Callable, n_trials: int | None, tim
         trial = _start_trial(study, url, n_trials)
         if trial is None:
             time.sleep(HEARTBEAT_SECONDS)  # the others' trials are running: wait, and fail the dead ones
-            with warnings.catch_warnings():  # marked experimental, like the heartbeat itself
-                warnings.simplefilter("ignore")
-                optuna.storages.fail_stale_trials(study)
+            with schema_lock(url):
+                _fail_dead_trials(study)
             continue
         _run_trial(study, trial, objective)
     return finished_trials(study) - before
@@ -158,9 +157,8 @@ def optimise(study: optuna.Study, objective: Callable, n_trials: int | None, tim
 
 def _start_trial(study: optuna.Study, url: str, n_trials: int) -> optuna.Trial | None:
     """The next trial, created only while finished + running trials are below `n_trials`."""
-    with schema_lock(url), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        optuna.storages.fail_stale_trials(study)  # a dead worker's trial is not counted as running
+    with schema_lock(url):
+        _fail_dead_trials(study)  # a dead worker's trial is not counted as running
         if finished_trials(study) + _running_elsewhere(study) >= n_trials:
             return None
         return study.ask()
@@ -180,6 +178,15 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable) ->
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
     study.tell(trial, value)
+
+
+def _fail_dead_trials(study: optuna.Study) -> None:
+    """Fail the trials whose worker stopped beating, re-queueing their parameters once. Called
+    under the storage's lock only: two workers failing the same dead trial at once could each
+    re-queue it, and the study would end with one trial too many."""
+    with warnings.catch_warnings():  # marked experimental, like the heartbeat itself
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)
 
 
 def _running_elsewhere(study: optuna.Study) -> int:
