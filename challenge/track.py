@@ -65,7 +65,9 @@ class TrackSpec:
     score: Callable[[np.ndarray, np.ndarray], Score] | None = None  # (truth, outputs) -> Score
     metric: str = "score"  # how the score is named in messages
     direction: str = "maximize"
-    # (dataset root, run folder, test ids, decided predictions) -> the written file, validated
+    # (dataset root, run folder, test ids, decided predictions) -> the written file, validated;
+    # a clip classification track gets its class probabilities after the decision rule
+    # (PostProcess.calibrate: the decision is their argmax), since some files hold both
     write_submission: Callable[[Path, Path, list[str], object], Path] | None = None
     # (dataset root, submission file, test ids) -> problems found (empty when valid)
     validate_submission: Callable[[Path, Path, list[str]], list[str]] | None = None
@@ -87,3 +89,9 @@ class TrackSpec:
     # a study track's own settings section of the run config: the name of its
     # `challenge.track_settings` entry point (the smiles tracks: "smiles")
     settings: str | None = None
+    # the group a sample belongs to, from its id (BAH: the participant, 7 videos each): folds,
+    # estimates and ensembles keep a group on one side; None: every sample is its own group
+    group_of: Callable[[str], str] | None = None
+
+    def groups(self, ids) -> list[str]:
+        return [self.group_of(i) if self.group_of else str(i) for i in ids]

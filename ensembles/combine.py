@@ -79,7 +79,7 @@ class Stacking(Rule):
         from sklearn.linear_model import LogisticRegression, Ridge
 
         R, rows, C = outputs.shape
-        if context.problem == Problem.FRAME_CLASSIFICATION:
+        if context.problem in (Problem.FRAME_CLASSIFICATION, Problem.CLIP_CLASSIFICATION):
             labels = truth.reshape(-1).astype(int)
             keep = labels >= 0
             model = LogisticRegression(max_iter=500).fit(_logit_features(outputs)[keep], labels[keep])

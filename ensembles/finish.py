@@ -85,7 +85,7 @@ def finish_ensemble(
     rule = max(rule_scores, key=lambda n: (rule_scores[n], n == "mean"))  # ties: the simplest
     best_role = max(role_scores, key=role_scores.get)
     steps = {"best_member": role_scores[best_role], "combination": rule_scores[rule]}
-    post = PostProcess.for_track(spec)  # fitted on the out-of-fold outputs, as a single run fits it on validation
+    post = PostProcess.for_track(spec, config.tune_threshold)  # fitted on the out-of-fold outputs, as a single run fits it on validation
     fitted = post.fit(spec, truth, combined[rule], table.lengths).value
     final = post.smooth(combined[rule], table.lengths)
     if post.smooths:
@@ -94,7 +94,7 @@ def finish_ensemble(
     on_valid = table.valid_rows
     valid_score = evaluate(spec, truth[on_valid], final[on_valid]) if on_valid.any() else float("nan")
     _report(role_scores, rule_scores, rule, steps, post.sigma)
-    say(f"on the validation {'clips' if spec.problem == Problem.CLIP_REGRESSION else 'videos'} alone: {valid_score:.4f}")
+    say(f"on the validation {spec.items} alone: {valid_score:.4f}")
     mlflow.log_metrics(
         {
             "score": score,
@@ -156,6 +156,8 @@ def _report(role_scores, rule_scores, rule, steps, sigma) -> None:
 def _write_submission(spec, config, test: TestTable, combined_test, post, out) -> Path:
     from challenge.run.finish import submit, write_frames
 
+    if spec.problem == Problem.CLIP_CLASSIFICATION:  # the file holds probabilities beside the decision
+        return submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.calibrate(combined_test)))
     if not spec.problem.per_frame:
         return submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(combined_test, test.lengths)))
     per_video = np.split(combined_test, np.cumsum(test.lengths)[:-1])

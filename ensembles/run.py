@@ -43,7 +43,7 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     from challenge.stores import tracking
 
     check_run_settings(config)
-    if spec.run is not None or spec.problem == Problem.CLIP_CLASSIFICATION:
+    if spec.run is not None:
         raise ChallengeError(f"ensembles are for the leaderboard tracks; {spec.name} has its own pipeline (challenge track {spec.name}).")
     head_cls = get_head(config.head)
     if head_cls.reads == "media":
@@ -58,7 +58,9 @@ def run_ensemble(spec: TrackSpec, config: RunConfig, options: EnsembleOptions) -
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     pool = type(train).join([train, valid])
     pool_samples = [*samples.split("train"), *samples.split("valid")]
-    groups = [str(s.video or s.id) for s in pool_samples]
+    # a member's held-out videos are whole groups: a participant's other videos (BAH) or the
+    # other sides of one recording never sit on the training side
+    groups = spec.groups([s.id for s in pool_samples]) if spec.group_of else [str(s.video or s.id) for s in pool_samples]
     subsets, test_subsets, clustering = None, None, None
     if options.split != "folds":
         subsets, test_subsets, clustering = _background_subsets(samples, config, options, pool_samples, groups, len(train))
@@ -217,14 +219,14 @@ def _train_member(spec, config, head_cls, params, member: Member, pool, test, sc
 def item_outputs(problem: Problem, head, data) -> list[np.ndarray]:
     """Per item a [rows, C] array: one row per clip, one per frame for frame tracks."""
     predicted = head.predict(data)
-    if problem == Problem.CLIP_REGRESSION:
+    if not problem.per_frame:
         return [row[None] for row in np.asarray(predicted)]
     return list(predicted)
 
 
 def item_truth(problem: Problem, data) -> list[np.ndarray]:
-    if problem == Problem.CLIP_REGRESSION:
-        return [row[None] for row in data.targets]
+    if not problem.per_frame:  # a clip's values, or its class index
+        return [np.asarray(row, np.float64).reshape(1, -1) for row in data.targets]
     return list(data.labels)
 
 

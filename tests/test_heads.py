@@ -201,3 +201,55 @@ def test_the_clip_classifier_starts_as_logistic_regression_and_keeps_that_start_
     best, history = fit_clips(model, x, y, x, y, never_better, 0, params, start=logistic)
     assert len(history) == 3 and best == 0.0
     np.testing.assert_allclose(predict_clips(model, x), start, atol=1e-5)
+
+
+def two_class_clips(tmp_path, n: int, seed: int) -> ClipFeatures:
+    """Two modalities per clip; class 1 when the clip's burst rate (modality 0) is high or its
+    level (modality 1) is, each seen through noise: an A/H-like video label."""
+    rng = np.random.default_rng(seed)
+    entries, labels = [], []
+    for i in range(n):
+        steps = int(rng.integers(20, 60))
+        bursts, level = rng.uniform(size=2)
+        a = rng.normal(0, 1, (steps, 4)).astype(np.float32)
+        a[:, 0] += 3 * (rng.uniform(size=steps) < bursts)
+        b = rng.normal(0, 1, (max(steps // 4, 1), 3)).astype(np.float32)
+        b[:, 0] += 2 * level
+        row = []
+        for m, x in enumerate((a, b)):
+            path = tmp_path / f"{seed}-{i}-{m}.npy"
+            np.save(path, x.astype(np.float16))
+            row.append(ModalityEntry(StoreEntry.for_file(path), len(x)))
+        entries.append(row)
+        labels.append(int(bursts + level > 1.0))
+    return ClipFeatures([f"v{i}" for i in range(n)], entries, [4, 3], np.array(labels, np.float32))
+
+
+CLASS_HEADS = {
+    "logistic": {},
+    "lightgbm": {"n_estimators": 100},
+    "lstm": {"epochs": 15, "max_steps": 60},
+    "clip-transformer": {"epochs": 15, "max_steps": 60, "disagreement": True},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLASS_HEADS))
+def test_video_class_heads_beat_shuffled_labels(tmp_path, name):
+    from tracks.bah.ah import score as ah_score
+
+    train, valid = two_class_clips(tmp_path, 120, seed=1), two_class_clips(tmp_path, 80, seed=2)
+    normaliser = train.fit_normalisation()
+    train.normalise_with(normaliser), valid.normalise_with(normaliser)
+    score = lambda t, p: ah_score(t, p).value  # noqa: E731
+    head = get_head(name)(CLASS_HEADS[name], Problem.CLIP_CLASSIFICATION, 2, seed=0)
+    head.fit(train, valid, score)
+    predicted = head.predict(valid)
+    assert predicted.shape == (80, 2) and np.allclose(predicted.sum(1), 1, atol=1e-5)
+    real, shuffled = score(valid.targets, predicted), []
+    for seed in range(3):
+        control = train.subset(range(len(train)))
+        control.targets = train.targets[np.random.default_rng(seed).permutation(len(train))]
+        other = get_head(name)(CLASS_HEADS[name], Problem.CLIP_CLASSIFICATION, 2, seed=0)
+        other.fit(control, two_class_clips(tmp_path, 40, seed=10 + seed).normalise_with(normaliser), score)
+        shuffled.append(score(valid.targets, other.predict(valid)))
+    assert real > 0.7 and real - np.mean(shuffled) > 0.2, (real, shuffled)

@@ -17,7 +17,7 @@ class Sample:
     video: Path | None = None
     audio: Path | None = None  # audio file, or the video that carries the audio track
     frames_dir: Path | None = None  # face crops, one image per frame
-    labels: np.ndarray | None = None  # [C] per clip, or [T, C] per frame (row i = frame index[i])
+    labels: np.ndarray | None = None  # [C] per clip (a class index, 0-d, for clip classes), or [T, C] per frame (row i = frame index[i])
     frame_index: np.ndarray | None = None  # 1-based frame numbers of label rows (frame tracks)
     provided: dict[str, Path] = field(default_factory=dict)  # organisers' feature files by kind
     transcript: Path | None = None  # the team's transcript of the clip (the text stream)
@@ -52,7 +52,7 @@ class Samples(list):
                 "video": s.video,
                 "audio": s.audio,
                 "frames_dir": s.frames_dir,
-                "n_labels": 0 if s.labels is None else len(s.labels),
+                "n_labels": 0 if s.labels is None else int(np.size(s.labels) if np.ndim(s.labels) < 2 else len(s.labels)),
             }
             for s in self
         )

@@ -5,8 +5,8 @@ under the dataset root:
     transcripts.csv          rows of id,text (a first row naming the columns is skipped; a text
                              may be quoted and hold commas or line breaks)
 
-A CSV is split once into one file per clip, written atomically into a cache folder named by the
-CSV's content digest (CHALLENGE_TRANSCRIPT_CACHE, default ~/.cache/challenge/transcripts), so each
+A CSV is split into one file per clip, each written atomically into a cache folder and named by
+its text's digest (CHALLENGE_TRANSCRIPT_CACHE, default ~/.cache/challenge/transcripts), so each
 clip's text has a content digest of its own in the feature store, like any medium: an edited line
 gives that clip new features and leaves the others cached. Where a clip has both, its file wins.
 """
@@ -57,13 +57,21 @@ def _split_table(table: Path, clip_id) -> dict[str, Path]:
         texts[clip] = text
     if problems:
         raise ChallengeError(f"{table}: {len(problems)} row(s) cannot be read:\n{list_offenders(problems)}")
-    digest = hashlib.sha256(table.read_bytes()).hexdigest()[:16]
-    cache = Path(os.environ.get(CACHE_ENV, "~/.cache/challenge/transcripts")).expanduser() / digest
+    return cached_texts(texts)
+
+
+def cached_texts(texts: dict[str, str]) -> dict[str, Path]:
+    """id -> a UTF-8 file holding its text, in the transcript cache: texts that arrive inside
+    another file (a CSV, BAH's split lines, Whisper .yml files) become one file per clip, each
+    named by the digest of its text, so it has a content digest of its own in the feature store
+    and an edited text gives that clip new features only."""
+    cache = Path(os.environ.get(CACHE_ENV, "~/.cache/challenge/transcripts")).expanduser()
     paths = {}
     for clip, text in texts.items():
-        path = cache / f"{clip}.txt"
+        digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+        path = cache / digest[:2] / f"{digest}.txt"
         if not path.is_file():
-            cache.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomically(path, text + "\n", "transcript")  # a killed split leaves no half-written transcript
         paths[clip] = path
     return paths

@@ -44,7 +44,7 @@ class FaceCropRunner:
         from PIL import Image
 
         from challenge.errors import ChallengeError
-        from challenge.media import frame_files, iter_video_frames, video_frame_rate
+        from challenge.media import frame_files, frame_numbers, iter_video_frames, video_frame_rate
         from challenge.vision.faces import crop_face, to_gray, whole_frame_box
 
         c = self.config
@@ -57,7 +57,7 @@ class FaceCropRunner:
             for path in files:
                 gray = np.asarray(Image.open(path).convert("L"))
                 crops.append(crop_face(gray, whole_frame_box(*gray.shape), c.size, 0.0))
-            index = [int(p.stem) if p.stem.isdigit() else i for i, p in enumerate(files)]
+            index = frame_numbers(files)
             return np.stack(crops).reshape(len(crops), -1), None, index
         crops, box, angle = [], None, 0.0
         for i, (_, rgb) in enumerate(iter_video_frames(source, c.frame_step)):

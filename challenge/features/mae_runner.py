@@ -11,7 +11,7 @@ from PIL import Image
 
 from challenge.errors import ChallengeError
 from challenge.features.base import Features
-from challenge.media import IMAGENET_MEAN, IMAGENET_STD, frame_files, iter_video_frames, video_frame_rate
+from challenge.media import IMAGENET_MEAN, IMAGENET_STD, frame_files, frame_numbers, iter_video_frames, video_frame_rate
 from challenge.networks.sources import load_pretrained, preprocessor_config
 
 
@@ -43,7 +43,7 @@ class MAERunner:
             files = frame_files(source)[:: self.config.frame_step]
             if not files:
                 raise ChallengeError(f"{source}: no face images (.jpg/.png) in this folder.")
-            index = [int(p.stem) if p.stem.isdigit() else i for i, p in enumerate(files)]
+            index = frame_numbers(files)
             frames = [self._load_image(p) for p in files]
             rate = None
         else:

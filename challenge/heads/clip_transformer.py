@@ -7,8 +7,10 @@ are masked out of attention, so a missing modality changes nothing but its absen
 is read from the global token. A slower modality, repeated along the first modality's steps, gives one token
 per distinct row (at the step it starts), not one per step.
 
-It serves EMI (six intensities) and smile-laugh (three classes, on each clip's window of its
-recording's feature sequences, `tracks.smiles.clip_windows.ClipWindows`).
+It serves EMI (six intensities), A/H (two classes per video) and smile-laugh (three classes, on
+each clip's window of its recording's feature sequences, `tracks.smiles.clip_windows.ClipWindows`).
+`--head-param disagreement=true` adds what the strongest A/H entries fuse: |e_i - e_j| of the
+modalities' pooled encodings, so the output can read where face, voice and words disagree.
 
 As in the LSTM head, `linear_path` adds a linear map of the pooled mean and std that starts as
 the linear baseline's fit (ridge for values, logistic regression for classes), with the transformer's output layer starting at zero: training starts
@@ -22,7 +24,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from torch import nn
 
 from challenge.heads.base import Head
-from challenge.heads.lstm import LinearPathModel, ridge_weights
+from challenge.heads.lstm import LinearPathModel, logistic_start, ridge_weights
 from challenge.track import Problem
 from challenge.training.loop import fit_clip_model, predict_clips
 
@@ -39,9 +41,13 @@ class ClipFusionTransformer(LinearPathModel):
         outputs: int,
         linear_path: bool = False,
         classify: bool = False,
+        disagreement: bool = False,
     ):
         super().__init__()
         self.dims, self.classify = list(dims), classify
+        # with `disagreement`, the output also reads |e_i - e_j| for every pair of modalities,
+        # e_m the mean of modality m's encoded tokens (the A/H entries' disagreement fusion)
+        self.pairs = [(i, j) for i in range(len(self.dims)) for j in range(i + 1, len(self.dims))] if disagreement else []
         self.project = nn.ModuleList(nn.Linear(d, width) for d in self.dims)
         self.modality = nn.Parameter(torch.zeros(len(self.dims), width))
         self.position = nn.Parameter(torch.zeros(max_steps, width))
@@ -50,7 +56,8 @@ class ClipFusionTransformer(LinearPathModel):
         self.context = nn.Linear(2 * sum(self.dims), width)  # the global-context token
         layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, outputs))
+        read = width * (1 + len(self.pairs))
+        self.out = nn.Sequential(nn.LayerNorm(read), nn.Linear(read, outputs))
         self.linear = nn.Linear(2 * sum(self.dims), outputs) if linear_path else None
 
     def output_layer(self) -> nn.Linear:
@@ -65,7 +72,16 @@ class ClipFusionTransformer(LinearPathModel):
             tokens.append(self.project[m](part) + self.modality[m] + self.position[where])
             masks.append(hidden)
         encoded = self.encoder(torch.cat(tokens, 1), src_key_padding_mask=torch.cat(masks, 1))
-        residual = self.out(encoded[:, 0])
+        read = [encoded[:, 0]]
+        if self.pairs:
+            starts = np.cumsum([0] + [t.shape[1] for t in tokens])
+            pooled = []
+            for m in range(len(self.dims)):
+                part, keep = encoded[:, starts[m + 1] : starts[m + 2]], (~masks[m + 1]).float()[..., None]
+                pooled.append((part * keep).sum(1) / keep.sum(1).clamp(min=1.0))
+            both = lambda i, j: (present[:, i] & present[:, j]).float()[:, None]  # noqa: E731 - a missing modality disagrees with nothing
+            read += [(pooled[i] - pooled[j]).abs() * both(i, j) for i, j in self.pairs]
+        residual = self.out(torch.cat(read, -1))
         return self.logits(residual, context) if self.classify else self.intensities(residual, context)
 
 
@@ -105,6 +121,7 @@ class ClipTransformerHead(Head):
         "epochs": 30,
         "patience": 8,
         "linear_path": True,
+        "disagreement": False,
     }
     search_space = {
         "width": CategoricalDistribution([32, 64, 128]),
@@ -132,16 +149,21 @@ class ClipTransformerHead(Head):
         return self.problem == Problem.CLIP_CLASSIFICATION
 
     def _logistic_start(self, train) -> tuple[np.ndarray, np.ndarray]:
-        """The linear path's start for classes: logistic regression on the clips' pooled mean and
-        std (the baseline's model; C=1, balanced classes)."""
-        from challenge.heads.linear import logistic_weights
-
-        return logistic_weights(train.clip_context(), np.asarray(train.targets, int), self.n_outputs, 1.0)
+        return logistic_start(train, self.n_outputs)
 
     def build(self, dims: list[int]) -> ClipFusionTransformer:
         p = self.params
         return ClipFusionTransformer(
-            dims, p["width"], p["layers"], p["heads"], p["dropout"], p["max_steps"], self.n_outputs, p["linear_path"], self.classify
+            dims,
+            p["width"],
+            p["layers"],
+            p["heads"],
+            p["dropout"],
+            p["max_steps"],
+            self.n_outputs,
+            p["linear_path"],
+            self.classify,
+            p.get("disagreement", False),  # saved before the option existed: without
         )
 
     def predict(self, data):

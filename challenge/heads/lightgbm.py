@@ -1,4 +1,5 @@
-"""LightGBM on pooled (mean, std over time) features: a fast baseline, one booster per output."""
+"""LightGBM on pooled (mean, std over time) features: a fast baseline, one booster per output
+(values), or one multi-class booster (classes, balanced by weights as the logistic baseline is)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ CHECK_EVERY = 25  # boosting rounds between validation checks (reporting each ro
 
 class LightGBMHead(Head):
     name = "lightgbm"
-    problems = {Problem.CLIP_REGRESSION}
+    problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}
     defaults = {
         "num_leaves": 15,
         "learning_rate": 0.05,
@@ -35,8 +36,8 @@ class LightGBMHead(Head):
 
     def _booster_params(self) -> dict:
         p = self.params
-        return {
-            "objective": "regression",
+        classes = {"objective": "multiclass", "num_class": self.n_outputs} if self.classify else {"objective": "regression"}
+        return classes | {
             "num_leaves": p["num_leaves"],
             "learning_rate": p["learning_rate"],
             "min_child_samples": p["min_child_samples"],
@@ -50,8 +51,14 @@ class LightGBMHead(Head):
 
     def fit(self, train, valid, score, report=None) -> float:
         x_train, x_valid = pooled(train), pooled(valid)
-        datasets = [lgb.Dataset(x_train, np.ascontiguousarray(train.targets[:, j]), free_raw_data=False) for j in range(self.n_outputs)]
-        self.boosters = [None] * self.n_outputs
+        if self.classify:
+            labels = np.asarray(train.targets).reshape(-1).astype(int)
+            counts = np.bincount(labels, minlength=self.n_outputs).astype(float)
+            weights = (len(labels) / (self.n_outputs * np.maximum(counts, 1)))[labels]
+            datasets = [lgb.Dataset(x_train, labels, weight=weights, free_raw_data=False)]
+        else:
+            datasets = [lgb.Dataset(x_train, np.ascontiguousarray(train.targets[:, j]), free_raw_data=False) for j in range(self.n_outputs)]
+        self.boosters = [None] * len(datasets)
         self.history, rounds = [], 0
         while rounds < self.params["n_estimators"]:
             step = min(CHECK_EVERY, self.params["n_estimators"] - rounds)
@@ -66,7 +73,13 @@ class LightGBMHead(Head):
                 report(rounds, value)
         return self.history[-1]["valid_score"]
 
+    @property
+    def classify(self) -> bool:
+        return self.problem == Problem.CLIP_CLASSIFICATION
+
     def _predict_pooled(self, x: np.ndarray) -> np.ndarray:
+        if self.classify:  # class probabilities [N, C]
+            return np.asarray(self.boosters[0].predict(x)).reshape(len(x), self.n_outputs)
         return np.clip(np.stack([b.predict(x) for b in self.boosters], axis=1), 0, 1)
 
     def predict(self, data):

@@ -50,8 +50,19 @@ class LinearPathModel(nn.Module):
 
 
 class GlobalContextLSTM(LinearPathModel):
-    def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float, mlp_hidden: int, outputs: int, linear_path: bool = False):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+        mlp_hidden: int,
+        outputs: int,
+        linear_path: bool = False,
+        classify: bool = False,
+    ):
         super().__init__()
+        self.classify = classify
         self.lstm = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.mlp = nn.Sequential(
             nn.Linear(hidden + 2 * input_dim, mlp_hidden),
@@ -71,12 +82,13 @@ class GlobalContextLSTM(LinearPathModel):
         # backward pass is 2x faster than through a PackedSequence)
         outputs, _ = self.lstm(x)
         final = outputs[torch.arange(len(x), device=x.device), lengths.to(x.device) - 1]
-        return self.intensities(self.mlp(torch.cat([final, context], dim=-1)), context)
+        residual = self.mlp(torch.cat([final, context], dim=-1))
+        return self.logits(residual, context) if self.classify else self.intensities(residual, context)
 
 
 class LSTMHead(Head):
     name = "lstm"
-    problems = {Problem.CLIP_REGRESSION}
+    problems = {Problem.CLIP_REGRESSION, Problem.CLIP_CLASSIFICATION}
     defaults = {
         "hidden": 256,
         "layers": 1,
@@ -108,17 +120,32 @@ class LSTMHead(Head):
         torch.manual_seed(self.seed)  # the same parameters and seed give the same model
         self.shape = {"input_dim": train.dim}
         self.model = self.build(**self.shape)
+        classes = self.n_outputs if self.classify else None
         if p["linear_path"]:
-            self.model.start_from(*ridge_weights(train))
-        best, self.history = fit_clip_model(self.model, train, valid, p, score, report, self.seed, self.device)
+            self.model.start_from(*(logistic_start(train, classes) if classes else ridge_weights(train)))
+        best, self.history = fit_clip_model(self.model, train, valid, p, score, report, self.seed, self.device, classes)
         return best
+
+    @property
+    def classify(self) -> bool:
+        return self.problem == Problem.CLIP_CLASSIFICATION
 
     def build(self, input_dim: int) -> GlobalContextLSTM:
         p = self.params
-        return GlobalContextLSTM(input_dim, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs, p["linear_path"])
+        return GlobalContextLSTM(
+            input_dim, p["hidden"], p["layers"], p["dropout"], p["mlp_hidden"], self.n_outputs, p["linear_path"], self.classify
+        )
 
     def predict(self, data):
-        return predict_clips(self.model, data, self.params["max_steps"], self.device)
+        return predict_clips(self.model, data, self.params["max_steps"], self.device, probabilities=self.classify)
+
+
+def logistic_start(train, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The linear path's start for classes: the logistic baseline (C=1, balanced classes) on the
+    clips' pooled mean and std."""
+    from challenge.heads.linear import logistic_weights
+
+    return logistic_weights(train.clip_context(), np.asarray(train.targets).reshape(-1).astype(int), classes, 1.0)
 
 
 def ridge_weights(train) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ class Baseline:
         return f"linear baseline ({self.head}, same split and features): {self.score:.4f}; gain over it {self.gain:+.4f}{verdict}"
 
 
-def fit_baseline(spec: TrackSpec, train, valid, seed: int):
+def fit_baseline(spec: TrackSpec, train, valid, seed: int, tune_threshold: bool = False):
     """The problem's linear model fitted on `train`, its post-processing fitted on `valid`
     exactly as a head's is (frame tracks: smoothing and AU thresholds). Returns (head, post,
     validation score)."""
@@ -36,9 +36,11 @@ def fit_baseline(spec: TrackSpec, train, valid, seed: int):
 
     head = get_head(baseline_head_name(spec.problem))({}, spec.problem, len(spec.labels), seed=seed)
     head.fit_training(train)
-    post, outputs = PostProcess.for_track(spec), head.predict(valid)
+    post, outputs = PostProcess.for_track(spec, tune_threshold), head.predict(valid)
     if spec.problem.per_frame:
         value = post.fit(spec, valid.targets(), np.concatenate(outputs), valid.lengths).value
+    elif post.classifies:  # the same decision threshold rule as the head's (tuned with --tune-threshold)
+        value = post.fit(spec, valid.targets, outputs, [1] * len(valid)).value
     else:
         value = spec.score(valid.targets, outputs).value
     return head, post, float(value)
@@ -55,7 +57,9 @@ def record_baseline(baseline_head: str, head_score: float, baseline_score: float
     return result
 
 
-def linear_baseline(spec: TrackSpec, head_name: str, head_score: float, train, valid, seed: int) -> Baseline | None:
+def linear_baseline(
+    spec: TrackSpec, head_name: str, head_score: float, train, valid, seed: int, tune_threshold: bool = False
+) -> Baseline | None:
     """The baseline scored on `valid` beside the head's validation score; None when the head
     is the baseline itself or there is no labelled validation."""
     from challenge.heads.linear import baseline_head_name
@@ -63,5 +67,5 @@ def linear_baseline(spec: TrackSpec, head_name: str, head_score: float, train, v
     name = baseline_head_name(spec.problem)
     if head_name == name or valid is None or not np.isfinite(head_score):
         return None
-    _, _, value = fit_baseline(spec, train, valid, seed)
+    _, _, value = fit_baseline(spec, train, valid, seed, tune_threshold)
     return record_baseline(name, head_score, value, spec.direction)

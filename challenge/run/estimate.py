@@ -44,26 +44,37 @@ class Estimate:
 def out_of_fold(spec: TrackSpec, make_head, pool, folds: np.ndarray, seed: int) -> np.ndarray:
     """Each clip's prediction by the head (made by `make_head()`) fitted without its fold."""
     rng = np.random.default_rng(seed)
-    outputs = np.zeros_like(pool.targets)
+    outputs = None
     score = lambda truth, predicted: spec.score(truth, predicted).value  # noqa: E731
     for k in range(int(folds.max()) + 1):
         rest, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         stop = rng.choice(rest, size=max(2, len(rest) // 10), replace=False)
         head = make_head()
         head.fit(pool.subset(np.setdiff1d(rest, stop)), pool.subset(stop), score)
-        outputs[held] = head.predict(pool.subset(held))
+        predicted = np.asarray(head.predict(pool.subset(held)))
+        if outputs is None:  # values per clip, or class probabilities where the targets are class indices
+            outputs = np.zeros((len(pool), predicted.shape[1]), predicted.dtype)
+        outputs[held] = predicted
     return outputs
+
+
+def pooled_folds(spec: TrackSpec, train, valid, seed: int, folds: int):
+    """train+valid as one pool, and each item's fold; a track's groups (BAH's participants)
+    stay whole inside one fold."""
+    from challenge.training.grouped_folds import grouped_folds
+    from challenge.training.inputs import ClipFeatures
+
+    pool = ClipFeatures.join([train, valid])
+    what = "groups" if spec.group_of else "clips"
+    return pool, grouped_folds(spec.groups(pool.ids), np.asarray(pool.targets).reshape(len(pool), -1)[:, 0], folds, seed, what)
 
 
 def cross_fitted_estimate(spec: TrackSpec, head_cls, params: dict, train, valid, seed: int, folds: int, device: str = "cpu") -> Estimate:
     """The chosen parameters and the linear baseline, out of fold over the same K folds."""
     from challenge.heads import get_head
     from challenge.heads.linear import baseline_head_name
-    from challenge.training.grouped_folds import grouped_folds
-    from challenge.training.inputs import ClipFeatures
 
-    pool = ClipFeatures.join([train, valid])
-    assignment = grouped_folds(pool.ids, pool.targets, folds, seed, "clips")  # every clip a group of its own
+    pool, assignment = pooled_folds(spec, train, valid, seed, folds)
     labels = len(spec.labels)
     head = out_of_fold(spec, lambda: head_cls(params, spec.problem, labels, seed=seed, device=device), pool, assignment, seed)
     baseline_name = baseline_head_name(spec.problem)
@@ -76,3 +87,39 @@ def cross_fitted_estimate(spec: TrackSpec, head_cls, params: dict, train, valid,
         spec.score(pool.targets, baseline).value,
         spec.score(pool.targets, (head + baseline) / 2).value,
     )
+
+
+@dataclass
+class ThresholdEstimate:
+    """Whether tuning the decision threshold helps, out of fold: each fold's threshold is tuned on
+    the other folds' out-of-fold outputs and applied to its own."""
+
+    folds: int
+    fixed: float  # out of fold at 0.5
+    tuned: float  # out of fold, each fold at the threshold tuned without it
+    thresholds: list[float]
+
+    def describe(self) -> str:
+        verdict = "helps" if self.tuned > self.fixed else "does NOT help: keep 0.5 (drop --tune-threshold)"
+        spread = f"{min(self.thresholds):.2f}-{max(self.thresholds):.2f}"
+        return (
+            f"threshold out of fold ({self.folds} grouped folds of train+valid): tuned on the other folds {self.tuned:.4f} "
+            f"(thresholds {spread}), fixed 0.5 {self.fixed:.4f}: tuning {verdict}"
+        )
+
+
+def threshold_estimate(spec: TrackSpec, head_cls, params: dict, train, valid, seed: int, folds: int, device: str = "cpu"):
+    from challenge.postprocess import PostProcess
+
+    pool, assignment = pooled_folds(spec, train, valid, seed, folds)
+    make = lambda: head_cls(params, spec.problem, len(spec.labels), seed=seed, device=device)  # noqa: E731
+    outputs = out_of_fold(spec, make, pool, assignment, seed)
+    truth = np.asarray(pool.targets)
+    moved, thresholds = np.array(outputs), []
+    for k in range(folds):
+        held = assignment == k
+        post = PostProcess(spec.problem, tune_threshold=True)
+        post.fit(spec, truth[~held], outputs[~held], [1] * int((~held).sum()))
+        moved[held] = post.calibrate(outputs[held])
+        thresholds.append(post.threshold)
+    return ThresholdEstimate(folds, spec.score(truth, outputs).value, spec.score(truth, moved).value, thresholds)

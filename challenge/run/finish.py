@@ -27,14 +27,23 @@ def finish_clips(spec, config, head, post, valid, test, run_id, params, provenan
     from challenge.plots import predicted_vs_true
 
     prediction = head.predict(valid)
-    score = spec.score(valid.targets, prediction)
+    classes = spec.problem == Problem.CLIP_CLASSIFICATION
+    score = post.fit(spec, valid.targets, prediction, [1] * len(valid)) if classes else spec.score(valid.targets, prediction)
     mlflow.log_metrics({"score": score.value, **{f"r.{k.replace(' ', '_')}": v for k, v in score.details.items()}})
     out = out_dir(config, spec, run_id)
-    table = pd.DataFrame({"Filename": valid.ids})
-    for j, label in enumerate(spec.labels):
-        table[f"{label} true"], table[f"{label} predicted"] = valid.targets[:, j], prediction[:, j]
-    table.to_csv(out / "validation_predictions.csv", index=False)
-    predicted_vs_true(valid.targets, prediction, spec.labels, score.details, out / "predicted_vs_true.png")
+    if classes:
+        _class_report(spec, post, valid, prediction, out)
+        if post.score_at_half is not None:  # the summary shows what the tuned threshold changed
+            score.details.update({"threshold (tuned on validation)": post.threshold, "score at 0.5": post.score_at_half})
+        mlflow.log_metrics(
+            {"threshold": post.threshold, **({"score_at_0.5": post.score_at_half} if post.score_at_half is not None else {})}
+        )
+    else:
+        table = pd.DataFrame({"Filename": valid.ids})
+        for j, label in enumerate(spec.labels):
+            table[f"{label} true"], table[f"{label} predicted"] = valid.targets[:, j], prediction[:, j]
+        table.to_csv(out / "validation_predictions.csv", index=False)
+        predicted_vs_true(valid.targets, prediction, spec.labels, score.details, out / "predicted_vs_true.png")
     _record(out, params, provenance, post, score=score.value)
     submission = None
     test_outputs = head.predict(test) if test is not None and len(test) else None
@@ -42,13 +51,30 @@ def finish_clips(spec, config, head, post, valid, test, run_id, params, provenan
         out, valid.ids, [1] * len(valid), valid.targets, prediction, test, None if test_outputs is None else list(test_outputs[:, None])
     )
     if test_outputs is not None:
-        submission = submit(
-            config, lambda: spec.write_submission(Path(config.data), out, test.ids, post.apply(test_outputs, [1] * len(test)))
-        )
+        decided = post.calibrate(test_outputs) if classes else post.apply(test_outputs, [1] * len(test))
+        submission = submit(config, lambda: spec.write_submission(Path(config.data), out, test.ids, decided))
     else:
         say(f"[yellow]no test {spec.items} found: no submission written[/]")
     mlflow.log_artifacts(str(out))
     return RunResult(run_id, score.value, score.details, params, submission)
+
+
+def _class_report(spec: TrackSpec, post: PostProcess, valid, probabilities, out: Path) -> None:
+    """A clip classification run's validation table (probabilities, decision) and confusion matrix."""
+    import pandas as pd
+
+    from challenge.plots import confusion_matrix_plot
+
+    truth = np.asarray(valid.targets).reshape(-1).astype(int)
+    decided = post.decide(post.calibrate(probabilities))
+    table = pd.DataFrame({"id": valid.ids, "true": truth})
+    for j, label in enumerate(spec.labels):
+        table[f"p {label}"] = probabilities[:, j]
+    table["predicted"] = decided
+    table.to_csv(out / "validation_predictions.csv", index=False)
+    confusion_matrix_plot(truth, decided, spec.labels, out / "confusion_matrix.png")
+    if post.score_at_half is not None:
+        say(f"threshold tuned on validation: {post.threshold:.2f} (validation {spec.metric}: {post.score_at_half:.4f} at 0.5)")
 
 
 def finish_frames(spec, config, head, post, valid, test, run_id, params, provenance) -> RunResult:
@@ -65,6 +91,7 @@ def finish_frames(spec, config, head, post, valid, test, run_id, params, provena
     say(
         f"validation {spec.name}: {raw.value:.4f} unsmoothed, {score.value:.4f} with sigma {post.sigma:g} frames"
         + (" and per-AU thresholds" if post.thresholds is not None else "")
+        + (f" and threshold {post.threshold:.2f} (tuned on these frames)" if post.score_at_half is not None else "")
     )
     mlflow.log_metrics(
         {
@@ -173,7 +200,7 @@ def result_lines(spec: TrackSpec, result: RunResult, control: bool = False) -> l
     else:
         lines = [f"validation score ({spec.metric}): {result.score:.4f}{mark}"]
     lines += [f"  {label:<14} {value:+.4f}" for label, value in result.details.items()]
-    lines += [figure.describe() for figure in (result.baseline, result.estimate) if figure is not None]
+    lines += [figure.describe() for figure in (result.baseline, result.estimate, result.threshold) if figure is not None]
     if result.selection:
         lines.append(result.selection)
     return lines

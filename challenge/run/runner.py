@@ -13,7 +13,7 @@ from challenge.config import RunConfig, RunResult
 from challenge.errors import ChallengeError
 from challenge.progress import say
 from challenge.run.prepare import extract_all, prepare_features, prepare_media, split_builder
-from challenge.track import TrackSpec
+from challenge.track import Problem, TrackSpec
 
 
 def run(spec: TrackSpec, config: RunConfig) -> RunResult:
@@ -100,13 +100,17 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
             chosen, choice = select_out_of_fold(spec, estimate, head, train, valid, config.seed)
             say(choice)
             mlflow.set_tags({"selected": estimate.winner(), "select": "out-of-fold"})
-        post = PostProcess.for_track(spec)
+        post = PostProcess.for_track(spec, config.tune_threshold)
         result = finish(spec, config, chosen, post, valid, test, run.run_id, params, provenance)
         result.trials_run, result.estimate, result.selection = trials_run, estimate, choice
+        if config.tune_threshold and spec.problem == Problem.CLIP_CLASSIFICATION and not end_to_end:
+            result.threshold = _threshold_estimate(spec, config, head_cls, params, train, valid, context.device)
         mlflow.log_params(_flat_params(params))
         run.save_model(chosen, post, train.normaliser, keys)
         if not config.zero_shot:  # beside an end-to-end head: the linear model on the frozen backbone's features
-            result.baseline = linear_baseline(spec, config.head, result.score, features["train"], features["valid"], config.seed)
+            result.baseline = linear_baseline(
+                spec, config.head, result.score, features["train"], features["valid"], config.seed, config.tune_threshold
+            )
     return result
 
 
@@ -146,6 +150,20 @@ def _estimate(spec, config, head_cls, params, train, valid, device):
     mlflow.log_metrics(
         {"estimate.score": estimate.score, "estimate.baseline_score": estimate.baseline_score, "estimate.gain_over_baseline": estimate.gain}
     )
+    return estimate
+
+
+def _threshold_estimate(spec, config, head_cls, params, train, valid, device):
+    import mlflow
+
+    from challenge.run.estimate import threshold_estimate
+
+    folds = max(config.estimate_folds, 2)
+    say(
+        f"checking the tuned threshold out of fold ({folds} folds of train+valid; a threshold tuned on the validation {spec.items} overfits)"
+    )
+    estimate = threshold_estimate(spec, head_cls, params, train, valid, config.seed, folds, device)
+    mlflow.log_metrics({"threshold_oof.tuned": estimate.tuned, "threshold_oof.fixed": estimate.fixed})
     return estimate
 
 

@@ -69,6 +69,24 @@ def tiny_mae(directory: Path, image_size: int = 32, hidden: int = 32, seed: int 
     return Path(directory)
 
 
+def tiny_convnext(directory: Path, image_size: int = 32, seed: int = 0) -> Path:
+    """A ConvNeXt (the VD winner's frame encoder family) with random weights, for `scene`."""
+    import torch
+
+    from challenge.networks.sources import quiet_transformers
+
+    quiet_transformers()
+    from transformers import ConvNextConfig, ConvNextModel
+
+    torch.manual_seed(seed)
+    config = ConvNextConfig(num_channels=3, patch_size=4, num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=image_size)
+    ConvNextModel(config).save_pretrained(directory)
+    (Path(directory) / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "crop_size": image_size})
+    )
+    return Path(directory)
+
+
 STAND_INS = "stand-in-models"
 
 
@@ -80,16 +98,19 @@ def write_stand_ins(directory: Path, dataset_roots: list[Path]) -> dict[str, Pat
     import yaml
 
     models = Path(directory) / STAND_INS
-    paths = {"audio_model": models / "wav2vec2-random", "visual_model": models / "mae-random"}
+    paths = {"audio_model": models / "wav2vec2-random", "visual_model": models / "mae-random", "scene_model": models / "convnext-random"}
     if not (paths["audio_model"] / "config.json").exists():
         tiny_wav2vec2(paths["audio_model"], hidden=64)
     if not (paths["visual_model"] / "config.json").exists():
         tiny_mae(paths["visual_model"])
+    if not (paths["scene_model"] / "config.json").exists():
+        tiny_convnext(paths["scene_model"])
     for root in dataset_roots:
         settings = {
             "extractors": {
                 "wav2vec2": {"model": os.path.relpath(paths["audio_model"], root)},
                 "mae": {"model": os.path.relpath(paths["visual_model"], root)},
+                "scene": {"model": os.path.relpath(paths["scene_model"], root)},
             }
         }
         text = (
