@@ -280,7 +280,7 @@ def test_smiles_tracks_take_any_registered_head_and_tune(workdir, smiles_root, m
     runs = mlflow.search_runs(experiment_names=["smile-intensity"])
     assert list(runs["tags.head"]) == ["transformer"]
 
-    wrong = runner.invoke(app, ["track", "smile-laugh", "--data", str(smiles_root / "a"), "--head", "lstm", "-q"])
+    wrong = runner.invoke(app, ["track", "smile-laugh", "--data", str(smiles_root / "a"), "--head", "ridge", "-q"])
     assert wrong.exit_code != 0 and "does not handle clip-classification" in str(wrong.exception)
 
 
