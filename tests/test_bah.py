@@ -130,3 +130,14 @@ def test_track_ah_learns_and_writes_a_valid_trial(workdir, bah):
     assert [line.split(",")[0] for line in trials[0].read_text().splitlines()] == made["test_order"]
     checked = runner.invoke(app, ["validate", "ah", str(trials[0]), "--data", str(root)])
     assert checked.exit_code == 0 and "valid (9 test videos" in checked.output, checked.output
+
+
+def test_ensemble_ah_keeps_each_participant_on_one_side(workdir, bah):
+    root, made = bah
+    args = ["ensemble", "ah", "--data", str(root), "--features", "egemaps", "--head", "logistic", "--members", "3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    held = [int(line.rsplit(" on ", 1)[1]) for line in result.output.splitlines() if line.startswith("member fold")]
+    assert len(held) == 3 and sum(held) == 45 and all(n % 3 == 0 for n in held)  # whole participants of 3 videos each
+    trial = next(Path("submissions/ah").glob("*/trial-1.txt"))
+    assert [line.split(",")[0] for line in trial.read_text().splitlines()] == made["test_order"]
