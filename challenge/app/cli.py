@@ -692,7 +692,7 @@ def validate_command(
         for problem in problems:
             typer.echo(problem)
         raise typer.Exit(1)
-    typer.secho(f"{file}: valid ({len(test_ids)} test {spec.items}, official header)", fg="green")
+    typer.secho(f"{file}: valid ({len(test_ids)} test {spec.items}, official format)", fg="green")
 
 
 @app.command("predict")
