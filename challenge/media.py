@@ -72,13 +72,14 @@ def iter_video_frames(path: Path, step: int = 1) -> Iterator[tuple[float, np.nda
             raise ChallengeError(f"{path}: video stream is corrupt ({error}). Re-export the file.") from error
 
 
-def video_frame_count(path: Path) -> int:
-    """Frames in the video: the container's count when it has one, else counted by decoding."""
+def video_frame_count(path: Path, decode: bool = False) -> int:
+    """Frames in the video: the container's count when it has one, else (or with `decode`, where
+    the count must be what a decoder returns) counted by decoding."""
     with _open(path) as container:
         if not container.streams.video:
             raise ChallengeError(f"{path}: has no video stream.")
         stream = container.streams.video[0]
-        if stream.frames:
+        if stream.frames and not decode:
             return int(stream.frames)
     return sum(1 for _ in iter_video_frames(path))
 

@@ -72,10 +72,10 @@ def validate_trial(path: Path, expected_ids: list[str], name: str | None = None)
                 add("prediction disagrees", f"line {number}: pred {cells[-1]} with p0={cells[1]}, p1={cells[2]}")
     if ids != list(expected_ids):
         missing, extra = set(expected_ids) - set(ids), set(ids) - set(expected_ids)
-        if missing:
-            add("missing video", list_offenders(sorted(missing)))
-        if extra:
-            add("video not in the test list", list_offenders(sorted(extra)))
+        for video in sorted(missing):
+            add("missing video", video)
+        for video in sorted(extra):
+            add("video not in the test list", video)
         if not missing and not extra:
             first = next(i for i, (a, b) in enumerate(zip(ids, expected_ids)) if a != b)
             add("order", f"line {first + 1} is {ids[first]}; the test list has {expected_ids[first]} there (keep its order)")

@@ -140,16 +140,13 @@ class ClipTransformerHead(Head):
         self.model = self.build(**self.shape)
         classes = self.n_outputs if self.classify else None
         if self.params["linear_path"]:
-            self.model.start_from(*(self._logistic_start(train) if classes else ridge_weights(train)))
+            self.model.start_from(*(logistic_start(train, classes) if classes else ridge_weights(train)))
         best, self.history = fit_clip_model(self.model, train, valid, self.params, score, report, self.seed, self.device, classes)
         return best
 
     @property
     def classify(self) -> bool:
         return self.problem == Problem.CLIP_CLASSIFICATION
-
-    def _logistic_start(self, train) -> tuple[np.ndarray, np.ndarray]:
-        return logistic_start(train, self.n_outputs)
 
     def build(self, dims: list[int]) -> ClipFusionTransformer:
         p = self.params

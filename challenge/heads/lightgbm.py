@@ -52,10 +52,10 @@ class LightGBMHead(Head):
     def fit(self, train, valid, score, report=None) -> float:
         x_train, x_valid = pooled(train), pooled(valid)
         if self.classify:
+            from sklearn.utils.class_weight import compute_sample_weight
+
             labels = np.asarray(train.targets).reshape(-1).astype(int)
-            counts = np.bincount(labels, minlength=self.n_outputs).astype(float)
-            weights = (len(labels) / (self.n_outputs * np.maximum(counts, 1)))[labels]
-            datasets = [lgb.Dataset(x_train, labels, weight=weights, free_raw_data=False)]
+            datasets = [lgb.Dataset(x_train, labels, weight=compute_sample_weight("balanced", labels), free_raw_data=False)]
         else:
             datasets = [lgb.Dataset(x_train, np.ascontiguousarray(train.targets[:, j]), free_raw_data=False) for j in range(self.n_outputs)]
         self.boosters = [None] * len(datasets)

@@ -22,7 +22,7 @@ import numpy as np
 from challenge.data.samples import Sample, Samples
 from challenge.data.text import read_lines
 from challenge.errors import ChallengeError, list_offenders
-from challenge.media import iter_video_frames, video_frame_count
+from challenge.media import video_frame_count
 from challenge.progress import warn
 
 FOLDERS = {"train": "Training", "valid": "Validation", "test": "Test"}
@@ -57,11 +57,6 @@ def read_annotation(path: Path) -> np.ndarray:
 
 def _videos(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*")) if p.suffix.lower() in VIDEO_SUFFIXES} if folder.is_dir() else {}
-
-
-def decoded_frames(path: Path) -> int:
-    """Frames a decoder returns (what a test video's file must have one row for)."""
-    return sum(1 for _ in iter_video_frames(path))
 
 
 def read_dvd(root: Path, on_missing: str = "error") -> Samples:
@@ -114,5 +109,6 @@ def read_dvd(root: Path, on_missing: str = "error") -> Samples:
 
 
 def test_frames(root: Path) -> dict[str, int]:
-    """Decoded frames of every test video: the rows its submission file must hold."""
-    return {name: decoded_frames(path) for name, path in _videos(Path(root) / FOLDERS["test"] / "videos").items()}
+    """Decoded frames of every test video: the rows its submission file must hold (decoded, not
+    the container's count, which can differ by a frame)."""
+    return {name: video_frame_count(path, decode=True) for name, path in _videos(Path(root) / FOLDERS["test"] / "videos").items()}
