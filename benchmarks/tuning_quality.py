@@ -4,11 +4,13 @@ nothing (3 folds of train+valid, out of fold) for
   (a) the head's defaults (the study's enqueued first trial alone),
   (b) the head tuned with the project's pruner (median of 5 finished trials, warm-up 40 % of epochs),
   (b') the head tuned with the earlier pruner (median of 1 finished trial, warm-up 1 epoch),
+  (b'') the head tuned with Optuna's Hyperband pruner (successive halving over the epochs, 3 brackets),
   (c) ridge, the linear baseline (out of fold over the same folds),
   (d) random search without pruning, given the wall time (b) took.
 Prints a markdown table with mean ± sd over seeds. Not run by CI.
 
-    .venv/bin/python benchmarks/tuning_quality.py [--seeds 3] [--trials 10,30] [--sets quirky,ordered,demo] [--clips 80] [--epochs 15]
+    .venv/bin/python benchmarks/tuning_quality.py [--seeds 3] [--trials 10,30] [--sets quirky,ordered,bursts,demo] [--clips 80] [--epochs 15]
+        [--methods defaults,tuned,hyperband,earlier,random]
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures
 
-METHODS = ("defaults", "tuned", "tuned, earlier pruner", "random, no pruning, same time")
+METHODS = ("defaults", "tuned", "tuned, Hyperband pruner", "tuned, earlier pruner", "random, no pruning, same time")
+SHORT = dict(zip(("defaults", "tuned", "hyperband", "earlier", "random"), METHODS))
 
 
 def tune_once(data: Path, features: list[str], seed: int, trials: int, method: str, work: Path, extra: dict, timeout=None):
@@ -54,6 +57,10 @@ def tune_once(data: Path, features: list[str], seed: int, trials: int, method: s
     original_pruner, original_sampler = tuning.pruner, optuna.samplers.TPESampler
     if method == "tuned, earlier pruner":
         tuning.pruner = lambda epochs=None: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
+    elif method == "tuned, Hyperband pruner":
+        tuning.pruner = lambda epochs=None: optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs or "auto", reduction_factor=3
+        )
     elif method.startswith("random"):
         tuning.pruner = lambda epochs=None: optuna.pruners.NopPruner()
         # another seed: TPE's first 10 proposals are random draws from its own seed, which would repeat them
@@ -77,10 +84,11 @@ def spread(values: list[float], digits: int = 4) -> str:
 def measure(label: str, data: Path, features: list[str], args, work: Path, extra: dict) -> list[str]:
     rows = []
     for trials in args.trials:
-        figures = {m: {"finished": [], "pruned": [], "seconds": [], "selection": [], "oof": []} for m in (*METHODS, "ridge")}
+        methods = [m for m in METHODS if m in args.methods]
+        figures = {m: {"finished": [], "pruned": [], "seconds": [], "selection": [], "oof": []} for m in (*methods, "ridge")}
         for seed in range(args.seeds):
             tuned_seconds = None
-            for method in METHODS:
+            for method in methods:
                 budget = 1 if method == "defaults" else (10_000 if method.startswith("random") else trials)
                 result, finished, pruned, seconds = tune_once(
                     data, features, seed, budget, method, work, extra, timeout=tuned_seconds if method.startswith("random") else None
@@ -90,7 +98,7 @@ def measure(label: str, data: Path, features: list[str], args, work: Path, extra
                 f = figures[method]
                 f["finished"].append(finished), f["pruned"].append(pruned), f["seconds"].append(seconds)
                 f["selection"].append(result.score), f["oof"].append(result.estimate.score)
-                if method == "defaults":
+                if len(figures["ridge"]["oof"]) == seed:  # the baseline once per seed
                     figures["ridge"]["oof"].append(result.estimate.baseline_score)
                 print(
                     f"{label} trials={trials} seed={seed} {method}: {finished} finished, {pruned} pruned, {seconds:.0f} s, "
@@ -98,7 +106,7 @@ def measure(label: str, data: Path, features: list[str], args, work: Path, extra
                     file=sys.stderr,
                     flush=True,
                 )
-        for method in (*METHODS, "ridge"):
+        for method in (*methods, "ridge"):
             f = figures[method]
             if method == "ridge":
                 rows.append(f"| {label} | {trials} | ridge (linear baseline) | | | | | {spread(f['oof'])} |")
@@ -116,12 +124,15 @@ def main() -> None:
     parser.add_argument("--trials", default="10,30")
     parser.add_argument("--clips", type=int, default=80, help="training clips of the fixture sets (validation: 3/4 of it)")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--sets", default="quirky,ordered,demo")
+    parser.add_argument("--sets", default="quirky,ordered,bursts,demo")
+    parser.add_argument("--methods", default="defaults,tuned,hyperband,earlier,random", help="any of " + ",".join(SHORT))
     parser.add_argument("--demo", type=Path, default=Path("demo_data/emi"))
     args = parser.parse_args()
     args.trials = [int(t) for t in args.trials.split(",")]
+    args.methods = [SHORT[m] for m in args.methods.split(",")]
     from challenge.progress import set_quiet
     from challenge.synthetic.stand_ins import write_stand_ins
+    from tests.fixtures.bursts import bursts_hume
     from tests.fixtures.ordered_events import ordered_events_hume
     from tests.fixtures.quirky import quirky_hume
     from tracks.hume.demo import write_emi_demo
@@ -142,6 +153,10 @@ def main() -> None:
             ordered = work / "ordered"
             ordered_events_hume(ordered, train=args.clips, valid=args.clips * 3 // 4, test=3)
             rows += measure(f"ordered events ({args.clips} train clips, egemaps)", ordered, ["egemaps"], args, work, extra)
+        if "bursts" in sets:
+            bursts = work / "bursts"
+            bursts_hume(bursts, train=args.clips, valid=args.clips * 3 // 4, test=3)
+            rows += measure(f"bursts, a fourth set ({args.clips} train clips, egemaps)", bursts, ["egemaps"], args, work, extra)
         if "demo" in sets:
             if not (args.demo / "valid_split.csv").exists():
                 write_emi_demo(args.demo)
