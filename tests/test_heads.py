@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from challenge.errors import ChallengeError
 from challenge.heads import get_head, load_all
 from challenge.heads.lstm import GlobalContextLSTM
 from challenge.stores.feature_store import StoreEntry
@@ -253,3 +254,55 @@ def test_video_class_heads_beat_shuffled_labels(tmp_path, name):
         other.fit(control, two_class_clips(tmp_path, 40, seed=10 + seed).normalise_with(normaliser), score)
         shuffled.append(score(valid.targets, other.predict(valid)))
     assert real > 0.7 and real - np.mean(shuffled) > 0.2, (real, shuffled)
+
+
+def segment_clips(tmp_path, n: int, seed: int) -> ClipFeatures:
+    """One modality; an A/H clip holds one segment (20-40 % of its steps) where feature 0 rises,
+    and its frame labels mark that segment; a clip without A/H has a weaker rise somewhere, and
+    frame labels of 0. Pooled over the whole clip the two overlap; step by step they do not."""
+    rng = np.random.default_rng(seed)
+    entries, labels, frames = [], [], []
+    for i in range(n):
+        steps, label = int(rng.integers(40, 90)), int(rng.uniform() < 0.5)
+        x = rng.normal(0, 1, (steps, 4)).astype(np.float32)
+        length = int(rng.uniform(0.2, 0.4) * steps)
+        start = int(rng.integers(0, steps - length))
+        x[start : start + length, 0] += 2.0 if label else 0.0
+        x[:, 1] += 0.6 * rng.normal()  # a per-clip offset the frames do not explain
+        frame = np.zeros(steps * 2, np.int8)  # two frames per feature step
+        frame[2 * start : 2 * (start + length)] = label
+        path = tmp_path / f"seg-{seed}-{i}.npy"
+        np.save(path, x.astype(np.float16))
+        entries.append([ModalityEntry(StoreEntry.for_file(path), steps)])
+        labels.append(label), frames.append(frame)
+    return ClipFeatures([f"v{i}" for i in range(n)], entries, [4], np.array(labels, np.float32), frame_targets=frames)
+
+
+def test_frame_pooled_learns_from_frame_labels_and_beats_shuffled_labels(tmp_path):
+    from tracks.bah.ah import score as ah_score
+
+    train, valid = segment_clips(tmp_path, 100, seed=1), segment_clips(tmp_path, 60, seed=2)
+    normaliser = train.fit_normalisation()
+    train.normalise_with(normaliser), valid.normalise_with(normaliser)
+    assert train.frame_targets_at(0, np.arange(train.steps(0)))[::1].tolist() == train.frame_targets[0][::2].tolist()
+    score = lambda t, p: ah_score(t, p).value  # noqa: E731
+    params = {"epochs": 12, "channels": 32, "layers": 3}
+    head = get_head("frame-pooled")(params, Problem.CLIP_CLASSIFICATION, 2, seed=0)
+    head.fit(train, valid, score)
+    predicted = head.predict(valid)
+    assert predicted.shape == (60, 2) and np.allclose(predicted.sum(1), 1, atol=1e-6)
+    real, shuffled = score(valid.targets, predicted), []
+    for seed in range(3):  # video and frame labels move together to another video, as the run's control does
+        source = np.random.default_rng(seed).permutation(len(train))
+        control = train.subset(source)
+        control.ids, control.entries = train.ids, train.entries
+        other = get_head("frame-pooled")(params, Problem.CLIP_CLASSIFICATION, 2, seed=0)
+        other.fit(control, valid, score)
+        shuffled.append(score(valid.targets, other.predict(valid)))
+    assert real > 0.8 and real - np.mean(shuffled) > 0.25, (real, shuffled)
+
+
+def test_frame_pooled_refuses_more_than_two_classes():
+    head = get_head("frame-pooled")({}, Problem.CLIP_CLASSIFICATION, 3, seed=0)
+    with pytest.raises(ChallengeError, match="pools one positive class"):
+        head.fit(None, None, None)

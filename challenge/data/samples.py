@@ -21,6 +21,9 @@ class Sample:
     frame_index: np.ndarray | None = None  # 1-based frame numbers of label rows (frame tracks)
     provided: dict[str, Path] = field(default_factory=dict)  # organisers' feature files by kind
     transcript: Path | None = None  # the team's transcript of the clip (the text stream)
+    # per-frame labels of an item labelled as a whole (BAH's A/H segments): a class index per
+    # frame, -1 where unknown; training only (heads that learn from frames: frame-pooled)
+    frame_labels: np.ndarray | None = None
 
 
 class Samples(list):

@@ -73,12 +73,15 @@ def prepare_features(spec: TrackSpec, config: RunConfig, samples=None):
 
 def shuffle_training_labels(spec: TrackSpec, train, seed: int) -> None:
     """The control run: every training clip or video learns another one's labels."""
-    from challenge.training.control import shuffled
+    from challenge.training.control import derangement, shuffled
 
     if spec.problem.per_frame:
         train.labels = shuffled(train.labels, seed)
     else:
         train.targets = shuffled(train.targets, seed)
+        if getattr(train, "frame_targets", None) is not None:  # a video's frame labels go where its label went
+            source = derangement(len(train.frame_targets), seed)
+            train.frame_targets = [train.frame_targets[j] for j in source]
 
 
 def prepare_media(spec: TrackSpec, config: RunConfig, head_cls, samples=None):

@@ -67,6 +67,9 @@ class ClipFeatures:
     dims: list[int]  # feature width per modality
     targets: np.ndarray | None = None  # [N, C]
     normaliser: Normaliser | None = None  # fitted on the training split
+    # per sample, its per-frame labels when the corpus has them (Sample.frame_labels), else None;
+    # they map onto the clip's time axis by position, as the modalities do (frame_targets_at)
+    frame_targets: list[np.ndarray | None] | None = None
     _clip_context: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -122,6 +125,14 @@ class ClipFeatures:
         raw = ClipFeatures(self.ids, self.entries, self.dims)
         return Normaliser.fit(raw.sequence(int(i)) for i in order)
 
+    def frame_targets_at(self, i: int, steps: np.ndarray) -> np.ndarray | None:
+        """Sample i's frame labels at the given steps of its time axis (the nearest frame by
+        position), or None when it has none."""
+        labels = None if self.frame_targets is None else self.frame_targets[i]
+        if labels is None or len(labels) == 0:
+            return None
+        return np.asarray(labels)[np.minimum((np.asarray(steps) * len(labels)) // self.steps(i), len(labels) - 1)]
+
     def subset(self, indices) -> ClipFeatures:
         indices = list(indices)
         return ClipFeatures(
@@ -130,6 +141,7 @@ class ClipFeatures:
             self.dims,
             None if self.targets is None else self.targets[indices],
             self.normaliser,
+            None if self.frame_targets is None else [self.frame_targets[i] for i in indices],
         )
 
     @staticmethod
@@ -137,7 +149,10 @@ class ClipFeatures:
         """Several splits as one pool (fold ensembles); they must share features and normalisation."""
         first = parts[0]
         targets = None if any(p.targets is None for p in parts) else np.concatenate([p.targets for p in parts])
-        return ClipFeatures([i for p in parts for i in p.ids], [e for p in parts for e in p.entries], first.dims, targets, first.normaliser)
+        frames = None if all(p.frame_targets is None for p in parts) else [f for p in parts for f in (p.frame_targets or [None] * len(p))]
+        return ClipFeatures(
+            [i for p in parts for i in p.ids], [e for p in parts for e in p.entries], first.dims, targets, first.normaliser, frames
+        )
 
 
 def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]) -> ClipFeatures:
@@ -168,7 +183,8 @@ def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]
             f"{len(empty)} sample(s) have no features at all:\n{list_offenders(empty)}\nRun `challenge features extract` for them or check their media."
         )
     targets = np.stack([s.labels for s in samples]).astype(np.float32) if samples and samples[0].labels is not None else None
-    return ClipFeatures([s.id for s in samples], entries, dims, targets)
+    frames = [s.frame_labels for s in samples] if any(s.frame_labels is not None for s in samples) else None
+    return ClipFeatures([s.id for s in samples], entries, dims, targets, frame_targets=frames)
 
 
 def _width(found: dict, extractor, samples) -> int:

@@ -114,15 +114,55 @@ def _check_groups(tables: dict[str, list]) -> None:
         )
 
 
-def _annotation_labels(root: Path) -> dict[str, int]:
-    """video -> global_ah of video_annotation_transcript.yaml (for a cross-check), {} without it."""
+def read_annotation(root: Path) -> dict[str, dict]:
+    """video -> its entry of video_annotation_transcript.yaml (global_ah, frame_annotation,
+    fr_detailed_ah, ...), {} without the file."""
     path = root / "video_annotation_transcript.yaml"
     if not path.is_file():
         return {}
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ChallengeError(f"{path}: expected one entry per video, found {type(data).__name__}.")
-    return {str(k).replace("\\", "/"): int(v["global_ah"]) for k, v in data.items() if isinstance(v, dict) and "global_ah" in v}
+    return {str(k).replace("\\", "/"): v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _frame_number(name) -> int | None:
+    digits = "".join(c for c in PurePosixPath(str(name)).stem.rsplit("-", 1)[-1] if c.isdigit())
+    return int(digits) if digits else None
+
+
+def frame_labels(entry: dict, video: Path) -> np.ndarray | None:
+    """A video's label per frame (0/1, -1 where unknown) from its annotation entry: the
+    `frame_annotation` list ([frame path, label] ...) when it has one, else the A/H segments
+    `fr_detailed_ah` (frame ranges, taken as 0-based and inclusive, as the crops are numbered)
+    over the video's frame count. A video without A/H has no A/H frame, so one 0 stands for all
+    of them (labels map onto frames by position); an A/H video without segments has none known."""
+    listed = entry.get("frame_annotation")
+    if isinstance(listed, list) and listed:
+        pairs = [(_frame_number(item[0]), item[1]) for item in listed if isinstance(item, (list, tuple)) and len(item) == 2]
+        pairs = [(i, int(label)) for i, label in pairs if i is not None and str(label) in ("0", "1")]
+        if pairs:
+            labels = np.full(max(i for i, _ in pairs) + 1, -1, np.int8)
+            for i, label in pairs:
+                labels[i] = label
+            return labels
+    if int(entry.get("global_ah", -1)) == 0:
+        return np.zeros(1, np.int8)
+    segments = entry.get("fr_detailed_ah") or []
+    if not segments:
+        return None
+    from challenge.media import video_frame_count
+
+    labels = np.zeros(video_frame_count(video), np.int8)
+    for segment in segments:
+        start, stop = (int(v) for v in segment[:2])
+        labels[max(start, 0) : stop + 1] = 1
+    return labels
+
+
+def _frames_of(annotation: dict[str, dict], video: str, path: Path) -> np.ndarray | None:
+    entry = annotation.get(video) or annotation.get(PurePosixPath(video).name)
+    return frame_labels(entry, path) if entry else None
 
 
 def read_bah(root: Path, on_missing: str = "error") -> Samples:
@@ -133,7 +173,8 @@ def read_bah(root: Path, on_missing: str = "error") -> Samples:
     _check_groups(tables)
     if (root / "meta_data.yml").is_file():
         read_yaml(root / "meta_data.yml")  # a damaged file is named now, not when someone reads it
-    annotated = _annotation_labels(root)
+    annotation = read_annotation(root)
+    annotated = {video: int(entry["global_ah"]) for video, entry in annotation.items() if "global_ah" in entry}
     samples, missing, disagree, texts = [], [], [], {}
     for split, rows in tables.items():
         seen = {}
@@ -158,6 +199,7 @@ def read_bah(root: Path, on_missing: str = "error") -> Samples:
                     audio=path,
                     frames_dir=_crops(root, video),
                     labels=np.asarray(label, np.float32) if labelled else None,  # the test list's labels are placeholders
+                    frame_labels=_frames_of(annotation, video, path) if labelled and label == annotated.get(video, label) else None,
                 )
             )
     if missing and on_missing == "error":
