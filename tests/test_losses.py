@@ -61,6 +61,22 @@ def test_the_loss_is_a_head_parameter_checked_against_the_problem(emi_root):
         head_overrides(config, get_head("lstm"), Problem.CLIP_REGRESSION)
 
 
+def test_epochs_or_window_for_a_head_without_them_is_refused_before_extraction(tmp_path):
+    """Dropped silently, --epochs 3 on the logistic head would run something else than asked."""
+    from typer.testing import CliRunner
+
+    from challenge.app.cli import app
+
+    missing = tmp_path / "not-a-dataset"  # never read: the refusal comes first
+    result = CliRunner().invoke(app, ["track", "emi", "--data", str(missing), "--head", "ridge", "--epochs", "3"])
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "--epochs given, but the ridge head has no such parameter; its parameters: " in message, message
+    assert "choose a head that has it: clip-transformer, lstm" in message and "lstm-frames" not in message  # heads for EMI only
+    result = CliRunner().invoke(app, ["track", "expr", "--data", str(missing), "--head", "lstm-frames", "--window", "64", "--epochs", "2"])
+    assert "no such parameter" not in str(result.exception) and "not-a-dataset" in str(result.exception)  # it has both: the data is next
+
+
 @pytest.mark.parametrize("problem,loss", [("frame-classification", "focal"), ("frame-multilabel", "focal"), ("frame-regression", "mse")])
 def test_a_frame_head_trains_with_the_chosen_loss(tmp_path, problem, loss):
     """The chosen loss is the one the loop minimises: training with it lowers it."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from challenge.errors import ChallengeError
 from challenge.stores.saved_state import load_module, module_arrays, only, put, saved_kind
@@ -33,7 +34,7 @@ class Head:
 
     def __init__(self, params: dict, problem: Problem, n_outputs: int, seed: int = 0, device: str = "cpu"):
         self.require(problem)
-        self.params = {**self.defaults, **params}
+        self.params = self.check_parameters({**self.defaults, **params})
         self.problem, self.n_outputs, self.seed, self.device = problem, n_outputs, seed, device
         self.history: list[dict] = []  # per-epoch metrics of the last fit
 
@@ -51,6 +52,40 @@ class Head:
     @classmethod
     def default_parameters(cls) -> dict:
         return dict(cls.defaults)
+
+    # -- the parameters as a typed schema ---------------------------------------------------
+    # Each parameter's type is its default's (bool, int, float, str; anything else, a list or a
+    # mapping, is taken as given), so a value from Optuna, a config file or --head-param is
+    # checked and converted once, here, and a name the head does not have is refused with the
+    # list of those it has. The torch heads also take the loss (challenge.training.losses).
+    @classmethod
+    def parameter_schema(cls) -> type[BaseModel]:
+        schema = cls.__dict__.get("_schema")
+        if schema is None:
+            fields = {name: (_typed(value), value) for name, value in cls.defaults.items()}
+            if hasattr(cls, "build"):
+                fields |= {"loss": (str | None, None), "focal_gamma": (float | None, None)}
+            schema = create_model(f"{cls.__name__}Parameters", __config__=ConfigDict(extra="forbid"), **fields)
+            cls._schema = schema
+        return schema
+
+    @classmethod
+    def schema_version(cls) -> str:
+        """A digest of the parameters' names and types: the saved model records it."""
+        import hashlib
+
+        names = sorted(f"{name}:{field.annotation}" for name, field in cls.parameter_schema().model_fields.items())
+        return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+
+    @classmethod
+    def check_parameters(cls, params: dict) -> dict:
+        try:
+            checked = cls.parameter_schema().model_validate(params).model_dump()
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+            raise ChallengeError(f"head {cls.name!r} parameters: {problems}. Its parameters: {', '.join(sorted(cls.defaults))}.") from None
+        # the loss stays unset unless given: the training loop then picks the problem's default
+        return {k: v for k, v in checked.items() if k in params}
 
     def fit(self, train, valid, score: Callable[[np.ndarray, np.ndarray], float], report: Reporter | None = None) -> float:
         """Train on `train`, select on `valid`; returns the best validation score."""
@@ -76,6 +111,7 @@ class Head:
         put(arrays, named, prefix)
         return {
             "name": self.name,
+            "schema": self.schema_version(),
             "params": self.params,
             "problem": self.problem.value,
             "n_outputs": self.n_outputs,
@@ -88,10 +124,31 @@ class Head:
     def load_state(cls, info: dict, arrays: dict[str, np.ndarray], prefix: str) -> Head:
         from challenge.heads import get_head
 
-        head = get_head(info["name"])(info["params"], Problem(info["problem"]), info["n_outputs"], seed=info["seed"])
+        head_cls = get_head(info["name"])
+        try:
+            head = head_cls(info["params"], Problem(info["problem"]), info["n_outputs"], seed=info["seed"])
+        except ChallengeError as error:
+            saved, now = info.get("schema", "none (saved before head schemas)"), head_cls.schema_version()
+            raise ChallengeError(
+                f"{error}\nThe saved model's parameter schema is {saved}, this version's {now}: refit the model with this "
+                "version, or read it with the version that saved it."
+            ) from None
         head.restore(info["state"], only(arrays, prefix))
         head.history = info["history"]
         return head
+
+
+def _typed(value):
+    """The schema type of a parameter from its default: a float also takes an int."""
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, int):
+        return int
+    if isinstance(value, float):
+        return float
+    if isinstance(value, str):
+        return str
+    return Any
 
 
 def suggest(trial, space: dict[str, BaseDistribution]) -> dict:

@@ -21,9 +21,12 @@ def run(spec: TrackSpec, config: RunConfig) -> RunResult:
     from challenge.heads import get_head
     from challenge.preflight import check_run_settings
     from challenge.run.protocols import over_seeds
+    from challenge.run.selection import check_head_options
 
     check_run_settings(config)  # before any extraction: a mistyped store URL, a missing GPU, an --out that is a file
-    get_head(config.head).require(spec.problem)  # a wrong --head fails at once too
+    head_cls = get_head(config.head)
+    head_cls.require(spec.problem)  # a wrong --head fails at once too
+    check_head_options(config, head_cls, spec.problem)  # and --epochs for a head without epochs
     if spec.run is not None:
         return spec.run(spec, config)
     return over_seeds(spec, config, lambda seeded: run_track(spec, seeded))

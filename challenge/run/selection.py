@@ -45,12 +45,34 @@ def head_overrides(config: RunConfig, head_cls, problem=None) -> dict:
     """Head parameters the run fixes (--epochs, --window, `head_params` of the run config, e.g.
     the loss, and for end-to-end heads the `finetune` settings given), for heads that have them;
     tuning never changes them."""
-    given = {"epochs": config.epochs, "window": config.window}
-    fixed = {k: v for k, v in given.items() if v is not None and k in head_cls.defaults}
+    check_head_options(config, head_cls, problem)
+    fixed = {k: v for k, v in {"epochs": config.epochs, "window": config.window}.items() if v is not None}
     if head_cls.reads == "media":  # the finetune section's settings the run gives (the others stay tunable) and the backbone
         fixed |= {k: getattr(config.finetune, k) for k in config.finetune.model_fields_set if k in head_cls.defaults}
         if "backbone" in head_cls.defaults:
             fixed["backbone"] = backbone_settings(config, head_cls.extractor)
+    return fixed | dict(config.head_params)
+
+
+def check_head_options(config: RunConfig, head_cls, problem=None) -> None:
+    """--epochs, --window and `head_params` name parameters the head has (a loss the problem
+    takes): given to a head without them they would be dropped, and the run not the one asked for.
+    Called before any extraction (challenge.run.runner.run) and again when the head is built."""
+    given = [k for k in ("epochs", "window") if getattr(config, k) is not None]
+    lacking = [k for k in given if k not in head_cls.defaults]
+    if lacking:
+        from challenge.heads import load_all
+
+        having = sorted(
+            name
+            for name, head in load_all().items()
+            if all(k in head.defaults for k in lacking) and (problem is None or problem in head.problems)
+        )
+        raise ChallengeError(
+            f"{' and '.join('--' + k for k in lacking)} given, but the {head_cls.name} head has no such parameter; "
+            f"its parameters: {', '.join(sorted(head_cls.defaults)) or 'none'}. Leave the option out, "
+            f"or choose a head that has it: {', '.join(having) or 'none for this track'}."
+        )
     for name, value in config.head_params.items():
         if name in LOSS_PARAMETERS and hasattr(head_cls, "build"):
             _check_loss(head_cls, problem, name, value)
@@ -59,8 +81,6 @@ def head_overrides(config: RunConfig, head_cls, problem=None) -> dict:
                 f"head_params: the {head_cls.name} head has no parameter {name!r}; it has "
                 f"{', '.join(sorted(head_cls.defaults))}" + (", loss, focal_gamma" if hasattr(head_cls, "build") else "")
             )
-        fixed[name] = value
-    return fixed
 
 
 LOSS_PARAMETERS = ("loss", "focal_gamma")
