@@ -40,7 +40,8 @@ def run(repo: Path, work: Path, data: Path, model: Path, trials: int | None, tag
     args = ["track", "emi", "--data", str(data), "--features", "wav2vec2", "--audio-model", str(model), "--out", str(work / f"out-{tag}")]
     if trials is not None:
         args += ["--tune", "--trials", str(trials), "--storage", f"sqlite:///{work}/{tag}.db"]
-        if "estimate-folds" in (repo / "challenge" / "cli.py").read_text():
+        cli = next(p for p in (repo / "challenge" / "app" / "cli.py", repo / "challenge" / "cli.py") if p.exists())
+        if "estimate-folds" in cli.read_text():
             args += ["--estimate-folds", "0"]  # the estimate is extra work after tuning, not part of a trial
     env = {
         **os.environ,

@@ -238,6 +238,25 @@ def _read_settings(path: Path) -> dict:
     return values
 
 
+def load_settings(model: type[BaseModel], path: Path | None, flags: dict, section: str, what: str):
+    """A command's settings that are not a run's (pretraining): the --config YAML, at its top level
+    or under `section`, then the flags, validated by `model`; errors name the setting."""
+    values = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise ChallengeError(f"{path}: no such settings file (--config).")
+        loaded = _read_settings(Path(path))
+        values = loaded.get(section, loaded)
+    try:
+        return model(**_merge(values, flags))
+    except ValidationError as error:
+        problems = "; ".join(
+            ((".".join(str(p) for p in e["loc"]) + ": ") if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in error.errors()
+        )
+        raise ChallengeError(f"{what}: {problems}") from None
+
+
 def _merge(low: dict, high: dict) -> dict:
     """Nested sections merge key by key; a higher layer's value wins."""
     out = dict(low)

@@ -111,7 +111,7 @@ def test_frame_head_beats_shuffled_labels(tmp_path, name):
     normaliser = train.fit_normalisation()
     train.normalise_with(normaliser), valid.normalise_with(normaliser)
     score = lambda t, o: classification_score(t, o, list("abc")).value  # noqa: E731
-    params = {"epochs": 6, "window": 32}
+    params = {k: v for k, v in {"epochs": 6, "window": 32}.items() if k in get_head(name).defaults}  # logistic has neither
     head = get_head(name)(params, Problem.FRAME_CLASSIFICATION, 3, seed=0)
     head.fit(train, valid, score)
     real = score(valid.targets(), np.concatenate(head.predict(valid)))

@@ -374,3 +374,23 @@ def test_torchrun_pretrains_on_two_gloo_ranks_and_rank_zero_alone_records(photos
     assert len(runs) == 1 and runs[0].data.tags["model"] == "mae"
     summary = json.loads((tmp_path / "mae" / "pretrain.json").read_text())
     assert summary["steps"] == 6 and summary["run_id"] == runs[0].info.run_id
+
+
+def test_pretraining_settings_come_from_one_loader_and_name_what_is_wrong(tmp_path):
+    """Both pretraining commands read --config (top level or `pretrain:`) through config.load_settings."""
+    from typer.testing import CliRunner
+
+    from challenge.app.cli import app
+    from challenge.config import load_settings
+    from challenge.pretrain.settings import MAEPretrainSettings, SocialMAEPretrainSettings
+
+    settings = tmp_path / "pretrain.yaml"
+    settings.write_text("pretrain:\n  epochs: 3\n  batch_size: 8\n")
+    loaded = load_settings(MAEPretrainSettings, settings, {"batch_size": 4}, "pretrain", "pretraining settings")
+    assert (loaded.epochs, loaded.batch_size) == (3, 4)  # the flag wins over the file
+    settings.write_text("epochs: 0\n")
+    for command, schema in (("mae", MAEPretrainSettings), ("social-mae", SocialMAEPretrainSettings)):
+        result = CliRunner().invoke(app, ["pretrain", command, "--videos", str(tmp_path), "--config", str(settings)])
+        assert result.exit_code != 0 and str(result.exception).startswith("pretraining settings: epochs: "), result.exception
+        result = CliRunner().invoke(app, ["pretrain", command, "--videos", str(tmp_path), "--config", str(tmp_path / "nope.yaml")])
+        assert "nope.yaml: no such settings file (--config)." in str(result.exception)

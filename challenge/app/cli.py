@@ -1044,22 +1044,7 @@ def pretrain_mae_command(
 
         challenge track expr --data /data/affwild2 --features mae --visual-model /models/mae-faces
     """
-    set_quiet(quiet)
-    from challenge.pretrain.loop import default_out
-    from challenge.pretrain.mae import pretrain_mae
-    from challenge.pretrain.settings import MAEPretrainSettings
-
-    resolved = _pretrain_settings(MAEPretrainSettings, config, settings)
-    target = out or default_out("mae", {"images": images or [], "videos": videos or []}, resolved)
-    result = pretrain_mae(images or [], videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
-        return
-    typer.echo(
-        f"pretrained on {result.items} images, {result.steps} steps: training loss {result.first_loss:.4f} -> "
-        f"{result.last_loss:.4f}, best held-out reconstruction loss {result.best_valid_loss:.4f}"
-        + (f"; {result.skipped} unreadable left out" if result.skipped else "")
-    )
-    typer.echo(f"backbone: {result.out} (--visual-model {result.out})" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+    _pretrain("mae", {"images": images or [], "videos": videos or []}, out, config, device, tracking_uri, skip_missing, quiet, settings)
 
 
 def pretrain_social_mae_command(
@@ -1098,49 +1083,55 @@ def pretrain_social_mae_command(
 
         challenge track smile-laugh --data /data/ndc --features social-mae --social-mae-model pretrained/social-mae-XXXX
     """
-    set_quiet(quiet)
-    from challenge.pretrain.loop import default_out
-    from challenge.pretrain.settings import SocialMAEPretrainSettings
-    from challenge.pretrain.social import pretrain_social_mae
-
-    resolved = _pretrain_settings(SocialMAEPretrainSettings, config, settings)
-    target = out or default_out("social-mae", {"videos": videos or []}, resolved)
-    result = pretrain_social_mae(videos or [], target, resolved, device or "auto", tracking_uri, skip_missing)
-    if os.environ.get("RANK", "0") != "0":
-        return
-    typer.echo(
-        f"pretrained on {result.items} clips, {result.steps} steps: training loss {result.first_loss:.4f} -> "
-        f"{result.last_loss:.4f}, best held-out loss {result.best_valid_loss:.4f}"
-        + (f"; {result.skipped} unreadable left out" if result.skipped else "")
-    )
-    typer.echo(
-        f"model: {result.out} (--features social-mae --social-mae-model {result.out})"
-        + (f"; MLflow run {result.run_id}" if result.run_id else "")
-    )
+    _pretrain("social-mae", {"videos": videos or []}, out, config, device, tracking_uri, skip_missing, quiet, settings)
 
 
-def _pretrain_settings(model, config: Path | None, flags: dict):
-    """A pretraining's settings: the --config YAML (top level or its `pretrain:` section), then the flags."""
-    import yaml
-    from pydantic import ValidationError
+# What differs between the pretraining commands, as data: their options and docstrings are
+# above, everything they do is `_pretrain`.
+PRETRAININGS = {
+    "mae": {
+        "settings": "MAEPretrainSettings",
+        "run": "challenge.pretrain.mae:pretrain_mae",
+        "items": "images",
+        "held_out": "held-out reconstruction loss",
+        "use": "backbone: {out} (--visual-model {out})",
+    },
+    "social-mae": {
+        "settings": "SocialMAEPretrainSettings",
+        "run": "challenge.pretrain.social:pretrain_social_mae",
+        "items": "clips",
+        "held_out": "held-out loss",
+        "use": "model: {out} (--features social-mae --social-mae-model {out})",
+    },
+}
+
+
+def _pretrain(kind: str, inputs: dict, out, config, device, tracking_uri, skip_missing: bool, quiet: bool, flags: dict) -> None:
+    """Settings from --config and the flags, the output folder, the training, and its summary."""
+    import importlib
 
     from challenge.app.cli_options import schema_flags
+    from challenge.config import load_settings
+    from challenge.pretrain import settings as schemas
+    from challenge.pretrain.loop import default_out
 
-    values = {}
-    if config is not None:
-        if not config.is_file():
-            raise ChallengeError(f"{config}: no such settings file (--config).")
-        loaded = yaml.safe_load(config.read_text()) or {}
-        values = loaded.get("pretrain", loaded) if isinstance(loaded, dict) else {}
-    values |= schema_flags(flags, model)
-    try:
-        return model(**values)
-    except ValidationError as error:
-        problems = "; ".join(
-            ((".".join(str(p) for p in e["loc"]) + ": ") if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-            for e in error.errors()
-        )
-        raise ChallengeError(f"pretraining settings: {problems}") from None
+    set_quiet(quiet)
+    what = PRETRAININGS[kind]
+    model = getattr(schemas, what["settings"])
+    resolved = load_settings(model, config, schema_flags(flags, model), "pretrain", "pretraining settings")
+    module, function = what["run"].split(":")
+    target = out or default_out(kind, inputs, resolved)
+    result = getattr(importlib.import_module(module), function)(
+        *inputs.values(), target, resolved, device or "auto", tracking_uri, skip_missing
+    )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
+    typer.echo(
+        f"pretrained on {result.items} {what['items']}, {result.steps} steps: training loss {result.first_loss:.4f} -> "
+        f"{result.last_loss:.4f}, best {what['held_out']} {result.best_valid_loss:.4f}"
+        + (f"; {result.skipped} unreadable left out" if result.skipped else "")
+    )
+    typer.echo(what["use"].format(out=result.out) + (f"; MLflow run {result.run_id}" if result.run_id else ""))
 
 
 def _pretrain_options(model_name: str) -> list[inspect.Parameter]:
