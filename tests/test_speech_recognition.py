@@ -79,3 +79,30 @@ def test_a_model_that_cannot_be_read_and_an_unwritable_folder_are_named(tmp_path
     (tmp_path / "a-file").write_text("")
     unwritable = _transcribe(root, tiny_whisper(tmp_path / "whisper"), "--out", str(tmp_path / "a-file"))
     assert unwritable.returncode != 0 and "cannot write transcripts there" in unwritable.stderr and "--out" in unwritable.stderr
+
+
+def test_transcribe_on_bah_writes_under_the_video_paths_and_the_reader_prefers_them(tmp_path, monkeypatch):
+    """BAH's ids are paths (Videos/<pid>/Visite_1/<video>.mp4): the transcripts go into those
+    folders, and the A/H reader takes a team's own transcript over Whisper's and the split line's."""
+    from tests.fixtures.current_abaw import quirky_bah
+    from tracks.bah.reader import read_bah
+
+    root = tmp_path / "bah"
+    quirky_bah(root, participants=(2, 1, 1), videos=2)
+    monkeypatch.setenv("CHALLENGE_TRANSCRIPT_CACHE", str(tmp_path / "texts"))
+    videos = [s.id for s in read_bah(root)]
+    own = root / "transcripts" / f"{videos[0]}.txt"
+    own.parent.mkdir(parents=True)
+    own.write_text("what the team wrote\n")
+    done = subprocess.run(
+        [CHALLENGE, "transcribe", "--data", str(root), "--track", "ah", "--asr-model", str(tiny_whisper(tmp_path / "whisper")), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"transcripts: {len(videos) - 1} written, 1 already there (kept)" in done.stdout, done.stdout
+    assert all((root / "transcripts" / f"{video}.txt").is_file() for video in videos)
+    read = {s.id: s.transcript.read_text().strip() for s in read_bah(root)}
+    assert read[videos[0]] == "what the team wrote"
+    assert all(read[v] == (root / "transcripts" / f"{v}.txt").read_text().strip() for v in videos)

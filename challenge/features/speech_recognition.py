@@ -83,7 +83,8 @@ def transcribe(
             f"{out}: cannot write transcripts there ({error.strerror}). Pass --out with a writable folder "
             "(the text stream reads DATA/transcripts: transcribe into a writable copy of the dataset's root)."
         ) from error
-    sweep_partials(out)  # what a killed run was writing
+    for folder in {(out / f"{sample.id}.txt").parent for sample in samples}:  # ids may hold folders (BAH)
+        sweep_partials(folder)  # what a killed run was writing
     report = TranscriptionReport()
     todo = []
     for sample in samples:
@@ -102,6 +103,7 @@ def transcribe(
             batch = todo[start : start + batch_size]
             texts = recognise([{"raw": read_audio(s.audio, AUDIO_RATE), "sampling_rate": AUDIO_RATE} for s in batch])
             for sample, text in zip(batch, texts):
+                (out / f"{sample.id}{MARK}").parent.mkdir(parents=True, exist_ok=True)  # BAH's ids are paths: Videos/<pid>/...
                 (out / f"{sample.id}{MARK}").touch()  # first: a run killed between the two leaves a mark, and the clip is redone
                 write_text_atomically(out / f"{sample.id}.txt", text + "\n", "transcript")  # a killed run leaves no half-written one
                 report.written.append(sample.id)

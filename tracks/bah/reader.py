@@ -5,6 +5,7 @@
     Videos/<pid>/Visite_1/<video>.mp4                     the video, with its sound
     cropped-aligned-faces/Videos/<pid>/Visite_1/<video>.mp4/frame-<i>.jpg   face crops, i from 0
     transcription/Videos/<pid>/Visite_1/<video>.mp4/<video>.yml             Whisper output
+    transcripts/Videos/<pid>/Visite_1/<video>.mp4.txt                       the team's own (optional, preferred)
     video_annotation_transcript.yaml, meta_data.yml       annotations and participants (optional)
 
 A sample's id is its video path as the split files write it (the submission's video_id); its
@@ -186,8 +187,9 @@ def read_bah(root: Path, on_missing: str = "error") -> Samples:
             if not path.is_file():
                 missing.append(f"split/{SPLITS[split]} line {number}: {video} does not exist under {root}")
                 continue
-            whisper = _transcript_file(root, video)
-            texts[video] = whisper_text(whisper) if whisper else text
+            own, whisper = root / "transcripts" / f"{video}.txt", _transcript_file(root, video)
+            # the team's own (`challenge transcribe --track ah` writes there), else the organisers' Whisper output, else the split line's
+            texts[video] = own.read_text(encoding="utf-8").strip() if own.is_file() else whisper_text(whisper) if whisper else text
             labelled = split != "test"
             if labelled and annotated.get(video, annotated.get(PurePosixPath(video).name, label)) != label:
                 disagree.append(f"{video}: split says {label}, video_annotation_transcript.yaml says {1 - label}")
