@@ -44,3 +44,23 @@ def test_demo_data_for_affwild_tracks(tmp_path):
         .read_text()
         .startswith("image_location,valence,arousal\n")
     )
+
+
+def test_an_error_raised_while_cleaning_up_after_ctrl_c_is_still_an_interrupt():
+    """Seen in CI: Ctrl-C inside an MLflow write, then MLflow's own clean-up found its SQLite file
+    still locked and raised; the command must still end as interrupted (exit 130, no traceback)."""
+    from challenge.app.cli import _raised_by_an_interrupt
+
+    def cleanup_fails_after_ctrl_c():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            try:
+                raise OSError("database is locked")
+            except OSError as error:
+                raise RuntimeError("MlflowException: database is locked") from error
+
+    with pytest.raises(RuntimeError) as raised:
+        cleanup_fails_after_ctrl_c()
+    assert _raised_by_an_interrupt(raised.value)
+    assert not _raised_by_an_interrupt(RuntimeError("an error of its own"))

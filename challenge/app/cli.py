@@ -1186,10 +1186,31 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
+    except Exception as error:
+        if not _raised_by_an_interrupt(error):
+            raise
+        # Ctrl-C landed inside a store's write, and the clean-up after it (MLflow marking the run
+        # killed) then found the database still locked by that write: still an interrupt
+        typer.secho(f"(the interrupted run's status was not recorded: {str(error).splitlines()[0]})", err=True)
+        _interrupted()
     except SystemExit as done:
         if done.code == 130:  # typer turns Ctrl-C inside a command into a silent exit 130
             _interrupted()
         raise
+
+
+def _raised_by_an_interrupt(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the exceptions this one was raised while handling."""
+    seen, todo = set(), [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        todo += [current.__cause__, current.__context__]
+    return False
 
 
 def _interrupted() -> None:
