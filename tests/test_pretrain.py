@@ -171,7 +171,7 @@ def test_sigkill_then_the_same_command_ends_where_an_uninterrupted_run_ends(phot
         str(out),
         *TINY,  # noqa: E731
         "--epochs",
-        "6",
+        "10",  # 8 epochs of margin after the kill point: on an idle machine 6 could end before the test saw epoch 2
         "--epoch-steps",
         "6",
         "--workers",
@@ -191,7 +191,7 @@ def test_sigkill_then_the_same_command_ends_where_an_uninterrupted_run_ends(phot
     os.killpg(killed.pid, signal.SIGKILL)  # the DataLoader workers too
     killed.wait()
     interrupted_at = _epoch_of(tmp_path / "a" / "checkpoint.pt")
-    assert 2 <= interrupted_at < 6 and not (tmp_path / "a" / "pretrain.json").exists()
+    assert 2 <= interrupted_at < 10 and not (tmp_path / "a" / "pretrain.json").exists()
     first_run = (tmp_path / "a" / "mlflow_run_id").read_text()
     resumed = subprocess.run(command(tmp_path / "a")[:-1], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
