@@ -36,7 +36,7 @@ from pydantic import (
     field_validator,
 )
 
-from challenge.errors import ChallengeError
+from challenge.errors import ChallengeError, validation_problems
 from challenge.finetune.settings import FinetuneSettings
 from challenge.track import TrackSpec
 
@@ -177,7 +177,7 @@ class _RunConfig(Settings):
             try:
                 TypeAdapter(extractor).validate_python(settings)
             except ValidationError as error:
-                raise ValueError("; ".join(f"{name}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())) from None
+                raise ValueError(validation_problems(error, prefix=name)) from None
         return sections
 
     def extractor_settings(self, name: str) -> dict[str, Any]:
@@ -250,11 +250,7 @@ def load_settings(model: type[BaseModel], path: Path | None, flags: dict, sectio
     try:
         return model(**_merge(values, flags))
     except ValidationError as error:
-        problems = "; ".join(
-            ((".".join(str(p) for p in e["loc"]) + ": ") if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-            for e in error.errors()
-        )
-        raise ChallengeError(f"{what}: {problems}") from None
+        raise ChallengeError(f"{what}: {validation_problems(error, tidy=True)}") from None
 
 
 def _merge(low: dict, high: dict) -> dict:
@@ -277,8 +273,9 @@ def _check(values: dict, where: str) -> None:
     try:
         RunConfig.model_validate({"track": "-", **values})
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors())
-        raise ChallengeError(f"{where}: {problems}. Valid settings: {', '.join(RunConfig.model_fields)}.") from None
+        raise ChallengeError(
+            f"{where}: {validation_problems(error, empty='settings')}. Valid settings: {', '.join(RunConfig.model_fields)}."
+        ) from None
 
 
 def dataset_defaults(data: str | None) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from challenge.errors import ChallengeError
+from challenge.errors import ChallengeError, validation_problems
 from challenge.stores.saved_state import load_module, module_arrays, only, put, saved_kind
 from challenge.track import Problem
 
@@ -82,8 +82,9 @@ class Head:
         try:
             checked = cls.parameter_schema().model_validate(params).model_dump()
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-            raise ChallengeError(f"head {cls.name!r} parameters: {problems}. Its parameters: {', '.join(sorted(cls.defaults))}.") from None
+            raise ChallengeError(
+                f"head {cls.name!r} parameters: {validation_problems(error)}. Its parameters: {', '.join(sorted(cls.defaults))}."
+            ) from None
         # the loss stays unset unless given: the training loop then picks the problem's default
         return {k: v for k, v in checked.items() if k in params}
 

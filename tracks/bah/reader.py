@@ -161,11 +161,6 @@ def frame_labels(entry: dict, video: Path) -> np.ndarray | None:
     return labels
 
 
-def _frames_of(annotation: dict[str, dict], video: str, path: Path) -> np.ndarray | None:
-    entry = annotation.get(video) or annotation.get(PurePosixPath(video).name)
-    return frame_labels(entry, path) if entry else None
-
-
 def read_bah(root: Path, on_missing: str = "error") -> Samples:
     root = Path(root)
     if not root.is_dir():
@@ -175,7 +170,6 @@ def read_bah(root: Path, on_missing: str = "error") -> Samples:
     if (root / "meta_data.yml").is_file():
         read_yaml(root / "meta_data.yml")  # a damaged file is named now, not when someone reads it
     annotation = read_annotation(root)
-    annotated = {video: int(entry["global_ah"]) for video, entry in annotation.items() if "global_ah" in entry}
     samples, missing, disagree, texts = [], [], [], {}
     for split, rows in tables.items():
         seen = {}
@@ -191,7 +185,9 @@ def read_bah(root: Path, on_missing: str = "error") -> Samples:
             # the team's own (`challenge transcribe --track ah` writes there), else the organisers' Whisper output, else the split line's
             texts[video] = own.read_text(encoding="utf-8").strip() if own.is_file() else whisper_text(whisper) if whisper else text
             labelled = split != "test"
-            if labelled and annotated.get(video, annotated.get(PurePosixPath(video).name, label)) != label:
+            entry = annotation.get(video) or annotation.get(PurePosixPath(video).name) or {}
+            agrees = int(entry.get("global_ah", label)) == label
+            if labelled and not agrees:
                 disagree.append(f"{video}: split says {label}, video_annotation_transcript.yaml says {1 - label}")
             samples.append(
                 Sample(
@@ -201,7 +197,8 @@ def read_bah(root: Path, on_missing: str = "error") -> Samples:
                     audio=path,
                     frames_dir=_crops(root, video),
                     labels=np.asarray(label, np.float32) if labelled else None,  # the test list's labels are placeholders
-                    frame_labels=_frames_of(annotation, video, path) if labelled and label == annotated.get(video, label) else None,
+                    # frame labels only where the annotation tells the same story as the split file
+                    frame_labels=frame_labels(entry, path) if labelled and entry and agrees else None,
                 )
             )
     if missing and on_missing == "error":
