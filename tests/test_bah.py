@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from challenge.app.cli import app
@@ -73,6 +74,14 @@ def test_frame_labels_come_from_the_annotation(bah, tmp_path, monkeypatch):
             kinds.add("unknown")
             assert s.frame_labels is None
     assert kinds == {"listed", "none", "segments", "unknown"}
+    # a damaged entry is named with its video and the file, not a traceback
+    damaged = _copy(root, tmp_path)
+    entries = read_annotation(damaged)
+    broken = next(v for v, e in entries.items() if e["global_ah"] == 1 and e["fr_detailed_ah"] and "frame_annotation" not in e)
+    entries[broken]["fr_detailed_ah"] = [["start", "end"]]
+    (damaged / "video_annotation_transcript.yaml").write_text(yaml.safe_dump(entries))
+    with pytest.raises(ChallengeError, match=f"the entry of {broken} cannot be read as frame labels"):
+        read_bah(damaged)
     # frames a list leaves out are unknown (-1), never guessed
     listed = frame_labels({"global_ah": 1, "frame_annotation": [["x/frame-0.jpg", 0], ["x/frame-3.jpg", 1]]}, root / "absent.mp4")
     assert listed.tolist() == [0, -1, -1, 1]

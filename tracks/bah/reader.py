@@ -161,6 +161,17 @@ def frame_labels(entry: dict, video: Path) -> np.ndarray | None:
     return labels
 
 
+def _read_frame_labels(root: Path, video: str, entry: dict, path: Path) -> np.ndarray | None:
+    try:
+        return frame_labels(entry, path)
+    except (TypeError, ValueError, IndexError) as error:
+        raise ChallengeError(
+            f"{root / 'video_annotation_transcript.yaml'}: the entry of {video} cannot be read as frame labels ({error}); "
+            "expected global_ah 0/1, fr_detailed_ah as [[start, end], ...] frame numbers and frame_annotation as "
+            "[[frame path, 0/1], ...]. Restore the file from the dataset package."
+        ) from None
+
+
 def read_bah(root: Path, on_missing: str = "error") -> Samples:
     root = Path(root)
     if not root.is_dir():
@@ -198,7 +209,7 @@ def read_bah(root: Path, on_missing: str = "error") -> Samples:
                     frames_dir=_crops(root, video),
                     labels=np.asarray(label, np.float32) if labelled else None,  # the test list's labels are placeholders
                     # frame labels only where the annotation tells the same story as the split file
-                    frame_labels=frame_labels(entry, path) if labelled and entry and agrees else None,
+                    frame_labels=_read_frame_labels(root, video, entry, path) if labelled and entry and agrees else None,
                 )
             )
     if missing and on_missing == "error":
