@@ -126,6 +126,12 @@ class _RunConfig(Settings):
         description="What a tuned clip run submits. validation: the tuned head (the best trial on validation). out-of-fold: whichever of "
         "the tuned head, the linear baseline and their average wins the estimate that selected nothing (--estimate-folds), said in the summary.",
     )
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median",
+        description="How --tune stops weak trials early. median: below the median of 5 finished trials, after the first 40 % of "
+        "the epochs. hyperband: Optuna's successive halving over the epochs (fewer trials finish, each rung gets its budget). "
+        "none: every trial runs to the end.",
+    )
     tune_threshold: bool = Field(
         False,
         description="Two-class tracks (ah, vd): tune the decision threshold on validation (default 0.5); ah also reports it out of fold, "

@@ -244,6 +244,29 @@ def test_the_pruner_lets_trials_that_learn_slowly_finish_and_beat_the_defaults(t
     assert len(complete(new)) >= 6 and new.best_value > 0.5
 
 
+def test_hyperband_and_no_pruning_also_find_the_slow_learner_and_the_option_reaches_the_study(tmp_path):
+    """--pruner hyperband cuts trials by rungs (some are pruned, the slow learner still wins);
+    --pruner none lets every trial finish. The choice reaches the study that open_study builds,
+    also when the study is resumed under another choice (the pruner is not stored with it)."""
+    from challenge.stores import tuning
+
+    studies = {}
+    for kind in ("hyperband", "none"):
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=3), pruner=tuning.pruner(10, kind))
+        study.enqueue_trial({"rate": 0.0})
+        study.optimize(_slow_starter, n_trials=12)
+        studies[kind] = study
+    states = {kind: [t.state for t in study.trials] for kind, study in studies.items()}
+    assert optuna.trial.TrialState.PRUNED in states["hyperband"] and studies["hyperband"].best_value > 0.5
+    assert set(states["none"]) == {optuna.trial.TrialState.COMPLETE} and studies["none"].best_value > 0.5
+
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    opened, _ = tuning.open_study("s", storage, 0, {"rate": 0.0}, epochs=10, pruning="hyperband")
+    assert isinstance(opened.pruner, optuna.pruners.HyperbandPruner)
+    resumed, _ = tuning.open_study("s", storage, 0, {"rate": 0.0}, epochs=10, pruning="median")
+    assert isinstance(resumed.pruner, optuna.pruners.MedianPruner) and len(resumed.trials) == 1
+
+
 def test_select_out_of_fold_submits_what_wins_the_estimate_and_the_saved_model_is_what_was_submitted(emi_root, workdir):
     """`--select out-of-fold` submits the tuned head, the baseline or their average, whichever
     wins out of fold, says which, and saves that very model: `challenge predict` on the run

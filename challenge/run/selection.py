@@ -120,6 +120,13 @@ class Tuned:
         self.params, self.ran, self.provenance, self.head, self.value = params, ran, provenance, head, value
 
 
+PRUNED_BECAUSE = {  # what the --pruner choice measured when it cut a trial
+    "median": "below the median of the finished trials there",
+    "hyperband": "not in the top third of its Hyperband bracket at this rung",
+    "none": "pruned",
+}
+
+
 def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> Tuned:
     import mlflow
     import optuna
@@ -131,7 +138,7 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
     name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}-{key}{'-shuffled' if config.shuffle_labels else ''}"
     defaults = {k: v for k, v in head_cls.default_parameters().items() if k in head_cls.search_space}
     epochs = (head_cls.default_parameters() | overrides).get("epochs")  # the pruner's warm-up is a share of them
-    study, worker = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker, epochs)
+    study, worker = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker, epochs, config.pruner)
     done = finished_trials(study)
     say(f"study {name}: {done} finished trial(s) stored, running until {config.trials}")
     fitted = {}  # trial number -> head, the best one only
@@ -151,7 +158,7 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
                 if trial.should_prune():
                     mlflow.set_tag("state", "pruned")
                     say(
-                        f"trial {trial.number}: pruned at step {step} (score {value:.4f}, below the median of the finished trials there; "
+                        f"trial {trial.number}: pruned at step {step} (score {value:.4f}, {PRUNED_BECAUSE[config.pruner]}; "
                         f"{time.perf_counter() - began:.1f} s)"
                     )
                     raise optuna.TrialPruned()
