@@ -66,3 +66,20 @@ def confusion_matrix_plot(truth: np.ndarray, decisions: np.ndarray, labels: list
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def importance_plot(names: list[str], values: np.ndarray, title: str, path: Path) -> Path:
+    """Horizontal bars, the most important column on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(9, 1.2 + 0.32 * len(names)))
+    axis.barh(range(len(names))[::-1], values, color="#3b75af")
+    axis.set_yticks(range(len(names))[::-1], names, fontsize=8)
+    axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -256,12 +256,16 @@ def features_ls(store: StoreOption = None):
 
     feature_store = FeatureStore(store)
     table = Table(title=f"feature store {feature_store.root}")
-    for column in ("extractor", "key", "entries", "size", "settings"):
+    for column in ("extractor", "key", "entries", "size", "columns", "settings"):
         table.add_column(column)
     for group in feature_store.groups():
         config = group.config.get("config", {})
         settings = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("name", "schema_version"))
-        table.add_row(config.get("name", "?"), group.folder.name.rsplit("-", 1)[-1], str(group.entries), _size(group.bytes), settings)
+        names = group.config.get("columns")
+        columns = f"{len(names)} named: {', '.join(names[:2])}, ..." if names else "unnamed"
+        table.add_row(
+            config.get("name", "?"), group.folder.name.rsplit("-", 1)[-1], str(group.entries), _size(group.bytes), columns, settings
+        )
     Console().print(table)
 
 

@@ -29,6 +29,9 @@ class Features:
     array: np.ndarray  # [T, D]
     frame_rate: float | None  # steps per second, None for per-item features
     index: list[int] | None = None  # frame numbers of the rows, for folders of frames
+    # what each of the D columns is (opensmile's descriptor names, the FER classes), recorded by
+    # the store for reports and importance plots; None: the columns are unnamed embedding units
+    columns: tuple[str, ...] | None = None
 
 
 class Runner(Protocol):

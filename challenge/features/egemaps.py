@@ -49,4 +49,4 @@ class _EGeMAPSRunner:
         # shorter than one analysis window: pad so every clip has at least one step
         signal = np.pad(signal, (0, max(0, AUDIO_RATE // 10 - len(signal))))
         frame = self.smile.process_signal(signal, AUDIO_RATE)
-        return Features(np.nan_to_num(frame.to_numpy(dtype=np.float32)), LLD_RATE)
+        return Features(np.nan_to_num(frame.to_numpy(dtype=np.float32)), LLD_RATE, columns=tuple(frame.columns))

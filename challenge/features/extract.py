@@ -166,6 +166,8 @@ def _compute_one(extractor, runner, store, digest, source, future, lock, writes,
         return
     # absolute: a repair or a reader started in another directory finds the media again
     meta = {"source": str(Path(source).resolve()), "frame_rate": features.frame_rate, "index": features.index}
+    if features.columns is not None:
+        meta["columns"] = list(features.columns)  # the store moves them to the group's config.json
     writes.put((digest, array, meta, lock))
     report.computed += 1
 

@@ -47,7 +47,7 @@ class FERRunner(FaceCropRunner):
         import numpy as np
         import torch
 
-        from challenge.networks.fer import fer_inputs
+        from challenge.networks.fer import LABELS, fer_inputs
 
         crops, rate, index = prepared
         outputs = []
@@ -57,4 +57,8 @@ class FERRunner(FaceCropRunner):
                 parts = {"probabilities": logits.softmax(-1), "embedding": embedding}
                 chosen = [parts["probabilities"], parts["embedding"]] if self.config.output == "both" else [parts[self.config.output]]
                 outputs.append(torch.cat(chosen, 1).float().cpu().numpy())
-        return Features(np.concatenate(outputs), rate, index)
+        array = np.concatenate(outputs)
+        probabilities = [f"p({label})" for label in LABELS]
+        embedding = [f"embedding {i}" for i in range(array.shape[1] - (len(LABELS) if self.config.output == "both" else 0))]
+        names = {"probabilities": probabilities, "embedding": embedding, "both": probabilities + embedding}[self.config.output]
+        return Features(array, rate, index, columns=tuple(names) if len(names) == array.shape[1] else None)

@@ -79,7 +79,15 @@ class _MotionRunner:
 
     def forward(self, prepared) -> Features:
         frames, rate = prepared
-        return Features(motion_descriptors(frames, self.config.changed), rate)
+        return Features(motion_descriptors(frames, self.config.changed), rate, columns=MOTION_COLUMNS)
+
+
+CELLS = [f"{row} {column}" for row in ("top", "middle", "bottom") for column in ("left", "centre", "right")]
+MOTION_COLUMNS = (
+    ("mean difference", "std of difference", "changed share")
+    + tuple(f"mean difference, {c}" for c in CELLS)
+    + tuple(f"changed share, {c}" for c in CELLS)
+)  # the order motion_descriptors stacks them in
 
 
 def motion_descriptors(frames: np.ndarray, changed: float) -> np.ndarray:

@@ -95,6 +95,11 @@ class Head:
     def predict(self, data) -> np.ndarray:
         raise NotImplementedError
 
+    def importance(self) -> tuple[np.ndarray, str] | None:
+        """How much the fitted head leans on each pooled input column (ClipFeatures.pooled_columns),
+        and what the measure is; None for heads without a native measure (the sequence heads)."""
+        return None
+
     # The fitted state as data (challenge.stores.saved_state), never pickled: a head is saved as its
     # registered name, parameters and tensors, and rebuilt through the head registry. The
     # defaults of state/restore serve every head whose fitted part is one torch module in

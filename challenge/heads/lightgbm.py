@@ -85,6 +85,9 @@ class LightGBMHead(Head):
     def predict(self, data):
         return self._predict_pooled(pooled(data))
 
+    def importance(self) -> tuple[np.ndarray, str]:
+        return np.sum([b.feature_importance("gain") for b in self.boosters], axis=0), "total split gain"
+
     def state(self):
         return {"boosters": [b.model_to_string() for b in self.boosters]}, {}  # LightGBM's own text format
 

@@ -148,6 +148,11 @@ class RidgeHead(LinearHead):
     def predict_rows(self, x) -> np.ndarray:
         return np.clip(x @ self.weights.T + self.biases, self.low, self.high)
 
+    def importance(self) -> tuple[np.ndarray, str] | None:
+        if self.problem.per_frame:
+            return None  # frame rows hold a context window of each column, not the pooled columns
+        return np.abs(self.weights).mean(0), "mean |coefficient| over outputs, on normalised features"
+
     def state(self):
         return {"low": self.low, "high": self.high}, {"weights": self.weights, "biases": self.biases, "alphas": self.alphas}
 
@@ -186,6 +191,11 @@ class LogisticHead(LinearHead):
         probabilities = np.zeros((len(x), self.n_outputs))
         probabilities[:, self.model.classes_] = self.model.predict_proba(x)
         return probabilities
+
+    def importance(self) -> tuple[np.ndarray, str] | None:
+        if self.problem != Problem.CLIP_CLASSIFICATION:
+            return None
+        return np.abs(self.model.coef_).mean(0), "mean |coefficient| over classes, on normalised features"
 
     def predict_each(self, data) -> dict[str, np.ndarray]:
         """The smiles reports ask every clip classifier for its outputs by modality."""

@@ -11,6 +11,7 @@ import numpy as np
 from challenge.config import RunConfig, RunResult
 from challenge.postprocess import PostProcess
 from challenge.progress import say
+from challenge.run.importance import report_importance
 from challenge.track import Problem, TrackSpec
 
 
@@ -45,6 +46,8 @@ def finish_clips(spec, config, head, post, valid, test, run_id, params, provenan
         table.to_csv(out / "validation_predictions.csv", index=False)
         predicted_vs_true(valid.targets, prediction, spec.labels, score.details, out / "predicted_vs_true.png")
     _record(out, params, provenance, post, score=score.value)
+    if line := report_importance(head, valid, out):
+        say(line)
     submission = None
     test_outputs = head.predict(test) if test is not None and len(test) else None
     save_outputs(

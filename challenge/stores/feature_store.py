@@ -281,6 +281,7 @@ class FeatureStore:
             shared_roots = [Path(p).expanduser() for p in shared.split(os.pathsep) if p]
         # read-only stores (for example a lab-wide cache) consulted before the writable root
         self.shared_roots = [Path(p) for p in shared_roots]
+        self._configs: dict[Path, dict] = {}  # group folder -> its config.json, read once
 
     # ---- media digests -------------------------------------------------------------------
     def media_digest(self, source: Path) -> str:
@@ -369,9 +370,8 @@ class FeatureStore:
         """Write an array that `storable` already returned (the extraction pipeline checks it on
         the main thread, where a bad file fails alone, and writes it on the writer thread)."""
         base = self._entry(self.root, extractor, digest)
-        group = base.parent.parent
-        if not (group / "config.json").exists():
-            atomic_write_json(group / "config.json", {"name": extractor.name, "config": extractor.describe(), "key": extractor.cache_key()})
+        meta = dict(meta)
+        self._record_group(base.parent.parent, extractor, meta.pop("columns", None))
         _atomic_write_bytes(base.with_suffix(".npy"), lambda handle: np.save(handle, array))
         full_meta = {
             **meta,
@@ -384,6 +384,36 @@ class FeatureStore:
         }
         atomic_write_json(base.with_suffix(".json"), full_meta)  # last: marks the entry complete
         return StoreEntry(base.with_suffix(".npy"), full_meta)
+
+    def _record_group(self, group: Path, extractor, columns: list[str] | None) -> None:
+        """The group's config.json: the extractor's settings (for `features ls`) and, once an
+        entry brings them, its column names (the same for every entry of one configuration).
+        A group written before the store kept names gets them with its next entry."""
+        path = group / "config.json"
+        if path.exists() and (columns is None or "columns" in self._group_config(group)):
+            return
+        record = {"name": extractor.name, "config": extractor.describe(), "key": extractor.cache_key()}
+        atomic_write_json(path, record | ({"columns": list(columns)} if columns is not None else {}))
+        self._configs.pop(group, None)
+
+    def _group_config(self, group: Path) -> dict:
+        if group not in self._configs:
+            path = group / "config.json"
+            try:
+                self._configs[group] = json.loads(path.read_text()) if path.exists() else {}
+            except (OSError, ValueError):
+                self._configs[group] = {}  # `features verify` reports a damaged group; names are not worth failing a run
+        return self._configs[group]
+
+    def columns(self, extractor, width: int) -> list[str]:
+        """The names of an extractor's `width` columns, prefixed by its label ("egemaps:
+        loudness_sma3"), as the group recorded them; unnamed units (an embedding) or a group
+        without names get their position ("wav2vec2 17")."""
+        for root in [self.root, *self.shared_roots]:
+            names = self._group_config(root / self.group_name(extractor)).get("columns")
+            if isinstance(names, list) and len(names) == width:
+                return [f"{extractor.label}: {name}" for name in names]
+        return [f"{extractor.label} {i}" for i in range(width)]
 
     @staticmethod
     def storable(extractor, array: np.ndarray, source) -> np.ndarray:

@@ -70,6 +70,7 @@ class ClipFeatures:
     # per sample, its per-frame labels when the corpus has them (Sample.frame_labels), else None;
     # they map onto the clip's time axis by position, as the modalities do (frame_targets_at)
     frame_targets: list[np.ndarray | None] | None = None
+    columns: list[str] | None = None  # the D column names across modalities (FeatureStore.columns), for reports
     _clip_context: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -114,6 +115,11 @@ class ClipFeatures:
             self._clip_context = np.stack(rows).astype(np.float32)
         return self._clip_context
 
+    def pooled_columns(self) -> list[str]:
+        """Names of clip_context's 2D columns: the mean of each feature column, then its std."""
+        names = self.columns or [f"feature {j}" for j in range(self.dim)]
+        return [f"mean of {name}" for name in names] + [f"std of {name}" for name in names]
+
     def normalise_with(self, normaliser: Normaliser) -> ClipFeatures:
         self.normaliser = normaliser
         self._clip_context = None  # it depends on the normalisation
@@ -142,6 +148,7 @@ class ClipFeatures:
             None if self.targets is None else self.targets[indices],
             self.normaliser,
             None if self.frame_targets is None else [self.frame_targets[i] for i in indices],
+            self.columns,
         )
 
     @staticmethod
@@ -151,7 +158,13 @@ class ClipFeatures:
         targets = None if any(p.targets is None for p in parts) else np.concatenate([p.targets for p in parts])
         frames = None if all(p.frame_targets is None for p in parts) else [f for p in parts for f in (p.frame_targets or [None] * len(p))]
         return ClipFeatures(
-            [i for p in parts for i in p.ids], [e for p in parts for e in p.entries], first.dims, targets, first.normaliser, frames
+            [i for p in parts for i in p.ids],
+            [e for p in parts for e in p.entries],
+            first.dims,
+            targets,
+            first.normaliser,
+            frames,
+            first.columns,
         )
 
 
@@ -184,7 +197,8 @@ def clip_features(samples, extractors, store, digests: dict[str, dict[str, str]]
         )
     targets = np.stack([s.labels for s in samples]).astype(np.float32) if samples and samples[0].labels is not None else None
     frames = [s.frame_labels for s in samples] if any(s.frame_labels is not None for s in samples) else None
-    return ClipFeatures([s.id for s in samples], entries, dims, targets, frame_targets=frames)
+    columns = [name for extractor, dim in zip(extractors, dims) for name in store.columns(extractor, dim)]
+    return ClipFeatures([s.id for s in samples], entries, dims, targets, frame_targets=frames, columns=columns)
 
 
 def _width(found: dict, extractor, samples) -> int:
