@@ -33,7 +33,27 @@ def test_features_extract_and_ls(emi_root, store_root):
     again = runner.invoke(app, ["features", "extract", "--data", str(emi_root), "--track", "emi", "--extractor", "egemaps", "-q"])
     assert "0 computed, 22 cached" in again.output
     listing = runner.invoke(app, ["features", "ls"])
-    assert "egemaps" in listing.output and "22" in listing.output
+    assert "egemaps" in listing.output and "22" in listing.output and "25 named" in listing.output  # opensmile's column names
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["track", "emi"], "no dataset: pass --data DIR"),
+        (["ensemble", "emi"], "no dataset: pass --data DIR"),
+        (["multitask"], "no dataset: pass --data DIR"),
+        (["track", "emi", "--data", "/nowhere", "--finetune", "--head", "ridge"], "--finetune picks the head wav2vec2-lstm; --head ridge"),
+        (["track", "vd", "--data", "/nowhere", "--finetune"], "the vd track names no end-to-end head"),
+        (["track", "emi", "--data", "/nowhere", "--workers", "2"], "--workers K shares one Optuna study between K processes: add --tune"),
+    ],
+)
+def test_run_commands_share_one_settings_path_and_refuse_before_reading_data(arguments, message, tmp_path, monkeypatch):
+    """track, ensemble and multitask resolve their settings through one function (options over
+    --config over the track's defaults, then the dataset check): each refusal comes before any
+    data is read (/nowhere does not exist)."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, arguments)
+    assert result.exit_code != 0 and message in str(result.exception), (result.output, result.exception)
 
 
 def test_demo_data_for_affwild_tracks(tmp_path):

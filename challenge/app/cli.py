@@ -373,41 +373,15 @@ def track_command(
         challenge track smile-intensity --data demo_data/smiles/a --subtle merge
     """
     set_quiet(quiet)
-    from challenge.app.cli_options import schema_flags
-    from challenge.config import RunConfig, load_config
     from challenge.run.runner import run
 
     spec = get_track(track)
-    flags = {"track": track, **schema_flags(settings, RunConfig)}
-    if head_param:
-        flags["head_params"] = _head_params(head_param)
+    extra = {"head_params": _head_params(head_param)} if head_param else {}
     if finetune:
-        if not spec.finetune_head:
-            raise ChallengeError(
-                f"--finetune: the {track} track names no end-to-end head; pass --head with one of the heads that read media."
-            )
-        if flags.get("head") not in (None, spec.finetune_head):
-            raise ChallengeError(
-                f"--finetune picks the head {spec.finetune_head}; --head {flags['head']} says otherwise: pass one of them."
-            )
-        flags["head"] = spec.finetune_head
-    resolved = load_config(config, flags, spec)
-    if not resolved.data:
-        raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+        extra["head"] = _finetune_head(spec, settings.get("head"))
+    resolved = _run_config(config, spec, settings, extra)
     if workers > 1:
-        if not resolved.tune:
-            raise ChallengeError("--workers K shares one Optuna study between K processes: add --tune.")
-        from challenge.app.workers import tuning_workers
-
-        say(
-            f"starting {workers} workers on one study"
-            + (
-                f" (worker indices {resolved.worker}..{resolved.worker + workers - 1})"
-                if resolved.worker is not None
-                else " (each claims a free worker index from the study)"
-            )
-        )
-        raise typer.Exit(tuning_workers(resolved, workers))
+        raise typer.Exit(_start_workers(resolved, workers))
     from challenge.run.finish import result_lines
 
     result = run(spec, resolved)
@@ -422,6 +396,44 @@ def track_command(
         f"MLflow run {result.run_id}; browse with: "
         + (f"{store}" if store.startswith("http") else f"mlflow ui --backend-store-uri {store}")
     )
+
+
+def _run_config(config: Optional[Path], spec, settings: dict, extra: dict | None = None):
+    """The one way every run command (track, ensemble, multitask) resolves its settings: the
+    options given, over --config YAML, over the track's defaults; then the dataset check."""
+    from challenge.app.cli_options import schema_flags
+    from challenge.config import RunConfig, load_config
+
+    resolved = load_config(config, {"track": spec.name, **schema_flags(settings, RunConfig), **(extra or {})}, spec)
+    if not resolved.data:
+        raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+    return resolved
+
+
+def _finetune_head(spec, head: str | None) -> str:
+    """--finetune names the track's end-to-end head; a different --head beside it is a contradiction."""
+    if not spec.finetune_head:
+        raise ChallengeError(
+            f"--finetune: the {spec.name} track names no end-to-end head; pass --head with one of the heads that read media."
+        )
+    if head not in (None, spec.finetune_head):
+        raise ChallengeError(f"--finetune picks the head {spec.finetune_head}; --head {head} says otherwise: pass one of them.")
+    return spec.finetune_head
+
+
+def _start_workers(resolved, workers: int) -> int:
+    """--workers K: K processes on one study; returns the exit code of the pool."""
+    if not resolved.tune:
+        raise ChallengeError("--workers K shares one Optuna study between K processes: add --tune.")
+    from challenge.app.workers import tuning_workers
+
+    indices = (
+        f"worker indices {resolved.worker}..{resolved.worker + workers - 1}"
+        if resolved.worker is not None
+        else "each claims a free worker index from the study"
+    )
+    say(f"starting {workers} workers on one study ({indices})")
+    return tuning_workers(resolved, workers)
 
 
 def _track_sections() -> tuple[str, ...]:
@@ -491,15 +503,10 @@ def ensemble_command(
         challenge ensemble emi --data /data/hume --runs "search:tags.head = 'lstm'" --max-runs 5
     """
     set_quiet(quiet)
-    from challenge.app.cli_options import schema_flags
-    from challenge.config import RunConfig, load_config
     from ensembles.run import EnsembleOptions, run_ensemble
 
-    flags = {"track": track, **schema_flags(settings, RunConfig)}
     spec = get_track(track)
-    resolved = load_config(config, flags, spec)
-    if not resolved.data:
-        raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+    resolved = _run_config(config, spec, settings)
     if max_runs is not None and runs is None:
         raise ChallengeError('--max-runs limits the members of --runs "search:FILTER"; pass --runs too.')
     from challenge.preflight import check_run_settings
@@ -571,15 +578,11 @@ def multitask_command(
         challenge multitask --data /data/affwild2 --tasks expr,au --task-weights 1,0.5
     """
     set_quiet(quiet)
-    from challenge.app.cli_options import schema_flags
-    from challenge.config import RunConfig, load_config
     from challenge.run.multitask import parse_weights, run_multitask
 
     chosen = [t.strip() for t in tasks.split(",") if t.strip()]
     spec = get_track(chosen[0] if chosen else "expr")
-    resolved = load_config(config, {"track": spec.name, **schema_flags(settings, RunConfig)}, spec)
-    if not resolved.data:
-        raise ChallengeError("no dataset: pass --data DIR (or `data:` in --config).")
+    resolved = _run_config(config, spec, settings)
     weights = parse_weights(chosen, task_weights)
     from challenge.preflight import check_run_settings
 
