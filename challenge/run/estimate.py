@@ -42,19 +42,29 @@ class Estimate:
 
 
 def out_of_fold(spec: TrackSpec, make_head, pool, folds: np.ndarray, seed: int) -> np.ndarray:
-    """Each clip's prediction by the head (made by `make_head()`) fitted without its fold."""
+    """Each clip's prediction by the head (made by `make_head()`) fitted without its fold, through
+    the one grouped-fold loop (challenge.training.grouped_folds.fold_loop). Unlike the smiles and
+    per-frame fold fitters, a fold's model stops early on a tenth of its own training clips,
+    never on its held fold: the held-out outputs are the estimate, so nothing may be chosen on them."""
+    from challenge.training.grouped_folds import fold_loop
+
     rng = np.random.default_rng(seed)
     outputs = None
     score = lambda truth, predicted: spec.score(truth, predicted).value  # noqa: E731
-    for k in range(int(folds.max()) + 1):
-        rest, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+
+    def fit_fold(fold: int, held: np.ndarray):
+        nonlocal outputs
+        rest, held = np.flatnonzero(~held), np.flatnonzero(held)
         stop = rng.choice(rest, size=max(2, len(rest) // 10), replace=False)
         head = make_head()
-        head.fit(pool.subset(np.setdiff1d(rest, stop)), pool.subset(stop), score)
+        stopped_at = head.fit(pool.subset(np.setdiff1d(rest, stop)), pool.subset(stop), score)
         predicted = np.asarray(head.predict(pool.subset(held)))
         if outputs is None:  # values per clip, or class probabilities where the targets are class indices
             outputs = np.zeros((len(pool), predicted.shape[1]), predicted.dtype)
         outputs[held] = predicted
+        return stopped_at, head
+
+    fold_loop(folds, fit_fold)
     return outputs
 
 
