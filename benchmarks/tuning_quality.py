@@ -2,15 +2,15 @@
 trials, wall time, the selection score (validation, optimistic) and the estimate that selected
 nothing (3 folds of train+valid, out of fold) for
   (a) the head's defaults (the study's enqueued first trial alone),
-  (b) the head tuned with the default pruner (--pruner median: median of 5 finished trials, warm-up 40 % of epochs),
+  (b) the head tuned with --pruner median (median of 5 finished trials, warm-up 40 % of epochs),
   (b') the head tuned with the earlier pruner (median of 1 finished trial, warm-up 1 epoch),
-  (b'') the head tuned with --pruner hyperband (Optuna's successive halving over the epochs),
+  (b'') the head tuned with --pruner hyperband, the default (Optuna's successive halving over the epochs),
   (c) ridge, the linear baseline (out of fold over the same folds),
-  (d) random search without pruning, given the wall time (b) took.
+  (d) random search without pruning, given the wall time (b'') took.
 Prints a markdown table with mean ± sd over seeds. Not run by CI.
 
     .venv/bin/python benchmarks/tuning_quality.py [--seeds 3] [--trials 10,30] [--sets quirky,ordered,bursts,demo] [--clips 80] [--epochs 15]
-        [--methods defaults,tuned,hyperband,earlier,random]
+        [--methods defaults,median,hyperband,earlier,random]
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures
 
-METHODS = ("defaults", "tuned", "tuned, Hyperband pruner", "tuned, earlier pruner", "random, no pruning, same time")
-SHORT = dict(zip(("defaults", "tuned", "hyperband", "earlier", "random"), METHODS))
+METHODS = ("defaults", "tuned, median pruner", "tuned, Hyperband pruner", "tuned, earlier pruner", "random, no pruning, same time")
+SHORT = dict(zip(("defaults", "median", "hyperband", "earlier", "random"), METHODS))
+DEFAULT_PRUNER = "tuned, Hyperband pruner"  # what `--tune` uses without --pruner; random search gets its wall time
 
 
 def tune_once(data: Path, features: list[str], seed: int, trials: int, method: str, work: Path, extra: dict, timeout=None):
@@ -59,6 +60,8 @@ def tune_once(data: Path, features: list[str], seed: int, trials: int, method: s
         tuning.pruner = lambda epochs=None, kind=None: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
     elif method == "tuned, Hyperband pruner":
         flags["pruner"] = "hyperband"
+    elif method == "tuned, median pruner":
+        flags["pruner"] = "median"
     elif method.startswith("random"):
         flags["pruner"] = "none"
         # another seed: TPE's first 10 proposals are random draws from its own seed, which would repeat them
@@ -91,7 +94,7 @@ def measure(label: str, data: Path, features: list[str], args, work: Path, extra
                 result, finished, pruned, seconds = tune_once(
                     data, features, seed, budget, method, work, extra, timeout=tuned_seconds if method.startswith("random") else None
                 )
-                if method == "tuned":
+                if method == DEFAULT_PRUNER:
                     tuned_seconds = seconds
                 f = figures[method]
                 f["finished"].append(finished), f["pruned"].append(pruned), f["seconds"].append(seconds)
@@ -123,7 +126,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=80, help="training clips of the fixture sets (validation: 3/4 of it)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--sets", default="quirky,ordered,bursts,demo")
-    parser.add_argument("--methods", default="defaults,tuned,hyperband,earlier,random", help="any of " + ",".join(SHORT))
+    parser.add_argument("--methods", default="defaults,median,hyperband,earlier,random", help="any of " + ",".join(SHORT))
     parser.add_argument("--demo", type=Path, default=Path("demo_data/emi"))
     args = parser.parse_args()
     args.trials = [int(t) for t in args.trials.split(",")]

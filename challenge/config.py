@@ -126,11 +126,11 @@ class _RunConfig(Settings):
         description="What a tuned clip run submits. validation: the tuned head (the best trial on validation). out-of-fold: whichever of "
         "the tuned head, the linear baseline and their average wins the estimate that selected nothing (--estimate-folds), said in the summary.",
     )
-    pruner: Literal["median", "hyperband", "none"] = Field(
-        "median",
-        description="How --tune stops weak trials early. median: below the median of 5 finished trials, after the first 40 % of "
-        "the epochs. hyperband: Optuna's successive halving over the epochs (fewer trials finish, each rung gets its budget). "
-        "none: every trial runs to the end.",
+    pruner: Literal["hyperband", "median", "none"] = Field(
+        "hyperband",
+        description="How --tune stops weak trials early. hyperband: Optuna's successive halving over the epochs (about half the "
+        "trials finish; each rung gets its budget). median: below the median of 5 finished trials, after the first 40 % of the "
+        "epochs (more trials finish). none: every trial runs to the end. docs/benchmarks.md compares them.",
     )
     tune_threshold: bool = Field(
         False,

@@ -226,8 +226,8 @@ def _slow_starter(trial):
 
 def test_the_pruner_lets_trials_that_learn_slowly_finish_and_beat_the_defaults(tmp_path):
     """With the earlier pruner (median of one finished trial, one-epoch warm-up) every trial
-    after the defaults was cut at its second epoch, so nothing beat them; with the project's
-    pruner (median of 5 finished trials, warm-up of 40 % of the epochs) most finish and the
+    after the defaults was cut at its second epoch, so nothing beat them; with --pruner median
+    (median of 5 finished trials, warm-up of 40 % of the epochs) most finish and the
     search finds the better setting. Both run on the same study shape and seed."""
     from challenge.stores import tuning
 
@@ -238,7 +238,7 @@ def test_the_pruner_lets_trials_that_learn_slowly_finish_and_beat_the_defaults(t
         return study
 
     old = run(optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1))
-    new = run(tuning.pruner(epochs=10))
+    new = run(tuning.pruner(epochs=10, kind="median"))
     complete = lambda study: [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]  # noqa: E731
     assert len(complete(old)) <= 2 and old.best_value == 0.5  # the defaults win because nothing else finishes
     assert len(complete(new)) >= 6 and new.best_value > 0.5
