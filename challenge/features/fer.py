@@ -47,18 +47,15 @@ class FERRunner(FaceCropRunner):
         import numpy as np
         import torch
 
-        from challenge.networks.fer import LABELS, fer_inputs
+        from challenge.networks.fer import EMBEDDING, LABELS, fer_inputs
 
         crops, rate, index = prepared
+        kinds = ["probabilities", "embedding"] if self.config.output == "both" else [self.config.output]
+        named = {"probabilities": [f"p({label})" for label in LABELS], "embedding": [f"embedding {i}" for i in range(EMBEDDING)]}
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.config.batch_size):
                 logits, embedding = self.network(fer_inputs(crops[start : start + self.config.batch_size]).to(self.device))
                 parts = {"probabilities": logits.softmax(-1), "embedding": embedding}
-                chosen = [parts["probabilities"], parts["embedding"]] if self.config.output == "both" else [parts[self.config.output]]
-                outputs.append(torch.cat(chosen, 1).float().cpu().numpy())
-        array = np.concatenate(outputs)
-        probabilities = [f"p({label})" for label in LABELS]
-        embedding = [f"embedding {i}" for i in range(array.shape[1] - (len(LABELS) if self.config.output == "both" else 0))]
-        names = {"probabilities": probabilities, "embedding": embedding, "both": probabilities + embedding}[self.config.output]
-        return Features(array, rate, index, columns=tuple(names) if len(names) == array.shape[1] else None)
+                outputs.append(torch.cat([parts[kind] for kind in kinds], 1).float().cpu().numpy())
+        return Features(np.concatenate(outputs), rate, index, columns=tuple(name for kind in kinds for name in named[kind]))

@@ -62,7 +62,7 @@ def out_of_fold(spec: TrackSpec, make_head, pool, folds: np.ndarray, seed: int) 
         if outputs is None:  # values per clip, or class probabilities where the targets are class indices
             outputs = np.zeros((len(pool), predicted.shape[1]), predicted.dtype)
         outputs[held] = predicted
-        return stopped_at, head
+        return stopped_at, None  # the fold models served their outputs: none is kept
 
     fold_loop(folds, fit_fold)
     return outputs

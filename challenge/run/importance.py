@@ -15,14 +15,15 @@ SHOWN = 20  # columns in the plot; the table holds them all
 def report_importance(head, data, out: Path) -> str | None:
     """Writes the table and the plot under `out`; returns the line the run prints, or None when
     the head has no measure or its width is not the data's (then there is nothing to name)."""
+    # a combined model (--select out-of-fold's average) is not a Head and has no measure
+    measured = head.importance() if hasattr(head, "importance") else None
+    names = data.pooled_columns() if hasattr(data, "pooled_columns") else None
+    if measured is None or names is None or len(measured[0]) != len(names):
+        return None
     import pandas as pd
 
     from challenge.plots import importance_plot
 
-    measured = head.importance()
-    names = data.pooled_columns() if hasattr(data, "pooled_columns") else None
-    if measured is None or names is None or len(measured[0]) != len(names):
-        return None
     values, measure = measured
     values = np.asarray(values, dtype=float)
     order = np.argsort(-values, kind="stable")

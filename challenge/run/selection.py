@@ -123,8 +123,7 @@ class Tuned:
 PRUNED_BECAUSE = {  # what the --pruner choice measured when it cut a trial
     "median": "below the median of the finished trials there",
     "hyperband": "not in the top third of its Hyperband bracket at this rung",
-    "none": "pruned",
-}
+}  # --pruner none never prunes
 
 
 def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> Tuned:
