@@ -103,7 +103,7 @@ def measure(label: str, data: Path, features: list[str], args, work: Path, extra
                     figures["ridge"]["oof"].append(result.estimate.baseline_score)
                 print(
                     f"{label} trials={trials} seed={seed} {method}: {finished} finished, {pruned} pruned, {seconds:.0f} s, "
-                    f"selection {result.score:.4f}, out of fold {result.estimate.score:.4f}",
+                    f"selection {result.score:.4f}, out of fold {result.estimate.score:.4f}, chosen {result.params}",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -77,6 +77,7 @@ def feature_choices() -> list[str]:
     return [choice for n in names for choice in (["provided-wav2vec2", "provided-vit"] if n == "provided" else [n])]
 
 
+PROTOCOLS = "challenge.protocols"  # entry point group: how a candidate is fitted and scored (challenge.run.protocols)
 TRACK_SETTINGS = "challenge.track_settings"  # entry point group: a study track's settings section
 
 
@@ -126,6 +127,12 @@ class _RunConfig(Settings):
         description="What a tuned clip run submits. validation: the tuned head (the best trial on validation). out-of-fold: whichever of "
         "the tuned head, the linear baseline and their average wins the estimate that selected nothing (--estimate-folds), said in the summary.",
     )
+    protocol: str = Field(
+        "hold-out",
+        description="How a candidate is fitted and scored (challenge.protocols entry points). hold-out: train on train, select on "
+        "valid. grouped-folds (clip tracks): K models over train+valid with groups kept whole, selected out of fold, averaged on test.",
+    )
+    protocol_folds: int = Field(5, ge=2, description="Folds of --protocol grouped-folds.")
     pruner: Literal["hyperband", "median", "none"] = Field(
         "hyperband",
         description="How --tune stops weak trials early. hyperband: Optuna's successive halving over the epochs (about half the "
@@ -164,6 +171,16 @@ class _RunConfig(Settings):
         bad = [f for f in value or [] if f not in choices]
         if bad:
             raise ValueError(f"unknown feature set(s) {bad}; choose from {', '.join(choices)}")
+        return value
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, value):
+        from challenge.registry import entry_point_names
+
+        choices = entry_point_names(PROTOCOLS)
+        if value not in choices:
+            raise ValueError(f"unknown protocol {value!r}; choose one of: {', '.join(choices)}")
         return value
 
     @field_validator("extractors")
@@ -228,6 +245,7 @@ class RunResult:
     estimate: object | None = None  # challenge.run.estimate.Estimate: a tuned run's figures that selected nothing
     selection: str | None = None  # what --select out-of-fold submitted, and why
     threshold: object | None = None  # challenge.run.estimate.ThresholdEstimate: --tune-threshold's out-of-fold check
+    protocol: str = "hold-out"  # how its validation score was computed (--protocol)
     seeds: int = 1  # a seeds run (challenge.run.protocols.over_seeds): its score and details are means over this many
 
 

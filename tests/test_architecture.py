@@ -273,13 +273,14 @@ def test_config_is_typed_nested_and_layered(tmp_path, emi_root):
 
 def test_every_entry_point_of_every_group_loads_and_the_tests_over_all_of_them_see_all():
     """Registration is the entry point alone: each one loads (a class of the right kind and name,
-    a TrackSpec of its name, a settings model), and the parametrised tests over "all extractors"
+    a TrackSpec of its name, a settings model, a protocol), and the parametrised tests over "all extractors"
     and "all heads" run over exactly the registered names."""
     from pydantic import BaseModel
 
     from challenge.features import extractor_class
     from challenge.heads import get_head, head_names
     from challenge.registry import entry_point_names, get_track, load_entry_point
+    from challenge.run.protocols import get_protocol
     from tests import test_frame_heads, test_heads, test_store
 
     extractors = entry_point_names("challenge.extractors")
@@ -288,6 +289,8 @@ def test_every_entry_point_of_every_group_loads_and_the_tests_over_all_of_them_s
     assert {get_track(name).name for name in entry_point_names("challenge.tracks")} == set(entry_point_names("challenge.tracks"))
     for name in entry_point_names("challenge.track_settings"):
         assert issubclass(load_entry_point("challenge.track_settings", name), BaseModel)
+    assert {get_protocol(name).name for name in entry_point_names("challenge.protocols")} == set(entry_point_names("challenge.protocols"))
+    assert len(entry_point_names("challenge.protocols")) >= 2
     assert set(test_store.EXTRACTOR_NAMES) == set(extractors)
     assert len(extractors) >= 10
     # the heads the parametrised tests do not reach by their problem are named by a test of their own

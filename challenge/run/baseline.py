@@ -17,6 +17,7 @@ class Baseline:
     head: str
     score: float
     gain: float  # the run's score minus the baseline's (the sign follows the track's direction)
+    compared: str = "same split and features"  # how it was fitted beside the head (--protocol)
 
     @property
     def beaten(self) -> bool:
@@ -24,7 +25,7 @@ class Baseline:
 
     def describe(self) -> str:
         verdict = "" if self.beaten else " -- the head does NOT beat the linear baseline"
-        return f"linear baseline ({self.head}, same split and features): {self.score:.4f}; gain over it {self.gain:+.4f}{verdict}"
+        return f"linear baseline ({self.head}, {self.compared}): {self.score:.4f}; gain over it {self.gain:+.4f}{verdict}"
 
 
 def fit_baseline(spec: TrackSpec, train, valid, seed: int, tune_threshold: bool = False):
@@ -36,14 +37,21 @@ def fit_baseline(spec: TrackSpec, train, valid, seed: int, tune_threshold: bool 
 
     head = get_head(baseline_head_name(spec.problem))({}, spec.problem, len(spec.labels), seed=seed)
     head.fit_training(train)
-    post, outputs = PostProcess.for_track(spec, tune_threshold), head.predict(valid)
+    post = PostProcess.for_track(spec, tune_threshold)
+    return head, post, score_outputs(spec, valid, head.predict(valid), tune_threshold, post)
+
+
+def score_outputs(spec: TrackSpec, valid, outputs, tune_threshold: bool = False, post: PostProcess | None = None) -> float:
+    """A model's validation score from its outputs on `valid`, its post-processing fitted there
+    as a run's is (frame tracks: smoothing and AU thresholds; two classes: the decision rule)."""
+    post = post or PostProcess.for_track(spec, tune_threshold)
     if spec.problem.per_frame:
         value = post.fit(spec, valid.targets(), np.concatenate(outputs), valid.lengths).value
     elif post.classifies:  # the same decision threshold rule as the head's (tuned with --tune-threshold)
         value = post.fit(spec, valid.targets, outputs, [1] * len(valid)).value
     else:
         value = spec.score(valid.targets, outputs).value
-    return head, post, float(value)
+    return float(value)
 
 
 def record_baseline(baseline_head: str, head_score: float, baseline_score: float, direction: str = "maximize") -> Baseline:

@@ -5,7 +5,8 @@ and the saving of the model. How a candidate model is fitted and scored is the p
 business (challenge.run.protocols: hold-out, grouped folds, seeds as nested runs).
 
     with RunContext(spec, config).start(fingerprint, keys) as run:
-        fitted = fit_head(spec, config, head_cls, HoldOut(...).fit, ...)
+        fit = get_protocol(config.protocol)(spec, config, head_cls, device).fitter(train, valid)
+        fitted = fit_head(spec, config, head_cls, fit, fingerprint, key)
         run.record(fitted.params, fitted.provenance)
         run.save_model(head, post, normaliser, keys)
 """

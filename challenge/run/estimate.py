@@ -41,31 +41,36 @@ class Estimate:
         )
 
 
-def out_of_fold(spec: TrackSpec, make_head, pool, folds: np.ndarray, seed: int) -> np.ndarray:
-    """Each clip's prediction by the head (made by `make_head()`) fitted without its fold, through
-    the one grouped-fold loop (challenge.training.grouped_folds.fold_loop). Unlike the smiles and
-    per-frame fold fitters, a fold's model stops early on a tenth of its own training clips,
-    never on its held fold: the held-out outputs are the estimate, so nothing may be chosen on them."""
+def out_of_fold(spec: TrackSpec, make_head, pool, folds: np.ndarray, seed: int, stop_on: str = "inner", report=None):
+    """(each clip's output by the fold model that did not train on it, the fold models, one
+    history row per fold), through the one grouped-fold loop (challenge.training.grouped_folds.
+    fold_loop); `make_head(fold)` builds a fold's head. Where a fold's model stops early:
+    `inner`, on a tenth of its own training clips, never on its held fold (the estimate that
+    selected nothing: its held-out outputs are the estimate, so nothing may be chosen on them);
+    `held`, on its held fold, as the smiles and per-frame fold fitters do (--protocol
+    grouped-folds, whose tuner chooses on these outputs anyway). `report(fold, score so far)`
+    lets a tuner prune between folds."""
     from challenge.training.grouped_folds import fold_loop
 
     rng = np.random.default_rng(seed)
-    outputs = None
+    outputs, done = None, np.zeros(len(pool), bool)
     score = lambda truth, predicted: spec.score(truth, predicted).value  # noqa: E731
 
     def fit_fold(fold: int, held: np.ndarray):
         nonlocal outputs
         rest, held = np.flatnonzero(~held), np.flatnonzero(held)
-        stop = rng.choice(rest, size=max(2, len(rest) // 10), replace=False)
-        head = make_head()
+        stop = held if stop_on == "held" else rng.choice(rest, size=max(2, len(rest) // 10), replace=False)
+        head = make_head(fold)
         stopped_at = head.fit(pool.subset(np.setdiff1d(rest, stop)), pool.subset(stop), score)
         predicted = np.asarray(head.predict(pool.subset(held)))
         if outputs is None:  # values per clip, or class probabilities where the targets are class indices
             outputs = np.zeros((len(pool), predicted.shape[1]), predicted.dtype)
-        outputs[held] = predicted
-        return stopped_at, None  # the fold models served their outputs: none is kept
+        outputs[held], done[held] = predicted, True
+        return stopped_at, head
 
-    fold_loop(folds, fit_fold)
-    return outputs
+    targets = np.asarray(pool.targets)
+    members, history = fold_loop(folds, fit_fold, report, lambda: score(targets[done], outputs[done]))
+    return outputs, members, history
 
 
 def pooled_folds(spec: TrackSpec, train, valid, seed: int, folds: int):
@@ -86,9 +91,9 @@ def cross_fitted_estimate(spec: TrackSpec, head_cls, params: dict, train, valid,
 
     pool, assignment = pooled_folds(spec, train, valid, seed, folds)
     labels = len(spec.labels)
-    head = out_of_fold(spec, lambda: head_cls(params, spec.problem, labels, seed=seed, device=device), pool, assignment, seed)
+    head, _, _ = out_of_fold(spec, lambda _: head_cls(params, spec.problem, labels, seed=seed, device=device), pool, assignment, seed)
     baseline_name = baseline_head_name(spec.problem)
-    baseline = out_of_fold(spec, lambda: get_head(baseline_name)({}, spec.problem, labels, seed=seed), pool, assignment, seed)
+    baseline, _, _ = out_of_fold(spec, lambda _: get_head(baseline_name)({}, spec.problem, labels, seed=seed), pool, assignment, seed)
     return Estimate(
         folds,
         head_cls.name,
@@ -122,8 +127,8 @@ def threshold_estimate(spec: TrackSpec, head_cls, params: dict, train, valid, se
     from challenge.postprocess import PostProcess
 
     pool, assignment = pooled_folds(spec, train, valid, seed, folds)
-    make = lambda: head_cls(params, spec.problem, len(spec.labels), seed=seed, device=device)  # noqa: E731
-    outputs = out_of_fold(spec, make, pool, assignment, seed)
+    make = lambda _: head_cls(params, spec.problem, len(spec.labels), seed=seed, device=device)  # noqa: E731
+    outputs, _, _ = out_of_fold(spec, make, pool, assignment, seed)
     truth = np.asarray(pool.targets)
     moved, thresholds = np.array(outputs), []
     for k in range(folds):

@@ -15,19 +15,24 @@ from challenge.run.importance import report_importance
 from challenge.track import Problem, TrackSpec
 
 
-def finish(spec: TrackSpec, config: RunConfig, head, post: PostProcess, valid, test, run_id, params, provenance) -> RunResult:
-    finish_items = finish_frames if spec.problem.per_frame else finish_clips
-    return finish_items(spec, config, head, post, valid, test, run_id, params, provenance)
+def finish(
+    spec: TrackSpec, config: RunConfig, head, post: PostProcess, valid, test, run_id, params, provenance, valid_outputs=None
+) -> RunResult:
+    """`valid_outputs`: the protocol's outputs on the valid split (grouped folds: each clip's by
+    the fold model that did not train on it); None: the head's predictions there."""
+    if spec.problem.per_frame:
+        return finish_frames(spec, config, head, post, valid, test, run_id, params, provenance)
+    return finish_clips(spec, config, head, post, valid, test, run_id, params, provenance, valid_outputs)
 
 
-def finish_clips(spec, config, head, post, valid, test, run_id, params, provenance) -> RunResult:
+def finish_clips(spec, config, head, post, valid, test, run_id, params, provenance, valid_outputs=None) -> RunResult:
     """Per-clip tracks: validation score, predictions table and scatter plot, then the test file."""
     import mlflow
     import pandas as pd
 
     from challenge.plots import predicted_vs_true
 
-    prediction = head.predict(valid)
+    prediction = head.predict(valid) if valid_outputs is None else valid_outputs
     classes = spec.problem == Problem.CLIP_CLASSIFICATION
     score = post.fit(spec, valid.targets, prediction, [1] * len(valid)) if classes else spec.score(valid.targets, prediction)
     mlflow.log_metrics({"score": score.value, **{f"r.{k.replace(' ', '_')}": v for k, v in score.details.items()}})
@@ -195,13 +200,14 @@ def result_lines(spec: TrackSpec, result: RunResult, control: bool = False) -> l
     """What a run's summary says of its score: the validation score (a tuned run's is labelled
     the selection score it is), each label's figure, the baseline and the estimate beside it."""
     mark = " -- CONTROL RUN, shuffled labels: chance level, not a result" if control else ""
+    where = "validation" if result.protocol == "hold-out" else f"validation {spec.items} out of fold ({result.protocol})"
     if result.trials_run:
         lines = [
-            f"selection score (validation, the best of the study's trials on these {spec.items}, so optimistic; {spec.metric}): "
+            f"selection score ({where}, the best of the study's trials on these {spec.items}, so optimistic; {spec.metric}): "
             f"{result.score:.4f}{mark}"
         ]
     else:
-        lines = [f"validation score ({spec.metric}): {result.score:.4f}{mark}"]
+        lines = [f"{where} score ({spec.metric}): {result.score:.4f}{mark}"]
     lines += [f"  {label:<14} {value:+.4f}" for label, value in result.details.items()]
     lines += [figure.describe() for figure in (result.baseline, result.estimate, result.threshold) if figure is not None]
     if result.selection:

@@ -1,13 +1,20 @@
-"""How a run fits and scores a candidate model: the protocols a run context plugs in.
+"""How a run fits and scores a candidate model: the registered protocols (--protocol), and the
+repetition over seeds that wraps any of them.
 
-- `hold_out`: train on the train split, early stopping and selection on the valid split (the
-  leaderboard tracks, fine-tuning, smile-intensity with --folds 1);
-- grouped folds: K models over groups (recordings, speakers), selection on the out-of-fold
-  score (the smiles tracks; challenge.training.grouped_folds.fold_loop is the one loop);
+- `hold-out` (`HoldOut`): train on the train split, early stopping and selection on the valid
+  split (the leaderboard tracks, fine-tuning, smile-intensity with --folds 1);
+- `grouped-folds` (`GroupedFolds`): K models over train+valid, a group (BAH's participant) kept
+  in one fold, each stopping early on its held fold; selection on the out-of-fold score, and the
+  K models average their outputs on the test set (small clip sets, where one valid split decides
+  too much). Its loop is challenge.training.grouped_folds.fold_loop, the one under every fold
+  fitter (the smiles tracks' own, the per-frame folds, the estimate that selected nothing);
 - `over_seeds`: a whole run repeated with seeds seed..seed+S-1, each a nested MLflow run, and a
-  parent run with mean ± sd of every figure (--seeds S).
+  parent run with mean ± sd of every figure (--seeds S). It wraps whichever protocol the run
+  uses, so it is an option beside --protocol, not a choice among them.
 
-A protocol's `fit(params, report) -> (score, fitted head)` is what challenge.run.selection tunes."""
+A protocol is a `Protocol` subclass registered as an entry point (group `challenge.protocols`);
+its `fitter(train, valid)` gives the `fit(params, report) -> (score, fitted model)` that
+challenge.run.selection tunes."""
 
 from __future__ import annotations
 
@@ -15,9 +22,14 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
 
 from challenge.config import RunConfig, RunResult
 from challenge.progress import say
+from challenge.run.selection import AveragedHeads
+from challenge.stores.saved_state import describe, rebuild, saved_kind
 from challenge.track import TrackSpec
 
 
@@ -34,6 +46,118 @@ def hold_out(spec: TrackSpec, config: RunConfig, head_cls, train, valid, device:
         return head.fit(train, valid, score_value, report), head
 
     return fit
+
+
+def get_protocol(name: str) -> type[Protocol]:
+    """The protocol class registered under `name` (an unknown name lists the registered ones)."""
+    from challenge.config import PROTOCOLS
+    from challenge.registry import registered_class
+
+    return registered_class(PROTOCOLS, name, Protocol, "protocol")
+
+
+class Protocol:
+    """How one candidate model is fitted and scored in a run. Subclasses set `name` (their entry
+    point's) and `summary`, and give `fitter`; the runner asks the same protocol for the
+    validation outputs it reports and for the linear baseline beside them, so the head and the
+    baseline are always scored the same way."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    def __init__(self, spec: TrackSpec, config: RunConfig, head_cls, device: str):
+        self.spec, self.config, self.head_cls, self.device = spec, config, head_cls, device
+
+    def check(self, end_to_end: bool) -> None:
+        """Refuse, before any training, a run this protocol cannot do (ChallengeError)."""
+
+    def fitter(self, train, valid, checkpoints: Path | None = None) -> Callable:
+        """fit(params, report=None) -> (score the tuner maximises, fitted model)."""
+        raise NotImplementedError
+
+    def steps(self, epochs: int | None) -> int | None:
+        """How many times a candidate reports its score while it trains (the pruner's budget)."""
+        return epochs
+
+    def validation_outputs(self, model, valid):
+        """The outputs on `valid` the run's score and reports are computed from; None: the
+        model's own predictions there (challenge.run.finish computes them)."""
+        return None
+
+    def baseline(self, head_score: float, train, valid):
+        """The linear model beside the run's score (challenge.run.baseline), or None."""
+        from challenge.run.baseline import linear_baseline
+
+        config = self.config
+        return linear_baseline(self.spec, config.head, head_score, train, valid, config.seed, config.tune_threshold)
+
+
+class HoldOut(Protocol):
+    name = "hold-out"
+    summary = "train on the train split; early stopping, selection and the score on the valid split"
+
+    def fitter(self, train, valid, checkpoints: Path | None = None) -> Callable:
+        return hold_out(self.spec, self.config, self.head_cls, train, valid, self.device, checkpoints)
+
+
+class GroupedFolds(Protocol):
+    name = "grouped-folds"
+    summary = (
+        "K models over train+valid (--protocol-folds), groups kept whole, each stopping early on its held fold; "
+        "selection on the out-of-fold score; the K models average their outputs on the test set"
+    )
+
+    def check(self, end_to_end: bool) -> None:
+        from challenge.errors import ChallengeError
+
+        config, spec = self.config, self.spec
+        if spec.problem.per_frame or end_to_end or config.zero_shot:
+            raise ChallengeError(
+                f"--protocol grouped-folds: clip tracks on cached features (emi, ah); the {spec.name} track "
+                f"{'with --zero-shot' if config.zero_shot else 'with the end-to-end head ' + self.head_cls.name if end_to_end else 'scores frames'}. "
+                "Use --protocol hold-out (smile-intensity has its own --folds)."
+            )
+        if config.select == "out-of-fold":
+            raise ChallengeError(
+                "--select out-of-fold chooses between models fitted on the train split; with --protocol grouped-folds the run's "
+                "score is already out of fold, and its linear baseline is fitted on the same folds: leave --select out."
+            )
+
+    def steps(self, epochs: int | None) -> int | None:
+        return self.config.protocol_folds  # a candidate reports its running out-of-fold score after each fold
+
+    def fitter(self, train, valid, checkpoints: Path | None = None) -> Callable:
+        return self._fitter(self.head_cls, train, valid)
+
+    def _fitter(self, head_cls, train, valid) -> Callable:
+        from challenge.run.estimate import out_of_fold, pooled_folds
+
+        spec, config = self.spec, self.config
+        pool, folds = pooled_folds(spec, train, valid, config.seed, config.protocol_folds)
+
+        def fit(params: dict, report=None):
+            make = lambda fold: head_cls(params, spec.problem, len(spec.labels), seed=config.seed + fold, device=self.device)  # noqa: E731
+            outputs, members, history = out_of_fold(spec, make, pool, folds, config.seed, stop_on="held", report=report)
+            return spec.score(pool.targets, outputs).value, FoldModels(members, outputs[len(train) :], list(valid.ids), history)
+
+        return fit
+
+    def validation_outputs(self, model, valid):
+        return model.held_out(valid)
+
+    def baseline(self, head_score: float, train, valid):
+        from challenge.heads import get_head
+        from challenge.heads.linear import baseline_head_name
+        from challenge.run.baseline import record_baseline, score_outputs
+
+        name = baseline_head_name(self.spec.problem)
+        if self.config.head == name or not np.isfinite(head_score):
+            return None
+        _, model = self._fitter(get_head(name), train, valid)({})
+        value = score_outputs(self.spec, valid, model.held_out(valid), self.config.tune_threshold)
+        found = record_baseline(name, head_score, value, self.spec.direction)
+        found.compared = f"the same {self.config.protocol_folds} grouped folds and features"
+        return found
 
 
 def checkpoint_root(config: RunConfig) -> Path:
@@ -105,3 +229,38 @@ def over_seeds(spec: TrackSpec, config: RunConfig, run_one: Callable[[RunConfig]
 
 def _metric_name(figure: str) -> str:
     return "".join(c if c.isalnum() or c in "._-/" else "_" for c in str(figure))
+
+
+@saved_kind("fold-models")
+class FoldModels(AveragedHeads):
+    """The K fold models of a grouped-folds run: their outputs averaged on new clips. Each valid
+    clip's held-out output (by the fold model that did not train on it) is what the run reports
+    and post-processes; it served the run and is not saved."""
+
+    def __init__(self, members: list, held: np.ndarray | None = None, held_ids: list[str] | None = None, history=None):
+        super().__init__(members)
+        self.held, self.held_ids, self.history = held, held_ids or [], history or []
+
+    @property
+    def name(self) -> str:
+        return self.members[0].name
+
+    def held_out(self, valid) -> np.ndarray:
+        if list(valid.ids) != self.held_ids:
+            raise ValueError("held_out: these are not the valid clips the fold models were fitted with")
+        return self.held
+
+    def importance(self) -> tuple[np.ndarray, str] | None:
+        """The members' measure, averaged (None when a member has none)."""
+        each = [member.importance() if hasattr(member, "importance") else None for member in self.members]
+        if any(found is None for found in each):
+            return None
+        return np.mean([values for values, _ in each], axis=0), f"{each[0][1]}, mean over {len(each)} fold models"
+
+    def save_state(self, arrays: dict, prefix: str) -> dict:
+        return {"members": [describe(m, arrays, f"{prefix}members.{i}.") for i, m in enumerate(self.members)], "history": self.history}
+
+    @classmethod
+    def load_state(cls, info: dict, arrays: dict, prefix: str) -> FoldModels:
+        members = [rebuild(m, arrays, f"{prefix}members.{i}.") for i, m in enumerate(info["members"])]
+        return cls(members, history=info.get("history", []))

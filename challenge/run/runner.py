@@ -1,7 +1,7 @@
 """One track run: read, extract once (or load media, for an end-to-end head), tune or train,
 score, predict, write and validate the submission, and record all of it in one MLflow run
-(trials as nested runs), in the run context (challenge.run.context) with the hold-out protocol
-(challenge.run.protocols); --seeds S repeats it as nested runs.
+(trials as nested runs), in the run context (challenge.run.context) with the run's protocol
+(challenge.run.protocols, --protocol: hold-out or grouped folds); --seeds S repeats it as nested runs.
 
 The run receives its track spec; nothing here knows a track by name."""
 
@@ -37,15 +37,15 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
 
     from challenge.heads import get_head
     from challenge.postprocess import PostProcess
-    from challenge.run.baseline import linear_baseline
     from challenge.run.context import RunContext
     from challenge.run.finish import finish
-    from challenge.run.protocols import checkpoint_root, hold_out
+    from challenge.run.protocols import checkpoint_root, get_protocol
     from challenge.run.selection import fit_head, select_out_of_fold
     from challenge.stores.tuning import tuning_key
 
     head_cls = get_head(config.head)
     context = RunContext(spec, config)
+    protocol = get_protocol(config.protocol)(spec, config, head_cls, context.device)
     if config.zero_shot and spec.zero_shot is None:
         raise ChallengeError(f"--zero-shot: the {spec.name} track has no zero-shot rule (ce has one: compounds from an EXPR model).")
     # zero-shot (CE): the head learns the source track's labels on the same root
@@ -53,6 +53,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
     end_to_end = head_cls.reads == "media"
     if end_to_end and config.zero_shot:
         raise ChallengeError(f"--zero-shot with the end-to-end head {head_cls.name}: not supported; zero-shot runs read cached features.")
+    protocol.check(end_to_end)
     if end_to_end:
         from challenge.training.trainer import init_distributed
 
@@ -65,14 +66,13 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         features = splits
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     fingerprint = samples.fingerprint()
-    key = tuning_key(keys, head_cls)
+    key = tuning_key(keys, head_cls, "" if protocol.name == "hold-out" else protocol.name)  # hold-out studies keep their names
     with context.start(fingerprint, keys, tuning_key=key) as run:
         if samples.skipped:
             mlflow.log_text("\n".join(samples.skipped), "skipped.txt")
-        fit = hold_out(
-            train_spec, config, head_cls, train, valid, context.device, checkpoints=checkpoint_root(config) if end_to_end else None
-        )
-        fitted = fit_head(train_spec, config, head_cls, fit, fingerprint, key)
+        mlflow.set_tag("protocol", protocol.name)
+        fit = protocol.fitter(train, valid, checkpoints=checkpoint_root(config) if end_to_end else None)
+        fitted = fit_head(train_spec, config, head_cls, fit, fingerprint, key, protocol.steps)
         head, params, trials_run, provenance = fitted.head, fitted.params, fitted.ran, fitted.provenance
         if config.zero_shot:
             mlflow.log_metric("source_score", max((r["valid_score"] for r in head.history), default=float("nan")))
@@ -104,16 +104,15 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
             say(choice)
             mlflow.set_tags({"selected": estimate.winner(), "select": "out-of-fold"})
         post = PostProcess.for_track(spec, config.tune_threshold)
-        result = finish(spec, config, chosen, post, valid, test, run.run_id, params, provenance)
-        result.trials_run, result.estimate, result.selection = trials_run, estimate, choice
+        held = None if config.zero_shot else protocol.validation_outputs(chosen, valid)
+        result = finish(spec, config, chosen, post, valid, test, run.run_id, params, provenance, held)
+        result.trials_run, result.estimate, result.selection, result.protocol = trials_run, estimate, choice, protocol.name
         if config.tune_threshold and spec.problem == Problem.CLIP_CLASSIFICATION and not end_to_end:
             result.threshold = _threshold_estimate(spec, config, head_cls, params, train, valid, context.device)
         mlflow.log_params(_flat_params(params))
         run.save_model(chosen, post, train.normaliser, keys)
         if not config.zero_shot:  # beside an end-to-end head: the linear model on the frozen backbone's features
-            result.baseline = linear_baseline(
-                spec, config.head, result.score, features["train"], features["valid"], config.seed, config.tune_threshold
-            )
+            result.baseline = protocol.baseline(result.score, features["train"], features["valid"])
     return result
 
 

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
 from challenge.errors import ChallengeError
 from challenge.postprocess import PostProcess
+from challenge.track import Problem
 from challenge.training.normalise import Normaliser
 
 ARTIFACT = "model"  # the run's artifact path of the model
@@ -100,7 +102,9 @@ class SavedModel:
 
 class ChallengeModel(mlflow.pyfunc.PythonModel):
     """pyfunc face of a run's model: input a table with a `data` column (dataset roots), output
-    one row per test clip or video with its decided predictions (per-frame tracks: a list per video)."""
+    one row per test clip or video with what its submission file is written from: decided
+    predictions (per-frame tracks: a list per video), class probabilities for a two-class clip
+    track (ah), whose decision is their argmax."""
 
     def load_context(self, context):
         self.saved = SavedModel.read(Path(context.artifacts["model"]))
@@ -201,7 +205,8 @@ def _download_state(run_id: str, tracking_uri: str | None) -> Path:
 
 
 def predict_test(spec, saved: SavedModel, root: Path, store: str | None = None, device: str = "auto"):
-    """(test ids, decided predictions per id) of a saved model on a dataset's test split."""
+    """(test ids, predictions per id as the track's writer takes them) of a saved model on a
+    dataset's test split."""
     from challenge.config import RunConfig
     from challenge.run.prepare import extract_all, split_builder
 
@@ -232,4 +237,6 @@ def _decided(spec, saved: SavedModel, data):
     outputs = saved.head.predict(data)
     if spec.problem.per_frame:
         return data.ids, [saved.post.apply(o, [len(o)]) for o in outputs]
+    if spec.problem == Problem.CLIP_CLASSIFICATION:  # as the run wrote them: probabilities after the decision rule (their argmax)
+        return data.ids, list(saved.post.calibrate(np.asarray(outputs)))
     return data.ids, list(saved.post.apply(outputs, [1] * len(outputs)))

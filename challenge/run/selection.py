@@ -16,10 +16,11 @@ from challenge.stores.saved_state import describe, rebuild, saved_kind
 from challenge.track import TrackSpec
 
 
-def fit_head(spec: TrackSpec, config: RunConfig, head_cls, fit, fingerprint: str, key: str) -> Tuned:
+def fit_head(spec: TrackSpec, config: RunConfig, head_cls, fit, fingerprint: str, key: str, steps=None) -> Tuned:
     """The run's head: tuned (--tune; the best trial's model is kept, not retrained) or fitted
     with the head's defaults. `fit(params, report)` says how one candidate is fitted and scored
-    (challenge.run.protocols: hold-out, or grouped folds). Logs its history."""
+    (challenge.run.protocols: hold-out, or grouped folds); `steps(epochs)` how many scores it
+    reports while it trains (the protocol's: epochs, or folds), the pruner's budget. Logs its history."""
     import mlflow
 
     from challenge.stores import tracking
@@ -29,7 +30,7 @@ def fit_head(spec: TrackSpec, config: RunConfig, head_cls, fit, fingerprint: str
     if config.tune and not head_cls.search_space:
         say(f"[yellow]the {config.head} head has nothing to tune (it chooses its penalty inside the fit): fitting it once[/]")
     elif config.tune:
-        fitted = tune_head(spec, config, head_cls, fit, fingerprint, overrides, key)
+        fitted = tune_head(spec, config, head_cls, fit, fingerprint, overrides, key, steps)
     if fitted.head is not None:
         say(f"the {config.head} head of trial {fitted.provenance['trial']} is the final model (same data, parameters and seed: no refit)")
         mlflow.set_tag("final_model", f"trial {fitted.provenance['trial']}, not refitted")
@@ -126,7 +127,7 @@ PRUNED_BECAUSE = {  # what the --pruner choice measured when it cut a trial
 }  # --pruner none never prunes
 
 
-def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> Tuned:
+def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str, steps=None) -> Tuned:
     import mlflow
     import optuna
 
@@ -137,6 +138,7 @@ def tune_head(spec, config, head_cls, fit, fingerprint, overrides, key: str) -> 
     name = f"{spec.name}-{config.head}-{'+'.join(config.features)}-{fingerprint}-{key}{'-shuffled' if config.shuffle_labels else ''}"
     defaults = {k: v for k, v in head_cls.default_parameters().items() if k in head_cls.search_space}
     epochs = (head_cls.default_parameters() | overrides).get("epochs")  # the pruner's warm-up is a share of them
+    epochs = steps(epochs) if steps is not None else epochs  # what a candidate reports per step: epochs, or folds
     study, worker = open_study(name, config.storage, config.seed, defaults, spec.direction, config.worker, epochs, config.pruner)
     done = finished_trials(study)
     say(f"study {name}: {done} finished trial(s) stored, running until {config.trials}")
