@@ -64,6 +64,7 @@ class Protocol:
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    in_study_name: ClassVar[bool] = True  # part of the tuning key (hold-out is not, so its studies keep their names)
 
     def __init__(self, spec: TrackSpec, config: RunConfig, head_cls, device: str):
         self.spec, self.config, self.head_cls, self.device = spec, config, head_cls, device
@@ -94,6 +95,7 @@ class Protocol:
 
 class HoldOut(Protocol):
     name = "hold-out"
+    in_study_name = False
     summary = "train on the train split; early stopping, selection and the score on the valid split"
 
     def fitter(self, train, valid, checkpoints: Path | None = None) -> Callable:
@@ -111,10 +113,18 @@ class GroupedFolds(Protocol):
         from challenge.errors import ChallengeError
 
         config, spec = self.config, self.spec
-        if spec.problem.per_frame or end_to_end or config.zero_shot:
+        reason = (
+            "it scores frames"
+            if spec.problem.per_frame
+            else f"{self.head_cls.name} is an end-to-end head"
+            if end_to_end
+            else "--zero-shot trains on another track's labels"
+            if config.zero_shot
+            else None
+        )
+        if reason:
             raise ChallengeError(
-                f"--protocol grouped-folds: clip tracks on cached features (emi, ah); the {spec.name} track "
-                f"{'with --zero-shot' if config.zero_shot else 'with the end-to-end head ' + self.head_cls.name if end_to_end else 'scores frames'}. "
+                f"--protocol grouped-folds: clip tracks on cached features (emi, ah); the {spec.name} run cannot ({reason}). "
                 "Use --protocol hold-out (smile-intensity has its own --folds)."
             )
         if config.select == "out-of-fold":

@@ -66,7 +66,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         features = splits
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     fingerprint = samples.fingerprint()
-    key = tuning_key(keys, head_cls, "" if protocol.name == "hold-out" else protocol.name)  # hold-out studies keep their names
+    key = tuning_key(keys, head_cls, protocol.name if protocol.in_study_name else "")
     with context.start(fingerprint, keys, tuning_key=key) as run:
         if samples.skipped:
             mlflow.log_text("\n".join(samples.skipped), "skipped.txt")
@@ -104,7 +104,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
             say(choice)
             mlflow.set_tags({"selected": estimate.winner(), "select": "out-of-fold"})
         post = PostProcess.for_track(spec, config.tune_threshold)
-        held = None if config.zero_shot else protocol.validation_outputs(chosen, valid)
+        held = protocol.validation_outputs(chosen, valid)
         result = finish(spec, config, chosen, post, valid, test, run.run_id, params, provenance, held)
         result.trials_run, result.estimate, result.selection, result.protocol = trials_run, estimate, choice, protocol.name
         if config.tune_threshold and spec.problem == Problem.CLIP_CLASSIFICATION and not end_to_end:
