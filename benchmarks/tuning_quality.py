@@ -9,7 +9,7 @@ nothing (3 folds of train+valid, out of fold) for
   (d) random search without pruning, given the wall time (b'') took.
 Prints a markdown table with mean ± sd over seeds. Not run by CI.
 
-    .venv/bin/python benchmarks/tuning_quality.py [--seeds 3] [--trials 10,30] [--sets quirky,ordered,bursts,demo] [--clips 80] [--epochs 15]
+    .venv/bin/python benchmarks/tuning_quality.py [--seeds 3] [--first-seed 0] [--trials 10,30] [--sets quirky,ordered,bursts,demo] [--clips 80] [--epochs 15]
         [--methods defaults,median,hyperband,earlier,random]
 """
 
@@ -87,7 +87,7 @@ def measure(label: str, data: Path, features: list[str], args, work: Path, extra
     for trials in args.trials:
         methods = [m for m in METHODS if m in args.methods]
         figures = {m: {"finished": [], "pruned": [], "seconds": [], "selection": [], "oof": []} for m in (*methods, "ridge")}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             tuned_seconds = None
             for method in methods:
                 budget = 1 if method == "defaults" else (10_000 if method.startswith("random") else trials)
@@ -99,7 +99,7 @@ def measure(label: str, data: Path, features: list[str], args, work: Path, extra
                 f = figures[method]
                 f["finished"].append(finished), f["pruned"].append(pruned), f["seconds"].append(seconds)
                 f["selection"].append(result.score), f["oof"].append(result.estimate.score)
-                if len(figures["ridge"]["oof"]) == seed:  # the baseline once per seed
+                if len(figures["ridge"]["oof"]) == seed - args.first_seed:  # the baseline once per seed
                     figures["ridge"]["oof"].append(result.estimate.baseline_score)
                 print(
                     f"{label} trials={trials} seed={seed} {method}: {finished} finished, {pruned} pruned, {seconds:.0f} s, "
@@ -122,6 +122,7 @@ def measure(label: str, data: Path, features: list[str], args, work: Path, extra
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="to split the seeds over processes (one core each)")
     parser.add_argument("--trials", default="10,30")
     parser.add_argument("--clips", type=int, default=80, help="training clips of the fixture sets (validation: 3/4 of it)")
     parser.add_argument("--epochs", type=int, default=15)

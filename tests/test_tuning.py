@@ -2,6 +2,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import optuna
 
@@ -25,6 +26,19 @@ def test_study_is_warm_started_from_defaults_and_resumes(tmp_path):
     assert optimise(again, _objective, n_trials=4, timeout=None) == 2  # only the missing ones
     assert optimise(again, _objective, n_trials=4, timeout=None) == 0
     assert len(again.trials) == 4 and sum(t.params == {"x": 0.5} for t in again.trials) == 1
+
+
+def test_a_tuning_run_prints_no_heartbeat_warning_per_trial(tmp_path):
+    """optimise runs Optuna's heartbeat thread around each trial itself; Optuna's warning that a
+    heartbeat storage belongs to Study.optimize was printed once per trial of every --tune run."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    study, _ = open_study("quiet", f"sqlite:///{tmp_path}/studies.db", seed=0, defaults={"x": 0.5})
+    assert is_heartbeat_enabled(study._storage)  # the case Optuna warns about
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert optimise(study, _objective, n_trials=3, timeout=None) == 3
+    assert [str(w.message) for w in caught if "eartbeat" in str(w.message)] == []
 
 
 KILLED_STUDY = textwrap.dedent(

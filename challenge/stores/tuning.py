@@ -180,7 +180,12 @@ def _start_trial(study: optuna.Study, url: str, n_trials: int) -> optuna.Trial |
         _fail_dead_trials(study)  # a dead worker's trial is not counted as running
         if finished_trials(study) + _running_elsewhere(study) >= n_trials:
             return None
-        return study.ask()
+        # Optuna warns that a heartbeat storage belongs to Study.optimize: this loop runs the same
+        # heartbeat thread around each trial (_run_trial), so the warning, printed once per trial
+        # of every --tune run, says nothing true here
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+            return study.ask()
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Callable) -> None:
