@@ -240,7 +240,8 @@ class RunResult:
     details: dict[str, float]
     params: dict
     submission: Path | None
-    trials_run: int = 0
+    trials_run: int = 0  # trials this command ran (0 when it resumed a finished study)
+    tuned: bool = False  # its parameters come from an Optuna study (--tune), whether this command ran its trials or an earlier one
     baseline: object | None = None  # challenge.run.baseline.Baseline: the linear model on the same split and features
     estimate: object | None = None  # challenge.run.estimate.Estimate: a tuned run's figures that selected nothing
     selection: str | None = None  # what --select out-of-fold submitted, and why

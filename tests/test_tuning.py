@@ -315,3 +315,11 @@ def test_select_out_of_fold_submits_what_wins_the_estimate_and_the_saved_model_i
     again = runner.invoke(app, ["predict", run_id, "--data", str(emi_root), "--out", "again"])
     assert again.exit_code == 0, again.output + repr(again.exception)
     np.testing.assert_allclose(pd.read_csv("again/predictions.csv").iloc[:, 1:].to_numpy(), submitted.iloc[:, 1:].to_numpy(), atol=1e-6)
+    # the summary's advice is to rerun with --select out-of-fold: the study is finished, so the
+    # rerun runs no trial, and still selects by the estimate (it refused "needs the estimate" before)
+    resumed = runner.invoke(app, [*base, "--tune", "--trials", "3"])
+    assert resumed.exit_code == 0, resumed.output + repr(resumed.exception)
+    text = " ".join(resumed.output.split())
+    assert "3 finished trial(s) stored" in text and "trial 0:" not in text  # nothing ran again
+    assert "selection score (validation, the best of the study's trials" in text  # still labelled what it is
+    assert re.search(r"--select out-of-fold: submitting the (tuned lightgbm|linear baseline ridge|average of)", text)

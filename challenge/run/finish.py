@@ -201,7 +201,7 @@ def result_lines(spec: TrackSpec, result: RunResult, control: bool = False) -> l
     the selection score it is), each label's figure, the baseline and the estimate beside it."""
     mark = " -- CONTROL RUN, shuffled labels: chance level, not a result" if control else ""
     where = "validation" if result.protocol == "hold-out" else f"validation {spec.items} out of fold ({result.protocol})"
-    if result.trials_run:
+    if result.tuned:
         lines = [
             f"selection score ({where}, the best of the study's trials on these {spec.items}, so optimistic; {spec.metric}): "
             f"{result.score:.4f}{mark}"

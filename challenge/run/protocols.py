@@ -228,7 +228,7 @@ def over_seeds(spec: TrackSpec, config: RunConfig, run_one: Callable[[RunConfig]
     )
     details = {f"{figure} {what}": float(row[what]) for figure, row in summary.iterrows() for what in ("mean", "sd")}
     result = RunResult(parent.info.run_id, float(summary.loc[primary, "mean"]), details, results[0].params, None)
-    result.trials_run = sum(r.trials_run for r in results)
+    result.trials_run, result.tuned = sum(r.trials_run for r in results), all(r.tuned for r in results)
     if "baseline_score" in summary.index:
         result.baseline = Baseline(
             results[0].baseline.head, float(summary.loc["baseline_score", "mean"]), float(summary.loc["gain_over_baseline", "mean"])

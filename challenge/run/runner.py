@@ -85,8 +85,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
             say(f"fine-tuned backbone: {folder.resolve()} (logged with the run; pass it as {head.model_flag} to extract features from it)")
         estimate = None
         if (
-            config.tune
-            and trials_run
+            fitted.from_study  # a resumed, finished study too: rerunning it with --select out-of-fold is how a team uses it
             and config.estimate_folds > 1
             and not spec.problem.per_frame
             and head_cls.search_space
@@ -106,7 +105,8 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         post = PostProcess.for_track(spec, config.tune_threshold)
         held = protocol.validation_outputs(chosen, valid)
         result = finish(spec, config, chosen, post, valid, test, run.run_id, params, provenance, held)
-        result.trials_run, result.estimate, result.selection, result.protocol = trials_run, estimate, choice, protocol.name
+        result.trials_run, result.tuned, result.estimate, result.selection = trials_run, fitted.from_study, estimate, choice
+        result.protocol = protocol.name
         if config.tune_threshold and spec.problem == Problem.CLIP_CLASSIFICATION and not end_to_end:
             result.threshold = _threshold_estimate(spec, config, head_cls, params, train, valid, context.device)
         mlflow.log_params(_flat_params(params))

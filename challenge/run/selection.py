@@ -120,6 +120,11 @@ class Tuned:
     def __init__(self, params, ran, provenance, head, value: float | None = None):
         self.params, self.ran, self.provenance, self.head, self.value = params, ran, provenance, head, value
 
+    @property
+    def from_study(self) -> bool:
+        """The parameters are a study's best trial: `ran` is 0 when the study was already finished."""
+        return self.provenance.get("source") == "optuna"
+
 
 PRUNED_BECAUSE = {  # what the --pruner choice measured when it cut a trial
     "median": "below the median of the finished trials there",

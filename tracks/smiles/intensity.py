@@ -170,7 +170,7 @@ def _run_seed(spec, config: RunConfig) -> RunResult:
         )
     )
     result = RunResult(run.run_id, macro, {k: v for k, v in summary.items() if isinstance(v, float)}, fitted.params, None)
-    result.trials_run, result.baseline = fitted.ran, baseline
+    result.trials_run, result.tuned, result.baseline = fitted.ran, fitted.from_study, baseline
     return result
 
 

@@ -83,7 +83,7 @@ def run_smile_laugh(spec, config: RunConfig) -> RunResult:
     a, b = Path(config.data).name, Path(config.smiles.eval_data).name
     details = {f"{a}->{b} {k}": v for k, v in forward.details.items()} | {f"{b}->{a} {k}": v for k, v in backward.details.items()}
     result = RunResult(forward.run_id, forward.score, details, forward.params, None)
-    result.trials_run = forward.trials_run + backward.trials_run
+    result.trials_run, result.tuned = forward.trials_run + backward.trials_run, forward.tuned and backward.tuned
     return result
 
 
@@ -243,7 +243,7 @@ def _run_one_way(spec, config: RunConfig) -> RunResult:
     details = {f"{r['set']} {r['modality']}": r["model"] for _, r in gains.iterrows()}
     details |= {f"{r['set']} {r['modality']} baseline": r["baseline"] for _, r in gains.iterrows()}
     result = RunResult(run.run_id, float(headline["model"]), details, fitted.params, None)
-    result.trials_run, result.seeds = fitted.ran, len(seeds)
+    result.trials_run, result.tuned, result.seeds = fitted.ran, fitted.from_study, len(seeds)
     return result
 
 
