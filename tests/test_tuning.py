@@ -323,3 +323,11 @@ def test_select_out_of_fold_submits_what_wins_the_estimate_and_the_saved_model_i
     assert "3 finished trial(s) stored" in text and "trial 0:" not in text  # nothing ran again
     assert "selection score (validation, the best of the study's trials" in text  # still labelled what it is
     assert re.search(r"--select out-of-fold: submitting the (tuned lightgbm|linear baseline ridge|average of)", text)
+    # without --select, a run whose head loses out of fold says which model wins and how to submit it
+    plain = runner.invoke(app, [*base[:-2], "--tune", "--trials", "3"])
+    assert plain.exit_code == 0, plain.output + repr(plain.exception)
+    advice = re.search(
+        r"the (\S+ \S+ \S+|average of \S+ and \S+) wins out of fold: the same command with --select out-of-fold",
+        " ".join(plain.output.split()),
+    )
+    assert (advice.group(1) if advice else "tuned lightgbm") == choice, (advice, choice)

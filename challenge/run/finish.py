@@ -212,4 +212,14 @@ def result_lines(spec: TrackSpec, result: RunResult, control: bool = False) -> l
     lines += [figure.describe() for figure in (result.baseline, result.estimate, result.threshold) if figure is not None]
     if result.selection:
         lines.append(result.selection)
+    elif result.estimate is not None and result.estimate.winner() != "head":
+        estimate = result.estimate
+        winner = {
+            "baseline": f"linear baseline {estimate.baseline_head}",
+            "average": f"average of {estimate.head} and {estimate.baseline_head}",
+        }
+        lines.append(
+            f"the {winner[estimate.winner()]} wins out of fold: the same command with --select out-of-fold submits it "
+            "(the study is kept: no trial runs again)"
+        )
     return lines
