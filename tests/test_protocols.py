@@ -171,6 +171,17 @@ def test_grouped_folds_refuses_what_it_cannot_do_before_training(workdir, affwil
     assert not Path("submissions").exists()  # refused before any extraction or training
 
 
+def test_a_tuned_grouped_folds_run_claims_no_estimate_that_selected_nothing(workdir, emi_root):
+    """Its tuning scored every labelled clip out of fold: refitting on those clips again is no
+    estimate that selected nothing, so the run reports none (it printed one, mislabelled)."""
+    args = ["track", "emi", "--data", str(emi_root), "--features", "egemaps", "--head", "lightgbm"]
+    result = runner.invoke(app, [*args, "--protocol", "grouped-folds", "--protocol-folds", "3", "--tune", "--trials", "2"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    text = " ".join(result.output.split())
+    assert "selection score (validation clips out of fold (grouped-folds), the best of the study's trials" in text
+    assert "estimate that selected nothing" not in text
+
+
 def test_the_worked_example_of_a_protocol_in_the_docs_runs():
     """docs/extending.md's protocol example, executed as written: it fits and scores a candidate."""
     from challenge.run.protocols import Protocol

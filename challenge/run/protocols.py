@@ -65,6 +65,9 @@ class Protocol:
     name: ClassVar[str]
     summary: ClassVar[str]
     in_study_name: ClassVar[bool] = True  # part of the tuning key (hold-out is not, so its studies keep their names)
+    # after tuning, K refits over train+valid are an estimate that selected nothing only if the
+    # tuning scored candidates on fewer clips than those (hold-out: on valid alone)
+    unselected_estimate: ClassVar[bool] = True
 
     def __init__(self, spec: TrackSpec, config: RunConfig, head_cls, device: str):
         self.spec, self.config, self.head_cls, self.device = spec, config, head_cls, device
@@ -104,6 +107,7 @@ class HoldOut(Protocol):
 
 class GroupedFolds(Protocol):
     name = "grouped-folds"
+    unselected_estimate = False  # its tuning scored every labelled clip out of fold already
     summary = (
         "K models over train+valid (--protocol-folds), groups kept whole, each stopping early on its held fold; "
         "selection on the out-of-fold score; the K models average their outputs on the test set"

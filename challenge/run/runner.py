@@ -86,6 +86,7 @@ def run_track(spec: TrackSpec, config: RunConfig) -> RunResult:
         estimate = None
         if (
             fitted.from_study  # a resumed, finished study too: rerunning it with --select out-of-fold is how a team uses it
+            and protocol.unselected_estimate
             and config.estimate_folds > 1
             and not spec.problem.per_frame
             and head_cls.search_space
