@@ -280,9 +280,31 @@ def test_hyperband_and_no_pruning_also_find_the_slow_learner_and_the_option_reac
 
     storage = f"sqlite:///{tmp_path}/studies.db"
     opened, _ = tuning.open_study("s", storage, 0, {"rate": 0.0}, epochs=10, pruning="hyperband")
-    assert isinstance(opened.pruner, optuna.pruners.HyperbandPruner)
+    assert isinstance(opened.pruner, tuning.AfterFinished) and isinstance(opened.pruner.inner, optuna.pruners.HyperbandPruner)
     resumed, _ = tuning.open_study("s", storage, 0, {"rate": 0.0}, epochs=10, pruning="median")
     assert isinstance(resumed.pruner, optuna.pruners.MedianPruner) and len(resumed.trials) == 1
+
+
+def test_hyperband_lets_five_trials_finish_before_it_prunes():
+    """Every later trial is behind every earlier one at every epoch (the case of a residual head's
+    defaults, which start at the ridge fit): Hyperband alone finished 2 or 3 of 10 such trials.
+    Now at least STARTUP_TRIALS finish, and Hyperband still prunes after them."""
+    from challenge.stores import tuning
+
+    def later_is_worse(trial):
+        trial.suggest_float("x", 0, 1)
+        for epoch in range(15):
+            trial.report(epoch * 0.01 - trial.number, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return 0.15 - trial.number
+
+    for name in ("a", "b", "c"):  # brackets hash the study name: several names, several bracket draws
+        study = optuna.create_study(study_name=name, direction="maximize", pruner=tuning.pruner(15, "hyperband"))
+        study.optimize(later_is_worse, n_trials=10)
+        states = [t.state for t in study.trials]
+        assert states[: tuning.STARTUP_TRIALS] == [optuna.trial.TrialState.COMPLETE] * tuning.STARTUP_TRIALS, (name, states)
+        assert optuna.trial.TrialState.PRUNED in states[tuning.STARTUP_TRIALS :], (name, states)
 
 
 def test_select_out_of_fold_submits_what_wins_the_estimate_and_the_saved_model_is_what_was_submitted(emi_root, workdir):
