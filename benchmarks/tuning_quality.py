@@ -46,7 +46,7 @@ METHODS = (
 )
 SHORT = dict(zip(("defaults", "median", "hyperband", "earlier", "random", "select", "folds", "ridge"), METHODS))
 DEFAULT_PRUNER = "tuned, Hyperband pruner"  # what `--tune` uses without --pruner; random search gets its wall time
-SELECT, FOLDS = METHODS[5], METHODS[6]
+SELECT, FOLDS = SHORT["select"], SHORT["folds"]
 
 
 def tune_once(data: Path, features: list[str], seed: int, trials: int, method: str, work: Path, extra: dict, timeout=None):

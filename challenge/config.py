@@ -135,8 +135,8 @@ class _RunConfig(Settings):
     protocol_folds: int = Field(5, ge=2, description="Folds of --protocol grouped-folds.")
     pruner: Literal["hyperband", "median", "none"] = Field(
         "hyperband",
-        description="How --tune stops weak trials early. hyperband: Optuna's successive halving over the epochs (about half the "
-        "trials finish; each rung gets its budget). median: below the median of 5 finished trials, after the first 40 % of the "
+        description="How --tune stops weak trials early. hyperband: Optuna's successive halving over the epochs, silent until 5 "
+        "trials have finished (each rung gets its budget). median: below the median of 5 finished trials, after the first 40 % of the "
         "epochs (more trials finish). none: every trial runs to the end. docs/benchmarks.md compares them.",
     )
     tune_threshold: bool = Field(

@@ -33,6 +33,14 @@ class Estimate:
         scores = {"baseline": self.baseline_score, "average": self.average_score, "head": self.score}
         return max(scores, key=lambda name: scores[name] if np.isfinite(scores[name]) else -np.inf)
 
+    def winner_described(self) -> str:
+        """The winner as the summary names it: "tuned lstm", "linear baseline ridge", "average of lstm and ridge"."""
+        return {
+            "head": f"tuned {self.head}",
+            "baseline": f"linear baseline {self.baseline_head}",
+            "average": f"average of {self.head} and {self.baseline_head}",
+        }[self.winner()]
+
     def describe(self) -> str:
         verdict = "" if self.gain > 0 else " -- the head does NOT beat the linear baseline here"
         return (

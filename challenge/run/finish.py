@@ -213,13 +213,8 @@ def result_lines(spec: TrackSpec, result: RunResult, control: bool = False) -> l
     if result.selection:
         lines.append(result.selection)
     elif result.estimate is not None and result.estimate.winner() != "head":
-        estimate = result.estimate
-        winner = {
-            "baseline": f"linear baseline {estimate.baseline_head}",
-            "average": f"average of {estimate.head} and {estimate.baseline_head}",
-        }
         lines.append(
-            f"the {winner[estimate.winner()]} wins out of fold: the same command with --select out-of-fold submits it "
+            f"the {result.estimate.winner_described()} wins out of fold: the same command with --select out-of-fold submits it "
             "(the study is kept: no trial runs again)"
         )
     return lines

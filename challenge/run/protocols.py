@@ -117,15 +117,12 @@ class GroupedFolds(Protocol):
         from challenge.errors import ChallengeError
 
         config, spec = self.config, self.spec
-        reason = (
-            "it scores frames"
-            if spec.problem.per_frame
-            else f"{self.head_cls.name} is an end-to-end head"
-            if end_to_end
-            else "--zero-shot trains on another track's labels"
-            if config.zero_shot
-            else None
+        reasons = (
+            (spec.problem.per_frame, "it scores frames"),
+            (end_to_end, f"{self.head_cls.name} is an end-to-end head"),
+            (config.zero_shot, "--zero-shot trains on another track's labels"),
         )
+        reason = next((why for applies, why in reasons if applies), None)
         if reason:
             raise ChallengeError(
                 f"--protocol grouped-folds: clip tracks on cached features (emi, ah); the {spec.name} run cannot ({reason}). "

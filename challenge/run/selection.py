@@ -232,11 +232,8 @@ def select_out_of_fold(spec: TrackSpec, estimate, head, train, valid, seed: int)
         f"out of fold: {estimate.head} {estimate.score:.4f}, {estimate.baseline_head} {estimate.baseline_score:.4f}, "
         f"average {estimate.average_score:.4f}"
     )
+    said = f"--select out-of-fold: submitting the {estimate.winner_described()} ({figures})"
     if winner == "head":
-        return head, f"--select out-of-fold: submitting the tuned {estimate.head} ({figures})"
+        return head, said
     baseline, _, _ = fit_baseline(spec, train, valid, seed)
-    if winner == "baseline":
-        return baseline, f"--select out-of-fold: submitting the linear baseline {estimate.baseline_head}, which wins ({figures})"
-    return AveragedHeads(
-        [head, baseline]
-    ), f"--select out-of-fold: submitting the average of {estimate.head} and {estimate.baseline_head} ({figures})"
+    return (baseline if winner == "baseline" else AveragedHeads([head, baseline])), said
